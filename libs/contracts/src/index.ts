@@ -1,0 +1,4 @@
+export * from './telemetry';
+export * from './topics';
+export * from './errors';
+export * from './proto';

@@ -1,0 +1,6 @@
+export * from './telemetry';
+export * from './trace-context';
+export * from './metrics.registry';
+export * from './health.registry';
+export * from './observability.module';
+export * from './bootstrap';

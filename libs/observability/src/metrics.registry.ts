@@ -1,0 +1,51 @@
+import { Injectable } from '@nestjs/common';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { spanExportStats } from './telemetry';
+
+/** Buckets in seconds for per-hop latencies: 0.5 ms … 10 s. */
+export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * One Prometheus registry per app, with Node defaults (event-loop lag, heap, GC) and the span
+ * exporter's counters. Features register their metrics here through the helpers.
+ */
+@Injectable()
+export class MetricsRegistry {
+  readonly registry = new Registry();
+
+  constructor(serviceName: string) {
+    this.registry.setDefaultLabels({ service: serviceName });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    this.gauge('dmp_otel_spans_exported', 'Spans the OTLP exporter delivered (cumulative)', [], function () {
+      this.set(spanExportStats.exported);
+    });
+    this.gauge('dmp_otel_spans_export_failed', 'Spans the OTLP exporter failed to deliver (cumulative)', [], function () {
+      this.set(spanExportStats.failed);
+    });
+    this.gauge('dmp_otel_spans_dropped', 'Spans dropped because the export queue was full (cumulative)', [], function () {
+      this.set(spanExportStats.dropped());
+    });
+  }
+
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  gauge<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+    collect?: (this: Gauge<L>) => void | Promise<void>,
+  ): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry], ...(collect ? { collect } : {}) });
+  }
+
+  histogram<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+    buckets: number[] = LATENCY_BUCKETS,
+  ): Histogram<L> {
+    return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+  }
+}

@@ -1,0 +1,81 @@
+import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api';
+import type { ExportResult } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import {
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  type ReadableSpan,
+  type SpanExporter,
+} from '@opentelemetry/sdk-trace';
+import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+
+export interface TelemetryOptions {
+  serviceName: string;
+  enabled: boolean;
+  otlpEndpoint: string;
+  sampleRatio: number;
+}
+
+/** Span export counters, read by the metrics module (`dmp_otel_spans_*`). */
+export const spanExportStats = { exported: 0, failed: 0, dropped: () => 0 };
+
+/** Counts what the exporter really delivered, so a silently full queue shows up in metrics. */
+class CountingExporter implements SpanExporter {
+  constructor(private readonly inner: SpanExporter) {}
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.inner.export(spans, (result) => {
+      if (result.code === 0) spanExportStats.exported += spans.length;
+      else spanExportStats.failed += spans.length;
+      done(result);
+    });
+  }
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
+
+export interface Telemetry {
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Starts OpenTelemetry tracing. Call it first in `main.ts`, before Nest and the libraries it
+ * instruments (http, gRPC) are loaded. MQTT and RocketMQ spans are made by DMP itself.
+ */
+export function startTelemetry(options: TelemetryOptions, logger?: DiagLogger): Telemetry {
+  if (!options.enabled) return { shutdown: async () => undefined };
+  if (logger) diag.setLogger(logger, DiagLogLevel.WARN);
+
+  // Jaeger ingests OTLP natively, so no Jaeger-specific exporter (deprecated upstream) is needed.
+  const exporter = new OTLPTraceExporter({ url: options.otlpEndpoint });
+  const processor = new BatchSpanProcessor({
+    exporter: new CountingExporter(exporter),
+    maxQueueSize: 20_000,
+    maxExportBatchSize: 1_000,
+    scheduledDelayMillis: 1_000,
+  });
+  // The SDK keeps the count of spans it dropped on a full queue private; read it for the metric.
+  spanExportStats.dropped = () => (processor as unknown as { _droppedSpansCount?: number })._droppedSpansCount ?? 0;
+
+  const sdk = new NodeSDK({
+    resource: resourceFromAttributes({
+      [ATTR_SERVICE_NAME]: options.serviceName,
+    }),
+    autoDetectResources: false,
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio) }),
+    spanProcessors: [processor],
+    instrumentations: [new HttpInstrumentation({ ignoreIncomingRequestHook: isScrape }), new GrpcInstrumentation()],
+  });
+  sdk.start();
+  return { shutdown: () => sdk.shutdown() };
+}
+
+const isScrape = (request: { url?: string }) => request.url === '/metrics' || request.url === '/health';
