@@ -1,0 +1,3 @@
+export * from './wait';
+export * from './app-process';
+export * from './stack';

@@ -1,0 +1,39 @@
+import { clickhouseSection, loadConfig, mqttSection, redisSection, rocketmqSection, telemetrySection } from '@dmp/config';
+
+/** Where the local stack (scripts/stack.sh) listens; the same defaults the apps use. */
+export const stack = {
+  ...loadConfig({
+    mqtt: mqttSection,
+    redis: redisSection,
+    rocketmq: rocketmqSection,
+    clickhouse: clickhouseSection,
+    telemetry: telemetrySection,
+  }),
+  jaegerQueryUrl: 'http://127.0.0.1:16686',
+  prometheusUrl: 'http://127.0.0.1:9090',
+};
+
+export interface JaegerSpan {
+  traceID: string;
+  spanID: string;
+  operationName: string;
+  processID: string;
+  references: { refType: string; traceID: string; spanID: string }[];
+  tags: { key: string; value: unknown }[];
+}
+export interface JaegerTrace {
+  traceID: string;
+  spans: JaegerSpan[];
+  processes: Record<string, { serviceName: string }>;
+}
+
+/** One trace from Jaeger's query API, or undefined while it is not (fully) there. */
+export async function getJaegerTrace(traceId: string): Promise<JaegerTrace | undefined> {
+  const response = await fetch(`${stack.jaegerQueryUrl}/api/traces/${traceId}`);
+  if (!response.ok) return undefined;
+  const body = (await response.json()) as { data?: JaegerTrace[] };
+  return body.data?.[0];
+}
+
+export const servicesOf = (trace: JaegerTrace) =>
+  new Set(trace.spans.map((span) => trace.processes[span.processID]?.serviceName));

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The main job (`npm start`): the local stack, the three apps, and the device simulator.
+# Extra arguments go to the simulator, e.g. `npm start -- --devices 10000 --rate 2000`.
+# Ctrl-C stops the simulator and the apps (gracefully); the stack stays up (`npm run stack:down`).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$DMP_ROOT"
+
+bash scripts/bootstrap.sh
+npm run --silent build
+bash scripts/stack.sh up
+
+LOG_DIR="$DMP_ROOT/.stack/logs"
+mkdir -p "$LOG_DIR"
+pids=()
+stop_apps() {
+  [ ${#pids[@]} -eq 0 ] || { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
+}
+trap stop_apps EXIT
+trap 'exit 130' INT TERM
+
+# Start downstream first so each hop finds the next one ready.
+for app in dmp-data dmp-kernel dmp-mqtt; do
+  node --enable-source-maps "dist/apps/$app/src/main.js" >>"$LOG_DIR/$app.log" 2>&1 &
+  pids+=($!)
+done
+for port in 3003 3002 3001; do
+  for _ in $(seq 1 120); do
+    curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  curl -fsS "http://127.0.0.1:$port/health" >/dev/null || { echo "app on port $port is not healthy; see $LOG_DIR" >&2; exit 1; }
+done
+
+cat <<INFO
+DMP is running (logs in $LOG_DIR):
+  health/metrics  http://127.0.0.1:3001  dmp-mqtt · :3002 dmp-kernel · :3003 dmp-data
+  traces          http://127.0.0.1:16686/api/traces?service=dmp-mqtt&limit=5   (Jaeger query API)
+  metrics         http://127.0.0.1:9090/graph                                   (Prometheus)
+  data            clickhouse-client --query "SELECT device_id, count() FROM dmp.telemetry_raw FINAL GROUP BY device_id ORDER BY device_id LIMIT 10"
+Starting the device simulator (Ctrl-C to stop)…
+INFO
+node --enable-source-maps dist/tools/simulator/src/main.js --devices 1000 --rate 200 "$@"

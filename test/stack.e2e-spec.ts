@@ -1,0 +1,123 @@
+/**
+ * The local stack is made of real servers: each test does one real round trip through one of them.
+ * Run after `npm run stack:up` (the test command does it).
+ */
+import { createClient } from '@clickhouse/client';
+import { stack, waitFor } from '@dmp/testing';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { Redis } from 'ioredis';
+import mqtt from 'mqtt';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { Producer, SimpleConsumer } from 'rocketmq-client-nodejs';
+
+const silentLogger = { info() {}, warn() {}, error() {}, debug() {} };
+
+describe('local stack', () => {
+  it('Mosquitto delivers an MQTT 5 message to a shared subscription with its user properties', async () => {
+    const topic = `dmp/stack-check/${randomUUID()}`;
+    const subscriber = await mqtt.connectAsync(stack.mqtt.url, { protocolVersion: 5, clientId: `sub-${randomUUID()}` });
+    const publisher = await mqtt.connectAsync(stack.mqtt.url, { protocolVersion: 5, clientId: `pub-${randomUUID()}` });
+    try {
+      await subscriber.subscribeAsync(`$share/stack-check/${topic}`, { qos: 1 });
+      const received = new Promise<{ payload: string; traceparent: unknown }>((resolve) =>
+        subscriber.on('message', (_t, payload, packet) =>
+          resolve({ payload: payload.toString(), traceparent: packet.properties?.userProperties?.traceparent }),
+        ),
+      );
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      await publisher.publishAsync(topic, 'hello', { qos: 1, properties: { userProperties: { traceparent } } });
+      assert.deepEqual(await received, { payload: 'hello', traceparent });
+    } finally {
+      await Promise.all([subscriber.endAsync(), publisher.endAsync()]);
+    }
+  });
+
+  it('RocketMQ stores a message and delivers it to a consumer group over gRPC', async () => {
+    const topic = 'dmp_stack_check';
+    const options = { endpoints: stack.rocketmq.endpoints, namespace: stack.rocketmq.namespace, logger: silentLogger };
+    const producer = new Producer({ ...options, topic });
+    const consumer = new SimpleConsumer({
+      ...options,
+      consumerGroup: 'dmp_stack_check',
+      subscriptions: new Map([[topic, '*']]),
+      awaitDuration: 5_000,
+    });
+    await Promise.all([producer.startup(), consumer.startup()]);
+    after(() => Promise.all([producer.shutdown(), consumer.shutdown()]));
+
+    const marker = randomUUID();
+    await producer.send({ topic, body: Buffer.from(marker), keys: [marker], properties: new Map([['marker', marker]]) });
+    const found = await waitFor(
+      'the message back from RocketMQ',
+      async () => {
+        for (const message of await consumer.receive(32, 15_000)) {
+          await consumer.ack(message);
+          if (message.body.toString() === marker) return message;
+        }
+        return undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 0 },
+    );
+    assert.equal(found.properties.get('marker'), marker);
+  });
+
+  it('ClickHouse writes and reads back a row', async () => {
+    const database = `dmp_stack_check_${process.pid}`;
+    const client = createClient({ url: stack.clickhouse.url, username: stack.clickhouse.username, password: stack.clickhouse.password });
+    try {
+      await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}` });
+      await client.command({
+        query: `CREATE TABLE ${database}.check (id String, v UInt64) ENGINE = ReplacingMergeTree(v) ORDER BY id`,
+      });
+      await client.insert({ table: `${database}.check`, values: [{ id: 'a', v: 1 }, { id: 'a', v: 2 }], format: 'JSONEachRow' });
+      const rows = await (await client.query({ query: `SELECT id, v FROM ${database}.check FINAL`, format: 'JSONEachRow' })).json();
+      assert.deepEqual(rows, [{ id: 'a', v: '2' }]);
+    } finally {
+      await client.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+      await client.close();
+    }
+  });
+
+  it('Redis stores and returns a key', async () => {
+    const redis = new Redis(stack.redis.url);
+    try {
+      const key = `dmp:stack-check:${randomUUID()}`;
+      await redis.set(key, 'ok', 'EX', 60);
+      assert.equal(await redis.get(key), 'ok');
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('Jaeger accepts an OTLP span and returns it through its query API', async () => {
+    const service = `dmp-stack-check-${randomUUID().slice(0, 8)}`;
+    const provider = new TracerProvider({
+      resource: resourceFromAttributes({ 'service.name': service }),
+      spanProcessors: [new SimpleSpanProcessor({ exporter: new OTLPTraceExporter({ url: stack.telemetry.otlpEndpoint }) })],
+    });
+    const span = provider.getTracer('stack-check').startSpan('stack check');
+    const traceId = span.spanContext().traceId;
+    span.end();
+    await provider.forceFlush();
+    await provider.shutdown();
+
+    const trace = await waitFor('the span in Jaeger', async () => {
+      const response = await fetch(`${stack.jaegerQueryUrl}/api/traces/${traceId}`);
+      if (!response.ok) return undefined;
+      const body = (await response.json()) as { data: { spans: { operationName: string }[] }[] };
+      return body.data[0];
+    });
+    assert.equal(trace.spans[0]?.operationName, 'stack check');
+  });
+
+  it('Prometheus lists the three apps as scrape targets', async () => {
+    const response = await fetch(`${stack.prometheusUrl}/api/v1/targets`);
+    const body = (await response.json()) as { data: { activeTargets: { labels: { job: string } }[] } };
+    const jobs = new Set(body.data.activeTargets.map((target) => target.labels.job));
+    for (const job of ['dmp-mqtt', 'dmp-kernel', 'dmp-data']) assert.ok(jobs.has(job), `Prometheus has no job ${job}`);
+  });
+});
