@@ -1,0 +1,614 @@
+#!/usr/bin/env bash
+# Local DMP stack: real servers as native background processes on 127.0.0.1.
+#
+#   scripts/stack.sh up     [SERVICE...]   install what is missing, start, wait until healthy (idempotent)
+#   scripts/stack.sh down   [SERVICE...]   stop what `up` started (pid files): SIGTERM, then SIGKILL
+#   scripts/stack.sh status [SERVICE...]   one line per process: up/down, pid, ports (exit 3 if any is down)
+#   scripts/stack.sh check  [SERVICE...]   functional smoke test of running services
+#   scripts/stack.sh logs   NAME [-f]      tail a process log (NAME as printed by `status`)
+#
+# SERVICE: mosquitto redis clickhouse prometheus jaeger rocketmq (default: all).
+# Everything (data, logs, pid files, rendered configs, binaries) lives in ${DMP_STACK_DIR:-<repo>/.stack};
+# configuration templates live in scripts/stack/. See scripts/stack/NOTES.md.
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TPL_DIR="$REPO_DIR/scripts/stack"
+STACK_DIR="${DMP_STACK_DIR:-$REPO_DIR/.stack}"
+mkdir -p "$STACK_DIR"
+STACK_DIR="$(cd "$STACK_DIR" && pwd)"
+RUN_DIR="$STACK_DIR/run"
+LOG_DIR="$STACK_DIR/logs"
+CONF_DIR="$STACK_DIR/conf"
+DATA_DIR="$STACK_DIR/data"
+BIN_DIR="$STACK_DIR/bin"
+CACHE_DIR="$STACK_DIR/cache"
+
+ALL_SERVICES=(mosquitto redis clickhouse prometheus jaeger rocketmq)
+
+# Jaeger v2 is built from the jaegertracing/jaeger Go module (v1.x tags of the module carry the
+# v2 binary in cmd/jaeger; see NOTES.md for why not `go install ...@v2.x`).
+JAEGER_MODULE="github.com/jaegertracing/jaeger"
+JAEGER_MODULE_VERSION="v1.76.0"
+ROCKETMQ_VERSION="$(sed -n 's:.*<rocketmq.version>\(.*\)</rocketmq.version>.*:\1:p' "$TPL_DIR/rocketmq/pom.xml")"
+ROCKETMQ_LIB="$CACHE_DIR/rocketmq-$ROCKETMQ_VERSION/lib"
+JAVA_OPENS=(--add-opens java.base/java.lang=ALL-UNNAMED --add-opens java.base/java.nio=ALL-UNNAMED
+  --add-opens java.base/java.util=ALL-UNNAMED --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+  --add-exports java.base/sun.nio.ch=ALL-UNNAMED)
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------------
+log() { printf '[stack] %s\n' "$*"; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# render TEMPLATE DEST: copy a template, substituting @REPO_DIR@ @STACK_DIR@ @DATA_DIR@ @LOG_DIR@
+render() {
+  mkdir -p "$(dirname "$2")"
+  sed -e "s#@REPO_DIR@#$REPO_DIR#g" -e "s#@STACK_DIR@#$STACK_DIR#g" \
+      -e "s#@DATA_DIR@#$DATA_DIR#g" -e "s#@LOG_DIR@#$LOG_DIR#g" "$1" > "$2.tmp"
+  mv "$2.tmp" "$2"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Processes: NAME -> pid file, log file, and a pattern its command line must match (guards against pid reuse).
+pid_file() { echo "$RUN_DIR/$1.pid"; }
+log_file() { echo "$LOG_DIR/$1.log"; }
+proc_pattern() {
+  case "$1" in
+    mosquitto) echo mosquitto ;;
+    redis) echo redis-server ;;
+    clickhouse) echo clickhouse ;;
+    prometheus) echo prometheus ;;
+    jaeger) echo jaeger ;;
+    rocketmq-namesrv) echo NamesrvStartup ;;
+    rocketmq-proxy) echo ProxyStartup ;;
+  esac
+}
+proc_ports() {
+  case "$1" in
+    mosquitto) echo "1883" ;;
+    redis) echo "6379" ;;
+    clickhouse) echo "8123 9000" ;;
+    prometheus) echo "9090" ;;
+    jaeger) echo "4317 4318 16686 16685 13133" ;;
+    rocketmq-namesrv) echo "9876" ;;
+    rocketmq-proxy) echo "8081 8080 10911 10909 10912" ;;
+  esac
+}
+# Extra log files worth showing when a process fails.
+extra_logs() {
+  case "$1" in
+    clickhouse) echo "$LOG_DIR/clickhouse/clickhouse-server.err.log" ;;
+    rocketmq-namesrv) echo "$DATA_DIR/rocketmq/logs/rocketmqlogs/namesrv.log" ;;
+    rocketmq-proxy) echo "$DATA_DIR/rocketmq/logs/rocketmqlogs/proxy.log $DATA_DIR/rocketmq/logs/rocketmqlogs/broker.log" ;;
+  esac
+}
+service_procs() {
+  case "$1" in
+    rocketmq) echo "rocketmq-namesrv rocketmq-proxy" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# running_pid NAME: print the pid if the process we started is alive, else nothing (and drop a stale pid file)
+running_pid() {
+  local f pid
+  f="$(pid_file "$1")"
+  [[ -f "$f" ]] || return 0
+  pid="$(cat "$f" 2>/dev/null || true)"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+     tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$(proc_pattern "$1")"; then
+    echo "$pid"
+  else
+    rm -f "$f"
+  fi
+}
+
+# start_proc NAME CMD...: start detached (own session), stdout/stderr to the log, pid to the pid file
+start_proc() {
+  local name="$1"; shift
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  printf '\n===== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >> "$(log_file "$name")"
+  setsid "$@" >> "$(log_file "$name")" 2>&1 < /dev/null &
+  echo $! > "$(pid_file "$name")"
+}
+
+# ensure_ports_free NAME: fail clearly when one of NAME's ports is held by a process we did not start
+ensure_ports_free() {
+  local p owner
+  for p in $(proc_ports "$1"); do
+    if port_open "$p"; then
+      owner="$(ss -ltnpH "sport = :$p" 2>/dev/null | grep -o 'users:(([^)]*' | head -n1 | sed 's/users:((//')"
+      die "$1: port $p on 127.0.0.1 is already in use by another process (${owner:-unknown}); stop it first (e.g. a system service: service <name> stop)"
+    fi
+  done
+}
+
+show_log_tail() {
+  local f
+  for f in "$(log_file "$1")" $(extra_logs "$1"); do
+    [[ -s "$f" ]] || continue
+    printf -- '----- last 30 lines of %s\n' "$f" >&2
+    tail -n 30 "$f" >&2
+  done
+}
+
+# wait_healthy NAME TIMEOUT_S CHECK_CMD...: poll until CHECK succeeds; fail if the process dies or on timeout
+wait_healthy() {
+  local name="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  while true; do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    if [[ -z "$(running_pid "$name")" ]]; then
+      printf '[stack] ERROR: %s exited during startup\n' "$name" >&2
+      show_log_tail "$name"; exit 1
+    fi
+    if (( SECONDS >= deadline )); then
+      printf '[stack] ERROR: %s not healthy after %ss (check: %s)\n' "$name" "$timeout" "$*" >&2
+      show_log_tail "$name"; exit 1
+    fi
+    sleep 0.5
+  done
+}
+
+# launch NAME TIMEOUT CHECK_FN START_FN: the idempotent core of every service
+#   healthy & ours -> leave alone; ours but not healthy yet -> wait; not running -> check ports, start, wait
+launch() {
+  local name="$1" timeout="$2" check="$3" starter="$4" pid
+  pid="$(running_pid "$name")"
+  if [[ -n "$pid" ]]; then
+    if "$check" >/dev/null 2>&1; then log "$name already running (pid $pid)"; return 0; fi
+    log "$name running (pid $pid) but not healthy yet, waiting"
+  else
+    ensure_ports_free "$name"
+    log "starting $name"
+    "$starter"
+  fi
+  wait_healthy "$name" "$timeout" "$check"
+  log "$name healthy (pid $(running_pid "$name"))"
+}
+
+# stop_proc NAME [GRACE_S]: SIGTERM, wait, then SIGKILL; only for processes we started
+stop_proc() {
+  local name="$1" grace="${2:-20}" pid i
+  pid="$(running_pid "$name")"
+  if [[ -z "$pid" ]]; then rm -f "$(pid_file "$name")"; return 0; fi
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < grace * 4; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name did not stop within ${grace}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  rm -f "$(pid_file "$name")"
+}
+
+# ----------------------------------------------------------------------------------------------
+# installation (fresh machine, root, non-interactive)
+# ----------------------------------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  [[ "$(id -u)" == 0 ]] || die "missing Debian packages: ${missing[*]} (run as root or install them)"
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ((APT_UPDATED == 0)); then apt-get update -qq; APT_UPDATED=1; fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" > "$LOG_DIR/apt-install.log" 2>&1 ||
+    { tail -n 30 "$LOG_DIR/apt-install.log" >&2; die "apt-get install failed"; }
+  # Debian's postinst may start the system service (no policy-rc.d / sysvinit / systemd):
+  # we run our own processes, so stop (and on systemd, disable) the ones we just installed.
+  for p in "${missing[@]}"; do
+    case "$p" in mosquitto|redis-server|clickhouse-server|prometheus) ;; *) continue ;; esac
+    if [[ -d /run/systemd/system ]]; then
+      systemctl disable --now "$p" >/dev/null 2>&1 || true
+    elif [[ -x "/etc/init.d/$p" ]]; then
+      service "$p" stop >/dev/null 2>&1 || true
+    fi
+  done
+}
+
+packages_for() {
+  case "$1" in
+    mosquitto) echo mosquitto mosquitto-clients ;;
+    redis) echo redis-server redis-tools ;;
+    clickhouse) echo clickhouse-server clickhouse-client ;;
+    prometheus) echo prometheus ;;
+    jaeger) echo ca-certificates ;;
+    rocketmq) echo openjdk-17-jdk-headless maven ;;
+  esac
+}
+
+install_packages() {
+  local pkgs=(curl iproute2 procps util-linux) s
+  for s in "$@"; do
+    # Java and Maven may come from elsewhere (e.g. an SDK install): only install when the commands are missing
+    if [[ "$s" == rocketmq ]] && command -v java >/dev/null && command -v javac >/dev/null && command -v mvn >/dev/null; then
+      continue
+    fi
+    read -r -a more <<< "$(packages_for "$s")"
+    pkgs+=("${more[@]}")
+  done
+  apt_install "${pkgs[@]}"
+}
+
+# ----------------------------------------------------------------------------------------------
+# mosquitto
+# ----------------------------------------------------------------------------------------------
+mosquitto_healthy() {
+  # $SYS topics are retained: a reply proves the broker speaks MQTT, not just that the port is open
+  # shellcheck disable=SC2016  # literal MQTT topic
+  mosquitto_sub -h 127.0.0.1 -p 1883 -V mqttv5 -t '$SYS/broker/version' -C 1 -W 3 | grep -q mosquitto
+}
+mosquitto_start() {
+  render "$TPL_DIR/mosquitto.conf" "$CONF_DIR/mosquitto.conf"
+  start_proc mosquitto mosquitto -c "$CONF_DIR/mosquitto.conf"
+}
+up_mosquitto() { launch mosquitto 20 mosquitto_healthy mosquitto_start; }
+
+# ----------------------------------------------------------------------------------------------
+# redis
+# ----------------------------------------------------------------------------------------------
+redis_healthy() { [[ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" == PONG ]]; }
+redis_start() {
+  mkdir -p "$DATA_DIR/redis"
+  render "$TPL_DIR/redis.conf" "$CONF_DIR/redis.conf"
+  start_proc redis redis-server "$CONF_DIR/redis.conf"
+}
+up_redis() { launch redis 20 redis_healthy redis_start; }
+
+# ----------------------------------------------------------------------------------------------
+# clickhouse (Debian 18.16): a copy of the packaged config.xml/users.xml + our override in config.d/
+# ----------------------------------------------------------------------------------------------
+clickhouse_healthy() { [[ "$(curl -s -m 2 http://127.0.0.1:8123/ping)" == "Ok." ]]; }
+clickhouse_start() {
+  local d="$CONF_DIR/clickhouse"
+  mkdir -p "$d/config.d" "$DATA_DIR/clickhouse" "$LOG_DIR/clickhouse"
+  cp /etc/clickhouse-server/config.xml /etc/clickhouse-server/users.xml "$d/"
+  render "$TPL_DIR/clickhouse.xml" "$d/config.d/dmp-stack.xml"
+  # run from the data dir: the server resolves a few relative paths against its cwd
+  (cd "$DATA_DIR/clickhouse" && start_proc clickhouse clickhouse-server --config-file="$d/config.xml")
+}
+up_clickhouse() { launch clickhouse 60 clickhouse_healthy clickhouse_start; }
+
+# ----------------------------------------------------------------------------------------------
+# prometheus
+# ----------------------------------------------------------------------------------------------
+prometheus_healthy() { curl -sf -m 2 http://127.0.0.1:9090/-/ready >/dev/null; }
+prometheus_start() {
+  mkdir -p "$DATA_DIR/prometheus"
+  start_proc prometheus prometheus \
+    --config.file="$CONF_DIR/prometheus.yml" \
+    --storage.tsdb.path="$DATA_DIR/prometheus" \
+    --storage.tsdb.retention.time=2d \
+    --web.listen-address=127.0.0.1:9090 \
+    --web.enable-lifecycle
+}
+up_prometheus() {
+  local was_running
+  was_running="$(running_pid prometheus)"
+  render "$TPL_DIR/prometheus.yml" "$CONF_DIR/prometheus.yml"
+  launch prometheus 60 prometheus_healthy prometheus_start
+  # already running: hot-reload, picking up template edits and new rule files (docker/prometheus/alerts/*.yml)
+  if [[ -n "$was_running" ]]; then
+    curl -sf -m 10 -X POST http://127.0.0.1:9090/-/reload >/dev/null ||
+      die "prometheus: config reload failed (see $(log_file prometheus))"
+    log "prometheus config reloaded"
+  fi
+}
+
+# ----------------------------------------------------------------------------------------------
+# jaeger v2 (OTLP in, in-memory storage, query API), built once with the Go toolchain
+# ----------------------------------------------------------------------------------------------
+JAEGER_BUILD_PID=""
+# the build itself (internal subcommand `_build-jaeger`, run in its own process group)
+jaeger_build() {
+  local dir
+  dir="$(go mod download -json "$JAEGER_MODULE@$JAEGER_MODULE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$dir" ]] || die "go mod download did not report a module dir"
+  cd "$dir"
+  # built inside the module itself, so its go.mod (incl. replace directives) and go.sum apply
+  CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$BIN_DIR/jaeger.tmp" ./cmd/jaeger
+  mv "$BIN_DIR/jaeger.tmp" "$BIN_DIR/jaeger"
+  echo "$JAEGER_MODULE_VERSION" > "$BIN_DIR/jaeger.version"
+}
+jaeger_built() { [[ -x "$BIN_DIR/jaeger" && "$(cat "$BIN_DIR/jaeger.version" 2>/dev/null)" == "$JAEGER_MODULE_VERSION" ]]; }
+jaeger_build_start() {
+  if jaeger_built || [[ -n "$JAEGER_BUILD_PID" ]]; then return 0; fi
+  command -v go >/dev/null || die "jaeger: the Go toolchain (go >= 1.24) is needed to build jaeger once; put it on PATH"
+  mkdir -p "$BIN_DIR" "$LOG_DIR"
+  log "building jaeger ($JAEGER_MODULE@$JAEGER_MODULE_VERSION, ./cmd/jaeger) in the background, log: $LOG_DIR/jaeger-build.log"
+  setsid "$BASH" "${BASH_SOURCE[0]}" _build-jaeger > "$LOG_DIR/jaeger-build.log" 2>&1 < /dev/null &
+  JAEGER_BUILD_PID=$!
+}
+# on an early exit of `up`, stop the background build (its whole process group)
+jaeger_build_abort() {
+  [[ -n "$JAEGER_BUILD_PID" ]] && kill -- "-$JAEGER_BUILD_PID" 2>/dev/null
+  return 0
+}
+jaeger_build_wait() {
+  if jaeger_built; then return 0; fi
+  jaeger_build_start
+  if ! wait "$JAEGER_BUILD_PID"; then
+    JAEGER_BUILD_PID=""
+    tail -n 30 "$LOG_DIR/jaeger-build.log" >&2
+    die "jaeger: go build failed (full log: $LOG_DIR/jaeger-build.log)"
+  fi
+  JAEGER_BUILD_PID=""
+  log "jaeger built: $BIN_DIR/jaeger"
+}
+jaeger_healthy() {
+  curl -sf -m 2 http://127.0.0.1:13133/status | grep -q '"healthy":true' &&
+    curl -sf -m 2 http://127.0.0.1:16686/api/services >/dev/null
+}
+jaeger_start() {
+  render "$TPL_DIR/jaeger.yaml" "$CONF_DIR/jaeger.yaml"
+  start_proc jaeger "$BIN_DIR/jaeger" --config="file:$CONF_DIR/jaeger.yaml"
+}
+up_jaeger() {
+  jaeger_build_wait
+  launch jaeger 60 jaeger_healthy jaeger_start
+}
+
+# ----------------------------------------------------------------------------------------------
+# rocketmq 5: name server + proxy in LOCAL mode (embedded broker), jars from Maven, topics/groups from lists
+# ----------------------------------------------------------------------------------------------
+rocketmq_fetch() {
+  [[ -f "$ROCKETMQ_LIB/.complete" ]] && return 0
+  log "resolving RocketMQ $ROCKETMQ_VERSION jars with Maven into $ROCKETMQ_LIB"
+  rm -rf "$ROCKETMQ_LIB"; mkdir -p "$ROCKETMQ_LIB"
+  mvn -q -B -f "$TPL_DIR/rocketmq/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$ROCKETMQ_LIB" > "$LOG_DIR/rocketmq-maven.log" 2>&1 ||
+    { tail -n 30 "$LOG_DIR/rocketmq-maven.log" >&2; die "rocketmq: Maven could not resolve the jars"; }
+  touch "$ROCKETMQ_LIB/.complete"
+}
+
+# rocketmq_java HEAP: sets RMQ_JAVA to a java command line with the RocketMQ classpath and the home
+# and log folders inside the stack dir (`env` keeps it a plain program for setsid; the pid is the JVM's)
+rocketmq_java() {
+  RMQ_JAVA=(env ROCKETMQ_HOME="$DATA_DIR/rocketmq" java -server -Xms"$1" -Xmx"$1" -XX:+UseG1GC "${JAVA_OPENS[@]}"
+    -Duser.home="$DATA_DIR/rocketmq" -Drocketmq.home.dir="$DATA_DIR/rocketmq" -cp "$ROCKETMQ_LIB/*")
+}
+# stack_admin CMD ARGS...: our one-JVM admin helper (scripts/stack/rocketmq/StackAdmin.java)
+stack_admin() {
+  ROCKETMQ_HOME="$DATA_DIR/rocketmq" java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+    -Duser.home="$DATA_DIR/rocketmq" -Drmq.logback.configurationFile=rmq.tools.logback.xml \
+    -Drocketmq.namesrv.addr=127.0.0.1:9876 -cp "$ROCKETMQ_LIB/*" "$TPL_DIR/rocketmq/StackAdmin.java" "$@"
+}
+
+namesrv_healthy() { port_open 9876; }
+namesrv_start() {
+  mkdir -p "$DATA_DIR/rocketmq"
+  render "$TPL_DIR/namesrv.conf" "$CONF_DIR/rocketmq/namesrv.conf"
+  rocketmq_java 256m
+  start_proc rocketmq-namesrv "${RMQ_JAVA[@]}" -Drmq.logback.configurationFile=rmq.namesrv.logback.xml \
+    org.apache.rocketmq.namesrv.NamesrvStartup -c "$CONF_DIR/rocketmq/namesrv.conf"
+}
+proxy_healthy() { port_open 8081 && port_open 10911 && stack_admin check; }
+proxy_start() {
+  render "$TPL_DIR/broker.conf" "$CONF_DIR/rocketmq/broker.conf"
+  render "$TPL_DIR/rmq-proxy.json" "$CONF_DIR/rocketmq/rmq-proxy.json"
+  rocketmq_java 1g
+  start_proc rocketmq-proxy "${RMQ_JAVA[@]}" -XX:MaxDirectMemorySize=512m \
+    -Drmq.logback.configurationFile=rmq.proxy.logback.xml \
+    org.apache.rocketmq.proxy.ProxyStartup -pm local -n 127.0.0.1:9876 \
+    -pc "$CONF_DIR/rocketmq/rmq-proxy.json" -bc "$CONF_DIR/rocketmq/broker.conf"
+}
+up_rocketmq() {
+  rocketmq_fetch
+  launch rocketmq-namesrv 60 namesrv_healthy namesrv_start
+  launch rocketmq-proxy 120 proxy_healthy proxy_start
+  log "rocketmq: applying topics ($TPL_DIR/rocketmq-topics.txt) and groups ($TPL_DIR/rocketmq-groups.txt)"
+  local out
+  if ! out="$(stack_admin apply "$TPL_DIR/rocketmq-topics.txt" "$TPL_DIR/rocketmq-groups.txt" 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    die "rocketmq: creating topics/groups failed"
+  fi
+  printf '%s\n' "$out" | sed 's/^/[stack]   /'
+}
+
+# ----------------------------------------------------------------------------------------------
+# check: functional smoke test of running services
+# ----------------------------------------------------------------------------------------------
+check_mosquitto() {
+  local out="$RUN_DIR/check-mqtt.out" sub i
+  : > "$out"
+  # shellcheck disable=SC2016  # literal MQTT topic: an MQTT 5 shared subscription
+  mosquitto_sub -h 127.0.0.1 -p 1883 -V mqttv5 -q 1 -t '$share/stackcheck/dmp/stack/check' -C 1 -W 10 > "$out" &
+  sub=$!
+  for ((i = 0; i < 30; i++)); do
+    sleep 0.3
+    mosquitto_pub -h 127.0.0.1 -p 1883 -V mqttv5 -q 1 -t dmp/stack/check -m "hello-$$"
+    kill -0 "$sub" 2>/dev/null || break
+  done
+  wait "$sub" || true
+  grep -q "hello-$$" "$out"
+}
+check_redis() {
+  redis_healthy && redis-cli -h 127.0.0.1 set dmp:stack:check ok EX 10 >/dev/null &&
+    [[ "$(redis-cli -h 127.0.0.1 get dmp:stack:check)" == ok ]]
+}
+check_clickhouse() {
+  local v
+  v="$(curl -sf -m 5 http://127.0.0.1:8123/ --data-binary 'SELECT version()')" || return 1
+  printf '  clickhouse version %s\n' "$v"
+  curl -sf -m 10 http://127.0.0.1:8123/ --data-binary \
+    'CREATE TABLE IF NOT EXISTS default.dmp_stack_check (id UInt32, name String, ts DateTime) ENGINE = MergeTree ORDER BY id' >/dev/null &&
+  curl -sf -m 10 'http://127.0.0.1:8123/?query=INSERT%20INTO%20default.dmp_stack_check%20FORMAT%20JSONEachRow' --data-binary \
+    $'{"id":1,"name":"a","ts":"2024-01-01 00:00:00"}\n{"id":2,"name":"b","ts":1700000000}' >/dev/null &&
+  [[ "$(curl -sf -m 10 http://127.0.0.1:8123/ --data-binary 'SELECT count() FROM default.dmp_stack_check')" == 2 ]] &&
+  curl -sf -m 10 http://127.0.0.1:8123/ --data-binary 'DROP TABLE default.dmp_stack_check' >/dev/null
+}
+check_prometheus() {
+  local t j
+  prometheus_healthy || return 1
+  t="$(curl -sf -m 5 http://127.0.0.1:9090/api/v1/targets)" || return 1
+  for j in prometheus dmp-mqtt dmp-kernel dmp-data; do
+    grep -q "\"scrapePool\":\"$j\"" <<< "$t" || { echo "  prometheus: no target for job $j"; return 1; }
+  done
+  printf '  prometheus targets: %s\n' "$(grep -o '"scrapePool":"[^"]*","scrapeUrl":"[^"]*"[^}]*"health":"[a-z]*"' <<< "$t" |
+    sed 's/"scrapePool":"\([^"]*\)".*"health":"\([a-z]*\)"/\1=\2/' | tr '\n' ' ')"
+}
+check_jaeger() {
+  local tid sid now i
+  tid="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+  sid="$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
+  now="$(date +%s%N)"
+  curl -sf -m 5 -X POST http://127.0.0.1:4318/v1/traces -H 'Content-Type: application/json' -d '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"dmp-stack-check"}}]},"scopeSpans":[{"scope":{"name":"stack.sh"},"spans":[{"traceId":"'"$tid"'","spanId":"'"$sid"'","name":"stack-check","kind":1,"startTimeUnixNano":"'"$now"'","endTimeUnixNano":"'"$((now + 1000000))"'"}]}]}]}' >/dev/null || return 1
+  for ((i = 0; i < 20; i++)); do
+    if curl -sf -m 2 "http://127.0.0.1:16686/api/traces?service=dmp-stack-check&lookback=1h&limit=100" | grep -q "\"traceID\":\"$tid\""; then
+      printf '  jaeger: span %s found via /api/traces?service=dmp-stack-check\n' "$tid"
+      return 0
+    fi
+    sleep 0.5
+  done
+  return 1
+}
+check_rocketmq() {
+  local out t type
+  out="$(stack_admin show)" || return 1
+  printf '%s\n' "$out" | sed 's/^/  /'
+  while read -r t type _; do
+    grep -qE "topic $t +.*message.type=$type" <<< "$out" || { echo "  rocketmq: topic $t with message.type=$type missing"; return 1; }
+  done < <(sed 's/#.*//' "$TPL_DIR/rocketmq-topics.txt" | awk 'NF')
+}
+
+# ----------------------------------------------------------------------------------------------
+# commands
+# ----------------------------------------------------------------------------------------------
+parse_services() {
+  local s
+  SERVICES=()
+  (($#)) || { SERVICES=("${ALL_SERVICES[@]}"); return 0; }
+  for s in "$@"; do
+    [[ " ${ALL_SERVICES[*]} " == *" $s "* ]] || die "unknown service '$s' (known: ${ALL_SERVICES[*]})"
+  done
+  # keep the canonical start order
+  for s in "${ALL_SERVICES[@]}"; do
+    [[ " $* " == *" $s "* ]] && SERVICES+=("$s")
+  done
+  return 0
+}
+
+cmd_up() {
+  parse_services "$@"
+  local started=$SECONDS s
+  mkdir -p "$RUN_DIR" "$LOG_DIR" "$CONF_DIR" "$DATA_DIR" "$BIN_DIR" "$CACHE_DIR"
+  trap jaeger_build_abort EXIT
+  install_packages "${SERVICES[@]}"
+  # the one slow step (cold: a few minutes) runs while the other services start
+  [[ " ${SERVICES[*]} " == *" jaeger "* ]] && jaeger_build_start
+  for s in "${SERVICES[@]}"; do
+    [[ "$s" == jaeger ]] && continue
+    "up_$s"
+  done
+  [[ " ${SERVICES[*]} " == *" jaeger "* ]] && up_jaeger
+  log "up done in $((SECONDS - started))s"
+  summary
+}
+
+cmd_down() {
+  parse_services "$@"
+  local i s p procs
+  # reverse order: rocketmq proxy before name server, ...
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    s="${SERVICES[$i]}"
+    read -r -a procs <<< "$(service_procs "$s")"
+    for ((p = ${#procs[@]} - 1; p >= 0; p--)); do
+      stop_proc "${procs[$p]}" 30
+    done
+  done
+  log "down done"
+}
+
+proc_line() {
+  local name="$1" pid state
+  pid="$(running_pid "$name")"
+  if [[ -z "$pid" ]]; then
+    state=down
+  elif port_open "$(proc_ports "$name" | awk '{print $1}')"; then
+    state=up
+  else
+    state=starting
+  fi
+  printf '%-18s %-9s %-8s %s\n' "$name" "$state" "${pid:--}" "$(proc_ports "$name" | tr ' ' ',')"
+  [[ "$state" == up ]]
+}
+
+cmd_status() {
+  parse_services "$@"
+  local s n rc=0
+  printf '%-18s %-9s %-8s %s\n' NAME STATE PID PORTS
+  for s in "${SERVICES[@]}"; do
+    for n in $(service_procs "$s"); do
+      proc_line "$n" || rc=3
+    done
+  done
+  return "$rc"
+}
+
+cmd_check() {
+  parse_services "$@"
+  local s failed=()
+  for s in "${SERVICES[@]}"; do
+    if "check_$s"; then
+      log "check $s: OK"
+    else
+      log "check $s: FAILED"; failed+=("$s")
+    fi
+  done
+  ((${#failed[@]} == 0)) || die "checks failed: ${failed[*]}"
+}
+
+cmd_logs() {
+  local name="${1:-}"
+  [[ -n "$name" ]] || die "usage: $0 logs NAME [-f]   (NAME: mosquitto redis clickhouse prometheus jaeger rocketmq-namesrv rocketmq-proxy jaeger-build)"
+  local f
+  f="$(log_file "$name")"
+  [[ -f "$f" ]] || die "no log file $f"
+  if [[ "${2:-}" == -f ]]; then tail -n 100 -F "$f"; else tail -n 100 "$f"; fi
+}
+
+summary() {
+  cat <<EOF
+
+DMP stack ($STACK_DIR)
+  service           endpoint
+  mosquitto         mqtt://127.0.0.1:1883            (MQTT 3.1.1/5, anonymous, \$share/ subscriptions)
+  redis             redis://127.0.0.1:6379
+  clickhouse        http://127.0.0.1:8123  native 127.0.0.1:9000   (18.16, user default, no password)
+  prometheus        http://127.0.0.1:9090            (jobs dmp-mqtt :3001, dmp-kernel :3002, dmp-data :3003)
+  jaeger            OTLP grpc 127.0.0.1:4317  OTLP http http://127.0.0.1:4318  query http://127.0.0.1:16686/api
+  rocketmq          gRPC proxy 127.0.0.1:8081  namesrv 127.0.0.1:9876  (remoting proxy :8080, broker :10911)
+EOF
+  echo
+  cmd_status "${SERVICES[@]}" || true
+}
+
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+main() {
+  local cmd="${1:-}"
+  (($#)) && shift
+  case "$cmd" in
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    check) cmd_check "$@" ;;
+    logs) cmd_logs "$@" ;;
+    _build-jaeger) jaeger_build ;;
+    -h|--help|help|"") usage ;;
+    *) usage; exit 2 ;;
+  esac
+}
+
+main "$@"
