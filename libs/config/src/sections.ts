@@ -29,7 +29,7 @@ export const mqttSection = z
     MQTT_PASSWORD: z.string().optional(),
     MQTT_CLIENT_ID_PREFIX: z.string().default('dmp-mqtt'),
     MQTT_SHARE_GROUP: z.string().regex(/^[A-Za-z0-9_-]+$/).default('dmp'),
-    MQTT_TOPICS: list('devices/+/telemetry,devices/+/event,devices/+/snapshot'),
+    MQTT_TOPICS: list('devices/+/telemetry,devices/+/event,devices/+/snapshot,devices/+/heartbeat'),
     /** MQTT 5 Receive Maximum: unacknowledged QoS1 messages the broker may have in flight to us. */
     MQTT_RECEIVE_MAXIMUM: int(2000, 1, 65535),
   })

@@ -1,0 +1,294 @@
+import { DmpError } from '@dmp/contracts';
+
+/**
+ * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
+ * the transport (`send`) is injected, so it is tested without a network.
+ *
+ * Order. Each key has a FIFO queue, and only its head is ever in the pipeline (open batch, batch in
+ * flight, or waiting to retry); the next message of the key enters a batch once the head is final. So a
+ * key has at most one message per batch and never messages in two batches at once: with up to
+ * `maxConcurrentBatches` calls in flight finishing in any order, and retries in between, a device's later
+ * message can never reach the kernel before an earlier one. The alternatives were weaker: routing keys to
+ * a fixed number of sequential lanes by hash also keeps order, but a hot or retrying lane stalls every
+ * device hashed to it and batches only fill per lane; allowing several messages of one device in a batch
+ * would make the order depend on how the kernel processes (and fails) a batch internally. The price is
+ * one message per device per round trip (a few hundred per second per device), far above what a device
+ * sends.
+ *
+ * Batching. A batch closes at `maxBatchSize` items or `maxBatchBytes`, or `lingerMs` after its first
+ * item; while every call slot is busy it keeps filling instead, so batches grow with load.
+ *
+ * Retries. A call that fails, or an outcome marked retryable, puts the item back into a later batch
+ * after an exponential backoff with jitter, still as the head of its key. After `deadlineMs` since its
+ * first attempt it is abandoned ({@link HandOffAbandonedError}) together with the messages of its key
+ * queued behind it from the same source (same signal), so none overtakes it when it comes back. An
+ * item whose signal aborts (its MQTT delivery can no longer be acknowledged) is abandoned as soon as it
+ * is not in a call.
+ */
+export interface OrderedBatcherOptions {
+  maxBatchSize: number;
+  maxBatchBytes: number;
+  lingerMs: number;
+  maxConcurrentBatches: number;
+  retry: { baseMs: number; maxBackoffMs: number; deadlineMs: number };
+}
+
+/** What the next hop answered for one item. */
+export interface HandOffOutcome {
+  accepted: boolean;
+  retryable: boolean;
+  errorCode?: string;
+  errorMessage?: string;
+}
+
+/** Final answer for one item: taken, or refused for good (not retryable). */
+export type FinalOutcome = { accepted: true } | { accepted: false; errorCode: string; errorMessage: string };
+
+/** Sends one batch; answers one outcome per item, by position (`undefined` = no answer, retried). Throws = all retried. */
+export type SendBatch<T> = (items: readonly T[]) => Promise<readonly (HandOffOutcome | undefined)[]>;
+
+export interface OrderedBatcherHooks {
+  onBatchDone?(size: number, seconds: number, error: unknown): void;
+  onRetry?(reason: string): void;
+  onAbandon?(reason: AbandonReason): void;
+}
+
+export type AbandonReason = 'aborted' | 'deadline' | 'behind-abandoned' | 'closed';
+
+export class HandOffAbandonedError extends DmpError {
+  constructor(
+    readonly reason: AbandonReason,
+    readonly attempts: number,
+    readonly lastError: string | undefined,
+  ) {
+    super(
+      'DMP_ERR_HANDOFF_ABANDONED',
+      `hand-off abandoned (${reason}) after ${attempts} attempt(s)${lastError ? `: ${lastError}` : ''}`,
+      true,
+    );
+  }
+}
+
+type EntryState = 'waiting' | 'queued' | 'sending' | 'backoff' | 'done';
+
+interface Entry<T> {
+  readonly key: string;
+  readonly item: T;
+  readonly bytes: number;
+  readonly signal: AbortSignal | undefined;
+  readonly resolve: (outcome: FinalOutcome) => void;
+  readonly reject: (error: HandOffAbandonedError) => void;
+  state: EntryState;
+  attempts: number;
+  firstAttemptAt?: number;
+  lastError?: string;
+  timer?: NodeJS.Timeout;
+  onAbort?: () => void;
+}
+
+export class OrderedBatcher<T> {
+  private readonly queues = new Map<string, Entry<T>[]>();
+  private open: Entry<T>[] = [];
+  private openBytes = 0;
+  private readonly ready: Entry<T>[][] = [];
+  private lingerTimer?: NodeJS.Timeout;
+  private lingerExpired = false;
+  private inFlight = 0;
+  private readonly calls = new Set<Promise<void>>();
+  private pendingCount = 0;
+  private closed = false;
+
+  constructor(
+    private readonly options: OrderedBatcherOptions,
+    private readonly send: SendBatch<T>,
+    private readonly hooks: OrderedBatcherHooks = {},
+  ) {}
+
+  /** Items submitted and not final yet. */
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  /** Calls in flight. */
+  get activeCalls(): number {
+    return this.inFlight;
+  }
+
+  /** Resolves with the final outcome; rejects with {@link HandOffAbandonedError} when it gives up. */
+  submit(
+    key: string,
+    item: T,
+    { signal, bytes = 0 }: { signal?: AbortSignal; bytes?: number } = {},
+  ): Promise<FinalOutcome> {
+    return new Promise<FinalOutcome>((resolve, reject) => {
+      if (this.closed || signal?.aborted) {
+        reject(new HandOffAbandonedError(this.closed ? 'closed' : 'aborted', 0, undefined));
+        return;
+      }
+      const entry: Entry<T> = { key, item, bytes, signal, resolve, reject, state: 'waiting', attempts: 0 };
+      let queue = this.queues.get(key);
+      if (!queue) this.queues.set(key, (queue = []));
+      queue.push(entry);
+      this.pendingCount++;
+      if (signal) {
+        entry.onAbort = () => this.onAbort(entry);
+        signal.addEventListener('abort', entry.onAbort, { once: true });
+      }
+      if (queue.length === 1) this.schedule(entry);
+    });
+  }
+
+  /** Stops: gives up everything not in a call now, and waits for the calls in flight. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const queue of [...this.queues.values()]) {
+      for (const entry of [...queue]) if (entry.state !== 'sending') this.abandon(entry, 'closed');
+    }
+    await Promise.allSettled([...this.calls]);
+  }
+
+  /** Puts the head of a key into the open batch. */
+  private schedule(entry: Entry<T>): void {
+    if (this.closed) return this.abandon(entry, 'closed');
+    if (entry.signal?.aborted) return this.abandon(entry, 'aborted');
+    entry.state = 'queued';
+    entry.firstAttemptAt ??= Date.now();
+    const { maxBatchSize, maxBatchBytes, lingerMs } = this.options;
+    if (this.open.length > 0 && this.openBytes + entry.bytes > maxBatchBytes) this.closeOpen();
+    this.open.push(entry);
+    this.openBytes += entry.bytes;
+    if (this.open.length >= maxBatchSize) this.closeOpen();
+    else if (this.open.length === 1) {
+      if (lingerMs === 0) this.lingerExpired = true;
+      else {
+        this.lingerTimer = setTimeout(() => {
+          this.lingerTimer = undefined;
+          this.lingerExpired = true;
+          this.pump();
+        }, lingerMs);
+      }
+    }
+    this.pump();
+  }
+
+  private closeOpen(): void {
+    if (this.open.length === 0) return;
+    this.ready.push(this.open);
+    this.open = [];
+    this.openBytes = 0;
+    this.lingerExpired = false;
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.options.maxConcurrentBatches) {
+      if (this.ready.length === 0 && this.lingerExpired) this.closeOpen();
+      const batch = this.ready.shift();
+      if (!batch) return;
+      const live = batch.filter((entry) => {
+        if (entry.state !== 'queued') return false;
+        if (!entry.signal?.aborted) return true;
+        this.abandon(entry, 'aborted');
+        return false;
+      });
+      if (live.length === 0) continue;
+      const call = this.sendBatch(live);
+      this.calls.add(call);
+      void call.finally(() => this.calls.delete(call));
+    }
+  }
+
+  private async sendBatch(batch: Entry<T>[]): Promise<void> {
+    this.inFlight++;
+    for (const entry of batch) {
+      entry.state = 'sending';
+      entry.attempts++;
+    }
+    const started = performance.now();
+    let outcomes: readonly (HandOffOutcome | undefined)[] = [];
+    let failure: unknown;
+    try {
+      outcomes = await this.send(batch.map((entry) => entry.item));
+    } catch (error) {
+      failure = error;
+    }
+    this.inFlight--;
+    this.hooks.onBatchDone?.(batch.length, (performance.now() - started) / 1000, failure);
+    batch.forEach((entry, i) => {
+      const outcome = failure === undefined ? outcomes[i] : undefined;
+      if (outcome?.accepted) this.finish(entry, { accepted: true });
+      else if (outcome && !outcome.retryable) {
+        this.finish(entry, {
+          accepted: false,
+          errorCode: outcome.errorCode || 'DMP_ERR_REJECTED',
+          errorMessage: outcome.errorMessage ?? '',
+        });
+      } else {
+        const reason = outcome
+          ? `${outcome.errorCode || 'retryable'}: ${outcome.errorMessage ?? ''}`
+          : failure !== undefined
+            ? describeError(failure)
+            : 'no outcome for this message in the answer';
+        this.retry(entry, reason);
+      }
+    });
+    this.pump();
+  }
+
+  private retry(entry: Entry<T>, reason: string): void {
+    entry.lastError = reason;
+    this.hooks.onRetry?.(reason);
+    if (this.closed) return this.abandon(entry, 'closed');
+    if (entry.signal?.aborted) return this.abandon(entry, 'aborted');
+    const { baseMs, maxBackoffMs, deadlineMs } = this.options.retry;
+    const exponential = Math.min(maxBackoffMs, baseMs * 2 ** Math.min(entry.attempts - 1, 30));
+    const delay = exponential / 2 + Math.random() * (exponential / 2);
+    if (Date.now() + delay - entry.firstAttemptAt! > deadlineMs) return this.abandon(entry, 'deadline');
+    entry.state = 'backoff';
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      this.schedule(entry);
+    }, delay);
+  }
+
+  private onAbort(entry: Entry<T>): void {
+    // In a call: its answer still counts. Queued in a batch: dropped when the batch is sent.
+    if (entry.state === 'waiting' || entry.state === 'backoff') this.abandon(entry, 'aborted');
+  }
+
+  private finish(entry: Entry<T>, outcome: FinalOutcome): void {
+    if (this.settle(entry)) entry.resolve(outcome);
+  }
+
+  private abandon(entry: Entry<T>, reason: AbandonReason): void {
+    // A gap in a key's sequence: what came after it from the same source must not overtake it.
+    if (reason !== 'aborted' && this.queues.get(entry.key)?.[0] === entry) {
+      for (const behind of [...this.queues.get(entry.key)!].slice(1)) {
+        if (behind.signal === entry.signal) this.abandon(behind, 'behind-abandoned');
+      }
+    }
+    if (!this.settle(entry)) return;
+    this.hooks.onAbandon?.(reason);
+    entry.reject(new HandOffAbandonedError(reason, entry.attempts, entry.lastError));
+  }
+
+  /** Marks an entry final and lets the next of its key in. False when it already was final. */
+  private settle(entry: Entry<T>): boolean {
+    if (entry.state === 'done') return false;
+    entry.state = 'done';
+    this.pendingCount--;
+    if (entry.timer) clearTimeout(entry.timer);
+    if (entry.onAbort) entry.signal?.removeEventListener('abort', entry.onAbort);
+    const queue = this.queues.get(entry.key)!;
+    const index = queue.indexOf(entry);
+    queue.splice(index, 1);
+    if (queue.length === 0) this.queues.delete(entry.key);
+    else if (index === 0) this.schedule(queue[0]);
+    return true;
+  }
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
