@@ -1,0 +1,33 @@
+import { ClickHouseModule } from '@dmp/clickhouse';
+import { ObservabilityModule, type Telemetry } from '@dmp/observability';
+import { Global, Module, type DynamicModule } from '@nestjs/common';
+import { DATA_CONFIG, type DataConfig } from './config';
+import { AggregationModule } from './aggregation/aggregation.module';
+import { ConsumerModule } from './consumer/consumer.module';
+
+/** dmp-data: RocketMQ telemetry → ClickHouse (`telemetry_raw`, `telemetry_latest`, `telemetry_1m`). */
+@Global()
+@Module({})
+export class AppModule {
+  static forRoot(config: DataConfig, telemetry: Telemetry): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ObservabilityModule.forRoot({
+          serviceName: 'dmp-data',
+          logLevel: config.telemetry.logLevel,
+          telemetry,
+        }),
+        ClickHouseModule.forRoot({
+          connection: config.clickhouse,
+          migrate: true,
+          startupTimeoutMs: config.data.startupTimeoutMs,
+        }),
+        ConsumerModule.forRoot(config),
+        AggregationModule,
+      ],
+      providers: [{ provide: DATA_CONFIG, useValue: config }],
+      exports: [DATA_CONFIG],
+    };
+  }
+}

@@ -1,0 +1,248 @@
+import { DmpError } from '@dmp/contracts';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const StorageErrorCode = {
+  /** ClickHouse did not take the batch within the retry budget: the message is redelivered later. */
+  Unavailable: 'DMP_ERR_STORAGE_UNAVAILABLE',
+  /** ClickHouse refuses this message's rows themselves: retrying cannot help (dead-letter). */
+  Unstorable: 'DMP_ERR_UNSTORABLE',
+  /** The writer was closed before the message could be written. */
+  Closed: 'DMP_ERR_STORAGE_CLOSED',
+} as const;
+
+export interface BatchWriterOptions {
+  /** Flush when this many items are queued… */
+  maxRows: number;
+  /** …or when the oldest queued item waited this long… */
+  maxWaitMs: number;
+  /**
+   * …or when nothing arrived for this long (0: off). A FIFO consumer gets no more messages of a
+   * queue until it acked the ones it holds, so waiting longer only adds latency.
+   */
+  idleMs?: number;
+  /** Batches written at the same time (default 1). */
+  concurrency?: number;
+  /** Items held (queued + being written); `write()` waits for room beyond it. */
+  maxQueueRows: number;
+  /** First retry delay; doubles per attempt, capped at 5 s. */
+  retryBaseMs: number;
+  /** Retry budget of one batch; then its items are rejected with a retryable error. */
+  retryMaxMs: number;
+}
+
+/**
+ * Writes one batch durably or throws. It must be idempotent: a batch (or part of it) is written again
+ * after a failure.
+ */
+export type BatchSink<T> = (items: readonly T[], attempt: number) => Promise<void>;
+
+export interface BatchWriterHooks<T> {
+  /** Whether an error is caused by the items themselves (the batch is split to find them). */
+  isItemError?: (error: unknown) => boolean;
+  onRetry?: (error: unknown, attempt: number, items: number, delayMs: number) => void;
+  onFailed?: (error: unknown, items: readonly T[], retryable: boolean) => void;
+}
+
+interface Pending<T> {
+  item: T;
+  enqueuedAt: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+const MAX_RETRY_DELAY_MS = 5_000;
+
+/**
+ * Batches items by count, time and idleness, hands batches to the sink (up to `concurrency` at a
+ * time), and settles each item's promise only when its batch is durable — so a consumer that acks
+ * on resolution acks only what is stored. A failing batch is retried with backoff while it is held (new items queue
+ * behind it, up to `maxQueueRows`); after the retry budget its items are rejected with a retryable
+ * error (the broker redelivers them). Errors caused by the items themselves split the batch until
+ * the culprits are alone, and those are rejected as not retryable.
+ */
+export class BatchWriter<T> {
+  private queue: Pending<T>[] = [];
+  private writing = 0;
+  private readonly flushes = new Set<Promise<void>>();
+  private lastArrival = 0;
+  private timer?: NodeJS.Timeout;
+  private timerDue = 0;
+  private draining = false;
+  private eager = false;
+  private closed = false;
+  private roomWaiters: (() => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly sink: BatchSink<T>,
+    private readonly options: BatchWriterOptions,
+    private readonly hooks: BatchWriterHooks<T> = {},
+  ) {}
+
+  /** Items queued or being written. */
+  get heldRows(): number {
+    return this.queue.length + this.writing;
+  }
+
+  get queuedRows(): number {
+    return this.queue.length;
+  }
+
+  /** Resolves once the item is durably written; rejects with a DmpError otherwise. */
+  async write(item: T): Promise<void> {
+    while (this.heldRows >= this.options.maxQueueRows && !this.closed)
+      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    if (this.closed) throw new DmpError(StorageErrorCode.Closed, 'the telemetry writer is closed', true);
+    return new Promise<void>((resolve, reject) => {
+      this.lastArrival = Date.now();
+      this.queue.push({ item, enqueuedAt: this.lastArrival, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** From now on, writes what is queued without waiting for fuller batches. */
+  flushEagerly(): void {
+    this.eager = true;
+    this.kick();
+  }
+
+  /** Writes everything queued now, and resolves when nothing is held any more. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      this.kick();
+      while (this.heldRows > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Drains, then refuses further writes; a batch still retrying gives up (its items are redelivered). */
+  async close(drainTimeoutMs = 30_000): Promise<void> {
+    const timeout = new Promise<'timeout'>((resolve) =>
+      setTimeout(resolve, drainTimeoutMs, 'timeout').unref(),
+    );
+    const result = await Promise.race([this.drain().then(() => 'drained' as const), timeout]);
+    this.closed = true;
+    if (result === 'timeout') this.abort.abort();
+    clearTimeout(this.timer);
+    for (const pending of this.queue.splice(0))
+      pending.reject(
+        new DmpError(StorageErrorCode.Closed, 'the telemetry writer closed before writing', true),
+      );
+    for (const wake of this.roomWaiters.splice(0)) wake();
+    await Promise.allSettled([...this.flushes]);
+  }
+
+  /** Starts batches while triggers hold and concurrency allows; otherwise arms the timer. */
+  private kick(): void {
+    const concurrency = Math.max(1, this.options.concurrency ?? 1);
+    while (this.queue.length > 0 && this.flushes.size < concurrency) {
+      const wait = this.waitBeforeFlush();
+      if (wait > 0) {
+        this.arm(wait);
+        return;
+      }
+      this.startFlush();
+    }
+  }
+
+  /** 0 when a batch should be written now, else how long until a trigger fires. */
+  private waitBeforeFlush(): number {
+    if (this.draining || this.eager || this.closed || this.queue.length >= this.options.maxRows) return 0;
+    const now = Date.now();
+    const untilMaxWait = this.queue[0]!.enqueuedAt + this.options.maxWaitMs - now;
+    const idleMs = this.options.idleMs ?? 0;
+    const untilIdle = idleMs > 0 ? this.lastArrival + idleMs - now : Number.POSITIVE_INFINITY;
+    return Math.max(0, Math.min(untilMaxWait, untilIdle));
+  }
+
+  private arm(delayMs: number): void {
+    const due = Date.now() + delayMs;
+    if (this.timer && this.timerDue <= due) return;
+    clearTimeout(this.timer);
+    this.timerDue = due;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, delayMs);
+  }
+
+  private startFlush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.queue.splice(0, this.options.maxRows);
+    this.writing += batch.length;
+    const flush: Promise<void> = this.writeWithRetry(batch)
+      // Only a throwing hook gets here: settle the batch rather than leave it hanging.
+      .catch((error: unknown) => {
+        for (const pending of batch) pending.reject(error);
+      })
+      .finally(() => {
+        this.writing -= batch.length;
+        this.flushes.delete(flush);
+        for (const wake of this.roomWaiters.splice(0)) wake();
+        this.kick();
+        if (this.heldRows === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      });
+    this.flushes.add(flush);
+  }
+
+  /** Writes a batch, retrying transient failures; splits it when the items themselves are refused. */
+  private async writeWithRetry(batch: Pending<T>[]): Promise<void> {
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.sink(
+          batch.map((p) => p.item),
+          attempt,
+        );
+        for (const pending of batch) pending.resolve();
+        return;
+      } catch (error) {
+        if (this.hooks.isItemError?.(error)) {
+          if (batch.length === 1) {
+            this.hooks.onFailed?.(error, [batch[0].item], false);
+            batch[0].reject(
+              new DmpError(
+                StorageErrorCode.Unstorable,
+                `ClickHouse refused the message: ${message(error)}`,
+                false,
+                {
+                  cause: error,
+                },
+              ),
+            );
+            return;
+          }
+          const half = Math.ceil(batch.length / 2);
+          await this.writeWithRetry(batch.slice(0, half));
+          await this.writeWithRetry(batch.slice(half));
+          return;
+        }
+        const delay = Math.min(MAX_RETRY_DELAY_MS, this.options.retryBaseMs * 2 ** (attempt - 1));
+        const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+        if (Date.now() - started + jittered > this.options.retryMaxMs || this.abort.signal.aborted) {
+          this.hooks.onFailed?.(
+            error,
+            batch.map((p) => p.item),
+            true,
+          );
+          const failure = new DmpError(
+            StorageErrorCode.Unavailable,
+            `ClickHouse insert failed after ${attempt} attempt(s): ${message(error)}`,
+            true,
+            { cause: error },
+          );
+          for (const pending of batch) pending.reject(failure);
+          return;
+        }
+        this.hooks.onRetry?.(error, attempt, batch.length, jittered);
+        await sleep(jittered, undefined, { signal: this.abort.signal }).catch(() => undefined);
+      }
+    }
+  }
+}
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));

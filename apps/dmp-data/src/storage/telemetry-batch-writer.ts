@@ -1,0 +1,129 @@
+import { ClickHouseRepository, isDataError, Tables } from '@dmp/clickhouse';
+import { MetricsRegistry } from '@dmp/observability';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { context, type Context, type Link } from '@opentelemetry/api';
+import type { Histogram } from 'prom-client';
+import { DATA_CONFIG, type DataConfig } from '../config';
+import { dirtyMinutes } from '../aggregation/minute-aggregation';
+import { BatchWriter } from './batch-writer';
+import { newestPerMetric, toDateTimeSeconds, type TelemetryRows } from './telemetry-rows';
+
+/** A message on its way into ClickHouse. */
+export interface TelemetryWrite {
+  rows: TelemetryRows;
+  /** The context the message was handled in (its `process` span): its trace shows the insert. */
+  parent: Context;
+  /** The message's producer, linked from the batch span. */
+  link?: Link;
+}
+
+/** OpenTelemetry caps links per span at 128 by default: the batch links to that many producers. */
+export const MAX_BATCH_LINKS = 128;
+const END_TO_END_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+const BATCH_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000];
+
+/**
+ * The batching writer of dmp-data: messages go to `telemetry_raw` (one row each), then their
+ * newest metric values to `telemetry_latest`, then the (device, minute)s they touched to
+ * `telemetry_1m_dirty`; each message's promise resolves once all inserts of its batch succeeded.
+ * On shutdown it drains after the consumer stopped (ConsumerLifecycle).
+ */
+@Injectable()
+export class TelemetryBatchWriter {
+  private readonly logger = new Logger(TelemetryBatchWriter.name);
+  private readonly writer: BatchWriter<TelemetryWrite>;
+  private readonly batchRows: Histogram;
+  private readonly endToEnd: Histogram;
+  private readonly aggregation: boolean;
+
+  constructor(
+    private readonly clickhouse: ClickHouseRepository,
+    metrics: MetricsRegistry,
+    @Inject(DATA_CONFIG) config: DataConfig,
+  ) {
+    this.aggregation = config.data.aggregation.enabled;
+    this.writer = new BatchWriter<TelemetryWrite>((items) => this.insert(items), config.data.batch, {
+      isItemError: isDataError,
+      onRetry: (error, attempt, items, delayMs) =>
+        this.logger.warn(
+          `insert of ${items} message(s) failed (attempt ${attempt}), retrying in ${delayMs} ms: ${errorText(error)}`,
+        ),
+      onFailed: (error, items, retryable) =>
+        this.logger.error(
+          `insert of ${items.length} message(s) failed for good (${retryable ? 'redelivered later' : 'dead-lettered'}): ${errorText(error)}`,
+        ),
+    });
+    this.batchRows = metrics.histogram(
+      'dmp_data_batch_rows',
+      'Messages per ClickHouse batch',
+      [],
+      BATCH_BUCKETS,
+    );
+    this.endToEnd = metrics.histogram(
+      'dmp_data_end_to_end_seconds',
+      'From the device timestamp to the insert into ClickHouse',
+      [],
+      END_TO_END_BUCKETS,
+    );
+    const writer = this.writer;
+    metrics.gauge(
+      'dmp_data_queue_rows',
+      'Messages held by the batch writer (queued or being inserted)',
+      [],
+      function () {
+        this.set(writer.heldRows);
+      },
+    );
+  }
+
+  /** Resolves when the message is durable in ClickHouse (every insert of its batch succeeded). */
+  store(rows: TelemetryRows, link?: Link): Promise<void> {
+    return this.writer.write({ rows, parent: context.active(), ...(link ? { link } : {}) });
+  }
+
+  /** Shutdown: no more waiting for fuller batches. */
+  flushEagerly(): void {
+    this.writer.flushEagerly();
+  }
+
+  get heldRows(): number {
+    return this.writer.heldRows;
+  }
+
+  /** Drains (bounded), then refuses writes; called on shutdown once the consumer stopped. */
+  close(drainTimeoutMs?: number): Promise<void> {
+    return this.writer.close(drainTimeoutMs);
+  }
+
+  private async insert(items: readonly TelemetryWrite[]): Promise<void> {
+    const insertedAt = toDateTimeSeconds(Date.now());
+    const raw = new Map<string, TelemetryWrite['rows']['raw']>();
+    for (const { rows } of items) {
+      rows.raw.inserted_at = insertedAt;
+      raw.set(`${rows.raw.device_id}\u0000${rows.raw.message_id}\u0000${rows.raw.ts_ms}`, rows.raw);
+    }
+    const latest = newestPerMetric(items.flatMap(({ rows }) => rows.latest));
+    for (const row of latest) row.inserted_at = insertedAt;
+
+    const links = items.flatMap(({ link }) => (link ? [link] : [])).slice(0, MAX_BATCH_LINKS);
+    const parents = items.map(({ parent }) => parent);
+    this.batchRows.observe(items.length);
+    // Raw first: a dirty mark must not exist before its rows (the aggregator could mark the minute
+    // done from a snapshot without them), and latest should never show what raw does not have.
+    await this.clickhouse.insertRows(Tables.raw, [...raw.values()], { links, parents });
+    const marks = this.aggregation ? dirtyMinutes(raw.values()) : [];
+    await Promise.all([
+      this.clickhouse.insertRows(Tables.latest, latest, { links, parents }),
+      // Before the ack: after a crash the minutes to recompute are still recorded in ClickHouse.
+      this.clickhouse.insertRows(Tables.dirtyMinutes, marks, {
+        links,
+        columns: ['device_id', 'minute', 'pending'],
+      }),
+    ]);
+
+    const now = Date.now();
+    for (const { rows } of items) this.endToEnd.observe(Math.max(0, (now - rows.raw.ts_ms) / 1000));
+  }
+}
+
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));

@@ -1,0 +1,233 @@
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import {
+  context,
+  ROOT_CONTEXT,
+  SpanKind,
+  trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+} from '@opentelemetry/api';
+import type { MetricsRegistry } from '@dmp/observability';
+import type { Counter, Histogram } from 'prom-client';
+import { clickhouseErrorCode } from './errors';
+import { identifier } from './sql';
+import { parseServerVersion, type ServerVersion } from './server-version';
+
+export interface ClickHouseConnectionOptions {
+  url: string;
+  username: string;
+  password: string;
+  database: string;
+  /** Per request; inserts of a full batch stay far below it. */
+  requestTimeoutMs?: number;
+  maxOpenConnections?: number;
+}
+
+export interface InsertOptions {
+  /** Links of the batch span: the producers' contexts of the messages in the batch (cap them, ~128). */
+  links?: Link[];
+  /**
+   * Contexts of callers (e.g. one message's `process` span) whose traces should show this insert:
+   * for each one that is recording, a child span with the same name and attributes is made under
+   * it, lasting the insert and linked to the batch span.
+   */
+  parents?: readonly Context[];
+  /**
+   * Insert only these columns (`INSERT INTO t (…)`): the others get their DEFAULT expressions,
+   * which 18.16 does not apply to fields merely missing from a JSONEachRow row.
+   */
+  columns?: readonly [string, ...string[]];
+}
+
+interface ClickHouseMetrics {
+  insertSeconds: Histogram<'table'>;
+  insertRows: Counter<'table'>;
+  batchSize: Histogram<'table'>;
+  insertErrors: Counter<'table'>;
+}
+
+const BATCH_SIZE_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000];
+const tracer = trace.getTracer('@dmp/clickhouse');
+
+/**
+ * DMP's access to ClickHouse: ping, a few SQL helpers for migrations and tests, and traced,
+ * measured JSONEachRow inserts. Works against 18.16 (no query parameters, no unknown settings are
+ * ever sent) and current releases alike.
+ */
+export class ClickHouseRepository {
+  readonly database: string;
+  private readonly client: ClickHouseClient;
+  private readonly serverAttributes: Attributes;
+  private readonly metrics?: ClickHouseMetrics;
+  private version?: Promise<ServerVersion>;
+
+  constructor(
+    private readonly options: ClickHouseConnectionOptions,
+    deps: { metrics?: MetricsRegistry } = {},
+  ) {
+    this.database = identifier(options.database);
+    this.client = createClient({
+      url: options.url,
+      username: options.username,
+      password: options.password,
+      database: options.database,
+      request_timeout: options.requestTimeoutMs ?? 30_000,
+      max_open_connections: options.maxOpenConnections ?? 10,
+      // The client would print its own errors to the console; DMP logs and measures them itself.
+      log: { level: ClickHouseLogLevel.OFF },
+    });
+    const url = new URL(options.url);
+    this.serverAttributes = {
+      'db.system.name': 'clickhouse',
+      'db.namespace': this.database,
+      'server.address': url.hostname,
+      'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+    };
+    if (deps.metrics) this.metrics = clickhouseMetrics(deps.metrics);
+  }
+
+  /** True when the server answers `/ping`. */
+  async ping(): Promise<boolean> {
+    const result = await this.client.ping();
+    return result.success;
+  }
+
+  /** Health detail: up, and the server release. */
+  async health(): Promise<{ up: boolean; detail: Record<string, unknown> }> {
+    const result = await this.client.ping();
+    if (!result.success) return { up: false, detail: { message: result.error.message } };
+    return { up: true, detail: { database: this.database } };
+  }
+
+  /** `SELECT version()`, asked once per repository. */
+  serverVersion(): Promise<ServerVersion> {
+    this.version ??= this.query<{ v: string }>('SELECT version() AS v')
+      .then((rows) => parseServerVersion(rows[0]?.v ?? '0.0'))
+      .catch((error: unknown) => {
+        this.version = undefined;
+        throw error;
+      });
+    return this.version;
+  }
+
+  /** A statement without result (DDL, ALTER, INSERT … SELECT). */
+  async command(sql: string): Promise<void> {
+    await this.client.command({ query: sql });
+  }
+
+  /** A SELECT, rows as objects (64-bit integers arrive as strings, as ClickHouse quotes them in JSON). */
+  async query<T>(sql: string): Promise<T[]> {
+    const result = await this.client.query({ query: sql, format: 'JSONEachRow' });
+    return result.json<T>();
+  }
+
+  /**
+   * Inserts rows (JSONEachRow) into a table of this database in one request, inside a CLIENT span
+   * `INSERT {table}`. The batch span is a root span (a batch belongs to no single message's
+   * trace) linked to the messages' producers; `parents` get their own child spans (see
+   * {@link InsertOptions}). Throws what the server or the network threw.
+   */
+  async insertRows<T extends object>(
+    table: string,
+    rows: readonly T[],
+    options: InsertOptions = {},
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    identifier(table);
+    const attributes: Attributes = {
+      ...this.serverAttributes,
+      'db.collection.name': table,
+      'db.operation.name': 'INSERT',
+      'db.operation.batch.size': rows.length,
+      'db.query.summary': `INSERT ${table}`,
+    };
+    const name = `INSERT ${table}`;
+    const batchSpan = tracer.startSpan(
+      name,
+      { kind: SpanKind.CLIENT, attributes, links: options.links ?? [] },
+      ROOT_CONTEXT,
+    );
+    const batchLink: Link = { context: batchSpan.spanContext() };
+    const children: Span[] = [];
+    for (const parent of options.parents ?? []) {
+      if (!trace.getSpan(parent)?.isRecording()) continue;
+      children.push(
+        tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes, links: [batchLink] }, parent),
+      );
+    }
+    const spans = [batchSpan, ...children];
+    const labels = { table };
+    const stopTimer = this.metrics?.insertSeconds.startTimer(labels);
+    this.metrics?.batchSize.observe(labels, rows.length);
+    try {
+      // The HTTP client span (if instrumented) belongs under the batch span, not under whichever
+      // message's context happened to trigger the flush.
+      await context.with(trace.setSpan(ROOT_CONTEXT, batchSpan), () =>
+        this.client.insert({
+          table,
+          values: rows as T[],
+          format: 'JSONEachRow',
+          ...(options.columns ? { columns: [...options.columns] as [string, ...string[]] } : {}),
+        }),
+      );
+      this.metrics?.insertRows.inc(labels, rows.length);
+    } catch (error) {
+      this.metrics?.insertErrors.inc(labels);
+      const message = error instanceof Error ? error.message : String(error);
+      for (const span of spans) {
+        span.recordException(error instanceof Error ? error : new Error(message));
+        span.setStatus({ code: 2, message });
+        span.setAttribute('error.type', errorType(error));
+      }
+      throw error;
+    } finally {
+      stopTimer?.();
+      for (const span of spans) span.end();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  /** A repository on the same server for another database (e.g. `default`, to create DMP's own). */
+  forDatabase(database: string): ClickHouseRepository {
+    return new ClickHouseRepository({ ...this.options, database });
+  }
+}
+
+function errorType(error: unknown): string {
+  const serverCode = clickhouseErrorCode(error);
+  if (serverCode !== undefined) return `clickhouse_${serverCode}`;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && code) return code;
+  return error instanceof Error ? error.name : 'unknown';
+}
+
+/** The ClickHouse metrics, created once per registry (several repositories may share one). */
+function clickhouseMetrics(registry: MetricsRegistry): ClickHouseMetrics {
+  const existing = <M>(name: string) => registry.registry.getSingleMetric(name) as M | undefined;
+  return {
+    insertSeconds:
+      existing<Histogram<'table'>>('dmp_clickhouse_insert_seconds') ??
+      registry.histogram('dmp_clickhouse_insert_seconds', 'Duration of ClickHouse inserts (one request)', [
+        'table',
+      ]),
+    insertRows:
+      existing<Counter<'table'>>('dmp_clickhouse_insert_rows_total') ??
+      registry.counter('dmp_clickhouse_insert_rows_total', 'Rows inserted into ClickHouse', ['table']),
+    batchSize:
+      existing<Histogram<'table'>>('dmp_clickhouse_batch_size') ??
+      registry.histogram(
+        'dmp_clickhouse_batch_size',
+        'Rows per ClickHouse insert',
+        ['table'],
+        BATCH_SIZE_BUCKETS,
+      ),
+    insertErrors:
+      existing<Counter<'table'>>('dmp_clickhouse_insert_errors_total') ??
+      registry.counter('dmp_clickhouse_insert_errors_total', 'Failed ClickHouse inserts', ['table']),
+  };
+}

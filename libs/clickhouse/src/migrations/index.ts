@@ -1,0 +1,10 @@
+import { telemetryRaw } from './001_telemetry_raw';
+import { telemetryLatest } from './002_telemetry_latest';
+import { telemetryMinute } from './003_telemetry_1m';
+import type { Migration } from './migration';
+
+export * from './migration';
+export * from './migrate';
+
+/** DMP's schema, in order. Append; never edit an applied migration. */
+export const migrations: readonly Migration[] = [telemetryRaw, telemetryLatest, telemetryMinute];

@@ -1,0 +1,68 @@
+import type { ClickHouseRepository } from '../clickhouse.repository';
+import { identifier, stringLiteral } from '../sql';
+import type { Migration } from './migration';
+
+export interface MigrationLogger {
+  log(message: string): void;
+  warn(message: string): void;
+}
+
+export interface MigrationReport {
+  server: string;
+  applied: string[];
+  alreadyApplied: number;
+}
+
+const SCHEMA_MIGRATIONS = `CREATE TABLE IF NOT EXISTS schema_migrations
+(
+    version     UInt32,
+    name        String,
+    applied_at  DateTime
+)
+ENGINE = ReplacingMergeTree()
+ORDER BY version`;
+
+/**
+ * Creates the database if it is missing, then applies the migrations not yet recorded in
+ * `schema_migrations`, in order. Safe to run at every start-up and from several instances at once.
+ */
+export async function applyMigrations(
+  repository: ClickHouseRepository,
+  migrations: readonly Migration[],
+  logger?: MigrationLogger,
+): Promise<MigrationReport> {
+  const database = identifier(repository.database);
+  const admin = repository.forDatabase('default');
+  try {
+    await admin.command(`CREATE DATABASE IF NOT EXISTS ${database}`);
+  } finally {
+    await admin.close();
+  }
+  await repository.command(SCHEMA_MIGRATIONS);
+
+  const server = await repository.serverVersion();
+  const done = new Set(
+    (await repository.query<{ version: number }>('SELECT DISTINCT version FROM schema_migrations')).map(
+      (row) => Number(row.version),
+    ),
+  );
+  const known = new Set(migrations.map((m) => m.version));
+  const unknown = [...done].filter((v) => !known.has(v));
+  if (unknown.length > 0)
+    logger?.warn(
+      `schema_migrations has versions this build does not know (${unknown.join(', ')}): newer schema?`,
+    );
+
+  const applied: string[] = [];
+  for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (done.has(migration.version)) continue;
+    for (const statement of migration.statements({ database, server })) await repository.command(statement);
+    await repository.command(
+      `INSERT INTO schema_migrations (version, name, applied_at) VALUES (${migration.version}, ${stringLiteral(migration.name)}, now())`,
+    );
+    const label = `${String(migration.version).padStart(3, '0')}_${migration.name}`;
+    applied.push(label);
+    logger?.log(`ClickHouse migration ${label} applied to ${database}`);
+  }
+  return { server: server.raw, applied, alreadyApplied: done.size };
+}

@@ -1,0 +1,40 @@
+import type { ClickHouseRepository } from './clickhouse.repository';
+import { serverFeatures } from './server-version';
+import { identifier, stringLiteral } from './sql';
+
+export interface RetentionResult {
+  table: string;
+  method: 'ttl' | 'drop_partitions';
+  droppedPartitions: string[];
+}
+
+/**
+ * Keeps `days` of data in a table partitioned by a DateTime column. Servers with table TTL
+ * (19.6+) get `MODIFY TTL` (idempotent; rows expire as parts merge); older ones (18.16) drop every
+ * partition whose newest row is older than the cutoff — whole partitions only, so with monthly
+ * partitions up to a month more than `days` is kept.
+ */
+export async function applyRetention(
+  repository: ClickHouseRepository,
+  { table, days, timeColumn = 'ts' }: { table: string; days: number; timeColumn?: string },
+): Promise<RetentionResult> {
+  if (!Number.isInteger(days) || days <= 0)
+    throw new Error(`retention days must be a positive integer, got ${days}`);
+  identifier(table);
+  identifier(timeColumn);
+  const features = serverFeatures(await repository.serverVersion());
+  if (features.tableTtl) {
+    await repository.command(`ALTER TABLE ${table} MODIFY TTL ${timeColumn} + toIntervalDay(${days})`);
+    return { table, method: 'ttl', droppedPartitions: [] };
+  }
+  const expired = await repository.query<{ partition_id: string }>(
+    `SELECT partition_id FROM system.parts
+     WHERE database = ${stringLiteral(repository.database)} AND table = ${stringLiteral(table)} AND active
+     GROUP BY partition_id
+     HAVING max(max_time) < now() - ${days * 86_400}
+     ORDER BY partition_id`,
+  );
+  for (const { partition_id } of expired)
+    await repository.command(`ALTER TABLE ${table} DROP PARTITION ID ${stringLiteral(partition_id)}`);
+  return { table, method: 'drop_partitions', droppedPartitions: expired.map((p) => p.partition_id) };
+}

@@ -1,0 +1,65 @@
+/**
+ * Row shapes of DMP's ClickHouse tables, as JSONEachRow objects. Every column is sent explicitly:
+ * 18.16 fills a column missing from a JSONEachRow row with the type's zero value, not its DEFAULT
+ * (`input_format_defaults_for_omitted_fields` does not exist before 19.4).
+ * Schema and keys: migrations/ and docs/analysts.md.
+ */
+
+export const Tables = {
+  raw: 'telemetry_raw',
+  latest: 'telemetry_latest',
+  minute: 'telemetry_1m',
+  dirtyMinutes: 'telemetry_1m_dirty',
+  migrations: 'schema_migrations',
+} as const;
+
+export type TelemetryKindColumn = 'telemetry' | 'event' | 'snapshot';
+
+/** One row per message. Key: (device_id, ts_ms, message_id). */
+export interface TelemetryRawRow {
+  device_id: string;
+  message_id: string;
+  kind: TelemetryKindColumn;
+  ts_ms: number;
+  /** Unix seconds (DateTime), derived from ts_ms. */
+  ts: number;
+  seq: number | null;
+  tenant_id: string;
+  product_id: string;
+  site_id: string;
+  metric_names: string[];
+  metric_values: number[];
+  text_names: string[];
+  text_values: string[];
+  received_at_ms: number;
+  /** Unix seconds (DateTime) of the insert attempt. */
+  inserted_at: number;
+}
+
+export type LatestValueType = 'number' | 'bool' | 'text';
+
+/** One row per device, metric and message; the engine keeps the newest (by `version`) per (device_id, metric). */
+export interface TelemetryLatestRow {
+  device_id: string;
+  metric: string;
+  value_type: LatestValueType;
+  /** The number, or 0/1 for a boolean; 0 for text. */
+  value: number;
+  /** The text, '' for numbers and booleans. */
+  text_value: string;
+  ts_ms: number;
+  message_id: string;
+  kind: TelemetryKindColumn;
+  tenant_id: string;
+  product_id: string;
+  site_id: string;
+  inserted_at: number;
+}
+
+/** A (device, minute) whose aggregates must be recomputed; inserted with columns (device_id, minute, pending). */
+export interface DirtyMinuteRow {
+  device_id: string;
+  /** Unix seconds of the minute's start. */
+  minute: number;
+  pending: 0 | 1;
+}
