@@ -1,0 +1,9 @@
+import { Module } from '@nestjs/common';
+import { RocketMqProducerLifecycle, rocketMqProducerProvider } from './rocketmq-producer.provider';
+import { TelemetryPublisher } from './telemetry.publisher';
+
+@Module({
+  providers: [rocketMqProducerProvider, RocketMqProducerLifecycle, TelemetryPublisher],
+  exports: [TelemetryPublisher],
+})
+export class PublishingModule {}

@@ -1,0 +1,69 @@
+import { DmpError } from '@dmp/contracts';
+import {
+  BadRequestException,
+  PayloadTooLargeException,
+  RequestHeaderFieldsTooLargeException,
+  UnsupportedException,
+} from 'rocketmq-client-nodejs';
+import { errorMessage } from './rocketmq.util';
+
+/** Stable codes of @dmp/messaging errors. */
+export const MessagingErrorCode = {
+  /** The message could not be stored, though it might later: retry it. */
+  SendFailed: 'DMP_ERR_ROCKETMQ_SEND',
+  /** RocketMQ refused the message itself (too large, illegal property, wrong topic type): never retry. */
+  SendRejected: 'DMP_ERR_ROCKETMQ_REJECTED',
+  /** The client is not started (or stopping). */
+  NotReady: 'DMP_ERR_ROCKETMQ_NOT_READY',
+  /** The client could not start (proxy unreachable, topic or group missing). */
+  Unavailable: 'DMP_ERR_ROCKETMQ_UNAVAILABLE',
+  /** A received message failed its body checksum. */
+  Corrupted: 'DMP_ERR_ROCKETMQ_CORRUPTED',
+  /** A handler failed with something other than a DmpError. */
+  HandlerFailed: 'DMP_ERR_HANDLER',
+} as const;
+
+/**
+ * Errors that no retry can fix: the client validates the message type against the topic
+ * (TypeError), the proxy rejects bad requests and oversized bodies/properties.
+ */
+export function isPermanentSendError(error: unknown): boolean {
+  return (
+    error instanceof TypeError ||
+    error instanceof BadRequestException ||
+    error instanceof PayloadTooLargeException ||
+    error instanceof RequestHeaderFieldsTooLargeException ||
+    error instanceof UnsupportedException
+  );
+}
+
+export function toSendError(topic: string, endpoints: string, error: unknown): DmpError {
+  return isPermanentSendError(error)
+    ? new DmpError(
+        MessagingErrorCode.SendRejected,
+        `RocketMQ rejected a message for ${topic}: ${errorMessage(error)}`,
+        false,
+        {
+          cause: error,
+        },
+      )
+    : new DmpError(
+        MessagingErrorCode.SendFailed,
+        `sending to ${topic} via ${endpoints} failed: ${errorMessage(error)}`,
+        true,
+        { cause: error },
+      );
+}
+
+/** DmpError-like, also across copies of the class (duck-typed). */
+export function asDmpError(
+  error: unknown,
+): { code: string; message: string; retryable: boolean } | undefined {
+  if (error instanceof DmpError) return error;
+  if (typeof error === 'object' && error !== null) {
+    const { code, retryable, message } = error as Record<string, unknown>;
+    if (typeof code === 'string' && typeof retryable === 'boolean')
+      return { code, retryable, message: typeof message === 'string' ? message : code };
+  }
+  return undefined;
+}

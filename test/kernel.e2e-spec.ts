@@ -1,0 +1,368 @@
+/**
+ * dmp-kernel end to end: the built app runs as a real process, this test calls its gRPC Ingest
+ * like dmp-mqtt does and reads what it published from the real RocketMQ. The kernel publishes to
+ * its own test topics (`dmp_kernel_test_event` / `_snapshot`, FIFO) read by the test's own
+ * orderly group `dmp_kernel_test` (scripts/stack/rocketmq-{topics,groups}.txt), so a running
+ * pipeline does not interfere.
+ */
+import { TELEMETRY_PROTO_PATH, type NormalizedTelemetry } from '@dmp/contracts';
+import { MultiTopicSimpleConsumer } from '@dmp/messaging';
+import {
+  freePort,
+  getJaegerTrace,
+  readMetric,
+  servicesOf,
+  stack,
+  startApp,
+  waitFor,
+  type RunningApp,
+} from '@dmp/testing';
+import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import type { MessageView } from 'rocketmq-client-nodejs';
+import { TELEMETRY_LOADER_OPTIONS } from '../apps/dmp-kernel/src/ingest/grpc.options';
+import type { IngestOutcome, IngestResult } from '../apps/dmp-kernel/src/ingest/telemetry.proto-types';
+
+const EVENT_TOPIC = 'dmp_kernel_test_event';
+const SNAPSHOT_TOPIC = 'dmp_kernel_test_snapshot';
+const GROUP = 'dmp_kernel_test';
+const run = randomBytes(3).toString('hex');
+const label = `dmp-kernel-e2e-${run}`;
+const silentClient = { info() {}, warn() {}, error() {}, debug() {} };
+
+type Kind = 'KIND_TELEMETRY' | 'KIND_EVENT' | 'KIND_SNAPSHOT';
+interface TelemetryRequest {
+  deviceId: string;
+  messageId: string;
+  kind: Kind;
+  ts: number;
+  seq?: number;
+  metrics: Record<string, { number: number } | { flag: boolean } | { text: string }>;
+  receivedAt: number;
+  traceparent?: string;
+}
+type IngestClient = Client & {
+  Ingest(
+    request: { messages: TelemetryRequest[] },
+    options: { deadline: number },
+    callback: (error: ServiceError | null, result?: IngestResult) => void,
+  ): void;
+};
+
+const newTraceId = () => randomBytes(16).toString('hex');
+const traceparentOf = (traceId: string) => `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
+
+function message(
+  deviceId: string,
+  i: number,
+  kind: Kind,
+  extra: Partial<TelemetryRequest> = {},
+): TelemetryRequest {
+  const now = Date.now();
+  return {
+    deviceId,
+    messageId: `${deviceId}-m${i}`,
+    kind,
+    ts: now - 1_000 + i,
+    seq: i + 1,
+    metrics: { temp: { number: 20 + i / 10 }, on: { flag: i % 2 === 0 }, mode: { text: `m${i}` } },
+    receivedAt: now,
+    traceparent: traceparentOf(newTraceId()),
+    ...extra,
+  };
+}
+
+describe('dmp-kernel', { timeout: 240_000 }, () => {
+  let kernel: RunningApp | undefined;
+  let client: IngestClient;
+  const consumer = new MultiTopicSimpleConsumer({
+    endpoints: stack.rocketmq.endpoints,
+    namespace: stack.rocketmq.namespace,
+    consumerGroup: GROUP,
+    subscriptions: new Map([
+      [EVENT_TOPIC, '*'],
+      [SNAPSHOT_TOPIC, '*'],
+    ]),
+    awaitDuration: 5_000,
+    logger: silentClient,
+  });
+  /** Everything the test group received, in arrival order. */
+  const received: MessageView[] = [];
+  let collecting = true;
+  let collectors: Promise<void>[] = [];
+
+  const ingest = (messages: TelemetryRequest[]) =>
+    new Promise<IngestOutcome[]>((resolve, reject) =>
+      client.Ingest({ messages }, { deadline: Date.now() + 30_000 }, (error, result) =>
+        error ? reject(error) : resolve(result!.outcomes),
+      ),
+    );
+  const receivedFor = (messageId: string) => received.filter((view) => view.keys.includes(messageId));
+  const waitReceived = (messageIds: string[], timeoutMs = 30_000) =>
+    waitFor(
+      `${messageIds.length} messages in RocketMQ`,
+      () =>
+        messageIds.every((id) => receivedFor(id).length > 0) && messageIds.map((id) => receivedFor(id)[0]!),
+      { timeoutMs },
+    );
+
+  before(async () => {
+    await consumer.startup();
+    // One loop per topic (receive() would alternate topics, long-polling the idle one). The first
+    // receive drains leftovers of earlier runs and gives a new group its offsets before anything is sent.
+    await Promise.all(
+      [EVENT_TOPIC, SNAPSHOT_TOPIC].map(async (topic) => {
+        for (
+          let views = await consumer.receiveFrom(topic, 32, 10_000);
+          views.length > 0;
+          views = await consumer.receiveFrom(topic, 32, 10_000)
+        )
+          await Promise.all(views.map((view) => consumer.ack(view)));
+      }),
+    );
+    collectors = [EVENT_TOPIC, SNAPSHOT_TOPIC].map(async (topic) => {
+      while (collecting) {
+        const views = await consumer.receiveFrom(topic, 32, 10_000).catch(() => []);
+        received.push(...views);
+        await Promise.all(views.map((view) => consumer.ack(view)));
+      }
+    });
+
+    const grpcPort = await freePort();
+    kernel = await startApp(
+      'dmp-kernel',
+      {
+        KERNEL_GRPC_URL: `127.0.0.1:${grpcPort}`,
+        ROCKETMQ_TOPIC_EVENT: EVENT_TOPIC,
+        ROCKETMQ_TOPIC_SNAPSHOT: SNAPSHOT_TOPIC,
+        KERNEL_SNAPSHOT_MAX_IN_FLIGHT: '1',
+        LOG_LEVEL: 'info',
+      },
+      { label },
+    );
+    const definition = loadPackageDefinition(
+      loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
+    ) as unknown as {
+      dmp: { telemetry: { v1: { KernelIngest: new (url: string, creds: unknown) => IngestClient } } };
+    };
+    client = new definition.dmp.telemetry.v1.KernelIngest(
+      `127.0.0.1:${grpcPort}`,
+      credentials.createInsecure(),
+    );
+  });
+
+  after(async () => {
+    client?.close();
+    await kernel?.stop('SIGKILL');
+    collecting = false;
+    await Promise.all(collectors);
+    await consumer.shutdown();
+  });
+
+  it('publishes each valid message of a batch durably, FIFO per device, and rejects the invalid one', async () => {
+    const a = `kernel-${run}-a`;
+    const b = `kernel-${run}-b`;
+    const batch = [
+      message(a, 0, 'KIND_TELEMETRY'),
+      message(b, 0, 'KIND_EVENT'),
+      message(a, 1, 'KIND_TELEMETRY', { seq: 0 }),
+      message('bad/device', 0, 'KIND_TELEMETRY', { messageId: `bad-${run}` }),
+      message(b, 1, 'KIND_SNAPSHOT', { metrics: { temp: { number: 0 }, on: { flag: false } } }),
+      message(a, 2, 'KIND_TELEMETRY'),
+    ];
+    const outcomes = await ingest(batch);
+
+    assert.equal(outcomes.length, batch.length);
+    assert.deepEqual(
+      outcomes.map((o) => o.messageId),
+      batch.map((m) => m.messageId),
+      'one outcome per message, in batch order',
+    );
+    const invalid = outcomes[3]!;
+    assert.equal(invalid.accepted, false);
+    assert.equal(invalid.errorCode, 'DMP_ERR_INVALID_PAYLOAD');
+    assert.equal(invalid.retryable, false);
+    assert.match(invalid.errorMessage, /deviceId/);
+    for (const [i, outcome] of outcomes.entries())
+      if (i !== 3)
+        assert.deepEqual(outcome, {
+          messageId: batch[i]!.messageId,
+          accepted: true,
+          errorCode: '',
+          errorMessage: '',
+          retryable: false,
+        });
+
+    const valid = batch.filter((_, i) => i !== 3);
+    const views = await waitReceived(valid.map((m) => m.messageId));
+    for (const [i, view] of views.entries()) {
+      const sent = valid[i]!;
+      const kind =
+        sent.kind === 'KIND_SNAPSHOT' ? 'snapshot' : sent.kind === 'KIND_EVENT' ? 'event' : 'telemetry';
+      assert.equal(view.topic, kind === 'snapshot' ? SNAPSHOT_TOPIC : EVENT_TOPIC);
+      assert.equal(view.messageGroup, sent.deviceId, 'message group = device id');
+      assert.equal(view.tag, kind);
+      assert.deepEqual(view.keys, [sent.messageId]);
+      assert.equal(view.properties.get('dmp_device_id'), sent.deviceId);
+      const sentTraceId = sent.traceparent!.split('-')[1];
+      const traceparent = view.properties.get('traceparent') ?? '';
+      assert.equal(traceparent.split('-')[1], sentTraceId, 'the device trace continues into RocketMQ');
+      assert.notEqual(traceparent, sent.traceparent, 'with the kernel send span as parent');
+      const body = JSON.parse(view.body.toString()) as NormalizedTelemetry;
+      const metrics = Object.fromEntries(
+        Object.entries(sent.metrics).map(([name, value]) => [name, Object.values(value)[0] as unknown]),
+      );
+      assert.deepEqual(body, {
+        deviceId: sent.deviceId,
+        messageId: sent.messageId,
+        kind,
+        ts: sent.ts,
+        ...(sent.seq ? { seq: sent.seq } : {}),
+        metrics,
+        receivedAt: sent.receivedAt,
+        tenantId: '',
+        productId: '',
+        siteId: '',
+      });
+    }
+    // Device a's messages were consumed in the order of the batch.
+    const orderA = received.filter((view) => view.messageGroup === a).map((view) => view.keys[0]);
+    assert.deepEqual(orderA, [`${a}-m0`, `${a}-m1`, `${a}-m2`]);
+    assert.equal(receivedFor(`bad-${run}`).length, 0);
+
+    assert.ok(
+      (await readMetric(kernel!.baseUrl, 'dmp_kernel_messages_total', {
+        kind: 'telemetry',
+        outcome: 'accepted',
+      })) >= 3,
+    );
+    assert.equal(
+      await readMetric(kernel!.baseUrl, 'dmp_kernel_messages_total', { kind: 'unknown', outcome: 'invalid' }),
+      1,
+    );
+    assert.ok((await readMetric(kernel!.baseUrl, 'dmp_kernel_ingest_seconds_count')) >= 1);
+    assert.ok(
+      (await readMetric(kernel!.baseUrl, 'dmp_rocketmq_sent_total', { topic: EVENT_TOPIC, result: 'ok' })) >=
+        4,
+    );
+  });
+
+  it('answers /health with RocketMQ up', async () => {
+    const response = await fetch(`${kernel!.baseUrl}/health`);
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as { status: string; details: Record<string, { status: string }> };
+    assert.equal(body.status, 'ok');
+    assert.equal(body.details.rocketmq?.status, 'up');
+  });
+
+  it('sheds snapshots beyond KERNEL_SNAPSHOT_MAX_IN_FLIGHT (retryable) but never events', async () => {
+    const devices = Array.from({ length: 5 }, (_, d) => `kernel-${run}-s${d}`);
+    const batch = devices.flatMap((deviceId) => [
+      message(deviceId, 0, 'KIND_SNAPSHOT'),
+      message(deviceId, 1, 'KIND_EVENT'),
+      message(deviceId, 2, 'KIND_SNAPSHOT'),
+    ]);
+    const outcomes = await ingest(batch);
+    const byId = new Map(outcomes.map((o) => [o.messageId, o]));
+
+    // Events: all accepted.
+    for (const deviceId of devices) assert.equal(byId.get(`${deviceId}-m1`)?.accepted, true);
+    // The first device takes the only snapshot slot; the others' first snapshots are shed…
+    assert.equal(byId.get(`${devices[0]}-m0`)?.accepted, true);
+    for (const deviceId of devices.slice(1)) {
+      assert.deepEqual(byId.get(`${deviceId}-m0`), {
+        messageId: `${deviceId}-m0`,
+        accepted: false,
+        errorCode: 'DMP_ERR_SHED_SNAPSHOT',
+        errorMessage: 'snapshot shed under load',
+        retryable: true,
+      });
+      // …and their later snapshot is not sent ahead of it (per-device order).
+      const later = byId.get(`${deviceId}-m2`)!;
+      assert.equal(later.accepted, false);
+      assert.equal(later.retryable, true);
+      assert.equal(later.errorCode, 'DMP_ERR_PRECEDING_FAILED');
+    }
+    assert.equal(
+      await readMetric(kernel!.baseUrl, 'dmp_kernel_shed_total', { kind: 'snapshot' }),
+      devices.length - 1,
+    );
+    await waitReceived(outcomes.filter((o) => o.accepted).map((o) => o.messageId));
+    for (const o of outcomes.filter((o) => !o.accepted)) assert.equal(receivedFor(o.messageId).length, 0);
+  });
+
+  it("shows the kernel's spans in the device message's trace (Jaeger)", async (t) => {
+    const jaegerUp = await fetch(`${stack.jaegerQueryUrl}/api/services`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (!jaegerUp) return t.skip('Jaeger is not running');
+    const traceId = newTraceId();
+    const deviceId = `kernel-${run}-trace`;
+    const [outcome] = await ingest([
+      message(deviceId, 0, 'KIND_EVENT', { traceparent: traceparentOf(traceId) }),
+    ]);
+    assert.equal(outcome?.accepted, true);
+    const trace = await waitFor(
+      'the trace in Jaeger',
+      async () => {
+        const found = await getJaegerTrace(traceId);
+        return found && found.spans.some((s) => s.operationName === `send ${EVENT_TOPIC}`) && found;
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
+    assert.ok(servicesOf(trace).has('dmp-kernel'));
+    const process = trace.spans.find((s) => s.operationName === 'process kernel.ingest')!;
+    const send = trace.spans.find((s) => s.operationName === `send ${EVENT_TOPIC}`)!;
+    assert.ok(process && send);
+    assert.equal(send.references.find((r) => r.refType === 'CHILD_OF')?.spanID, process.spanID);
+    const tag = (name: string) => process.tags.find((x) => x.key === name)?.value;
+    assert.equal(tag('dmp.device.id'), deviceId);
+    assert.equal(tag('messaging.message.id'), `${deviceId}-m0`);
+    assert.equal(tag('rpc.system'), 'grpc');
+    assert.equal(tag('span.kind'), 'consumer');
+  });
+
+  it('finishes an in-flight Ingest on SIGTERM, then exits', async () => {
+    const deviceId = `kernel-${run}-drain`;
+    // One device: its 300 messages are sent one after the other, which takes a while.
+    const batch = Array.from({ length: 300 }, (_, i) => message(deviceId, i, 'KIND_TELEMETRY'));
+    const call = ingest(batch);
+    await waitFor(
+      'the batch in flight',
+      async () => (await readMetric(kernel!.baseUrl, 'dmp_kernel_in_flight', { kind: 'telemetry' })) > 0,
+      { timeoutMs: 10_000, intervalMs: 5 },
+    );
+    // The app's own output: startApp's log file can miss the last lines written before the exit.
+    const child = kernel!.process;
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const closed = once(child, 'close');
+    const exit = kernel!.stop('SIGTERM');
+    const outcomes = await call;
+    assert.equal(
+      outcomes.filter((o) => o.accepted).length,
+      batch.length,
+      'every message of the call accepted',
+    );
+    // Nest re-raises SIGTERM once its shutdown hooks are done: the exit is by the signal (code null)…
+    assert.ok([0, null].includes(await exit));
+    kernel = undefined;
+    await closed;
+    // …after the producer was stopped in the last hook, i.e. a complete graceful shutdown.
+    assert.match(output, /RocketMQ producer of dmp-kernel stopped/);
+    await waitReceived(
+      batch.map((m) => m.messageId),
+      60_000,
+    );
+    const order = received.filter((view) => view.messageGroup === deviceId).map((view) => view.keys[0]);
+    assert.deepEqual(
+      order.slice(0, batch.length),
+      batch.map((m) => m.messageId),
+    );
+  });
+});
