@@ -19,17 +19,29 @@ const silentLogger = { info() {}, warn() {}, error() {}, debug() {} };
 describe('local stack', () => {
   it('Mosquitto delivers an MQTT 5 message to a shared subscription with its user properties', async () => {
     const topic = `dmp/stack-check/${randomUUID()}`;
-    const subscriber = await mqtt.connectAsync(stack.mqtt.url, { protocolVersion: 5, clientId: `sub-${randomUUID()}` });
-    const publisher = await mqtt.connectAsync(stack.mqtt.url, { protocolVersion: 5, clientId: `pub-${randomUUID()}` });
+    const subscriber = await mqtt.connectAsync(stack.mqtt.url, {
+      protocolVersion: 5,
+      clientId: `sub-${randomUUID()}`,
+    });
+    const publisher = await mqtt.connectAsync(stack.mqtt.url, {
+      protocolVersion: 5,
+      clientId: `pub-${randomUUID()}`,
+    });
     try {
       await subscriber.subscribeAsync(`$share/stack-check/${topic}`, { qos: 1 });
       const received = new Promise<{ payload: string; traceparent: unknown }>((resolve) =>
         subscriber.on('message', (_t, payload, packet) =>
-          resolve({ payload: payload.toString(), traceparent: packet.properties?.userProperties?.traceparent }),
+          resolve({
+            payload: payload.toString(),
+            traceparent: packet.properties?.userProperties?.traceparent,
+          }),
         ),
       );
       const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-      await publisher.publishAsync(topic, 'hello', { qos: 1, properties: { userProperties: { traceparent } } });
+      await publisher.publishAsync(topic, 'hello', {
+        qos: 1,
+        properties: { userProperties: { traceparent } },
+      });
       assert.deepEqual(await received, { payload: 'hello', traceparent });
     } finally {
       await Promise.all([subscriber.endAsync(), publisher.endAsync()]);
@@ -38,7 +50,11 @@ describe('local stack', () => {
 
   it('RocketMQ stores a message and delivers it to a consumer group over gRPC', async () => {
     const topic = 'dmp_stack_check';
-    const options = { endpoints: stack.rocketmq.endpoints, namespace: stack.rocketmq.namespace, logger: silentLogger };
+    const options = {
+      endpoints: stack.rocketmq.endpoints,
+      namespace: stack.rocketmq.namespace,
+      logger: silentLogger,
+    };
     const producer = new Producer({ ...options, topic });
     const consumer = new SimpleConsumer({
       ...options,
@@ -50,7 +66,12 @@ describe('local stack', () => {
     after(() => Promise.all([producer.shutdown(), consumer.shutdown()]));
 
     const marker = randomUUID();
-    await producer.send({ topic, body: Buffer.from(marker), keys: [marker], properties: new Map([['marker', marker]]) });
+    await producer.send({
+      topic,
+      body: Buffer.from(marker),
+      keys: [marker],
+      properties: new Map([['marker', marker]]),
+    });
     const found = await waitFor(
       'the message back from RocketMQ',
       async () => {
@@ -67,14 +88,27 @@ describe('local stack', () => {
 
   it('ClickHouse writes and reads back a row', async () => {
     const database = `dmp_stack_check_${process.pid}`;
-    const client = createClient({ url: stack.clickhouse.url, username: stack.clickhouse.username, password: stack.clickhouse.password });
+    const client = createClient({
+      url: stack.clickhouse.url,
+      username: stack.clickhouse.username,
+      password: stack.clickhouse.password,
+    });
     try {
       await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}` });
       await client.command({
         query: `CREATE TABLE ${database}.check (id String, v UInt64) ENGINE = ReplacingMergeTree(v) ORDER BY id`,
       });
-      await client.insert({ table: `${database}.check`, values: [{ id: 'a', v: 1 }, { id: 'a', v: 2 }], format: 'JSONEachRow' });
-      const rows = await (await client.query({ query: `SELECT id, v FROM ${database}.check FINAL`, format: 'JSONEachRow' })).json();
+      await client.insert({
+        table: `${database}.check`,
+        values: [
+          { id: 'a', v: 1 },
+          { id: 'a', v: 2 },
+        ],
+        format: 'JSONEachRow',
+      });
+      const rows = await (
+        await client.query({ query: `SELECT id, v FROM ${database}.check FINAL`, format: 'JSONEachRow' })
+      ).json();
       assert.deepEqual(rows, [{ id: 'a', v: '2' }]);
     } finally {
       await client.command({ query: `DROP DATABASE IF EXISTS ${database}` });
@@ -97,7 +131,9 @@ describe('local stack', () => {
     const service = `dmp-stack-check-${randomUUID().slice(0, 8)}`;
     const provider = new TracerProvider({
       resource: resourceFromAttributes({ 'service.name': service }),
-      spanProcessors: [new SimpleSpanProcessor({ exporter: new OTLPTraceExporter({ url: stack.telemetry.otlpEndpoint }) })],
+      spanProcessors: [
+        new SimpleSpanProcessor({ exporter: new OTLPTraceExporter({ url: stack.telemetry.otlpEndpoint }) }),
+      ],
     });
     const span = provider.getTracer('stack-check').startSpan('stack check');
     const traceId = span.spanContext().traceId;
@@ -118,6 +154,7 @@ describe('local stack', () => {
     const response = await fetch(`${stack.prometheusUrl}/api/v1/targets`);
     const body = (await response.json()) as { data: { activeTargets: { labels: { job: string } }[] } };
     const jobs = new Set(body.data.activeTargets.map((target) => target.labels.job));
-    for (const job of ['dmp-mqtt', 'dmp-kernel', 'dmp-data']) assert.ok(jobs.has(job), `Prometheus has no job ${job}`);
+    for (const job of ['dmp-mqtt', 'dmp-kernel', 'dmp-data'])
+      assert.ok(jobs.has(job), `Prometheus has no job ${job}`);
   });
 });

@@ -286,6 +286,7 @@ export class RocketMqConsumerServer
       const count = Math.min(this.receiveBatch, this.maxInFlight - this.inFlight - this.reserved);
       this.reserved += count;
       let views: MessageView[];
+      const receiveStartedAt = Date.now();
       try {
         views = await consumer.receiveFrom(topic, count, this.invisibleMs);
         receiveFailures = 0;
@@ -299,7 +300,7 @@ export class RocketMqConsumerServer
         continue;
       }
       this.reserved -= count;
-      for (const view of views) this.dispatch(view);
+      for (const view of views) this.dispatch(view, receiveStartedAt);
     }
   }
 
@@ -314,11 +315,12 @@ export class RocketMqConsumerServer
     for (const wake of waiters) wake();
   }
 
-  private dispatch(view: MessageView): void {
+  private dispatch(view: MessageView, receiveStartedAt: number): void {
     const message = toRocketMqMessage(
       view,
       Math.max(view.deliveryAttempt || 1, (this.failures.get(view.messageId) ?? 0) + 1),
     );
+    this.traceReceive(message, receiveStartedAt);
     const delivery: Delivery = { view, message, op: Promise.resolve(), settled: false };
     this.deliveries.add(delivery);
     this.inFlightGauge.inc({ group: this.options.group });
@@ -352,6 +354,33 @@ export class RocketMqConsumerServer
       this.inFlightGauge.dec({ group: this.options.group });
       this.wakeCapacityWaiters();
     });
+  }
+
+  /** A CLIENT span for the receive call that fetched the message, in the message's own trace. */
+  private traceReceive(message: RocketMqMessage, startedAt: number): void {
+    const parent = extractTraceContext(
+      { traceparent: message.properties.traceparent, tracestate: message.properties.tracestate },
+      ROOT_CONTEXT,
+    );
+    tracer
+      .startSpan(
+        `receive ${message.topic}`,
+        {
+          kind: SpanKind.CLIENT,
+          startTime: startedAt,
+          attributes: {
+            [ATTR.system]: ROCKETMQ_SYSTEM,
+            [ATTR.destination]: message.topic,
+            [ATTR.consumerGroup]: this.options.group,
+            [ATTR.namespace]: this.options.namespace,
+            [ATTR.operationType]: 'receive',
+            [ATTR.operationName]: 'receive',
+            [ATTR.messageId]: message.messageId,
+          },
+        },
+        parent,
+      )
+      .end();
   }
 
   /** Every path ends in a settlement, or in redelivery once the message's invisibility ends. */

@@ -48,7 +48,8 @@ export async function startApp(
   });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  // 'close' (not 'exit'): the child's output is fully written to the log by then.
+  const exited = new Promise<number | null>((done) => child.once('close', (code) => done(code)));
   const baseUrl = `http://127.0.0.1:${port}`;
   let exitCode: number | null | undefined;
   void exited.then((code) => (exitCode = code));

@@ -1,0 +1,173 @@
+/**
+ * The whole chain against the real local stack: simulated devices → Mosquitto → dmp-mqtt → dmp-kernel
+ * → RocketMQ → dmp-data → ClickHouse, with one OpenTelemetry trace per message in Jaeger.
+ */
+import { createClient } from '@clickhouse/client';
+import { normalizedTelemetrySchema } from '@dmp/contracts';
+import { MultiTopicSimpleConsumer } from '@dmp/messaging';
+import { freePort, getJaegerTrace, servicesOf, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { DeviceFleet } from '../tools/simulator/src/device-fleet';
+
+const run = randomBytes(3).toString('hex');
+const database = `dmp_test_chain_${run}`;
+const DEVICES = 1_000;
+const MESSAGES = 10_000;
+const silentLogger = { info() {}, warn() {}, error() {}, debug() {} };
+
+/** Other tests share these topics, some with deliberately malformed bodies: skip what isn't ours. */
+function parseTelemetry(body: Buffer) {
+  try {
+    return normalizedTelemetrySchema.safeParse(JSON.parse(body.toString())).data;
+  } catch {
+    return undefined;
+  }
+}
+
+describe('the chain, end to end', () => {
+  const apps: RunningApp[] = [];
+  const clickhouse = createClient({ url: stack.clickhouse.url, database: 'default' });
+  // Reads what dmp-kernel produced, in RocketMQ's per-device (message group) order.
+  const telemetryTopics = [stack.rocketmq.topics.event, stack.rocketmq.topics.snapshot];
+  const observer = new MultiTopicSimpleConsumer({
+    endpoints: stack.rocketmq.endpoints,
+    namespace: stack.rocketmq.namespace,
+    consumerGroup: 'dmp_chain_observer',
+    subscriptions: new Map(telemetryTopics.map((topic) => [topic, '*'])),
+    awaitDuration: 5_000,
+    logger: silentLogger,
+  });
+  const fleet = new DeviceFleet({
+    url: stack.mqtt.url,
+    devices: DEVICES,
+    rate: 2_000,
+    deviceIdPrefix: `chain-${run}`,
+    timeCompression: 60, // a snapshot per device every 5 s
+    heartbeatIntervalMs: 0,
+    protobufRatio: 0.2,
+    traceRatio: 0.02,
+  });
+
+  before(async () => {
+    const common = { CLICKHOUSE_DATABASE: database, OTEL_TRACES_SAMPLE_RATIO: '1', LOG_LEVEL: 'warn' };
+    const kernelGrpc = `127.0.0.1:${await freePort()}`;
+    apps.push(await startApp('dmp-data', { ...common }, { label: `chain-${run}-dmp-data` }));
+    apps.push(await startApp('dmp-kernel', { ...common, KERNEL_GRPC_URL: kernelGrpc }, { label: `chain-${run}-dmp-kernel` }));
+    apps.push(
+      await startApp(
+        'dmp-mqtt',
+        {
+          ...common,
+          KERNEL_GRPC_URL: kernelGrpc,
+          MQTT_SHARE_GROUP: `chain${run}`,
+          MQTT_CLIENT_ID: `chain-${run}`,
+          ADMIN_TOKEN: `chain-${run}-admin`,
+        },
+        { label: `chain-${run}-dmp-mqtt` },
+      ),
+    );
+    await observer.startup();
+    // A new group starts at the end of the topics: one receive per topic pins its position now.
+    for (const topic of telemetryTopics)
+      for (const message of await observer.receiveFrom(topic, 32, 10_000)) await observer.ack(message);
+    await fleet.connect();
+  });
+
+  after(async () => {
+    await fleet.close();
+    await Promise.all(apps.reverse().map((app) => app.stop()));
+    await observer.shutdown().catch(() => undefined);
+    await clickhouse.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+    await clickhouse.close();
+  });
+
+  it(`stores exactly ${MESSAGES} rows for ${MESSAGES} messages from ${DEVICES} devices, in per-device order, one trace per message`, async () => {
+    const stats = await fleet.run({ count: MESSAGES, flushTimeoutMs: 60_000 });
+    assert.equal(stats.sent, MESSAGES);
+    assert.equal(stats.acked, MESSAGES, 'the broker acknowledged every publish');
+
+    const sent = [...fleet.ledger.values()].flat();
+    assert.equal(sent.length, MESSAGES);
+    assert.equal(new Set(sent.map((m) => m.deviceId)).size, DEVICES);
+
+    // Per-device order at RocketMQ: what the kernel produced for each device follows the device's seq.
+    const lastSeq = new Map<string, number>();
+    let observed = 0;
+    const outOfOrder: string[] = [];
+    const observeTopic = async (topic: string) => {
+      for (const message of await observer.receiveFrom(topic, 32, 15_000)) {
+        await observer.ack(message);
+        const body = parseTelemetry(message.body);
+        if (!body?.deviceId.startsWith(`chain-${run}`)) continue;
+        observed++;
+        const previous = lastSeq.get(body.deviceId) ?? -1;
+        if ((body.seq ?? -1) <= previous) outOfOrder.push(`${body.deviceId}: ${body.seq} after ${previous}`);
+        lastSeq.set(body.deviceId, body.seq ?? -1);
+      }
+    };
+    await waitFor(
+      'every message in RocketMQ',
+      async () => {
+        await Promise.all(telemetryTopics.map(observeTopic));
+        return observed >= MESSAGES;
+      },
+      { timeoutMs: 240_000, intervalMs: 0 },
+    );
+    assert.deepEqual(outOfOrder, []);
+
+    const count = async () => {
+      const result = await clickhouse.query({
+        query: `SELECT count() AS rows, uniqExact(message_id) AS ids FROM ${database}.telemetry_raw FINAL`,
+        format: 'JSONEachRow',
+      });
+      const [row] = await result.json<{ rows: string; ids: string }>();
+      return { rows: Number(row?.rows), ids: Number(row?.ids) };
+    };
+    await waitFor('every message in ClickHouse', async () => (await count()).rows >= MESSAGES, {
+      timeoutMs: 240_000,
+      intervalMs: 1_000,
+    });
+    assert.deepEqual(await count(), { rows: MESSAGES, ids: MESSAGES });
+
+    const stored = await clickhouse.query({
+      query: `SELECT message_id FROM ${database}.telemetry_raw FINAL`,
+      format: 'JSONEachRow',
+    });
+    const storedIds = new Set((await stored.json<{ message_id: string }>()).map((r) => r.message_id));
+    assert.deepEqual(
+      sent.filter((m) => !storedIds.has(m.messageId!)).map((m) => m.messageId),
+      [],
+      'no sent message is missing',
+    );
+
+    // One trace per message: a device that sent a traceparent finds every hop in that one trace.
+    const traced = sent.filter((m) => m.traceparent);
+    assert.ok(traced.length > 0, 'some messages carried a traceparent');
+    const sample = traced[Math.floor(Math.random() * traced.length)]!;
+    const traceId = sample.traceparent!.split('-')[1]!;
+    const expectedSpans = [
+      (name: string) => name.startsWith('receive devices/'),
+      (name: string) => name.startsWith('process devices/'),
+      (name: string) => name === 'process kernel.ingest',
+      (name: string) => name.startsWith('send dmp_telemetry_'),
+      (name: string) => name.startsWith('receive dmp_telemetry_'),
+      (name: string) => name.startsWith('process dmp_telemetry_'),
+      (name: string) => name === 'INSERT telemetry_raw',
+    ];
+    const trace = await waitFor(
+      `trace ${traceId} with every hop in Jaeger`,
+      async () => {
+        const found = await getJaegerTrace(traceId);
+        const names = found?.spans.map((span) => span.operationName) ?? [];
+        return found && expectedSpans.every((matches) => names.some(matches)) ? found : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 1_000 },
+    );
+    assert.deepEqual([...servicesOf(trace)].sort(), ['dmp-data', 'dmp-kernel', 'dmp-mqtt']);
+    assert.ok(trace.spans.every((span) => span.traceID === traceId));
+
+    for (const app of apps) assert.equal((await fetch(`${app.baseUrl}/health`)).status, 200, `${app.name} is healthy`);
+  });
+});
