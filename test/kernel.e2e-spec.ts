@@ -106,7 +106,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     waitFor(
       `${messageIds.length} messages in RocketMQ`,
       () =>
-        messageIds.every((id) => receivedFor(id).length > 0) && messageIds.map((id) => receivedFor(id)[0]!),
+        messageIds.every((id) => receivedFor(id).length > 0) && messageIds.map((id) => receivedFor(id)[0]),
       { timeoutMs },
     );
 
@@ -182,7 +182,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
       batch.map((m) => m.messageId),
       'one outcome per message, in batch order',
     );
-    const invalid = outcomes[3]!;
+    const invalid = outcomes[3];
     assert.equal(invalid.accepted, false);
     assert.equal(invalid.errorCode, 'DMP_ERR_INVALID_PAYLOAD');
     assert.equal(invalid.retryable, false);
@@ -190,7 +190,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     for (const [i, outcome] of outcomes.entries())
       if (i !== 3)
         assert.deepEqual(outcome, {
-          messageId: batch[i]!.messageId,
+          messageId: batch[i].messageId,
           accepted: true,
           errorCode: '',
           errorMessage: '',
@@ -200,7 +200,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     const valid = batch.filter((_, i) => i !== 3);
     const views = await waitReceived(valid.map((m) => m.messageId));
     for (const [i, view] of views.entries()) {
-      const sent = valid[i]!;
+      const sent = valid[i];
       const kind =
         sent.kind === 'KIND_SNAPSHOT' ? 'snapshot' : sent.kind === 'KIND_EVENT' ? 'event' : 'telemetry';
       assert.equal(view.topic, kind === 'snapshot' ? SNAPSHOT_TOPIC : EVENT_TOPIC);

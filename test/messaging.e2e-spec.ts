@@ -319,7 +319,7 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
     const group = `retry-${run}`;
     const keys = [0, 1, 2, 3].map((i) => `${group}-${i}`);
     let failures = 0;
-    behaviour.set(keys[1]!, (message) => {
+    behaviour.set(keys[1], (message) => {
       if (message.deliveryAttempt === 1) {
         failures += 1;
         throw new DmpError('DMP_ERR_E2E_TRANSIENT', 'try again', true);
@@ -328,11 +328,11 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
     for (const [i, key] of keys.entries())
       await producer.send({ topic: FIFO, body: Buffer.from(String(i)), messageGroup: group, keys: [key] });
 
-    await waitFor('all four handled successfully', () => handledFor(keys[3]!).length > 0, {
+    await waitFor('all four handled successfully', () => handledFor(keys[3]).length > 0, {
       timeoutMs: 60_000,
     });
     assert.equal(failures, 1);
-    const attempts = handledFor(keys[1]!).map((h) => h.attempt);
+    const attempts = handledFor(keys[1]).map((h) => h.attempt);
     assert.deepEqual(attempts.slice(0, 2), [1, 2], 'failed once, then redelivered as attempt 2');
     // Nothing after message 1 was handled before message 1 succeeded on its redelivery.
     const sequence = handled.filter((h) => h.group === group).map((h) => `${h.key.slice(-1)}@${h.attempt}`);
@@ -384,7 +384,7 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
     assert.ok(dead.keys.includes(messageId) && dead.keys.includes(key));
     // The dead letter continues the trace of the failed message.
     const [first] = handledFor(key);
-    assert.ok(dead.properties.get('traceparent')?.includes(first!.span!.traceId));
+    assert.ok(dead.properties.get('traceparent')?.includes(first.span!.traceId));
     // Settled (acked): never handled again.
     await sleep(3_000);
     assert.equal(handledFor(key).length, 1);

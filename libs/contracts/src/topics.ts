@@ -13,9 +13,9 @@ export function parseDeviceTopic(topic: string): DeviceTopic | undefined {
   const parts = topic.split('/');
   if (parts.length !== 3 || parts[0] !== 'devices') return undefined;
   const [, deviceId, channel] = parts;
-  if (!DEVICE_ID_PATTERN.test(deviceId!)) return undefined;
-  if (!(deviceChannels as readonly string[]).includes(channel!)) return undefined;
-  return { deviceId: deviceId!, channel: channel as DeviceChannel };
+  if (!DEVICE_ID_PATTERN.test(deviceId)) return undefined;
+  if (!(deviceChannels as readonly string[]).includes(channel)) return undefined;
+  return { deviceId: deviceId, channel: channel as DeviceChannel };
 }
 
 export const deviceTopic = (deviceId: string, channel: DeviceChannel) => `devices/${deviceId}/${channel}`;

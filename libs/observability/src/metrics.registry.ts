@@ -16,14 +16,23 @@ export class MetricsRegistry {
   constructor(serviceName: string) {
     this.registry.setDefaultLabels({ service: serviceName });
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
-    this.gauge('dmp_otel_spans_exported', 'Spans the OTLP exporter delivered (cumulative)', [], function () {
-      this.set(spanExportStats.exported);
-    });
-    this.gauge('dmp_otel_spans_export_failed', 'Spans the OTLP exporter failed to deliver (cumulative)', [], function () {
-      this.set(spanExportStats.failed);
-    });
-    this.gauge('dmp_otel_spans_dropped', 'Spans dropped because the export queue was full (cumulative)', [], function () {
-      this.set(spanExportStats.dropped());
+    this.spanCounter('dmp_otel_spans_exported_total', 'Spans the OTLP exporter delivered', () => spanExportStats.exported);
+    this.spanCounter('dmp_otel_spans_export_failed_total', 'Spans the OTLP exporter failed to deliver', () => spanExportStats.failed);
+    this.spanCounter('dmp_otel_spans_dropped_total', 'Spans dropped because the export queue was full', () =>
+      spanExportStats.dropped(),
+    );
+  }
+
+  /** A counter mirroring a count kept elsewhere (the span exporter's), read at scrape time. */
+  private spanCounter(name: string, help: string, read: () => number): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
     });
   }
 

@@ -1,5 +1,5 @@
 import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api';
-import type { ExportResult } from '@opentelemetry/core';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
@@ -29,7 +29,7 @@ class CountingExporter implements SpanExporter {
   constructor(private readonly inner: SpanExporter) {}
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
     this.inner.export(spans, (result) => {
-      if (result.code === 0) spanExportStats.exported += spans.length;
+      if (result.code === ExportResultCode.SUCCESS) spanExportStats.exported += spans.length;
       else spanExportStats.failed += spans.length;
       done(result);
     });

@@ -152,7 +152,7 @@ export class BatchWriter<T> {
   private waitBeforeFlush(): number {
     if (this.draining || this.eager || this.closed || this.queue.length >= this.options.maxRows) return 0;
     const now = Date.now();
-    const untilMaxWait = this.queue[0]!.enqueuedAt + this.options.maxWaitMs - now;
+    const untilMaxWait = this.queue[0].enqueuedAt + this.options.maxWaitMs - now;
     const idleMs = this.options.idleMs ?? 0;
     const untilIdle = idleMs > 0 ? this.lastArrival + idleMs - now : Number.POSITIVE_INFINITY;
     return Math.max(0, Math.min(untilMaxWait, untilIdle));
