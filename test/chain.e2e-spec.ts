@@ -5,7 +5,15 @@
 import { createClient } from '@clickhouse/client';
 import { normalizedTelemetrySchema } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
-import { freePort, getJaegerTrace, servicesOf, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import {
+  freePort,
+  getJaegerTrace,
+  servicesOf,
+  stack,
+  startApp,
+  waitFor,
+  type RunningApp,
+} from '@dmp/testing';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -54,7 +62,13 @@ describe('the chain, end to end', () => {
     const common = { CLICKHOUSE_DATABASE: database, OTEL_TRACES_SAMPLE_RATIO: '1', LOG_LEVEL: 'warn' };
     const kernelGrpc = `127.0.0.1:${await freePort()}`;
     apps.push(await startApp('dmp-data', { ...common }, { label: `chain-${run}-dmp-data` }));
-    apps.push(await startApp('dmp-kernel', { ...common, KERNEL_GRPC_URL: kernelGrpc }, { label: `chain-${run}-dmp-kernel` }));
+    apps.push(
+      await startApp(
+        'dmp-kernel',
+        { ...common, KERNEL_GRPC_URL: kernelGrpc },
+        { label: `chain-${run}-dmp-kernel` },
+      ),
+    );
     apps.push(
       await startApp(
         'dmp-mqtt',
@@ -168,6 +182,7 @@ describe('the chain, end to end', () => {
     assert.deepEqual([...servicesOf(trace)].sort(), ['dmp-data', 'dmp-kernel', 'dmp-mqtt']);
     assert.ok(trace.spans.every((span) => span.traceID === traceId));
 
-    for (const app of apps) assert.equal((await fetch(`${app.baseUrl}/health`)).status, 200, `${app.name} is healthy`);
+    for (const app of apps)
+      assert.equal((await fetch(`${app.baseUrl}/health`)).status, 200, `${app.name} is healthy`);
   });
 });

@@ -24,11 +24,17 @@ export const telemetrySection = z
 
 export const mqttSection = z
   .object({
-    MQTT_URL: z.string().regex(/^mqtts?:\/\//, 'must start with mqtt:// or mqtts://').default('mqtt://127.0.0.1:1883'),
+    MQTT_URL: z
+      .string()
+      .regex(/^mqtts?:\/\//, 'must start with mqtt:// or mqtts://')
+      .default('mqtt://127.0.0.1:1883'),
     MQTT_USERNAME: z.string().optional(),
     MQTT_PASSWORD: z.string().optional(),
     MQTT_CLIENT_ID_PREFIX: z.string().default('dmp-mqtt'),
-    MQTT_SHARE_GROUP: z.string().regex(/^[A-Za-z0-9_-]+$/).default('dmp'),
+    MQTT_SHARE_GROUP: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/)
+      .default('dmp'),
     MQTT_TOPICS: list('devices/+/telemetry,devices/+/event,devices/+/snapshot,devices/+/heartbeat'),
     /** MQTT 5 Receive Maximum: unacknowledged QoS1 messages the broker may have in flight to us. */
     MQTT_RECEIVE_MAXIMUM: int(2000, 1, 65535),
@@ -44,7 +50,12 @@ export const mqttSection = z
   }));
 
 export const redisSection = z
-  .object({ REDIS_URL: z.string().regex(/^rediss?:\/\//).default('redis://127.0.0.1:6379') })
+  .object({
+    REDIS_URL: z
+      .string()
+      .regex(/^rediss?:\/\//)
+      .default('redis://127.0.0.1:6379'),
+  })
   .transform((e) => ({ url: e.REDIS_URL }));
 
 export const rocketmqSection = z
@@ -72,7 +83,10 @@ export const clickhouseSection = z
     CLICKHOUSE_URL: z.url().default('http://127.0.0.1:8123'),
     CLICKHOUSE_USER: z.string().default('default'),
     CLICKHOUSE_PASSWORD: z.string().default(''),
-    CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('dmp'),
+    CLICKHOUSE_DATABASE: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .default('dmp'),
   })
   .transform((e) => ({
     url: e.CLICKHOUSE_URL,

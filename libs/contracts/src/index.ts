@@ -2,3 +2,5 @@ export * from './telemetry';
 export * from './topics';
 export * from './errors';
 export * from './proto';
+export * from './dead-letter';
+export * from './devices';

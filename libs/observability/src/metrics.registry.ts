@@ -3,7 +3,9 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { spanExportStats } from './telemetry';
 
 /** Buckets in seconds for per-hop latencies: 0.5 ms … 10 s. */
-export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /**
  * One Prometheus registry per app, with Node defaults (event-loop lag, heap, GC) and the span
@@ -16,8 +18,16 @@ export class MetricsRegistry {
   constructor(serviceName: string) {
     this.registry.setDefaultLabels({ service: serviceName });
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
-    this.spanCounter('dmp_otel_spans_exported_total', 'Spans the OTLP exporter delivered', () => spanExportStats.exported);
-    this.spanCounter('dmp_otel_spans_export_failed_total', 'Spans the OTLP exporter failed to deliver', () => spanExportStats.failed);
+    this.spanCounter(
+      'dmp_otel_spans_exported_total',
+      'Spans the OTLP exporter delivered',
+      () => spanExportStats.exported,
+    );
+    this.spanCounter(
+      'dmp_otel_spans_export_failed_total',
+      'Spans the OTLP exporter failed to deliver',
+      () => spanExportStats.failed,
+    );
     this.spanCounter('dmp_otel_spans_dropped_total', 'Spans dropped because the export queue was full', () =>
       spanExportStats.dropped(),
     );

@@ -63,7 +63,8 @@ export function startTelemetry(options: TelemetryOptions, logger?: DiagLogger): 
     scheduledDelayMillis: 1_000,
   });
   // The SDK keeps the count of spans it dropped on a full queue private; read it for the metric.
-  spanExportStats.dropped = () => (processor as unknown as { _droppedSpansCount?: number })._droppedSpansCount ?? 0;
+  spanExportStats.dropped = () =>
+    (processor as unknown as { _droppedSpansCount?: number })._droppedSpansCount ?? 0;
 
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({
@@ -72,7 +73,10 @@ export function startTelemetry(options: TelemetryOptions, logger?: DiagLogger): 
     autoDetectResources: false,
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio) }),
     spanProcessors: [processor],
-    instrumentations: [new HttpInstrumentation({ ignoreIncomingRequestHook: isScrape }), new GrpcInstrumentation()],
+    instrumentations: [
+      new HttpInstrumentation({ ignoreIncomingRequestHook: isScrape }),
+      new GrpcInstrumentation(),
+    ],
   });
   sdk.start();
   return { shutdown: () => sdk.shutdown() };

@@ -12,7 +12,10 @@ export function injectTraceContext(ctx: Context = context.active()): TraceCarrie
   return carrier;
 }
 
-export function extractTraceContext(carrier: TraceCarrier | undefined, base: Context = context.active()): Context {
+export function extractTraceContext(
+  carrier: TraceCarrier | undefined,
+  base: Context = context.active(),
+): Context {
   return carrier?.traceparent ? propagation.extract(base, carrier) : base;
 }
 

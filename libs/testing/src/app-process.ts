@@ -24,7 +24,9 @@ export function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -41,11 +43,15 @@ export async function startApp(
   const port = env.HTTP_PORT ?? String(await freePort());
   mkdirSync(TEST_LOG_DIR, { recursive: true });
   const log = createWriteStream(join(TEST_LOG_DIR, `${label}.log`), { flags: 'a' });
-  const child = spawn(process.execPath, ['--enable-source-maps', join(REPO_ROOT, 'dist/apps', name, 'src/main.js')], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env, HTTP_PORT: port },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--enable-source-maps', join(REPO_ROOT, 'dist/apps', name, 'src/main.js')],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env, HTTP_PORT: port },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   // 'close' (not 'exit'): the child's output is fully written to the log by then.
@@ -57,7 +63,8 @@ export async function startApp(
   await waitFor(
     `${label} /health on ${baseUrl}`,
     async () => {
-      if (exitCode !== undefined) throw new Error(`${label} exited with ${exitCode}; see ${TEST_LOG_DIR}/${label}.log`);
+      if (exitCode !== undefined)
+        throw new Error(`${label} exited with ${exitCode}; see ${TEST_LOG_DIR}/${label}.log`);
       const response = await fetch(`${baseUrl}/health`);
       return response.ok;
     },
@@ -78,7 +85,11 @@ export async function startApp(
 }
 
 /** Reads one sample (summed over label sets matching `labels`) from an app's /metrics. */
-export async function readMetric(baseUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function readMetric(
+  baseUrl: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const text = await (await fetch(`${baseUrl}/metrics`)).text();
   let sum = 0;
   for (const line of text.split('\n')) {

@@ -1,4 +1,11 @@
-import { clickhouseSection, loadConfig, mqttSection, redisSection, rocketmqSection, telemetrySection } from '@dmp/config';
+import {
+  clickhouseSection,
+  loadConfig,
+  mqttSection,
+  redisSection,
+  rocketmqSection,
+  telemetrySection,
+} from '@dmp/config';
 
 /** Where the local stack (scripts/stack.sh) listens; the same defaults the apps use. */
 export const stack = {
