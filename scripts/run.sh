@@ -11,6 +11,17 @@ npm run --silent build
 bash scripts/stack.sh up
 
 LOG_DIR="$DMP_ROOT/.stack/logs"
+# Local development credentials (the apps refuse to start without an admin token).
+export ADMIN_TOKEN="${ADMIN_TOKEN:-dmp-local-admin-token}"
+# The simulator's fleet, registered below so that dmp-mqtt accepts its devices.
+devices=1000 prefix=sim
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --devices) devices="${args[i + 1]}" ;;
+    --device-prefix) prefix="${args[i + 1]}" ;;
+  esac
+done
 mkdir -p "$LOG_DIR"
 pids=()
 stop_apps() {
@@ -32,6 +43,9 @@ for port in 3003 3002 3001; do
   curl -fsS "http://127.0.0.1:$port/health" >/dev/null || { echo "app on port $port is not healthy; see $LOG_DIR" >&2; exit 1; }
 done
 
+echo "registering $devices simulated devices ($prefix-…)"
+node dist/tools/cli/src/main.js devices register --prefix "$prefix" --count "$devices" >/dev/null
+
 cat <<INFO
 DMP is running (logs in $LOG_DIR):
   health/metrics  http://127.0.0.1:3001  dmp-mqtt · :3002 dmp-kernel · :3003 dmp-data
@@ -40,4 +54,4 @@ DMP is running (logs in $LOG_DIR):
   data            clickhouse-client --query "SELECT device_id, count() FROM dmp.telemetry_raw FINAL GROUP BY device_id ORDER BY device_id LIMIT 10"
 Starting the device simulator (Ctrl-C to stop)…
 INFO
-node --enable-source-maps dist/tools/simulator/src/main.js --devices 1000 --rate 200 "$@"
+node --enable-source-maps dist/tools/simulator/src/main.js --devices "$devices" --rate 200 "$@"

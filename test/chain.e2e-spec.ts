@@ -23,6 +23,7 @@ const run = randomBytes(3).toString('hex');
 const database = `dmp_test_chain_${run}`;
 const DEVICES = 1_000;
 const MESSAGES = 10_000;
+const adminToken = `chain-${run}-admin`;
 const silentLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
 /** Other tests share these topics, some with deliberately malformed bodies: skip what isn't ours. */
@@ -77,11 +78,12 @@ describe('the chain, end to end', () => {
           KERNEL_GRPC_URL: kernelGrpc,
           MQTT_SHARE_GROUP: `chain${run}`,
           MQTT_CLIENT_ID: `chain-${run}`,
-          ADMIN_TOKEN: `chain-${run}-admin`,
+          ADMIN_TOKEN: adminToken,
         },
         { label: `chain-${run}-dmp-mqtt` },
       ),
     );
+    await forEachDevice('POST', (deviceId) => ({ deviceId, tenantId: 't-chain' }));
     await observer.startup();
     // A new group starts at the end of the topics: one receive per topic pins its position now.
     for (const topic of telemetryTopics)
@@ -89,7 +91,28 @@ describe('the chain, end to end', () => {
     await fleet.connect();
   });
 
+  /** Registers or removes the fleet's devices through dmp-mqtt's admin API, 50 requests at a time. */
+  async function forEachDevice(method: 'POST' | 'DELETE', body?: (deviceId: string) => unknown) {
+    const mqttApp = apps.find((app) => app.name === 'dmp-mqtt')!;
+    const ids = fleet.devices.map((device) => device.id);
+    for (let i = 0; i < ids.length; i += 50)
+      await Promise.all(
+        ids.slice(i, i + 50).map(async (deviceId) => {
+          const response = await fetch(
+            `${mqttApp.baseUrl}/admin/devices${method === 'DELETE' ? `/${deviceId}` : ''}`,
+            {
+              method,
+              headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+              ...(body ? { body: JSON.stringify(body(deviceId)) } : {}),
+            },
+          );
+          assert.ok(response.ok, `${method} device ${deviceId}: ${response.status} ${await response.text()}`);
+        }),
+      );
+  }
+
   after(async () => {
+    await forEachDevice('DELETE').catch(() => undefined);
     await fleet.close();
     await Promise.all(apps.reverse().map((app) => app.stop()));
     await observer.shutdown().catch(() => undefined);

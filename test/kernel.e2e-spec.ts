@@ -140,6 +140,8 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
         ROCKETMQ_TOPIC_EVENT: EVENT_TOPIC,
         ROCKETMQ_TOPIC_SNAPSHOT: SNAPSHOT_TOPIC,
         KERNEL_SNAPSHOT_MAX_IN_FLIGHT: '1',
+        // Ingest only: rule evaluation has its own end-to-end test (rules.e2e-spec.ts).
+        KERNEL_RULES_ENABLED: 'false',
         LOG_LEVEL: 'info',
       },
       { label },

@@ -123,6 +123,11 @@ function startMqttApp(
       // Short: sessions of killed instances stop collecting copies of every device message soon.
       MQTT_SESSION_EXPIRY_SECONDS: '60',
       KERNEL_GRPC_URL: kernel.url,
+      // This suite is about transport, decoding and hand-off; the registry, dedup and rate limits
+      // have their own suite (edge.e2e-spec.ts).
+      ADMIN_TOKEN: `${name}-admin`,
+      DEVICE_REGISTRY_REQUIRED: 'false',
+      DEVICE_RATE_LIMIT_PER_SECOND: '0',
       OTEL_ENABLED: 'true',
       LOG_LEVEL: 'info',
       ...env,

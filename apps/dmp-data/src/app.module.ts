@@ -3,6 +3,8 @@ import { ObservabilityModule, type Telemetry } from '@dmp/observability';
 import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { DATA_CONFIG, type DataConfig } from './config';
 import { AggregationModule } from './aggregation/aggregation.module';
+import { AlarmsModule } from './alarms/alarms.module';
+import { DeadLettersModule } from './dead-letters/dead-letters.module';
 import { ConsumerModule } from './consumer/consumer.module';
 
 /** dmp-data: RocketMQ telemetry → ClickHouse (`telemetry_raw`, `telemetry_latest`, `telemetry_1m`). */
@@ -25,6 +27,8 @@ export class AppModule {
         }),
         ConsumerModule.forRoot(config),
         AggregationModule,
+        AlarmsModule.forRoot({ rocketmq: config.rocketmq, alarms: config.alarms }),
+        DeadLettersModule.forRoot(config),
       ],
       providers: [{ provide: DATA_CONFIG, useValue: config }],
       exports: [DATA_CONFIG],

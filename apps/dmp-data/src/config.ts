@@ -8,6 +8,8 @@ import {
   telemetrySection,
 } from '@dmp/config';
 import { z } from 'zod';
+import { alarmsSection } from './alarms/alarms.config';
+import { deadLettersSection } from './dead-letters/dead-letters.config';
 
 /** dmp-data's own settings: the RocketMQ consumer and the ClickHouse batch writer. */
 export const dataSection = z
@@ -90,6 +92,8 @@ export function loadDataConfig(env?: Record<string, string | undefined>) {
       rocketmq: rocketmqSection,
       clickhouse: clickhouseSection,
       data: dataSection,
+      alarms: alarmsSection,
+      deadLetters: deadLettersSection,
     },
     env,
   );

@@ -1,7 +1,10 @@
 import { ObservabilityModule, type Telemetry } from '@dmp/observability';
 import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { KERNEL_CONFIG, type KernelConfig } from './config';
+import { EvaluationModule } from './evaluation/evaluation.module';
 import { IngestModule } from './ingest/ingest.module';
+import { RedisModule } from './redis/redis.module';
+import { RulesModule } from './rules/rules.module';
 
 /** Makes the validated configuration injectable everywhere (`@Inject(KERNEL_CONFIG)`). */
 @Global()
@@ -16,7 +19,10 @@ class KernelConfigModule {
   }
 }
 
-/** dmp-kernel: gRPC ingest from dmp-mqtt → normalization → RocketMQ. */
+/**
+ * dmp-kernel: gRPC ingest from dmp-mqtt → enrichment → normalization → RocketMQ; rule evaluation from
+ * the telemetry topics → alarms, linkage commands, webhooks, routes.
+ */
 @Module({})
 export class AppModule {
   static forRoot(config: KernelConfig, telemetry: Telemetry): DynamicModule {
@@ -29,7 +35,10 @@ export class AppModule {
           logLevel: config.telemetry.logLevel,
           telemetry,
         }),
+        RedisModule,
+        RulesModule,
         IngestModule,
+        EvaluationModule.forRoot(config),
       ],
     };
   }

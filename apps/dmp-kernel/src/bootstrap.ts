@@ -1,11 +1,23 @@
 import { startApplication, type Telemetry } from '@dmp/observability';
 import { NestFactory } from '@nestjs/core';
+import type { MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module';
 import type { KernelConfig } from './config';
+import { RulesConsumerServer } from './evaluation/rules-consumer';
 import { kernelGrpcOptions } from './ingest/grpc.options';
 
+/**
+ * Two microservices: the gRPC ingest (dmp-mqtt calls it) and, unless KERNEL_RULES_ENABLED=false, the
+ * RocketMQ consumer evaluating rules. Both start after every module is ready (rule set loaded, Redis,
+ * producer and MQTT connected); HTTP (/health, /metrics, /rules, /alarms) comes last.
+ */
 export async function bootstrap(config: KernelConfig, telemetry: Telemetry): Promise<void> {
   const app = await NestFactory.create(AppModule.forRoot(config, telemetry), { bufferLogs: true });
   app.connectMicroservice(kernelGrpcOptions(config), { inheritAppConfig: true });
+  if (config.rules.enabled)
+    app.connectMicroservice<MicroserviceOptions>(
+      { strategy: app.get(RulesConsumerServer) },
+      { inheritAppConfig: true },
+    );
   await startApplication(app, config.http);
 }

@@ -1,11 +1,15 @@
 import {
+  bool,
   httpSection,
   int,
   kernelGrpcSection,
   loadConfig,
+  mqttSection,
+  redisSection,
   rocketmqSection,
   telemetrySection,
 } from '@dmp/config';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 
 /** dmp-kernel's own settings. */
@@ -15,10 +19,119 @@ const kernelSection = z
     KERNEL_SNAPSHOT_MAX_IN_FLIGHT: int(2000, 1),
     /** Largest gRPC message accepted or sent, in bytes (default 16 MiB). */
     KERNEL_GRPC_MAX_MESSAGE_BYTES: int(16 * 1024 * 1024, 1024),
+    /** Bearer token of the admin API (`/rules`, `/alarms`); without it those endpoints answer 503. */
+    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   })
   .transform((e) => ({
     snapshotMaxInFlight: e.KERNEL_SNAPSHOT_MAX_IN_FLIGHT,
     grpcMaxMessageBytes: e.KERNEL_GRPC_MAX_MESSAGE_BYTES,
+    adminToken: e.ADMIN_TOKEN,
+  }));
+
+/** Device metadata enrichment (Redis registry `dmp:device:{id}`, cached here). */
+const enrichmentSection = z
+  .object({
+    DEVICE_CACHE_MAX_ENTRIES: int(200_000, 1, 10_000_000),
+    /** How long cached metadata is trusted (changes also arrive at once through `dmp:device-changed`). */
+    DEVICE_CACHE_TTL_MS: int(60_000, 1, 86_400_000),
+    /** …and how long "no such device" is. */
+    DEVICE_UNKNOWN_CACHE_TTL_MS: int(5_000, 1, 3_600_000),
+  })
+  .transform((e) => ({
+    cacheMaxEntries: e.DEVICE_CACHE_MAX_ENTRIES,
+    cacheTtlMs: e.DEVICE_CACHE_TTL_MS,
+    unknownCacheTtlMs: e.DEVICE_UNKNOWN_CACHE_TTL_MS,
+  }));
+
+/** The rule engine: rule files, their evaluation from the telemetry topics, actions. */
+const rulesSection = z
+  .object({
+    /** The rule set's directory (rule files, `products/`), relative to the working directory. */
+    KERNEL_RULES_DIR: z.string().min(1).default('rules'),
+    /** Reload when a file of the directory changes. */
+    KERNEL_RULES_WATCH: bool(true),
+    KERNEL_RULES_WATCH_DEBOUNCE_MS: int(300, 0, 60_000),
+    /** Evaluate rules (consume the telemetry topics with KERNEL_RULES_GROUP). */
+    KERNEL_RULES_ENABLED: bool(true),
+    /** Consumer group of the rule evaluation (orderly: FIFO per device). */
+    KERNEL_RULES_GROUP: z
+      .string()
+      .regex(/^[A-Za-z0-9_%|-]+$/)
+      .default('dmp_kernel_rules'),
+    KERNEL_RULES_POLLERS: int(4, 1, 256),
+    KERNEL_RULES_MAX_IN_FLIGHT: int(2_000, 1, 1_000_000),
+    KERNEL_RULES_MAX_DELIVERY_ATTEMPTS: int(100, 1, 1_000_000),
+    /**
+     * Prefix of the Redis keys the kernel owns (state, alarms, outbox): `{ns}:state:{id}`… Replicas of one
+     * deployment share it; separate deployments (or test runs) on one Redis use their own.
+     */
+    KERNEL_REDIS_NAMESPACE: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+      .default('dmp'),
+    /** Days a device's recent state (`{ns}:state:{id}`) is kept after its last message. */
+    KERNEL_STATE_TTL_DAYS: int(7, 1, 3650),
+    /** How often pending conditions whose duration elapsed are raised without a new message. */
+    KERNEL_ALARM_SWEEP_MS: int(1_000, 50, 3_600_000),
+    /** Alarm events written but not confirmed sent this long are sent again. */
+    KERNEL_ALARM_OUTBOX_RETRY_MS: int(10_000, 100, 3_600_000),
+    /** MQTT client id for linkage commands (default dmp-kernel-{host}-{pid}). */
+    KERNEL_MQTT_CLIENT_ID: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,128}$/)
+      .optional(),
+    /** How long a command waits for the broker's PUBACK. */
+    KERNEL_COMMAND_TIMEOUT_MS: int(5_000, 100, 600_000),
+    KERNEL_WEBHOOK_CONCURRENCY: int(16, 1, 1_000),
+    /** Webhook deliveries queued; beyond it new ones are dropped (counted, logged). */
+    KERNEL_WEBHOOK_QUEUE_MAX: int(10_000, 1, 1_000_000),
+    KERNEL_WEBHOOK_TIMEOUT_MS: int(5_000, 100, 600_000),
+    KERNEL_WEBHOOK_MAX_RETRIES: int(5, 0, 100),
+    KERNEL_WEBHOOK_RETRY_BASE_MS: int(500, 1, 600_000),
+    KERNEL_WEBHOOK_RETRY_MAX_MS: int(30_000, 1, 3_600_000),
+    /** Secrets `${secret:NAME}` in webhook URLs and headers refer to: a JSON object of strings. */
+    KERNEL_WEBHOOK_SECRETS: z
+      .string()
+      .default('{}')
+      .transform((text, ctx) => {
+        try {
+          const value: unknown = JSON.parse(text);
+          if (value && typeof value === 'object' && !Array.isArray(value)) {
+            const entries = Object.entries(value as Record<string, unknown>);
+            if (entries.every(([, v]) => typeof v === 'string'))
+              return Object.fromEntries(entries) as Record<string, string>;
+          }
+        } catch {
+          // reported below
+        }
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object of strings' });
+        return z.NEVER;
+      }),
+  })
+  .transform((e) => ({
+    dir: e.KERNEL_RULES_DIR,
+    watch: e.KERNEL_RULES_WATCH,
+    watchDebounceMs: e.KERNEL_RULES_WATCH_DEBOUNCE_MS,
+    enabled: e.KERNEL_RULES_ENABLED,
+    group: e.KERNEL_RULES_GROUP,
+    pollers: e.KERNEL_RULES_POLLERS,
+    maxInFlight: e.KERNEL_RULES_MAX_IN_FLIGHT,
+    maxDeliveryAttempts: e.KERNEL_RULES_MAX_DELIVERY_ATTEMPTS,
+    redisNamespace: e.KERNEL_REDIS_NAMESPACE,
+    stateTtlSeconds: e.KERNEL_STATE_TTL_DAYS * 86_400,
+    alarmSweepMs: e.KERNEL_ALARM_SWEEP_MS,
+    alarmOutboxRetryMs: e.KERNEL_ALARM_OUTBOX_RETRY_MS,
+    mqttClientId: e.KERNEL_MQTT_CLIENT_ID ?? `dmp-kernel-${hostname()}-${process.pid}`.slice(0, 128),
+    commandTimeoutMs: e.KERNEL_COMMAND_TIMEOUT_MS,
+    webhook: {
+      concurrency: e.KERNEL_WEBHOOK_CONCURRENCY,
+      queueMax: e.KERNEL_WEBHOOK_QUEUE_MAX,
+      timeoutMs: e.KERNEL_WEBHOOK_TIMEOUT_MS,
+      maxRetries: e.KERNEL_WEBHOOK_MAX_RETRIES,
+      retryBaseMs: e.KERNEL_WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: e.KERNEL_WEBHOOK_RETRY_MAX_MS,
+      secrets: e.KERNEL_WEBHOOK_SECRETS,
+    },
   }));
 
 export function loadKernelConfig(env?: Record<string, string | undefined>) {
@@ -28,7 +141,11 @@ export function loadKernelConfig(env?: Record<string, string | undefined>) {
       telemetry: telemetrySection,
       grpc: kernelGrpcSection,
       rocketmq: rocketmqSection,
+      redis: redisSection,
+      mqtt: mqttSection,
       kernel: kernelSection,
+      enrichment: enrichmentSection,
+      rules: rulesSection,
     },
     env,
   );

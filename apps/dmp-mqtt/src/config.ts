@@ -1,5 +1,15 @@
 import { hostname } from 'node:os';
-import { httpSection, int, kernelGrpcSection, loadConfig, mqttSection, telemetrySection } from '@dmp/config';
+import {
+  bool,
+  httpSection,
+  int,
+  kernelGrpcSection,
+  loadConfig,
+  mqttSection,
+  redisSection,
+  rocketmqSection,
+  telemetrySection,
+} from '@dmp/config';
 import { z } from 'zod';
 
 /** dmp-mqtt's own settings: the MQTT session, payload limits, and the hand-off to dmp-kernel. */
@@ -56,6 +66,66 @@ export const ingestSection = z
     },
   }));
 
+/**
+ * The edge's guards: device registry and authentication, duplicates, rate limits (docs/devices.md).
+ */
+export const edgeSection = z
+  .object({
+    /** Bearer token of the admin endpoints (`/admin/devices`). Required: there is no default. */
+    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+    /**
+     * The MQTT service account (superuser for EMQX: dmp-mqtt itself, and `dmp dead-letters replay`).
+     * Defaults to MQTT_USERNAME / MQTT_PASSWORD, the credentials dmp-mqtt connects with.
+     */
+    MQTT_SERVICE_USERNAME: z.string().min(1).optional(),
+    MQTT_SERVICE_PASSWORD: z.string().min(1).optional(),
+    /**
+     * When set, EMQX's calls to /auth/mqtt/* must carry it in the `x-dmp-auth-secret` header (configure
+     * it under `headers` of both HTTP sources in emqx.conf); calls without it are denied.
+     */
+    MQTT_AUTH_HTTP_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+    /**
+     * Only registered, enabled devices get through (DMP_ERR_UNKNOWN_DEVICE otherwise). `false` lets any
+     * well-formed device id through — for development against an unprovisioned broker only.
+     */
+    DEVICE_REGISTRY_REQUIRED: bool(true),
+    /** How long a registry lookup is trusted (changes also arrive at once through Redis pub/sub). */
+    DEVICE_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
+    /** …and how long "not registered" is (short: a newly registered device is seen through pub/sub anyway). */
+    DEVICE_UNKNOWN_CACHE_TTL_MS: int(5_000, 0, 3_600_000),
+    DEVICE_CACHE_MAX_ENTRIES: int(200_000, 1, 10_000_000),
+    /** Token bucket per device: sustained messages per second (0: no limit)… */
+    DEVICE_RATE_LIMIT_PER_SECOND: z.coerce.number().min(0).max(1_000_000).default(20),
+    /** …and bucket size (the burst a device may send at once). */
+    DEVICE_RATE_LIMIT_BURST: int(100, 1, 1_000_000),
+    /** A device's message id seen again within this window is a duplicate (0: off). */
+    DEDUP_MESSAGE_ID_WINDOW_MS: int(600_000, 0, 7 * 86_400_000),
+    /** The same content (kind, ts, metrics) under a new message id within this window is a duplicate (0: off). */
+    DEDUP_CONTENT_WINDOW_MS: int(5_000, 0, 86_400_000),
+    /** Duplicate checks are sent to Redis in one pipeline per this many milliseconds… */
+    DEDUP_BATCH_LINGER_MS: int(2, 0, 1_000),
+    /** …or per this many messages. */
+    DEDUP_BATCH_MAX: int(1_000, 1, 100_000),
+  })
+  .transform((e) => ({
+    adminToken: e.ADMIN_TOKEN,
+    service: { username: e.MQTT_SERVICE_USERNAME, password: e.MQTT_SERVICE_PASSWORD },
+    authHttpSecret: e.MQTT_AUTH_HTTP_SECRET,
+    registry: {
+      required: e.DEVICE_REGISTRY_REQUIRED,
+      cacheTtlMs: e.DEVICE_CACHE_TTL_MS,
+      unknownCacheTtlMs: e.DEVICE_UNKNOWN_CACHE_TTL_MS,
+      cacheMaxEntries: e.DEVICE_CACHE_MAX_ENTRIES,
+    },
+    rateLimit: { perSecond: e.DEVICE_RATE_LIMIT_PER_SECOND, burst: e.DEVICE_RATE_LIMIT_BURST },
+    dedup: {
+      messageIdWindowMs: e.DEDUP_MESSAGE_ID_WINDOW_MS,
+      contentWindowMs: e.DEDUP_CONTENT_WINDOW_MS,
+      batchLingerMs: e.DEDUP_BATCH_LINGER_MS,
+      batchMax: e.DEDUP_BATCH_MAX,
+    },
+  }));
+
 export function loadMqttConfig(env?: Record<string, string | undefined>) {
   const config = loadConfig(
     {
@@ -64,11 +134,18 @@ export function loadMqttConfig(env?: Record<string, string | undefined>) {
       mqtt: mqttSection,
       kernelGrpc: kernelGrpcSection,
       ingest: ingestSection,
+      redis: redisSection,
+      rocketmq: rocketmqSection,
+      edge: edgeSection,
     },
     env,
   );
   const clientId = config.ingest.clientId ?? `${config.mqtt.clientIdPrefix}-${hostname()}`;
-  return { ...config, ingest: { ...config.ingest, clientId } };
+  const service = {
+    username: config.edge.service.username ?? config.mqtt.username,
+    password: config.edge.service.password ?? config.mqtt.password,
+  };
+  return { ...config, ingest: { ...config.ingest, clientId }, edge: { ...config.edge, service } };
 }
 
 export type MqttAppConfig = ReturnType<typeof loadMqttConfig>;

@@ -4,3 +4,4 @@ export * from './errors';
 export * from './proto';
 export * from './dead-letter';
 export * from './devices';
+export * from './alarms';

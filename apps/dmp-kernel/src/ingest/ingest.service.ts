@@ -1,4 +1,4 @@
-import { DmpError, type TelemetryKind } from '@dmp/contracts';
+import { DmpError, type DeviceMetadata, type NormalizedTelemetry, type TelemetryKind } from '@dmp/contracts';
 import { extractTraceContext, MetricsRegistry, recordFailure } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
 import { context, SpanKind, SpanStatusCode, trace, type Link, type Span } from '@opentelemetry/api';
@@ -70,10 +70,13 @@ export class IngestService {
     /** `device\0topic` streams whose earlier message failed retryably: later ones must wait for it. */
     const held = new Set<string>();
     const call = trace.getSpanContext(context.active());
+    // Enrichment: the batch's devices' metadata in one lookup (cache, else one Redis round trip).
+    const metadata = this.normalizer.lookup(messages.map((m) => m.deviceId));
+    metadata.catch(() => undefined); // each message reports the failure itself
     await Promise.all(
       groupByDevice(messages).map(async (indexes) => {
         for (const index of indexes)
-          outcomes[index] = await this.ingestOne(messages[index], held, call && { context: call });
+          outcomes[index] = await this.ingestOne(messages[index], held, metadata, call && { context: call });
       }),
     );
     stopTimer();
@@ -83,6 +86,7 @@ export class IngestService {
   private async ingestOne(
     message: TelemetryMessage,
     held: Set<string>,
+    metadata: Promise<Map<string, DeviceMetadata>>,
     callLink?: Link,
   ): Promise<IngestOutcome> {
     const carrier = { traceparent: message.traceparent, tracestate: message.tracestate };
@@ -111,8 +115,8 @@ export class IngestService {
       return await context.with(trace.setSpan(parent, span), async () => {
         if (!mapped.ok)
           return this.answer(span, message, kind, 'invalid', mapped.code, mapped.message, false);
-        return await this.publish(span, message, mapped.envelope.kind, held, () =>
-          this.normalizer.normalize(mapped.envelope),
+        return await this.publish(span, message, mapped.envelope.kind, held, async () =>
+          this.normalizer.normalize(mapped.envelope, (await metadata).get(mapped.envelope.deviceId)),
         );
       });
     } finally {
@@ -126,7 +130,7 @@ export class IngestService {
     message: TelemetryMessage,
     kind: TelemetryKind,
     held: Set<string>,
-    normalize: () => ReturnType<Normalizer['normalize']>,
+    normalize: () => Promise<NormalizedTelemetry>,
   ): Promise<IngestOutcome> {
     const stream = `${message.deviceId}\u0000${this.publisher.topicOf(kind)}`;
     if (held.has(stream))

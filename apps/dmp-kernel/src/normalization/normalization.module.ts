@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
+import { EnrichmentModule } from '../enrichment/enrichment.module';
 import { Normalizer } from './normalizer';
 
-@Module({ providers: [Normalizer], exports: [Normalizer] })
+@Module({ imports: [EnrichmentModule], providers: [Normalizer], exports: [Normalizer] })
 export class NormalizationModule {}

@@ -17,7 +17,8 @@ export const rocketMqProducerProvider: Provider = {
     new RocketMqProducer({
       endpoints: config.rocketmq.endpoints,
       namespace: config.rocketmq.namespace,
-      topics: [config.rocketmq.topics.event, config.rocketmq.topics.snapshot],
+      // Telemetry, and alarm events of the rules; topics that rules route to are looked up when first used.
+      topics: [config.rocketmq.topics.event, config.rocketmq.topics.snapshot, config.rocketmq.topics.alarm],
       serviceName: 'dmp-kernel',
       logger: new Logger('RocketMqProducer'),
       metrics,

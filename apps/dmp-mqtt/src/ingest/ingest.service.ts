@@ -1,17 +1,22 @@
-import { RejectCode, type DeviceTopic, type TelemetryKind } from '@dmp/contracts';
+import { DmpError, RejectCode, type DeviceTopic, type TelemetryKind } from '@dmp/contracts';
 import type { TraceCarrier } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
 import { context } from '@opentelemetry/api';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
+import { DeadLetterPublisher } from '../dead-letter/dead-letter.publisher';
+import { DuplicateFilter, type DedupClaim } from '../dedup/duplicate-filter.service';
 import {
   DeviceMessageDecoder,
   parseTopic,
   type DecodedMessage,
   type Rejection,
 } from '../decoding/device-message.decoder';
+import { DeviceRegistry } from '../devices/device-registry.service';
 import { KernelForwarder } from '../kernel-client/kernel-forwarder.service';
 import { HandOffAbandonedError } from '../kernel-client/ordered-batcher';
+import { DeviceRateLimiter } from '../rate-limit/token-bucket';
 import type { MqttContext } from '../transport/mqtt.context';
 import {
   ackWith,
@@ -35,27 +40,49 @@ const PUBACK_FOR_REJECTION: Partial<Record<string, PubackReason>> = {
   [RejectCode.Duplicate]: PubackReason.Success,
 };
 
+/** Rejections that are routine under load: logged at debug, not warn (they are counted and dead-lettered). */
+const QUIET_REJECTIONS = new Set<string>([RejectCode.RateLimited, RejectCode.Duplicate]);
+
+const REGISTRY_RETRY_BASE_MS = 100;
+const REGISTRY_RETRY_MAX_MS = 2_000;
+
 /**
- * One device message from the broker to dmp-kernel: topic → (heartbeat filter) → decode and validate →
- * hand-off → the settlement the transport turns into a PUBACK (or a redelivery).
+ * One device message from the broker to dmp-kernel, through the edge's checks, in this order (the first
+ * that fails decides the reason code):
  *
- * Bad input is acknowledged (redelivering it would never make it good), counted by reason code and
- * logged with device and topic. Checks to come (device authentication, deduplication, rate limits) fit
- * between `decode` and `forward` and answer a {@link Rejection} like the decoder; a dead-letter store
- * would hang off {@link IngestService.reject}, the one place every refused message goes through.
+ *   topic (DMP_ERR_WRONG_TOPIC) → heartbeat (filtered: counted, acknowledged, not forwarded) →
+ *   known device (DMP_ERR_UNKNOWN_DEVICE: not registered or disabled) → rate limit (DMP_ERR_RATE_LIMITED) →
+ *   decode + validate (DMP_ERR_PAYLOAD_TOO_LARGE, _MALFORMED_PAYLOAD, _INVALID_PAYLOAD, _SPOOFED_DEVICE) →
+ *   duplicate (DMP_ERR_DUPLICATE) → hand-off to dmp-kernel → the settlement the transport turns into a
+ *   PUBACK (or a redelivery).
+ *
+ * Identity and rate come before parsing so that unknown devices and floods cost no decoding. Every
+ * refused message goes through {@link IngestService.reject}: sent with its raw payload to the dead-letter
+ * topic, then counted by reason and acknowledged. Nothing refused is acknowledged before its dead letter
+ * is stored; what cannot be decided yet (registry unreachable, dead-letter topic unreachable) waits, and
+ * is redelivered by the broker if its delivery ends first.
  */
 @Injectable()
 export class IngestService {
   private readonly decoder: DeviceMessageDecoder;
+  private readonly registryRequired: boolean;
+  private readonly rateLimiter: DeviceRateLimiter;
 
   constructor(
     @Inject(MQTT_APP_CONFIG) config: MqttAppConfig,
     private readonly kernel: KernelForwarder,
+    private readonly registry: DeviceRegistry,
+    private readonly duplicates: DuplicateFilter,
+    private readonly deadLetters: DeadLetterPublisher,
     private readonly metrics: IngestMetrics,
     private readonly tracing: MessageTracing,
     @InjectPinoLogger(IngestService.name) private readonly logger: PinoLogger,
   ) {
     this.decoder = new DeviceMessageDecoder(config.ingest.maxPayloadBytes);
+    this.registryRequired = config.edge.registry.required;
+    this.rateLimiter = new DeviceRateLimiter(config.edge.rateLimit, config.edge.registry.cacheMaxEntries);
+    if (!this.registryRequired)
+      this.logger.warn('DEVICE_REGISTRY_REQUIRED=false: messages of unregistered devices are accepted');
   }
 
   async handle(message: MqttMessage, ctx: MqttContext): Promise<MqttSettlement> {
@@ -65,7 +92,7 @@ export class IngestService {
 
     if (!parsedTopic.ok) {
       const spans = this.tracing.start(message, ctx, { carrier: userCarrier });
-      return this.reject(message, spans, undefined, parsedTopic.rejection);
+      return this.reject(message, ctx, spans, undefined, parsedTopic.rejection);
     }
     const { topic } = parsedTopic;
     if (topic.channel === 'heartbeat') {
@@ -73,6 +100,17 @@ export class IngestService {
       this.metrics.filtered.inc({ reason: RejectCode.Heartbeat });
       spans.outcome('filtered', { 'dmp.filter.reason': RejectCode.Heartbeat });
       return ackWith(PubackReason.Success);
+    }
+
+    const early = await this.checkDevice(topic.deviceId, ctx.signal);
+    if (early === 'aborted') {
+      const spans = this.tracing.start(message, ctx, { carrier: userCarrier, deviceId: topic.deviceId });
+      spans.outcome('redeliver', { 'dmp.handoff.abandoned': 'registry unavailable' });
+      return redeliver('device registry unavailable');
+    }
+    if (early) {
+      const spans = this.tracing.start(message, ctx, { carrier: userCarrier, deviceId: topic.deviceId });
+      return this.reject(message, ctx, spans, topic, early);
     }
 
     const decoded = this.decoder.decode({
@@ -94,8 +132,65 @@ export class IngestService {
       deviceId: topic.deviceId,
       messageId: decoded.ok ? decoded.message.envelope.messageId : decoded.rejection.messageId,
     });
-    if (!decoded.ok) return this.reject(message, spans, topic, decoded.rejection);
-    return context.with(spans.context, () => this.forward(message, ctx, spans, topic, decoded.message));
+    if (!decoded.ok) return this.reject(message, ctx, spans, topic, decoded.rejection);
+
+    const { envelope } = decoded.message;
+    const dedup = await this.duplicates.check(envelope);
+    if (dedup.duplicate) {
+      return this.reject(message, ctx, spans, topic, {
+        code: RejectCode.Duplicate,
+        detail:
+          dedup.kind === 'message_id'
+            ? `message id ${envelope.messageId} already accepted`
+            : `same content as a message accepted moments ago (new message id ${envelope.messageId})`,
+        messageId: envelope.messageId,
+      });
+    }
+    return context.with(spans.context, () =>
+      this.forward(message, ctx, spans, topic, decoded.message, dedup.claim),
+    );
+  }
+
+  /**
+   * Identity and rate: a rejection, undefined to go on, or 'aborted' when the registry stayed
+   * unreachable until the delivery ended (the message is then redelivered, not refused).
+   */
+  private async checkDevice(
+    deviceId: string,
+    signal: AbortSignal,
+  ): Promise<Rejection | undefined | 'aborted'> {
+    if (this.registryRequired) {
+      const active = await this.withRegistry(() => this.registry.isActive(deviceId), signal);
+      if (active === 'aborted') return 'aborted';
+      if (!active)
+        return {
+          code: RejectCode.UnknownDevice,
+          detail: `device ${deviceId} is not registered or is disabled`,
+        };
+    }
+    if (!this.rateLimiter.allow(deviceId)) {
+      this.metrics.rateLimitHits.inc();
+      return { code: RejectCode.RateLimited, detail: `device ${deviceId} exceeds its message rate` };
+    }
+    return undefined;
+  }
+
+  /** Retries a registry call while Redis is unreachable (and nothing is cached), until the delivery ends. */
+  private async withRegistry<T>(call: () => Promise<T>, signal: AbortSignal): Promise<T | 'aborted'> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!(error instanceof DmpError && error.retryable)) throw error;
+        if (attempt === 1) this.logger.warn(`waiting for the device registry: ${error.message}`);
+        const delay = Math.min(REGISTRY_RETRY_MAX_MS, REGISTRY_RETRY_BASE_MS * 2 ** (attempt - 1));
+        try {
+          await sleep(delay, undefined, { signal });
+        } catch {
+          return 'aborted';
+        }
+      }
+    }
   }
 
   private async forward(
@@ -104,20 +199,23 @@ export class IngestService {
     spans: MessageSpans,
     topic: DeviceTopic,
     decoded: DecodedMessage,
+    claim: DedupClaim,
   ): Promise<MqttSettlement> {
     const { envelope } = decoded;
+    let accepted = false;
     try {
       const outcome = await this.kernel.forward(envelope, spans.carrier(), {
         signal: ctx.signal,
         payloadBytes: message.payload.length,
       });
       if (!outcome.accepted) {
-        return this.reject(message, spans, topic, {
+        return await this.reject(message, ctx, spans, topic, {
           code: outcome.errorCode as RejectCode,
           detail: `refused by dmp-kernel: ${outcome.errorMessage}`,
           messageId: envelope.messageId,
         });
       }
+      accepted = true;
       this.metrics.forwarded.inc({ kind: envelope.kind satisfies TelemetryKind });
       spans.outcome('forwarded', { 'dmp.payload.format': decoded.format });
       return ackWith(PubackReason.Success);
@@ -130,32 +228,62 @@ export class IngestService {
       if (error.reason !== 'deadline') this.logger.debug(fields, error.message);
       else this.logger.warn(fields, `not handed off, left for redelivery: ${error.message}`);
       return redeliver(error.message);
+    } finally {
+      // Marked as seen only when dmp-kernel took it: a redelivery after a failed hand-off must get through.
+      if (accepted) claim.commit();
+      else claim.release();
     }
   }
 
-  /** Every refused message goes through here: counted, logged (device and topic, never the payload), acknowledged. */
-  private reject(
+  /**
+   * Every refused message goes through here: its raw payload to the dead-letter topic, then counted,
+   * logged (device and topic, never the payload) and acknowledged. If the delivery ends before the dead
+   * letter is stored, the message is left for redelivery instead.
+   */
+  private async reject(
     message: MqttMessage,
+    ctx: MqttContext,
     spans: MessageSpans,
     topic: DeviceTopic | undefined,
     rejection: Rejection,
-  ): MqttSettlement {
+  ): Promise<MqttSettlement> {
     const reason = rejection.code || 'DMP_ERR_REJECTED';
-    this.metrics.rejected.inc({ reason });
     spans.outcome('rejected', { 'dmp.reject.code': reason });
-    context.with(spans.context, () =>
-      this.logger.warn(
+    const outcome = await context.with(spans.context, () =>
+      this.deadLetters.publish(
         {
-          reason,
-          deviceId: topic?.deviceId,
+          payload: message.payload,
           topic: message.topic,
+          deviceId: topic?.deviceId,
           messageId: rejection.messageId,
-          bytes: message.payload.length,
           contentType: message.properties.contentType,
+          receivedAt: ctx.getReceivedAt(),
+          code: reason,
+          detail: rejection.detail,
         },
-        `device message rejected: ${rejection.detail}`,
+        ctx.signal,
       ),
     );
+    if (outcome === 'aborted') {
+      spans.outcome('redeliver', { 'dmp.handoff.abandoned': 'dead letter not stored' });
+      return redeliver('dead letter not stored before the delivery ended');
+    }
+    this.metrics.rejected.inc({ reason });
+    spans.outcome('rejected', { 'dmp.dead_letter': outcome });
+    context.with(spans.context, () => {
+      const fields = {
+        reason,
+        deviceId: topic?.deviceId,
+        topic: message.topic,
+        messageId: rejection.messageId,
+        bytes: message.payload.length,
+        contentType: message.properties.contentType,
+        deadLetter: outcome,
+      };
+      const text = `device message rejected: ${rejection.detail}`;
+      if (QUIET_REJECTIONS.has(reason)) this.logger.debug(fields, text);
+      else this.logger.warn(fields, text);
+    });
     return ackWith(PUBACK_FOR_REJECTION[reason] ?? PubackReason.ImplementationSpecificError);
   }
 }

@@ -1,10 +1,18 @@
 import { telemetryRaw } from './001_telemetry_raw';
 import { telemetryLatest } from './002_telemetry_latest';
 import { telemetryMinute } from './003_telemetry_1m';
+import { deadLetters } from './004_dead_letters';
+import { alarms } from './005_alarms';
 import type { Migration } from './migration';
 
 export * from './migration';
 export * from './migrate';
 
 /** DMP's schema, in order. Append; never edit an applied migration. */
-export const migrations: readonly Migration[] = [telemetryRaw, telemetryLatest, telemetryMinute];
+export const migrations: readonly Migration[] = [
+  telemetryRaw,
+  telemetryLatest,
+  telemetryMinute,
+  deadLetters,
+  alarms,
+];

@@ -1,0 +1,198 @@
+import { ClickHouseRepository } from '@dmp/clickhouse';
+import { alarmEventSchema, DmpError, type AlarmEvent } from '@dmp/contracts';
+import {
+  RocketMqConsumerServer,
+  RocketMqExceptionFilter,
+  RocketMqProducer,
+  ROCKETMQ_TRANSPORT,
+  type RocketMqMessage,
+} from '@dmp/messaging';
+import { HealthRegistry, linkTo, MetricsRegistry } from '@dmp/observability';
+import {
+  Controller,
+  Injectable,
+  Logger,
+  Module,
+  UseFilters,
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+  type Type,
+} from '@nestjs/common';
+import { EventPattern, Payload } from '@nestjs/microservices';
+import type { Counter } from 'prom-client';
+import { alarmsSection, type AlarmsConfig } from './alarms.config';
+import { AlarmWriter } from './alarm.writer';
+
+/** The RocketMQ consumer of the alarm topic, connected by bootstrap as its own microservice. */
+export class AlarmConsumerServer extends RocketMqConsumerServer {}
+
+/** Dead letters of alarm events that are not AlarmEvents (a bug upstream): kept, never retried. */
+class AlarmDeadLetterProducer extends RocketMqProducer {}
+
+export const AlarmErrorCode = {
+  InvalidAlarmEvent: 'DMP_ERR_INVALID_ALARM_EVENT',
+} as const;
+
+/** One alarm event: validated, then stored; resolves once it is in ClickHouse (the consumer then acks). */
+@Injectable()
+export class AlarmsService {
+  private readonly messages: Counter<'outcome'>;
+
+  constructor(
+    private readonly writer: AlarmWriter,
+    metrics: MetricsRegistry,
+  ) {
+    this.messages = metrics.counter('dmp_data_alarm_events_total', 'Alarm events handled, by outcome', [
+      'outcome',
+    ]);
+  }
+
+  async handle(message: RocketMqMessage): Promise<void> {
+    const event = this.parse(message);
+    try {
+      await this.writer.store(
+        event,
+        linkTo({ traceparent: message.properties.traceparent, tracestate: message.properties.tracestate }),
+      );
+      this.messages.inc({ outcome: 'stored' });
+    } catch (error) {
+      this.messages.inc({ outcome: 'failed' });
+      throw error;
+    }
+  }
+
+  private parse(message: RocketMqMessage): AlarmEvent {
+    let json: unknown;
+    try {
+      json = JSON.parse(message.body.toString('utf8'));
+    } catch (error) {
+      this.messages.inc({ outcome: 'invalid' });
+      throw new DmpError(
+        AlarmErrorCode.InvalidAlarmEvent,
+        `body is not JSON: ${(error as Error).message}`,
+        false,
+      );
+    }
+    const result = alarmEventSchema.safeParse(json);
+    if (result.success) return result.data;
+    this.messages.inc({ outcome: 'invalid' });
+    throw new DmpError(
+      AlarmErrorCode.InvalidAlarmEvent,
+      `not an AlarmEvent: ${result.error.issues
+        .slice(0, 5)
+        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+        .join('; ')}`,
+      false,
+    );
+  }
+}
+
+function alarmsController(topic: string): Type<unknown> {
+  @Controller()
+  @UseFilters(RocketMqExceptionFilter)
+  class AlarmsController {
+    constructor(private readonly alarms: AlarmsService) {}
+
+    @EventPattern<string>(topic, ROCKETMQ_TRANSPORT)
+    onAlarmEvent(@Payload() message: RocketMqMessage): Promise<void> {
+      return this.alarms.handle(message);
+    }
+  }
+  return AlarmsController;
+}
+
+/** Shutdown: stop receiving and settle what is held while the writer flushes, then drain the writer. */
+@Injectable()
+class AlarmsLifecycle implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('Alarms');
+
+  constructor(
+    private readonly server: AlarmConsumerServer,
+    private readonly writer: AlarmWriter,
+    private readonly producer: AlarmDeadLetterProducer,
+    private readonly health: HealthRegistry,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    this.health.register('alarms', () => ({
+      up: this.server.isReady() && this.producer.isReady(),
+      detail: { inFlight: this.server.inFlight },
+    }));
+    await this.producer.start();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.writer.flushEagerly();
+    await this.server.close();
+    await this.writer.close();
+    this.logger.log('alarm consumer stopped and writer drained');
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.producer.stop();
+  }
+}
+
+export interface AlarmsModuleOptions {
+  rocketmq: { endpoints: string; namespace: string; topics: { alarm: string; deadLetter: string } };
+  /** From `alarmsSection`; defaults when absent. */
+  alarms?: AlarmsConfig;
+}
+
+/**
+ * dmp-data's alarm store: every AlarmEvent from `dmp_alarm` (group ALARM_CONSUMER_GROUP, orderly) into
+ * ClickHouse `alarm_events` (every transition) and `alarms` (latest state per alarm).
+ */
+@Module({})
+export class AlarmsModule {
+  static forRoot(options: AlarmsModuleOptions): DynamicModule {
+    const { rocketmq } = options;
+    const config = options.alarms ?? alarmsSection.parse({});
+    return {
+      module: AlarmsModule,
+      controllers: [alarmsController(rocketmq.topics.alarm)],
+      providers: [
+        {
+          provide: AlarmWriter,
+          inject: [ClickHouseRepository],
+          useFactory: (clickhouse: ClickHouseRepository) => new AlarmWriter(clickhouse, config),
+        },
+        AlarmsService,
+        {
+          provide: AlarmDeadLetterProducer,
+          inject: [MetricsRegistry],
+          useFactory: (metrics: MetricsRegistry) =>
+            new AlarmDeadLetterProducer({
+              endpoints: rocketmq.endpoints,
+              namespace: rocketmq.namespace,
+              topics: [rocketmq.topics.deadLetter],
+              serviceName: 'dmp-data',
+              metrics,
+            }),
+        },
+        {
+          provide: AlarmConsumerServer,
+          inject: [MetricsRegistry, AlarmDeadLetterProducer],
+          useFactory: (metrics: MetricsRegistry, producer: AlarmDeadLetterProducer) =>
+            new AlarmConsumerServer({
+              endpoints: rocketmq.endpoints,
+              namespace: rocketmq.namespace,
+              group: config.consumerGroup,
+              topics: [rocketmq.topics.alarm],
+              pollers: config.pollers,
+              maxInFlight: config.maxInFlight,
+              maxDeliveryAttempts: config.maxDeliveryAttempts,
+              deadLetterTopic: rocketmq.topics.deadLetter,
+              producer,
+              metrics,
+              logger: new Logger(`RocketMqConsumer(${config.consumerGroup})`),
+            }),
+        },
+        AlarmsLifecycle,
+      ],
+      exports: [AlarmConsumerServer],
+    };
+  }
+}

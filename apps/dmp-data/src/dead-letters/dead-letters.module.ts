@@ -1,0 +1,104 @@
+import { ClickHouseRepository } from '@dmp/clickhouse';
+import { RocketMqConsumerServer } from '@dmp/messaging';
+import { HealthRegistry, MetricsRegistry } from '@dmp/observability';
+import {
+  Injectable,
+  Logger,
+  Module,
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  type OnModuleInit,
+} from '@nestjs/common';
+import { deadLettersController } from './dead-letters.controller';
+import { deadLettersSection, type DeadLettersConfig } from './dead-letters.config';
+import { DeadLettersService } from './dead-letters.service';
+import { DeadLetterWriter } from './dead-letter.writer';
+
+/**
+ * The RocketMQ consumer of the dead-letter topic (its own group, DEAD_LETTER_CONSUMER_GROUP): a class of
+ * its own so that the app can connect it as a second microservice next to the telemetry consumer —
+ * `app.connectMicroservice({ strategy: app.get(DeadLetterConsumerServer) }, { inheritAppConfig: true })`.
+ * It has no dead-letter topic itself: a dead letter that cannot be stored must not go back to the topic
+ * it came from (it is retried, then logged and dropped after DEAD_LETTER_MAX_DELIVERY_ATTEMPTS).
+ */
+export class DeadLetterConsumerServer extends RocketMqConsumerServer {}
+
+export interface DeadLettersModuleOptions {
+  rocketmq: { endpoints: string; namespace: string; topics: { deadLetter: string } };
+  /** From `deadLettersSection` in the app's config; defaults when absent. */
+  deadLetters?: DeadLettersConfig;
+}
+
+/** On shutdown: stop receiving and settle what is held while the writer flushes, then drain the writer. */
+@Injectable()
+class DeadLettersLifecycle implements OnModuleInit, BeforeApplicationShutdown {
+  private readonly logger = new Logger('DeadLetters');
+
+  constructor(
+    private readonly server: DeadLetterConsumerServer,
+    private readonly writer: DeadLetterWriter,
+    private readonly health: HealthRegistry,
+  ) {}
+
+  onModuleInit(): void {
+    this.health.register('dead-letters', () => ({
+      up: this.server.isReady(),
+      detail: { inFlight: this.server.inFlight },
+    }));
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.writer.flushEagerly();
+    await this.server.close();
+    await this.writer.close();
+    this.logger.log('dead-letter consumer stopped and writer drained');
+  }
+}
+
+/**
+ * dmp-data's dead-letter store: every message on the dead-letter topic (refused by dmp-mqtt, or given up
+ * by a consumer) into ClickHouse `dead_letters`, for `dmp dead-letters list | replay`.
+ */
+@Module({})
+export class DeadLettersModule {
+  static forRoot(options: DeadLettersModuleOptions): DynamicModule {
+    const { rocketmq } = options;
+    const config = options.deadLetters ?? deadLettersSection.parse({});
+    const topic = rocketmq.topics.deadLetter;
+    return {
+      module: DeadLettersModule,
+      controllers: [deadLettersController(topic)],
+      providers: [
+        {
+          provide: DeadLetterWriter,
+          inject: [ClickHouseRepository],
+          useFactory: (clickhouse: ClickHouseRepository) => new DeadLetterWriter(clickhouse, config),
+        },
+        {
+          provide: DeadLettersService,
+          inject: [DeadLetterWriter, MetricsRegistry],
+          useFactory: (writer: DeadLetterWriter, metrics: MetricsRegistry) =>
+            new DeadLettersService(writer, metrics),
+        },
+        {
+          provide: DeadLetterConsumerServer,
+          inject: [MetricsRegistry],
+          useFactory: (metrics: MetricsRegistry) =>
+            new DeadLetterConsumerServer({
+              endpoints: rocketmq.endpoints,
+              namespace: rocketmq.namespace,
+              group: config.consumerGroup,
+              topics: [topic],
+              pollers: config.pollers,
+              maxInFlight: config.maxInFlight,
+              maxDeliveryAttempts: config.maxDeliveryAttempts,
+              metrics,
+              logger: new Logger(`RocketMqConsumer(${config.consumerGroup})`),
+            }),
+        },
+        DeadLettersLifecycle,
+      ],
+      exports: [DeadLetterConsumerServer],
+    };
+  }
+}

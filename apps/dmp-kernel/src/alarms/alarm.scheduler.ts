@@ -1,0 +1,104 @@
+import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
+import { DeviceStateStore } from '../evaluation/device-state.store';
+import { endCondition, raiseIfDue, type RuleDevice } from '../rules/engine';
+import { RuleSetHolder } from '../rules/rule-set.holder';
+import { AlarmService } from './alarm.service';
+import { AlarmStore } from './alarm.store';
+
+const BATCH = 200;
+
+/**
+ * The timers, swept every KERNEL_ALARM_SWEEP_MS:
+ * - pending conditions whose `for` elapsed (by the wall clock: `dueAt`) with no message saying otherwise
+ *   are raised — a device that sends nothing more still gets its alarm;
+ * - outbox entries whose lease ended (a kernel crashed, a send failed) are carried out again.
+ * Any replica may sweep: compare-and-set decides which one raises, leases which one retries an entry.
+ */
+@Injectable()
+export class AlarmScheduler implements OnApplicationBootstrap {
+  private readonly log = new Logger('AlarmTimer');
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private stopped = false;
+
+  constructor(
+    private readonly store: AlarmStore,
+    private readonly alarms: AlarmService,
+    private readonly stateStore: DeviceStateStore,
+    private readonly metadata: DeviceMetadataCache,
+    private readonly holder: RuleSetHolder,
+    @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (!this.config.rules.enabled) return;
+    this.schedule();
+  }
+
+  /** Shutdown (EvaluationLifecycle): no new sweeps; waits for the running one. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.sweep()
+        .catch((error: unknown) => this.log.warn(`sweep failed: ${(error as Error).message}`))
+        .finally(() => {
+          this.running = undefined;
+          this.schedule();
+        });
+    }, this.config.rules.alarmSweepMs);
+    this.timer.unref();
+  }
+
+  /** One sweep (also called by tests). */
+  async sweep(now = Date.now()): Promise<void> {
+    for (const { deviceId, ruleId } of await this.store.due(now, BATCH)) {
+      if (this.stopped) return;
+      await this.alarms.locks
+        .run(deviceId, () => this.raiseDue(deviceId, ruleId, now))
+        .catch((error: unknown) =>
+          this.log.warn(`timer of ${ruleId} on ${deviceId}: ${(error as Error).message}`),
+        );
+    }
+    const lease = now + this.config.rules.alarmOutboxRetryMs;
+    for (const entry of await this.store.claimExpired(now, lease, BATCH)) {
+      if (this.stopped) return;
+      await this.alarms.carryOut(entry);
+    }
+  }
+
+  private async raiseDue(deviceId: string, ruleId: string, now: number): Promise<void> {
+    const activation = await this.store.get(deviceId, ruleId);
+    if (!activation || activation.state !== 'pending' || activation.dueAt > now) {
+      if (!activation || activation.state !== 'pending') await this.store.forgetDue(deviceId, ruleId);
+      return;
+    }
+    const ruleSet = this.holder.current;
+    const rule = ruleSet.rules.find((r) => r.id === ruleId);
+    const [{ state }, metadata] = await Promise.all([
+      this.stateStore.load(deviceId),
+      this.metadata.get(deviceId),
+    ]);
+    // A rule removed (or disabled) meanwhile: its pending condition can never be raised — it is cancelled.
+    if (!rule) {
+      await this.alarms.commit([endCondition(ruleSet, activation, now, state.values)], []);
+      return;
+    }
+    const device: RuleDevice = {
+      deviceId,
+      tenantId: activation.tenantId || metadata.tenantId,
+      productId: activation.productId || metadata.productId,
+      siteId: activation.siteId || metadata.siteId,
+      tags: metadata.tags,
+    };
+    const due = raiseIfDue(ruleSet, rule, activation, device, state, { now });
+    if (due) await this.alarms.commit([due.transition], due.actions);
+  }
+}

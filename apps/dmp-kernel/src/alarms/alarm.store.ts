@@ -1,0 +1,182 @@
+import type { AlarmEvent } from '@dmp/contracts';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { REDIS_CLIENT } from '../redis/redis.module';
+import type { Activation, PlannedCommand, PlannedWebhook, Transition } from '../rules/engine';
+
+/**
+ * Condition states (alarms) in Redis, shared by every kernel replica and surviving restarts. Keys start
+ * with KERNEL_REDIS_NAMESPACE (`dmp` below).
+ *
+ * - `dmp:alarm:{deviceId}`: hash, field = rule id, value = the Activation (JSON). One hash per device, so
+ *   evaluating a message reads all of the device's conditions with one HGETALL.
+ * - `dmp:alarm-due`: sorted set of pending conditions by the wall-clock time their timer raises them.
+ * - `dmp:alarm-id:{alarmId}`: → `{deviceId}\n{ruleId}`, for acknowledgements by alarm id.
+ * - `dmp:outbox` / `dmp:outbox:lease`: the transactional outbox — what a transition obliges the kernel to
+ *   do (publish its alarm event, send its raise/clear commands and webhooks), written in the same atomic
+ *   step as the transition, removed once done. An entry whose lease expires (the kernel crashed or the
+ *   send failed) is claimed and done again by any replica's sweeper: nothing a transition causes is lost;
+ *   downstream deduplicates by stable ids (event id, command id, delivery id).
+ *
+ * Every transition is a compare-and-set on the activation's `{id}:{version}` (Lua): a replica that read an
+ * older state (a concurrent acknowledgement, timer, or other replica) fails and re-reads.
+ */
+/** The store's keys under a namespace. */
+export function alarmKeys(ns: string) {
+  return {
+    alarm: (deviceId: string) => `${ns}:alarm:${deviceId}`,
+    due: `${ns}:alarm-due`,
+    alarmId: (alarmId: string) => `${ns}:alarm-id:${alarmId}`,
+    outbox: `${ns}:outbox`,
+    outboxLease: `${ns}:outbox:lease`,
+  };
+}
+
+export type OutboxEntry =
+  | { id: string; kind: 'event'; event: AlarmEvent }
+  | { id: string; kind: 'command'; command: PlannedCommand }
+  | { id: string; kind: 'webhook'; webhook: PlannedWebhook };
+
+const TRANSITION = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local token = ''
+if current then
+  local decoded = cjson.decode(current)
+  token = decoded.id .. ':' .. string.format('%d', decoded.version)
+end
+if token ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+if ARGV[5] == '' then redis.call('ZREM', KEYS[2], ARGV[4]) else redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4]) end
+if ARGV[6] == 'set' then redis.call('SET', KEYS[5], ARGV[4]) elseif ARGV[6] == 'del' then redis.call('DEL', KEYS[5]) end
+for i = 8, #ARGV, 2 do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[i])
+end
+return 1
+`;
+
+/** Claims up to ARGV[2] entries whose lease ended before ARGV[1], extending it to ARGV[3]. */
+const CLAIM = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  local entry = redis.call('HGET', KEYS[1], id)
+  if entry then
+    redis.call('ZADD', KEYS[2], ARGV[3], id)
+    table.insert(out, entry)
+  else
+    redis.call('ZREM', KEYS[2], id)
+  end
+end
+return out
+`;
+
+interface ScriptedRedis extends Redis {
+  dmpAlarmTransition(...args: (string | number)[]): Promise<number>;
+  dmpOutboxClaim(...args: (string | number)[]): Promise<string[]>;
+}
+
+const dueMember = (deviceId: string, ruleId: string) => `${deviceId}\n${ruleId}`;
+
+@Injectable()
+export class AlarmStore {
+  private readonly redis: ScriptedRedis;
+  private readonly keys: ReturnType<typeof alarmKeys>;
+
+  constructor(@Inject(REDIS_CLIENT) redis: Redis, @Inject(KERNEL_CONFIG) config: KernelConfig) {
+    this.keys = alarmKeys(config.rules.redisNamespace);
+    redis.defineCommand('dmpAlarmTransition', { numberOfKeys: 5, lua: TRANSITION });
+    redis.defineCommand('dmpOutboxClaim', { numberOfKeys: 2, lua: CLAIM });
+    this.redis = redis as ScriptedRedis;
+  }
+
+  /** The device's condition states by rule id. */
+  async load(deviceId: string): Promise<Map<string, Activation>> {
+    const hash = await this.redis.hgetall(this.keys.alarm(deviceId));
+    const result = new Map<string, Activation>();
+    for (const [ruleId, json] of Object.entries(hash)) result.set(ruleId, JSON.parse(json) as Activation);
+    return result;
+  }
+
+  async get(deviceId: string, ruleId: string): Promise<Activation | undefined> {
+    const json = await this.redis.hget(this.keys.alarm(deviceId), ruleId);
+    return json ? (JSON.parse(json) as Activation) : undefined;
+  }
+
+  /** Where an alarm id lives, if the alarm is still open (pending, active or acknowledged). */
+  async locate(alarmId: string): Promise<{ deviceId: string; ruleId: string } | undefined> {
+    const member = await this.redis.get(this.keys.alarmId(alarmId));
+    if (!member) return undefined;
+    const [deviceId, ruleId] = member.split('\n');
+    return deviceId && ruleId ? { deviceId, ruleId } : undefined;
+  }
+
+  /**
+   * Applies a transition if the activation is still the one it was computed from, together with its
+   * outbox entries (leased until `leaseUntil`: the caller does them now). False on a conflict.
+   */
+  async apply(transition: Transition, outbox: readonly OutboxEntry[], leaseUntil: number): Promise<boolean> {
+    const { deviceId, ruleId, before, after } = transition;
+    const activation = after ?? before;
+    const expected = before ? `${before.id}:${before.version}` : '';
+    const alarmIdOp = !activation?.alarm ? '-' : after ? (before ? '-' : 'set') : 'del';
+    const args: (string | number)[] = [
+      this.keys.alarm(deviceId),
+      this.keys.due,
+      this.keys.outbox,
+      this.keys.outboxLease,
+      this.keys.alarmId(activation?.id ?? 'none'),
+      ruleId,
+      expected,
+      after ? JSON.stringify(after) : '',
+      dueMember(deviceId, ruleId),
+      after?.state === 'pending' ? after.dueAt : '',
+      alarmIdOp,
+      leaseUntil,
+    ];
+    for (const entry of outbox) args.push(entry.id, JSON.stringify(entry));
+    return (await this.redis.dmpAlarmTransition(...args)) === 1;
+  }
+
+  /** Pending conditions whose timer is due. */
+  async due(now: number, limit: number): Promise<{ deviceId: string; ruleId: string }[]> {
+    const members = await this.redis.zrangebyscore(this.keys.due, '-inf', now, 'LIMIT', 0, limit);
+    return members.flatMap((member) => {
+      const [deviceId, ruleId] = member.split('\n');
+      return deviceId && ruleId ? [{ deviceId, ruleId }] : [];
+    });
+  }
+
+  /** Drops a due entry whose activation is gone or no longer pending (a stale index entry). */
+  async forgetDue(deviceId: string, ruleId: string): Promise<void> {
+    await this.redis.zrem(this.keys.due, dueMember(deviceId, ruleId));
+  }
+
+  /** Outbox entries whose lease ended (their owner crashed or failed), claimed until `leaseUntil`. */
+  async claimExpired(now: number, leaseUntil: number, limit: number): Promise<OutboxEntry[]> {
+    const entries = await this.redis.dmpOutboxClaim(
+      this.keys.outbox,
+      this.keys.outboxLease,
+      now,
+      limit,
+      leaseUntil,
+    );
+    return entries.map((json) => JSON.parse(json) as OutboxEntry);
+  }
+
+  /** The entry is done (or given up): remove it. */
+  async complete(id: string): Promise<void> {
+    await this.redis.multi().hdel(this.keys.outbox, id).zrem(this.keys.outboxLease, id).exec();
+  }
+
+  /** Not done: try it again from `retryAt` (its lease ends then). */
+  async release(id: string, retryAt: number): Promise<void> {
+    await this.redis.zadd(this.keys.outboxLease, 'XX', retryAt, id);
+  }
+
+  /** Entries not done yet (for /health and tests). */
+  outboxSize(): Promise<number> {
+    return this.redis.hlen(this.keys.outbox);
+  }
+}

@@ -1,0 +1,114 @@
+import { MetricsRegistry, HealthRegistry } from '@dmp/observability';
+import { RocketMqProducer } from '@dmp/messaging';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  Module,
+  Optional,
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  type OnModuleInit,
+} from '@nestjs/common';
+import { CommandPublisher } from '../actions/command.publisher';
+import { AlarmEventPublisher, RoutePublisher } from '../actions/rocketmq.publishers';
+import { WebhookDispatcher } from '../actions/webhook.dispatcher';
+import { AlarmScheduler } from '../alarms/alarm.scheduler';
+import { AlarmService } from '../alarms/alarm.service';
+import { AlarmStore } from '../alarms/alarm.store';
+import { AlarmsController } from '../alarms/alarms.controller';
+import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { EnrichmentModule } from '../enrichment/enrichment.module';
+import { PublishingModule } from '../publishing/publishing.module';
+import { DeviceStateStore } from './device-state.store';
+import { RuleProcessor } from './rule-processor.service';
+import { RulesConsumerServer, rulesConsumerController } from './rules-consumer';
+
+/**
+ * Shutdown order: stop taking telemetry and let evaluations in flight finish (they need Redis, RocketMQ,
+ * MQTT — all closed later, in onApplicationShutdown), stop the timer, then let queued webhooks go out.
+ */
+@Injectable()
+class EvaluationLifecycle implements OnModuleInit, BeforeApplicationShutdown {
+  private readonly log = new Logger('Evaluation');
+
+  constructor(
+    private readonly scheduler: AlarmScheduler,
+    private readonly webhooks: WebhookDispatcher,
+    private readonly commands: CommandPublisher,
+    private readonly health: HealthRegistry,
+    @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
+    @Optional() private readonly server?: RulesConsumerServer,
+  ) {}
+
+  onModuleInit(): void {
+    const server = this.server;
+    if (server)
+      this.health.register('rules', () => ({
+        up: server.isReady(),
+        detail: {
+          group: this.config.rules.group,
+          inFlight: server.inFlight,
+          commandsBroker: this.commands.isConnected() ? 'connected' : 'disconnected',
+        },
+      }));
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    if (this.server) {
+      this.log.log(`stopping rule evaluation: ${this.server.inFlight} message(s) in flight`);
+      await this.server.close();
+    }
+    await this.scheduler.stop();
+    await this.webhooks.drain();
+  }
+}
+
+/** Rule evaluation from the telemetry stream, alarms (timer, acknowledgement API) and actions. */
+@Module({})
+export class EvaluationModule {
+  static forRoot(config: KernelConfig): DynamicModule {
+    const topics = [config.rocketmq.topics.event, config.rocketmq.topics.snapshot];
+    const consumer = config.rules.enabled
+      ? [
+          {
+            provide: RulesConsumerServer,
+            inject: [MetricsRegistry, RocketMqProducer],
+            useFactory: (metrics: MetricsRegistry, producer: RocketMqProducer) =>
+              new RulesConsumerServer({
+                endpoints: config.rocketmq.endpoints,
+                namespace: config.rocketmq.namespace,
+                group: config.rules.group,
+                topics,
+                pollers: config.rules.pollers,
+                maxInFlight: config.rules.maxInFlight,
+                maxDeliveryAttempts: config.rules.maxDeliveryAttempts,
+                deadLetterTopic: config.rocketmq.topics.deadLetter,
+                producer,
+                metrics,
+                logger: new Logger(`RocketMqConsumer(${config.rules.group})`),
+              }),
+          },
+        ]
+      : [];
+    return {
+      module: EvaluationModule,
+      imports: [PublishingModule, EnrichmentModule],
+      controllers: [AlarmsController, ...(config.rules.enabled ? [rulesConsumerController(topics)] : [])],
+      providers: [
+        DeviceStateStore,
+        AlarmStore,
+        AlarmService,
+        AlarmScheduler,
+        CommandPublisher,
+        WebhookDispatcher,
+        AlarmEventPublisher,
+        RoutePublisher,
+        RuleProcessor,
+        EvaluationLifecycle,
+        ...consumer,
+      ],
+      exports: consumer.length ? [RulesConsumerServer] : [],
+    };
+  }
+}

@@ -1,0 +1,212 @@
+import { DmpError, normalizedTelemetrySchema, type NormalizedTelemetry } from '@dmp/contracts';
+import type { RocketMqMessage } from '@dmp/messaging';
+import { MetricsRegistry, recordFailure } from '@dmp/observability';
+import { Injectable } from '@nestjs/common';
+import { context, trace } from '@opentelemetry/api';
+import type { Counter, Histogram } from 'prom-client';
+import { CommandPublisher } from '../actions/command.publisher';
+import { RoutePublisher } from '../actions/rocketmq.publishers';
+import { WebhookDispatcher } from '../actions/webhook.dispatcher';
+import { AlarmService } from '../alarms/alarm.service';
+import { AlarmStore } from '../alarms/alarm.store';
+import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
+import {
+  evaluateMessage,
+  type PlannedAction,
+  type RuleDevice,
+  type RuleSet,
+  type Transition,
+} from '../rules/engine';
+import { RuleSetHolder } from '../rules/rule-set.holder';
+import { DeviceStateStore } from './device-state.store';
+
+export const EvaluationErrorCode = {
+  /** The body is not a NormalizedTelemetry: dead-lettered, never retried. */
+  InvalidMessage: 'DMP_ERR_INVALID_MESSAGE',
+} as const;
+
+const MAX_CONFLICT_ROUNDS = 3;
+const EVAL_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05];
+const tracer = trace.getTracer('dmp-kernel');
+
+/**
+ * Evaluates the rules for one telemetry message taken from the durable stream (the kernel's own consumer
+ * group of the telemetry topics), then returns — and the consumer acknowledges it — only once everything
+ * it caused is durable: condition transitions with their outbox (alarm events, raise/clear commands and
+ * webhooks) in Redis, routed copies in RocketMQ, match commands acknowledged by the broker, the device's
+ * state updated. A failure before that throws, and RocketMQ redelivers the message (in order, per device).
+ *
+ * Exactly one rule set evaluates a message: the one running when its evaluation starts (taken once).
+ * A redelivered message whose evaluation had completed (its id is the topic's last completed message in
+ * the device state) is skipped; one that failed halfway is evaluated again — transitions already written
+ * are then simply not repeated (the conditions already moved), match actions may repeat (at-least-once).
+ */
+@Injectable()
+export class RuleProcessor {
+  private readonly evaluations: Counter<'rule' | 'result'>;
+  private readonly evalSeconds: Histogram;
+  private readonly duplicates: Counter;
+
+  constructor(
+    private readonly holder: RuleSetHolder,
+    private readonly stateStore: DeviceStateStore,
+    private readonly alarmStore: AlarmStore,
+    private readonly alarms: AlarmService,
+    private readonly metadata: DeviceMetadataCache,
+    private readonly routes: RoutePublisher,
+    private readonly commands: CommandPublisher,
+    private readonly webhooks: WebhookDispatcher,
+    metrics: MetricsRegistry,
+  ) {
+    this.evaluations = metrics.counter(
+      'dmp_kernel_rule_evaluations_total',
+      'Rule conditions evaluated, by rule and result (match | no_match | no_data | error)',
+      ['rule', 'result'],
+    );
+    this.evalSeconds = metrics.histogram(
+      'dmp_kernel_rule_eval_seconds',
+      'Time to evaluate every rule of the set against one message (CPU only, no I/O)',
+      [],
+      EVAL_BUCKETS,
+    );
+    this.duplicates = metrics.counter(
+      'dmp_kernel_rule_duplicates_total',
+      'Redelivered messages whose evaluation had already completed (skipped)',
+    );
+  }
+
+  async handle(message: RocketMqMessage): Promise<void> {
+    const ruleSet = this.holder.current; // this message's rule set, whatever happens meanwhile
+    const telemetry = parse(message);
+    await this.alarms.locks.run(telemetry.deviceId, () => this.evaluate(ruleSet, telemetry, message.topic));
+  }
+
+  private async evaluate(ruleSet: RuleSet, telemetry: NormalizedTelemetry, topic: string): Promise<void> {
+    const { deviceId } = telemetry;
+    const [stored, activations, metadata] = await Promise.all([
+      this.stateStore.load(deviceId),
+      this.alarmStore.load(deviceId),
+      this.metadata.get(deviceId),
+    ]);
+    if (stored.last[topic] === telemetry.messageId) {
+      this.duplicates.inc();
+      return;
+    }
+    // The message carries the tenant, product and site it was enriched with; tags come from the registry.
+    const device: RuleDevice = {
+      deviceId,
+      tenantId: telemetry.tenantId || metadata.tenantId,
+      productId: telemetry.productId || metadata.productId,
+      siteId: telemetry.siteId || metadata.siteId,
+      tags: metadata.tags,
+    };
+
+    const span = tracer.startSpan('evaluate rules', {
+      attributes: { 'dmp.ruleset.version': ruleSet.version, 'dmp.device.id': deviceId },
+    });
+    const stopTimer = this.evalSeconds.startTimer();
+    const evaluation = evaluateMessage(ruleSet, telemetry, device, stored.state, activations, {
+      now: Date.now(),
+    });
+    stopTimer();
+    let matched = 0;
+    for (const { ruleId, result } of evaluation.results) {
+      this.evaluations.inc({ rule: ruleId, result });
+      if (result === 'match') matched += 1;
+    }
+    span.setAttributes({
+      'dmp.rules.evaluated': evaluation.results.length,
+      'dmp.rules.matched': matched,
+      'dmp.rules.transitions': evaluation.transitions.length,
+    });
+    try {
+      await context.with(trace.setSpan(context.active(), span), async () => {
+        await this.commitWithRetry(
+          ruleSet,
+          telemetry,
+          device,
+          stored.state,
+          evaluation.transitions,
+          evaluation.actions,
+        );
+        for (const action of evaluation.actions)
+          if (action.trigger === 'match') await this.runMatchAction(ruleSet, action, telemetry);
+      });
+      await this.stateStore.save(telemetry, topic);
+    } catch (error) {
+      recordFailure(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** Commits transitions; rules that lost a race (another replica, the timer) are re-read and re-evaluated. */
+  private async commitWithRetry(
+    ruleSet: RuleSet,
+    telemetry: NormalizedTelemetry,
+    device: RuleDevice,
+    before: Parameters<typeof evaluateMessage>[3],
+    transitions: Transition[],
+    actions: PlannedAction[],
+  ): Promise<void> {
+    let pending = transitions;
+    let triggered = actions.filter((a) => a.trigger !== 'match');
+    for (let round = 0; pending.length > 0; round++) {
+      const { conflicts } = await this.alarms.commit(pending, triggered);
+      if (conflicts.size === 0) return;
+      if (round + 1 >= MAX_CONFLICT_ROUNDS)
+        throw new DmpError(
+          'DMP_ERR_ALARM_CONFLICT',
+          `conditions of ${telemetry.deviceId} kept changing concurrently (${[...conflicts].join(', ')})`,
+          true,
+        );
+      const fresh = await this.alarmStore.load(telemetry.deviceId);
+      const subset: RuleSet = { ...ruleSet, rules: ruleSet.rules.filter((rule) => conflicts.has(rule.id)) };
+      const activations = new Map([...fresh].filter(([ruleId]) => conflicts.has(ruleId)));
+      const again = evaluateMessage(subset, telemetry, device, before, activations, { now: Date.now() });
+      pending = again.transitions;
+      triggered = again.actions.filter((a) => a.trigger !== 'match');
+    }
+  }
+
+  private async runMatchAction(
+    ruleSet: RuleSet,
+    action: PlannedAction,
+    telemetry: NormalizedTelemetry,
+  ): Promise<void> {
+    switch (action.kind) {
+      case 'route':
+        return this.routes.route(action.topic, telemetry, action.ruleId, ruleSet.version);
+      case 'command':
+        return this.commands.send(action);
+      case 'webhook':
+        // Match webhooks are best effort (no outbox): queued, never awaited.
+        return this.webhooks.enqueue(action);
+    }
+  }
+}
+
+function parse(message: RocketMqMessage): NormalizedTelemetry {
+  let json: unknown;
+  try {
+    json = JSON.parse(message.body.toString('utf8'));
+  } catch (error) {
+    throw new DmpError(
+      EvaluationErrorCode.InvalidMessage,
+      `body is not JSON: ${(error as Error).message}`,
+      false,
+    );
+  }
+  const result = normalizedTelemetrySchema.safeParse(json);
+  if (!result.success)
+    throw new DmpError(
+      EvaluationErrorCode.InvalidMessage,
+      `not a NormalizedTelemetry: ${result.error.issues
+        .slice(0, 3)
+        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+        .join('; ')}`,
+      false,
+    );
+  return result.data;
+}

@@ -1,0 +1,206 @@
+import { DEVICE_CHANGED_CHANNEL, DmpError } from '@dmp/contracts';
+import { MetricsRegistry } from '@dmp/observability';
+import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { LRUCache } from 'lru-cache';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Counter } from 'prom-client';
+import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
+import { REDIS_CLIENT } from '../redis/redis.module';
+import type { StoredDevice } from './device';
+import { DeviceRepository } from './device.repository';
+import { verifySecret } from './device-secret';
+
+export const RegistryErrorCode = {
+  /** Redis did not answer and nothing usable is cached: the caller waits and retries. */
+  Unavailable: 'DMP_ERR_REGISTRY_UNAVAILABLE',
+} as const;
+
+/** A cached answer: the device, or "not registered". */
+interface Entry {
+  device?: StoredDevice;
+}
+
+/** How long a successful password check is remembered (scrypt costs tens of ms per check). */
+const VERIFIED_TTL_MS = 10 * 60_000;
+
+/**
+ * Who is a device, for every message and every connection: the registry (DeviceRepository) behind an
+ * in-process cache.
+ *
+ * - Lookups are cached for DEVICE_CACHE_TTL_MS (unknown ids for DEVICE_UNKNOWN_CACHE_TTL_MS), concurrent
+ *   lookups of one id share one Redis call, and every change published on `dmp:device-changed` (by any
+ *   replica or the admin API) drops the cached entry at once — so disabling a device takes effect within
+ *   the pub/sub latency, milliseconds. After the subscription connection was lost the whole cache is
+ *   dropped (changes may have been missed meanwhile).
+ * - Redis unreachable: the last known answer is used even when expired; with none, the lookup fails
+ *   with DMP_ERR_REGISTRY_UNAVAILABLE (retryable) and the message waits — it is not refused.
+ * - Password checks (scrypt) that succeeded are remembered as an HMAC of the password under a key that
+ *   lives only in this process, until the device changes or 10 minutes pass: reconnect storms cost one
+ *   scrypt per device, not one per attempt.
+ */
+@Injectable()
+export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
+  private readonly log = new Logger('DeviceRegistry');
+  private readonly cache: LRUCache<string, Entry>;
+  private readonly inflight = new Map<
+    string,
+    { promise: Promise<StoredDevice | undefined>; token: symbol }
+  >();
+  private readonly verified: LRUCache<string, Buffer>;
+  private readonly hmacKey = randomBytes(32);
+  private readonly subscriber: Redis;
+  private subscribed = false;
+  private readonly invalidations: Counter;
+  private readonly lookups: Counter<'result'>;
+
+  constructor(
+    private readonly repository: DeviceRepository,
+    @Inject(REDIS_CLIENT) redis: Redis,
+    @Inject(MQTT_APP_CONFIG) private readonly config: MqttAppConfig,
+    metrics: MetricsRegistry,
+  ) {
+    const { cacheMaxEntries, cacheTtlMs } = config.edge.registry;
+    this.cache = new LRUCache<string, Entry>({
+      max: cacheMaxEntries,
+      ttl: Math.max(1, cacheTtlMs),
+      // Expired entries stay (until evicted) as the fallback while Redis is unreachable.
+      noDeleteOnStaleGet: true,
+    });
+    this.verified = new LRUCache<string, Buffer>({ max: cacheMaxEntries, ttl: VERIFIED_TTL_MS });
+    // Pub/sub needs a connection of its own (a subscribed connection takes no other commands).
+    this.subscriber = redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
+    this.invalidations = metrics.counter(
+      'dmp_mqtt_device_cache_invalidations_total',
+      'Device registry cache entries dropped because the device changed (Redis pub/sub)',
+    );
+    this.lookups = metrics.counter(
+      'dmp_mqtt_device_lookups_total',
+      'Device registry lookups, by result (hit | miss | stale | error)',
+      ['result'],
+    );
+  }
+
+  async onModuleInit(): Promise<void> {
+    this.subscriber.on('message', (channel: string, deviceId: string) => {
+      if (channel === DEVICE_CHANGED_CHANNEL) this.invalidate(deviceId);
+    });
+    this.subscriber.on('ready', () => {
+      if (!this.subscribed) {
+        // Redis was not there at start-up: subscribe now.
+        void this.subscribe();
+        return;
+      }
+      // ioredis subscribes again by itself after a reconnect; what changed meanwhile is unknown.
+      this.log.warn('device change subscription restored: dropping the whole device cache');
+      this.cache.clear();
+      this.verified.clear();
+    });
+    this.subscriber.on('error', () => undefined); // the main connection logs Redis errors
+    try {
+      await this.subscriber.connect();
+    } catch (error) {
+      // ioredis keeps reconnecting; 'ready' subscribes then.
+      this.log.warn(`not subscribed to ${DEVICE_CHANGED_CHANNEL} yet: ${(error as Error).message}`);
+      return;
+    }
+    await this.subscribe();
+  }
+
+  private async subscribe(): Promise<void> {
+    try {
+      await this.subscriber.subscribe(DEVICE_CHANGED_CHANNEL);
+      // Anything cached before the subscription may have missed a change.
+      if (this.subscribed === false && this.cache.size > 0) this.cache.clear();
+      this.subscribed = true;
+    } catch (error) {
+      this.log.warn(
+        `subscribing to ${DEVICE_CHANGED_CHANNEL} failed (retried on reconnect): ${(error as Error).message}`,
+      );
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+  }
+
+  /**
+   * The registered device, or undefined when the id is not registered. Throws DmpError
+   * DMP_ERR_REGISTRY_UNAVAILABLE (retryable) when Redis cannot answer and nothing is cached.
+   */
+  lookup(deviceId: string): Promise<StoredDevice | undefined> {
+    const entry = this.cache.get(deviceId);
+    if (entry) {
+      this.lookups.inc({ result: 'hit' });
+      return Promise.resolve(entry.device);
+    }
+    const inflight = this.inflight.get(deviceId);
+    if (inflight) return inflight.promise;
+    this.lookups.inc({ result: 'miss' });
+    const token = Symbol(deviceId);
+    const promise = this.load(deviceId, token);
+    this.inflight.set(deviceId, { promise, token });
+    const forget = () => {
+      if (this.inflight.get(deviceId)?.token === token) this.inflight.delete(deviceId);
+    };
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  /** Registered and enabled. */
+  async isActive(deviceId: string): Promise<boolean> {
+    return (await this.lookup(deviceId))?.status === 'enabled';
+  }
+
+  /** True when the device is registered, enabled, and `secret` is its secret. */
+  async verifyCredentials(deviceId: string, secret: string): Promise<boolean> {
+    const device = await this.lookup(deviceId);
+    if (device?.status !== 'enabled' || !device.secretHash) return false;
+    const fingerprint = this.fingerprint(device, secret);
+    const remembered = this.verified.get(deviceId);
+    if (remembered && timingSafeEqual(remembered, fingerprint)) return true;
+    if (!(await verifySecret(secret, device.secretHash))) return false;
+    // Only if the device did not change while scrypt ran.
+    if (this.cache.get(deviceId)?.device === device) this.verified.set(deviceId, fingerprint);
+    return true;
+  }
+
+  /** Drops what is cached about a device (called for every change announcement). */
+  invalidate(deviceId: string): void {
+    this.cache.delete(deviceId);
+    this.verified.delete(deviceId);
+    // A lookup in flight may have read the old state: the next one starts afresh.
+    this.inflight.delete(deviceId);
+    this.invalidations.inc();
+  }
+
+  private async load(deviceId: string, token: symbol): Promise<StoredDevice | undefined> {
+    try {
+      const device = await this.repository.get(deviceId);
+      // Cache only if no change announcement arrived while Redis answered (it replaces the token).
+      if (this.inflight.get(deviceId)?.token === token) {
+        const { unknownCacheTtlMs, cacheTtlMs } = this.config.edge.registry;
+        const ttl = device ? cacheTtlMs : unknownCacheTtlMs;
+        if (ttl > 0) this.cache.set(deviceId, { device }, { ttl });
+      }
+      return device;
+    } catch (error) {
+      const stale = this.cache.get(deviceId, { allowStale: true });
+      if (stale) {
+        this.lookups.inc({ result: 'stale' });
+        return stale.device;
+      }
+      this.lookups.inc({ result: 'error' });
+      throw new DmpError(
+        RegistryErrorCode.Unavailable,
+        `device registry unavailable: ${(error as Error).message}`,
+        true,
+        { cause: error },
+      );
+    }
+  }
+
+  private fingerprint(device: StoredDevice, secret: string): Buffer {
+    return createHmac('sha256', this.hmacKey).update(device.secretHash).update('\0').update(secret).digest();
+  }
+}

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  deadLetterBody,
+  deadLetterPayload,
+  deadLetterPropertyValue,
+  DeadLetterProperty,
+} from './dead-letter';
+import { deviceMetadataOf } from './devices';
+
+describe('dead-letter helpers', () => {
+  it('round-trips payloads, including the empty one', () => {
+    for (const payload of [Buffer.alloc(0), Buffer.from([0]), Buffer.from('{"a":1}')]) {
+      const body = deadLetterBody(payload);
+      assert.ok(body.length > 0);
+      const properties = { [DeadLetterProperty.payloadSize]: String(payload.length) };
+      assert.deepEqual(deadLetterPayload(body, properties), payload);
+    }
+    // Without the size property (e.g. a consumer's dead letter) the body is the payload.
+    assert.deepEqual(deadLetterPayload(Buffer.from('x'), {}), Buffer.from('x'));
+  });
+
+  it('escapes control characters and bounds the length without splitting surrogate pairs', () => {
+    assert.equal(deadLetterPropertyValue('a\u0000b\nc\u0085'), 'a\\u0000b\\u000ac\\u0085');
+    assert.equal(deadLetterPropertyValue('plain ü 😀'), 'plain ü 😀');
+    const cut = deadLetterPropertyValue('😀'.repeat(100), 11);
+    assert.ok(cut.length <= 11);
+    assert.ok(cut.endsWith('…'));
+    assert.ok(Buffer.from(cut, 'utf8').toString('utf8') === cut, 'still valid UTF-16 → UTF-8');
+    assert.doesNotMatch(cut, /[\ud800-\udbff](?![\udc00-\udfff])/);
+  });
+});
+
+describe('deviceMetadataOf', () => {
+  it('reads the enrichment fields, tolerating missing or malformed tags', () => {
+    assert.deepEqual(
+      deviceMetadataOf({ tenantId: 't', productId: 'p', siteId: 's', tags: '{"floor":"3","n":4}' }),
+      {
+        tenantId: 't',
+        productId: 'p',
+        siteId: 's',
+        tags: { floor: '3' },
+      },
+    );
+    assert.deepEqual(deviceMetadataOf({ tags: 'not json' }), {
+      tenantId: '',
+      productId: '',
+      siteId: '',
+      tags: {},
+    });
+  });
+});

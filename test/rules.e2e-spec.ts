@@ -1,0 +1,759 @@
+/**
+ * The rule engine end to end, against the real local stack: dmp-kernel and dmp-data run as real
+ * processes; the test calls the kernel's gRPC Ingest like dmp-mqtt does, registers its devices in Redis
+ * like dmp-mqtt's registry does, subscribes to device command topics on the MQTT broker, receives
+ * webhooks on a local HTTP server, reads routed messages from RocketMQ and alarms from ClickHouse (its own
+ * database, dropped at the end). Own topics and groups (`dmp_rules_test_*`, scripts/stack/rocketmq-*.txt),
+ * so a running pipeline does not interfere; its own rules directory (a temporary copy it edits).
+ */
+import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
+import {
+  DEVICE_CHANGED_CHANNEL,
+  deviceCommandTopic,
+  deviceRegistryKey,
+  TELEMETRY_PROTO_PATH,
+  type AlarmEvent,
+} from '@dmp/contracts';
+import { MultiTopicSimpleConsumer } from '@dmp/messaging';
+import { freePort, readMetric, REPO_ROOT, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { Redis } from 'ioredis';
+import mqtt, { type MqttClient } from 'mqtt';
+import { execFile } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import type { MessageView } from 'rocketmq-client-nodejs';
+import { TELEMETRY_LOADER_OPTIONS } from '../apps/dmp-kernel/src/ingest/grpc.options';
+import type { IngestOutcome, IngestResult } from '../apps/dmp-kernel/src/ingest/telemetry.proto-types';
+import type { BacktestReport } from '../tools/cli/src/commands/rules';
+
+const run = randomBytes(3).toString('hex');
+const database = `dmp_test_rules_${run}`;
+const ADMIN_TOKEN = `rules-e2e-${run}-admin-token`;
+/** The kernel's own Redis keys (state, alarms, outbox) under a namespace of this run. */
+const NAMESPACE = `dmp-rules-e2e-${run}`;
+const TOPICS = {
+  event: 'dmp_rules_test_event',
+  snapshot: 'dmp_rules_test_snapshot',
+  alarm: 'dmp_rules_test_alarm',
+  route: 'dmp_rules_test_route',
+  deadLetter: 'dmp_rules_test_dead_letter',
+};
+const ROUTE_GROUP = 'dmp_rules_test_route';
+const silentClient = { info() {}, warn() {}, error() {}, debug() {} };
+const exec = promisify(execFile);
+
+const dev = (name: string) => `rules-${run}-${name}`;
+const PRODUCT = `thermo-${run}`;
+const TENANT = `tenant-${run}`;
+
+/** The test's rule set: short durations; the webhook points at the test's own HTTP server. */
+function ruleFiles(webhookUrl: string): Record<string, string> {
+  return {
+    'alarms.yaml': `rules:
+  - id: hot
+    name: Too hot
+    when: state.latest.temperature > 30.0
+    clear: state.latest.temperature < 28.0
+    for: 2s
+    actions:
+      - alarm:
+          severity: major
+          message: 'Temperature {{ state.latest.temperature }} °C on {{ device.id }} at {{ device.siteId }}'
+`,
+    'linkage.yaml': `rules:
+  - id: door-light
+    when: msg.metrics.door_open == true
+    actions:
+      - command: { name: light.set, params: { on: true, zone: '{{ device.tags.zone }}' } }
+      - command: { name: light.set, params: { on: false }, on: clear }
+  - id: battery-low
+    when: state.latest.voltage < 2.9
+    clear: state.latest.voltage > 3.0
+    actions:
+      - webhook:
+          url: ${webhookUrl}
+          headers: { X-Team: '\${secret:TEAM}' }
+          params: { voltage: '{{ state.latest.voltage }}' }
+`,
+    'routing.yaml': `rules:
+  - id: route-load
+    when: has(msg.metrics.load_seq)
+    actions:
+      - route: { topic: ${TOPICS.route} }
+`,
+    'products/thermo.yaml': `products:
+  - id: ${PRODUCT}
+    metrics:
+      temperature: { from: temp_f, convert: °F→°C, decimals: 2 }
+      voltage: { from: batt_mv, convert: mV→V }
+`,
+  };
+}
+
+interface TelemetryRequest {
+  deviceId: string;
+  messageId: string;
+  kind: 'KIND_TELEMETRY' | 'KIND_EVENT' | 'KIND_SNAPSHOT';
+  ts: number;
+  metrics: Record<string, { number: number } | { flag: boolean } | { text: string }>;
+  receivedAt: number;
+  traceparent?: string;
+}
+type IngestClient = Client & {
+  Ingest(
+    request: { messages: TelemetryRequest[] },
+    options: { deadline: number },
+    callback: (error: ServiceError | null, result?: IngestResult) => void,
+  ): void;
+};
+
+let messageCounter = 0;
+function telemetry(
+  deviceId: string,
+  metrics: Record<string, number | boolean | string>,
+  extra: Partial<TelemetryRequest> = {},
+): TelemetryRequest {
+  const now = Date.now();
+  return {
+    deviceId,
+    messageId: `${deviceId}-m${++messageCounter}`,
+    kind: 'KIND_TELEMETRY',
+    ts: now,
+    receivedAt: now,
+    metrics: Object.fromEntries(
+      Object.entries(metrics).map(([k, v]) => [
+        k,
+        typeof v === 'number' ? { number: v } : typeof v === 'boolean' ? { flag: v } : { text: v },
+      ]),
+    ),
+    ...extra,
+  };
+}
+
+interface ReceivedHook {
+  headers: IncomingHttpHeaders;
+  body: { event: string; deliveryId: string; ruleId: string; deviceId: string; params: { voltage: number } };
+  status: number;
+}
+
+describe('rules end to end', { timeout: 300_000 }, () => {
+  let kernel: RunningApp | undefined;
+  let data: RunningApp | undefined;
+  let client: IngestClient;
+  let rulesDir: string;
+  let files: Record<string, string>;
+  const redis = new Redis(stack.redis.url, { lazyConnect: true });
+  const clickhouse = new ClickHouseRepository({ ...stack.clickhouse, database });
+  let device: MqttClient;
+  const commands: { topic: string; payload: Record<string, unknown>; traceparent?: string }[] = [];
+  let hookServer: Server;
+  const hooks: ReceivedHook[] = [];
+  /** The webhook receiver answers 503 to the first attempts of each delivery, then 200. */
+  const failuresPerDelivery = 2;
+  const routeObserver = new MultiTopicSimpleConsumer({
+    endpoints: stack.rocketmq.endpoints,
+    namespace: stack.rocketmq.namespace,
+    consumerGroup: ROUTE_GROUP,
+    subscriptions: new Map([[TOPICS.route, '*']]),
+    awaitDuration: 5_000,
+    logger: silentClient,
+  });
+  const routed: MessageView[] = [];
+  let observing = true;
+  let observerLoop: Promise<void> | undefined;
+
+  const admin = (method: string, path: string, body?: unknown, token = ADMIN_TOKEN) =>
+    fetch(`${kernel!.baseUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+  const ingest = (messages: TelemetryRequest[]) =>
+    new Promise<IngestOutcome[]>((resolve, reject) =>
+      client.Ingest({ messages }, { deadline: Date.now() + 30_000 }, (error, result) =>
+        error ? reject(error) : resolve(result!.outcomes),
+      ),
+    );
+  const ingestAccepted = async (messages: TelemetryRequest[]) => {
+    const outcomes = await ingest(messages);
+    assert.deepEqual(
+      outcomes.filter((o) => !o.accepted),
+      [],
+      'every message accepted',
+    );
+  };
+  const openAlarms = async (deviceId: string) => {
+    const response = await admin('GET', `/alarms?deviceId=${deviceId}`);
+    assert.equal(response.status, 200);
+    return ((await response.json()) as { alarms: { id: string; ruleId: string; state: string }[] }).alarms;
+  };
+  const registerDevice = async (
+    deviceId: string,
+    fields: { productId?: string; siteId?: string; tags?: object },
+  ) => {
+    await redis.hset(deviceRegistryKey(deviceId), {
+      deviceId,
+      status: 'enabled',
+      tenantId: TENANT,
+      productId: fields.productId ?? PRODUCT,
+      siteId: fields.siteId ?? 'plant-a',
+      tags: JSON.stringify(fields.tags ?? { zone: 'north' }),
+    });
+    await redis.publish(DEVICE_CHANGED_CHANNEL, deviceId);
+  };
+
+  before(async () => {
+    await redis.connect();
+    hookServer = createServer((request, response) => {
+      let text = '';
+      request.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      request.on('end', () => {
+        const body = JSON.parse(text) as ReceivedHook['body'];
+        const attempts = hooks.filter((h) => h.body.deliveryId === body.deliveryId).length;
+        const status = attempts < failuresPerDelivery ? 503 : 200;
+        hooks.push({ headers: request.headers, body, status });
+        response.statusCode = status;
+        response.end();
+      });
+    });
+    const hookPort = await freePort();
+    await new Promise<void>((resolve) => hookServer.listen(hookPort, '127.0.0.1', resolve));
+
+    rulesDir = await mkdtemp(join(tmpdir(), 'dmp-rules-e2e-'));
+    files = ruleFiles(`http://127.0.0.1:${hookPort}/hooks/battery`);
+    await mkdir(join(rulesDir, 'products'));
+    for (const [path, text] of Object.entries(files)) await writeFile(join(rulesDir, path), text);
+
+    device = await mqtt.connectAsync(stack.mqtt.url, {
+      protocolVersion: 5,
+      clientId: `rules-e2e-${run}`,
+      clean: true,
+    });
+    device.on('message', (topic, payload, packet) => {
+      if (!topic.startsWith(`devices/rules-${run}-`)) return;
+      const traceparent = packet.properties?.userProperties?.traceparent;
+      commands.push({
+        topic,
+        payload: JSON.parse(payload.toString()) as Record<string, unknown>,
+        ...(typeof traceparent === 'string' ? { traceparent } : {}),
+      });
+    });
+    await device.subscribeAsync('devices/+/command', { qos: 1 });
+
+    await routeObserver.startup();
+    // Drain leftovers of earlier runs (and give a new group its offsets) before anything is routed.
+    for (
+      let views = await routeObserver.receiveFrom(TOPICS.route, 32, 10_000);
+      views.length;
+      views = await routeObserver.receiveFrom(TOPICS.route, 32, 10_000)
+    )
+      await Promise.all(views.map((view) => routeObserver.ack(view)));
+    observerLoop = (async () => {
+      while (observing) {
+        const views = await routeObserver.receiveFrom(TOPICS.route, 32, 10_000).catch(() => []);
+        routed.push(...views);
+        await Promise.all(views.map((view) => routeObserver.ack(view).catch(() => undefined)));
+      }
+    })();
+
+    const common = {
+      CLICKHOUSE_DATABASE: database,
+      ROCKETMQ_TOPIC_EVENT: TOPICS.event,
+      ROCKETMQ_TOPIC_SNAPSHOT: TOPICS.snapshot,
+      ROCKETMQ_TOPIC_ALARM: TOPICS.alarm,
+      ROCKETMQ_TOPIC_DEAD_LETTER: TOPICS.deadLetter,
+      LOG_LEVEL: 'info',
+    };
+    const grpcPort = await freePort();
+    [data, kernel] = await Promise.all([
+      startApp(
+        'dmp-data',
+        {
+          ...common,
+          DATA_CONSUMER_GROUP: 'dmp_rules_test_data',
+          ALARM_CONSUMER_GROUP: 'dmp_rules_test_alarm',
+          DEAD_LETTER_CONSUMER_GROUP: 'dmp_rules_test_dlq',
+          DATA_BATCH_MAX_WAIT_MS: '100',
+          ALARM_BATCH_MAX_WAIT_MS: '50',
+        },
+        { label: `rules-${run}-dmp-data` },
+      ),
+      startApp(
+        'dmp-kernel',
+        {
+          ...common,
+          KERNEL_GRPC_URL: `127.0.0.1:${grpcPort}`,
+          KERNEL_RULES_DIR: rulesDir,
+          KERNEL_RULES_GROUP: 'dmp_rules_test_rules',
+          KERNEL_RULES_WATCH_DEBOUNCE_MS: '100',
+          KERNEL_ALARM_SWEEP_MS: '100',
+          KERNEL_MQTT_CLIENT_ID: `rules-e2e-kernel-${run}`,
+          KERNEL_WEBHOOK_RETRY_BASE_MS: '100',
+          KERNEL_WEBHOOK_SECRETS: JSON.stringify({ TEAM: 'operations' }),
+          KERNEL_REDIS_NAMESPACE: NAMESPACE,
+          ADMIN_TOKEN,
+        },
+        { label: `rules-${run}-dmp-kernel` },
+      ),
+    ]);
+    const definition = loadPackageDefinition(
+      loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
+    ) as unknown as {
+      dmp: { telemetry: { v1: { KernelIngest: new (url: string, creds: unknown) => IngestClient } } };
+    };
+    client = new definition.dmp.telemetry.v1.KernelIngest(
+      `127.0.0.1:${grpcPort}`,
+      credentials.createInsecure(),
+    );
+    console.log(
+      `rules e2e: run ${run}, database ${database}, rules ${rulesDir}, logs .stack/logs/tests/rules-${run}-*.log`,
+    );
+  });
+
+  after(async () => {
+    client?.close();
+    await Promise.allSettled([kernel?.stop(), data?.stop()]);
+    observing = false;
+    await observerLoop;
+    await routeObserver.shutdown().catch(() => undefined);
+    await device?.endAsync().catch(() => undefined);
+    hookServer?.close();
+    const keys = [
+      ...(await redis.keys(`dmp:device:rules-${run}-*`)),
+      ...(await redis.keys(`${NAMESPACE}:*`)),
+    ];
+    if (keys.length) await redis.del(...keys);
+    await redis.quit();
+    await clickhouse.command(`DROP DATABASE IF EXISTS ${database}`).catch(() => undefined);
+    await clickhouse.close();
+    await rm(rulesDir, { recursive: true, force: true });
+  });
+
+  it('enriches telemetry with device metadata and normalizes it by its product model', async () => {
+    const id = dev('normalize');
+    await registerDevice(id, { siteId: 'plant-n', tags: { zone: 'south' } });
+    await ingestAccepted([telemetry(id, { temp_f: 71.6, batt_mv: 3300, rssi: -70 })]);
+    const row = await waitFor(
+      'the normalized row in telemetry_raw',
+      async () =>
+        (
+          await clickhouse
+            .query<{
+              tenant_id: string;
+              product_id: string;
+              site_id: string;
+              metric_names: string[];
+              metric_values: number[];
+            }>(
+              `SELECT tenant_id, product_id, site_id, metric_names, metric_values FROM telemetry_raw WHERE device_id = '${id}'`,
+            )
+            .catch(() => [])
+        )[0],
+      { timeoutMs: 60_000 },
+    );
+    assert.deepEqual([row.tenant_id, row.product_id, row.site_id], [TENANT, PRODUCT, 'plant-n']);
+    const metrics = Object.fromEntries(
+      row.metric_names.map((name, i) => [name, Number(row.metric_values[i])]),
+    );
+    assert.deepEqual(metrics, { rssi: -70, temperature: 22, voltage: 3.3 });
+  });
+
+  it('raises an alarm once its condition held for its duration, holds it, acknowledges it, clears it', async () => {
+    const id = dev('hot');
+    await registerDevice(id, { siteId: 'plant-h' });
+    const sentAt = Date.now();
+    await ingestAccepted([telemetry(id, { temp_f: 95 })]); // 35 °C
+    const [pending] = await waitFor('a pending alarm', async () => {
+      const open = await openAlarms(id);
+      return open.length === 1 && open[0].state === 'pending' && open;
+    });
+    assert.equal(pending.ruleId, 'hot');
+    // No further message: the timer raises it 2 s after the condition started to hold, not before.
+    const active = await waitFor(
+      'the alarm raised by its timer',
+      async () => (await openAlarms(id)).find((a) => a.state === 'active'),
+      { timeoutMs: 15_000, intervalMs: 100 },
+    );
+    assert.ok(Date.now() - sentAt >= 2_000, 'raised only after its 2 s duration');
+    assert.equal(active.id, pending.id);
+
+    // Between the thresholds (29.5 °C): still raised — the clear threshold is 28 °C.
+    await ingestAccepted([telemetry(id, { temp_f: 85.1 })]);
+    await sleep(1_000);
+    assert.equal((await openAlarms(id))[0]?.state, 'active');
+
+    assert.equal(
+      (await admin('POST', `/alarms/${active.id}/ack`, { by: 'e2e' }, 'wrong-token-1234567890')).status,
+      401,
+    );
+    const ack = await admin('POST', `/alarms/${active.id}/ack`, { by: 'e2e' });
+    assert.equal(ack.status, 200);
+    const acknowledged = (await ack.json()) as AlarmEvent;
+    assert.deepEqual([acknowledged.state, acknowledged.acknowledgedBy], ['acknowledged', 'e2e']);
+    assert.equal(
+      (await admin('POST', `/alarms/${active.id}/ack`, { by: 'e2e' })).status,
+      409,
+      'acknowledged once',
+    );
+    assert.equal((await admin('POST', `/alarms/alm-unknown-${run}/ack`, {})).status, 404);
+
+    await ingestAccepted([telemetry(id, { temp_f: 80 })]); // 26.7 °C
+    await waitFor('the alarm cleared', async () => (await openAlarms(id)).length === 0);
+
+    // Every transition on its way through RocketMQ and dmp-data into ClickHouse.
+    const events = await waitFor(
+      'the four alarm events in ClickHouse',
+      async () => {
+        const rows = await clickhouse
+          .query<{ transition: string; state: string; version: string }>(
+            `SELECT transition, state, version FROM alarm_events FINAL WHERE alarm_id = '${active.id}' ORDER BY version`,
+          )
+          .catch(() => []);
+        return rows.length === 4 && rows;
+      },
+      { timeoutMs: 30_000 },
+    );
+    assert.deepEqual(
+      events.map((e) => [e.transition, e.state, Number(e.version)]),
+      [
+        ['pending', 'pending', 1],
+        ['raised', 'active', 2],
+        ['acknowledged', 'acknowledged', 3],
+        ['cleared', 'cleared', 4],
+      ],
+    );
+    // dmp-data writes alarm_events, then alarms: wait for the latter too.
+    const alarm = await waitFor('the cleared alarm in ClickHouse', async () => {
+      const [row] = await clickhouse.query<Record<string, string>>(
+        `SELECT state, severity, rule_id, acknowledged_by, started_at_ms, raised_at_ms, cleared_at_ms, message, site_id, version
+         FROM alarms FINAL WHERE alarm_id = '${active.id}'`,
+      );
+      return Number(row?.version) === 4 && row;
+    });
+    assert.deepEqual(
+      [
+        alarm.state,
+        alarm.severity,
+        alarm.rule_id,
+        alarm.acknowledged_by,
+        Number(alarm.version),
+        alarm.site_id,
+      ],
+      ['cleared', 'major', 'hot', 'e2e', 4, 'plant-h'],
+    );
+    assert.equal(
+      Number(alarm.raised_at_ms) - Number(alarm.started_at_ms),
+      2_000,
+      'raised exactly 2 s after it started',
+    );
+    assert.ok(Number(alarm.cleared_at_ms) > Number(alarm.raised_at_ms));
+    assert.equal(alarm.message, `Temperature 35 °C on ${id} at plant-h`);
+    assert.ok(
+      (await readMetric(kernel!.baseUrl, 'dmp_kernel_alarms_total', {
+        transition: 'raised',
+        severity: 'major',
+      })) >= 1,
+    );
+  });
+
+  it('sends a linkage command to the device, on its command topic, in the message trace', async () => {
+    const id = dev('door');
+    await registerDevice(id, { tags: { zone: 'lobby' } });
+    const traceId = randomBytes(16).toString('hex');
+    await ingestAccepted([
+      telemetry(
+        id,
+        { door_open: true },
+        { kind: 'KIND_EVENT', traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+      ),
+    ]);
+    const on = await waitFor(
+      'the "light on" command',
+      () => commands.find((c) => c.topic === deviceCommandTopic(id)),
+      {
+        timeoutMs: 20_000,
+      },
+    );
+    assert.equal(on.payload.ruleId, 'door-light');
+    assert.equal(on.payload.name, 'light.set');
+    assert.deepEqual(on.payload.params, { on: true, zone: 'lobby' });
+    assert.match(String(on.payload.commandId), /^cmd-[0-9a-f]{20}$/);
+    assert.equal(on.traceparent?.split('-')[1], traceId, 'the command continues the device message trace');
+
+    await ingestAccepted([telemetry(id, { humidity: 40 })]); // says nothing about the door: nothing happens
+    await ingestAccepted([telemetry(id, { door_open: false }, { kind: 'KIND_EVENT' })]);
+    const off = await waitFor(
+      'the "light off" command',
+      () => commands.filter((c) => c.topic === deviceCommandTopic(id))[1],
+      { timeoutMs: 20_000 },
+    );
+    assert.deepEqual(off.payload.params, { on: false });
+    assert.equal(commands.filter((c) => c.topic === deviceCommandTopic(id)).length, 2);
+    assert.ok((await readMetric(kernel!.baseUrl, 'dmp_kernel_commands_total', { result: 'ok' })) >= 2);
+  });
+
+  it('delivers a webhook, retrying while the receiver fails', async () => {
+    const id = dev('battery');
+    await registerDevice(id, {});
+    await ingestAccepted([telemetry(id, { batt_mv: 2800 })]);
+    const delivered = await waitFor(
+      'the webhook delivered after retries',
+      () => hooks.find((h) => h.body.deviceId === id && h.status === 200),
+      { timeoutMs: 30_000 },
+    );
+    const attempts = hooks.filter((h) => h.body.deliveryId === delivered.body.deliveryId);
+    assert.deepEqual(
+      attempts.map((h) => h.status),
+      [503, 503, 200],
+    );
+    assert.equal(delivered.body.event, 'rule.raise');
+    assert.equal(delivered.body.ruleId, 'battery-low');
+    assert.deepEqual(delivered.body.params, { voltage: 2.8 });
+    assert.equal(delivered.headers['x-dmp-delivery'], delivered.body.deliveryId);
+    assert.equal(delivered.headers['x-team'], 'operations', 'the secret was substituted');
+    await waitFor(
+      'the webhook counted',
+      async () => (await readMetric(kernel!.baseUrl, 'dmp_kernel_webhook_total', { result: 'ok' })) >= 1,
+    );
+  });
+
+  it('hot-reloads the rule set under load: every message evaluated exactly once, none lost', async () => {
+    // Many devices, few messages each: reloads meet messages of every device; and dmp-data (which stores
+    // them too, one FIFO group per device) is not left with a long per-device backlog.
+    const devices = Array.from({ length: 200 }, (_, i) => dev(`load-${i}`));
+    const perDevice = 10;
+    const reloadsBefore = await readMetric(kernel!.baseUrl, 'dmp_kernel_ruleset_reload_total', {
+      result: 'ok',
+    });
+    const versions = new Set<string>();
+    let loading = true;
+    const variantB = {
+      ...files,
+      'extra.yaml':
+        'rules:\n  - id: extra\n    when: msg.kind == "snapshot"\n    actions: [{ route: { topic: dmp_rules_test_route } }]\n    enabled: false\n',
+    };
+    // Reloads while messages flow: through the admin API (A ↔ B) and through the files (watcher).
+    const reloader = (async () => {
+      let flip = false;
+      let reloads = 0;
+      while (loading) {
+        flip = !flip;
+        if (reloads % 3 === 2) {
+          // As editors and `git checkout` do: a new file renamed over the old one.
+          await writeFile(
+            join(rulesDir, '.routing.yaml.tmp'),
+            `${files['routing.yaml']}# touched ${reloads}\n`,
+          );
+          await rename(join(rulesDir, '.routing.yaml.tmp'), join(rulesDir, 'routing.yaml'));
+        } else {
+          const response = await admin('PUT', '/rules', { files: flip ? variantB : files });
+          assert.equal(response.status, 200);
+          versions.add(((await response.json()) as { version: string }).version);
+        }
+        reloads += 1;
+        await sleep(50);
+      }
+      return reloads;
+    })();
+    const messages = devices.flatMap((id) =>
+      Array.from({ length: perDevice }, (_, i) => telemetry(id, { load_seq: i, temp_f: 70 })),
+    );
+    const ids = new Set(messages.map((m) => m.messageId));
+    const arrived = () => new Set(routed.flatMap((view) => view.keys.filter((key) => ids.has(key)))).size;
+    try {
+      // Paced (≈ 2 s of traffic), so that reloads keep meeting messages in flight.
+      for (let i = 0; i < messages.length; i += 100) {
+        await ingestAccepted(messages.slice(i, i + 100));
+        await sleep(100);
+      }
+      await waitFor(`${ids.size} routed messages`, () => arrived() === ids.size, {
+        timeoutMs: 90_000,
+        intervalMs: 500,
+      }).catch(async (error: Error) => {
+        const evaluated = await readMetric(kernel!.baseUrl, 'dmp_kernel_rule_evaluations_total', {
+          rule: 'route-load',
+          result: 'match',
+        });
+        const metrics = (await (await fetch(`${kernel!.baseUrl}/metrics`)).text())
+          .split('\n')
+          .filter((line) => /^dmp_(rocketmq|kernel_rule|kernel_ruleset)/.test(line))
+          .join('\n');
+        const missing = [...ids].filter((id) => !routed.some((view) => view.keys.includes(id)));
+        throw new Error(
+          `${error.message}: ${arrived()} arrived, ${evaluated} evaluated as match; missing e.g. ${missing.slice(0, 5).join(', ')}\n${metrics}`,
+        );
+      });
+    } finally {
+      loading = false;
+    }
+    const reloads = await reloader;
+    await sleep(1_000); // anything routed twice would have arrived by now
+    const mine = routed.filter((view) => view.keys.some((key) => ids.has(key)));
+    const counts = new Map<string, number>();
+    for (const view of mine) counts.set(view.keys[0], (counts.get(view.keys[0]) ?? 0) + 1);
+    assert.equal(counts.size, ids.size, 'no message lost');
+    assert.deepEqual(
+      [...counts.values()].filter((n) => n !== 1),
+      [],
+      'no message evaluated twice',
+    );
+    // Each device's messages stay in order through the rules.
+    for (const id of devices) {
+      const order = mine.filter((v) => v.messageGroup === id).map((v) => v.keys[0]);
+      assert.deepEqual(
+        order,
+        messages.filter((m) => m.deviceId === id).map((m) => m.messageId),
+      );
+    }
+    const seen = new Set(mine.map((v) => v.properties.get('dmp_ruleset_version')));
+    assert.ok(
+      seen.size >= 2,
+      `messages were evaluated by several rule set versions (${[...seen].join(', ')})`,
+    );
+    const reloadsAfter = await readMetric(kernel!.baseUrl, 'dmp_kernel_ruleset_reload_total', {
+      result: 'ok',
+    });
+    // Some reloads bring back content that is already running (A after A): those are no swap.
+    assert.ok(
+      reloadsAfter - reloadsBefore >= 5,
+      `${reloadsAfter - reloadsBefore} swaps for ${reloads} reloads`,
+    );
+    console.log(
+      `hot reload: ${ids.size} messages, ${reloads} reloads, ${reloadsAfter - reloadsBefore} swaps, versions seen ${seen.size}`,
+    );
+  });
+
+  it('refuses a broken rule file with its line and column, and keeps the running rule set', async () => {
+    const before = (await (await admin('GET', '/rules')).json()) as { version: string };
+    const broken = {
+      ...files,
+      'alarms.yaml': files['alarms.yaml'].replace(
+        'state.latest.temperature > 30.0',
+        'state.latest.temperature >> 30.0',
+      ),
+    };
+    const response = await admin('PUT', '/rules', { files: broken });
+    assert.equal(response.status, 422);
+    const body = (await response.json()) as {
+      errors: { file: string; line: number; column: number; message: string }[];
+    };
+    assert.deepEqual(body.errors, [
+      { file: 'alarms.yaml', line: 4, column: 37, message: 'when: CEL: Unexpected token: GT' },
+    ]);
+    assert.equal(
+      ((await (await admin('GET', '/rules')).json()) as { version: string }).version,
+      before.version,
+    );
+
+    // The same through the files: the watcher refuses it, the running set stays; the CLI says where.
+    const refusedBefore = await readMetric(kernel!.baseUrl, 'dmp_kernel_ruleset_reload_total', {
+      result: 'refused',
+      source: 'file',
+    });
+    await writeFile(join(rulesDir, 'alarms.yaml'), broken['alarms.yaml']);
+    await waitFor(
+      'the broken file refused',
+      async () =>
+        (await readMetric(kernel!.baseUrl, 'dmp_kernel_ruleset_reload_total', {
+          result: 'refused',
+          source: 'file',
+        })) > refusedBefore,
+    );
+    assert.equal(
+      ((await (await admin('GET', '/rules')).json()) as { version: string }).version,
+      before.version,
+    );
+    const cli = await exec(process.execPath, [
+      join(REPO_ROOT, 'dist/tools/cli/src/main.js'),
+      'rules',
+      'validate',
+      rulesDir,
+    ]).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(cli.code, 1);
+    assert.match(
+      cli.stderr,
+      new RegExp(
+        `^${rulesDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/alarms\\.yaml:4:37: when: CEL: Unexpected token: GT$`,
+        'm',
+      ),
+    );
+    await writeFile(join(rulesDir, 'alarms.yaml'), files['alarms.yaml']);
+    // The still running rule set keeps working.
+    const id = dev('after-refusal');
+    await registerDevice(id, {});
+    await ingestAccepted([telemetry(id, { door_open: true }, { kind: 'KIND_EVENT' })]);
+    await waitFor('a command from the running rule set', () =>
+      commands.find((c) => c.topic === deviceCommandTopic(id)),
+    );
+  });
+
+  it('back-tests a rule against the history in ClickHouse: which alarms it would have raised', async () => {
+    const id = dev('history');
+    await registerDevice(id, {});
+    const t0 = Date.now() - 3_600_000; // an hour ago
+    const series: [number, number][] = [
+      [0, 77], // 25 °C
+      [5_000, 89.6], // 32 °C
+      [10_000, 91.4], // 33 °C
+      [20_000, 80.6], // 27 °C
+      [30_000, 90.5], // 32.5 °C, then nothing more
+    ];
+    await ingestAccepted(series.map(([offset, f]) => telemetry(id, { temp_f: f }, { ts: t0 + offset })));
+    await waitFor(
+      'the history stored',
+      async () => {
+        const [row] = await clickhouse.query<{ n: string }>(
+          `SELECT count() AS n FROM telemetry_raw FINAL WHERE device_id IN (${stringList([id])})`,
+        );
+        return Number(row?.n) === series.length;
+      },
+      { timeoutMs: 60_000 },
+    );
+    // A candidate rule: hotter than 31.5 °C for 3 s.
+    const candidate = await mkdtemp(join(tmpdir(), 'dmp-rules-backtest-'));
+    await writeFile(
+      join(candidate, 'candidate.yaml'),
+      'rules:\n  - id: hot-candidate\n    when: state.latest.temperature > 31.5\n    for: 3s\n    actions: [{ alarm: { severity: minor } }]\n',
+    );
+    const { stdout } = await exec(process.execPath, [
+      join(REPO_ROOT, 'dist/tools/cli/src/main.js'),
+      'rules',
+      'backtest',
+      '--rules',
+      candidate,
+      '--from',
+      new Date(t0 - 60_000).toISOString(),
+      '--to',
+      String(t0 + 60_000),
+      '--device',
+      id,
+      '--database',
+      database,
+      '--json',
+    ]);
+    await rm(candidate, { recursive: true, force: true });
+    const report = JSON.parse(stdout) as BacktestReport;
+    assert.equal(report.messages, series.length);
+    assert.deepEqual(
+      report.transitions.map((t) => [t.transition, Date.parse(t.ts) - t0, t.ruleId]),
+      [
+        ['raised', 8_000, 'hot-candidate'], // 32 °C from 5 s, held 3 s
+        ['cleared', 20_000, 'hot-candidate'],
+        ['raised', 33_000, 'hot-candidate'], // the last value held until the end of the range
+      ],
+    );
+    assert.deepEqual(report.summary['hot-candidate'], { raised: 2, cleared: 1, openAtEnd: 1 });
+  });
+});

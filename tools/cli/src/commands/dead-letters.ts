@@ -1,0 +1,215 @@
+import { ClickHouseRepository, stringLiteral } from '@dmp/clickhouse';
+import { clickhouseSection, loadConfig, mqttSection } from '@dmp/config';
+import { DEAD_LETTER_SOURCE_MQTT, DEAD_LETTERS_TABLE, parseDeviceTopic } from '@dmp/contracts';
+import { Command, InvalidArgumentError } from 'commander';
+import mqtt from 'mqtt';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * `dmp dead-letters list | replay` — the dead letters dmp-data stored in ClickHouse `dead_letters`.
+ *
+ * `replay` publishes the raw payload of dead letters from dmp-mqtt again, on their original MQTT topic,
+ * with the MQTT service account (MQTT_SERVICE_USERNAME / _PASSWORD, else MQTT_USERNAME / _PASSWORD): the
+ * message goes through every check again, like a device's. That is useful for refusals whose cause has
+ * gone away — DMP_ERR_UNKNOWN_DEVICE after the device was registered (or enabled), DMP_ERR_RATE_LIMITED
+ * after a flood, a dmp-kernel refusal after a fix. Payloads refused for what they are
+ * (DMP_ERR_MALFORMED_PAYLOAD, _INVALID_PAYLOAD, _PAYLOAD_TOO_LARGE, _SPOOFED_DEVICE, _WRONG_TOPIC) or
+ * duplicates are refused again, and dead-lettered again.
+ */
+const cliSection = z
+  .object({
+    MQTT_SERVICE_USERNAME: z.string().optional(),
+    MQTT_SERVICE_PASSWORD: z.string().optional(),
+  })
+  .transform((e) => ({ username: e.MQTT_SERVICE_USERNAME, password: e.MQTT_SERVICE_PASSWORD }));
+
+export interface DeadLetterRecord {
+  message_id: string;
+  received_at_ms: string;
+  source: string;
+  source_instance: string;
+  source_topic: string;
+  source_message_id: string;
+  device_id: string;
+  error_code: string;
+  error_message: string;
+  content_type: string;
+  payload: string;
+  payload_text: string;
+  payload_size: number;
+}
+
+export interface DeadLetterFilter {
+  id?: string;
+  code?: string;
+  device?: string;
+  source?: string;
+  /** Epoch milliseconds. */
+  since?: number;
+  limit: number;
+  /** Oldest first (replay keeps the original order) instead of newest first. */
+  oldestFirst?: boolean;
+}
+
+/** `30s`, `10m`, `2h`, `7d` ago, or an ISO 8601 time → epoch milliseconds. */
+export function parseSince(value: string, now = Date.now()): number {
+  const relative = /^(\d+)(s|m|h|d)$/.exec(value.trim());
+  if (relative) {
+    const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as 's' | 'm' | 'h' | 'd'];
+    return now - Number(relative[1]) * unit;
+  }
+  const absolute = Date.parse(value);
+  if (Number.isNaN(absolute))
+    throw new InvalidArgumentError('use e.g. 30s, 10m, 2h, 7d, or an ISO 8601 time');
+  return absolute;
+}
+
+/** The SELECT behind list and replay (ClickHouse 18.16: values quoted, no query parameters). */
+export function deadLetterQuery(filter: DeadLetterFilter): string {
+  const where: string[] = [];
+  if (filter.id !== undefined) where.push(`message_id = ${stringLiteral(filter.id)}`);
+  if (filter.code !== undefined) where.push(`error_code = ${stringLiteral(filter.code)}`);
+  if (filter.device !== undefined) where.push(`device_id = ${stringLiteral(filter.device)}`);
+  if (filter.source !== undefined) where.push(`source = ${stringLiteral(filter.source)}`);
+  if (filter.since !== undefined) where.push(`received_at_ms >= ${Math.max(0, Math.floor(filter.since))}`);
+  return `SELECT message_id, received_at_ms, source, source_instance, source_topic,
+       source_message_id, device_id, error_code, error_message, content_type, payload, payload_text, payload_size
+FROM ${DEAD_LETTERS_TABLE} FINAL
+${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+ORDER BY received_at_ms ${filter.oldestFirst ? 'ASC' : 'DESC'}, message_id
+LIMIT ${Math.max(1, Math.floor(filter.limit))}`;
+}
+
+async function withClickHouse<T>(run: (clickhouse: ClickHouseRepository) => Promise<T>): Promise<T> {
+  const { clickhouse } = loadConfig({ clickhouse: clickhouseSection });
+  const repository = new ClickHouseRepository(clickhouse);
+  try {
+    return await run(repository);
+  } finally {
+    await repository.close();
+  }
+}
+
+interface ListOptions {
+  code?: string;
+  device?: string;
+  source?: string;
+  since?: number;
+  limit: number;
+  json?: boolean;
+}
+
+async function list(options: ListOptions): Promise<void> {
+  const rows = await withClickHouse((ch) => ch.query<DeadLetterRecord>(deadLetterQuery(options)));
+  if (options.json) {
+    for (const row of rows) console.log(JSON.stringify(row));
+    return;
+  }
+  for (const row of rows) {
+    const when = new Date(Number(row.received_at_ms)).toISOString();
+    const preview = row.payload_text
+      ? JSON.stringify(row.payload_text.slice(0, 80))
+      : `(${row.payload_size} bytes, binary)`;
+    console.log(
+      `${when}  ${row.error_code.padEnd(26)} ${row.device_id || '-'}  ${row.source_topic}  id=${row.message_id}\n` +
+        `    ${row.error_message}\n    payload ${preview}`,
+    );
+  }
+  console.error(
+    `${rows.length} dead letter(s)${rows.length === options.limit ? ` (--limit ${options.limit} reached)` : ''}`,
+  );
+}
+
+interface ReplayOptions {
+  id?: string;
+  code?: string;
+  device?: string;
+  since?: number;
+  limit: number;
+  dryRun?: boolean;
+}
+
+async function replay(options: ReplayOptions): Promise<void> {
+  if (options.id === undefined && options.code === undefined)
+    throw new InvalidArgumentError('choose what to replay: --id ID, or --code CODE (with --since, --device)');
+  const rows = await withClickHouse((ch) =>
+    ch.query<DeadLetterRecord>(
+      deadLetterQuery({ ...options, source: DEAD_LETTER_SOURCE_MQTT, oldestFirst: true }),
+    ),
+  );
+  // A topic that is not a device topic was refused for that (or carried escaped control characters).
+  const replayable = rows.filter((row) => parseDeviceTopic(row.source_topic));
+  const skipped = rows.length - replayable.length;
+  if (skipped > 0) console.error(`${skipped} dead letter(s) skipped: their topic is not a device topic`);
+  if (options.dryRun || replayable.length === 0) {
+    for (const row of replayable)
+      console.log(`would replay ${row.message_id} (${row.error_code}) to ${row.source_topic}`);
+    console.error(`${replayable.length} dead letter(s) to replay${options.dryRun ? ' (dry run)' : ''}`);
+    return;
+  }
+
+  const { mqtt: broker, service } = loadConfig({ mqtt: mqttSection, service: cliSection });
+  const client = await mqtt.connectAsync(broker.url, {
+    protocolVersion: 5,
+    clientId: `dmp-cli-replay-${randomBytes(4).toString('hex')}`,
+    clean: true,
+    username: service.username ?? broker.username,
+    password: service.password ?? broker.password,
+    reconnectPeriod: 0,
+  });
+  let failed = 0;
+  try {
+    for (const row of replayable) {
+      try {
+        await client.publishAsync(row.source_topic, Buffer.from(row.payload, 'base64'), {
+          qos: 1,
+          properties: {
+            ...(row.content_type ? { contentType: row.content_type } : {}),
+            userProperties: { dmp_replay_of: row.message_id },
+          },
+        });
+        console.log(`replayed ${row.message_id} (${row.error_code}) to ${row.source_topic}`);
+      } catch (error) {
+        failed++;
+        console.error(`replay of ${row.message_id} failed: ${(error as Error).message}`);
+      }
+    }
+  } finally {
+    await client.endAsync();
+  }
+  console.error(`${replayable.length - failed} dead letter(s) replayed, ${failed} failed`);
+  if (failed > 0) process.exitCode = 2;
+}
+
+const positiveInt = (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+};
+
+export function registerDeadLettersCommand(program: Command): void {
+  const deadLetters = program
+    .command('dead-letters')
+    .description('refused and unprocessable messages, from ClickHouse dead_letters (CLICKHOUSE_*)');
+  deadLetters
+    .command('list')
+    .description('newest first')
+    .option('--code <code>', 'only this DMP_ERR_* code')
+    .option('--device <deviceId>', 'only this device')
+    .option('--source <source>', 'only from this source (dmp-mqtt, rocketmq-consumer)')
+    .option('--since <when>', 'only since: 30s, 10m, 2h, 7d or an ISO time', (v) => parseSince(v))
+    .option('--limit <n>', 'at most this many', positiveInt, 50)
+    .option('--json', 'one JSON object per line, with the base64 payload')
+    .action((options: ListOptions) => list(options));
+  deadLetters
+    .command('replay')
+    .description('publish the raw payload again on its original MQTT topic, with the MQTT service account')
+    .option('--id <id>', 'the dead letter with this id (the RocketMQ message id, as listed)')
+    .option('--code <code>', 'dead letters with this DMP_ERR_* code')
+    .option('--device <deviceId>', 'only this device')
+    .option('--since <when>', 'only since: 30s, 10m, 2h, 7d or an ISO time', (v) => parseSince(v))
+    .option('--limit <n>', 'at most this many, oldest first', positiveInt, 1_000)
+    .option('--dry-run', 'show what would be replayed')
+    .action((options: ReplayOptions) => replay(options));
+}
