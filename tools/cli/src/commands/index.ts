@@ -1,8 +1,13 @@
 import type { Command } from 'commander';
+import { registerBottleneckCommand } from './bottleneck';
+import { registerDeadLettersCommand } from './dead-letters';
+import { registerDevicesCommand } from './devices';
+import { registerRulesCommand } from './rules';
 
 /** Every `dmp` sub-command: one module per command group, each exporting a `register(program)` function. */
-export const commands: ((program: Command) => void)[] = [];
-import { registerDevicesCommand } from './devices'; commands.push(registerDevicesCommand);
-import { registerDeadLettersCommand } from './dead-letters'; commands.push(registerDeadLettersCommand);
-import { registerBottleneckCommand } from './bottleneck'; commands.push(registerBottleneckCommand);
-import { registerRulesCommand } from './rules'; commands.push(registerRulesCommand);
+export const commands: ((program: Command) => void)[] = [
+  registerDevicesCommand,
+  registerDeadLettersCommand,
+  registerRulesCommand,
+  registerBottleneckCommand,
+];
