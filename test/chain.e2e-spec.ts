@@ -5,6 +5,7 @@
 import { createClient } from '@clickhouse/client';
 import { normalizedTelemetrySchema } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
+import type { MessageView } from 'rocketmq-client-nodejs';
 import {
   freePort,
   getJaegerTrace,
@@ -38,16 +39,37 @@ function parseTelemetry(body: Buffer) {
 describe('the chain, end to end', () => {
   const apps: RunningApp[] = [];
   const clickhouse = createClient({ url: stack.clickhouse.url, database: 'default' });
-  // Reads what dmp-kernel produced, in RocketMQ's per-device (message group) order.
+  // Reads what dmp-kernel produced through a group of its own. Order is checked from the queue offsets
+  // afterwards (a device's messages all sit in one queue), so the receives may run concurrently.
   const telemetryTopics = [stack.rocketmq.topics.event, stack.rocketmq.topics.snapshot];
   const observer = new MultiTopicSimpleConsumer({
     endpoints: stack.rocketmq.endpoints,
     namespace: stack.rocketmq.namespace,
     consumerGroup: 'dmp_chain_observer',
     subscriptions: new Map(telemetryTopics.map((topic) => [topic, '*'])),
-    awaitDuration: 5_000,
+    awaitDuration: 5_000, // the proxy long-polls at least 5 s
     logger: silentLogger,
   });
+
+  /**
+   * Receives and acknowledges from both topics, four receives per topic at a time, until `done()` or,
+   * with `idleReceives`, until each receive loop came back empty that many times in a row.
+   */
+  async function observe(
+    onMessage: (message: MessageView) => void,
+    { done = () => false, idleReceives = Infinity },
+  ) {
+    const loop = async (topic: string) => {
+      for (let idle = 0; idle < idleReceives && !done();) {
+        const messages = await observer.receiveFrom(topic, 32, 60_000);
+        await Promise.all(messages.map((message) => observer.ack(message)));
+        messages.forEach(onMessage);
+        idle = messages.length === 0 ? idle + 1 : 0;
+      }
+    };
+    await Promise.all(telemetryTopics.flatMap((topic) => [1, 2, 3, 4].map(() => loop(topic))));
+  }
+
   const fleet = new DeviceFleet({
     url: stack.mqtt.url,
     devices: DEVICES,
@@ -85,9 +107,8 @@ describe('the chain, end to end', () => {
     );
     await forEachDevice('POST', (deviceId) => ({ deviceId, tenantId: 't-chain' }));
     await observer.startup();
-    // A new group starts at the end of the topics: one receive per topic pins its position now.
-    for (const topic of telemetryTopics)
-      for (const message of await observer.receiveFrom(topic, 32, 10_000)) await observer.ack(message);
+    // The group keeps what earlier runs left in the topics: skip it.
+    await observe(() => undefined, { idleReceives: 2 });
     await fleet.connect();
   });
 
@@ -129,28 +150,28 @@ describe('the chain, end to end', () => {
     assert.equal(sent.length, MESSAGES);
     assert.equal(new Set(sent.map((m) => m.deviceId)).size, DEVICES);
 
-    // Per-device order at RocketMQ: what the kernel produced for each device follows the device's seq.
-    const lastSeq = new Map<string, number>();
+    // Per-device order at RocketMQ: in each topic, a device's messages follow its seq in queue order.
+    const offsetsAndSeqs = new Map<string, [offset: number, seq: number][]>();
     let observed = 0;
-    const outOfOrder: string[] = [];
-    const observeTopic = async (topic: string) => {
-      for (const message of await observer.receiveFrom(topic, 32, 15_000)) {
-        await observer.ack(message);
+    const deadline = Date.now() + 120_000;
+    await observe(
+      (message) => {
         const body = parseTelemetry(message.body);
-        if (!body?.deviceId.startsWith(`chain-${run}`)) continue;
+        if (!body?.deviceId.startsWith(`chain-${run}`)) return;
         observed++;
-        const previous = lastSeq.get(body.deviceId) ?? -1;
-        if ((body.seq ?? -1) <= previous) outOfOrder.push(`${body.deviceId}: ${body.seq} after ${previous}`);
-        lastSeq.set(body.deviceId, body.seq ?? -1);
-      }
-    };
-    await waitFor(
-      'every message in RocketMQ',
-      async () => {
-        await Promise.all(telemetryTopics.map(observeTopic));
-        return observed >= MESSAGES;
+        const key = `${message.topic} ${body.deviceId}`;
+        const list = offsetsAndSeqs.get(key) ?? [];
+        list.push([Number(message.offset), body.seq ?? -1]);
+        offsetsAndSeqs.set(key, list);
       },
-      { timeoutMs: 240_000, intervalMs: 0 },
+      { done: () => observed >= MESSAGES || Date.now() > deadline },
+    );
+    assert.equal(observed, MESSAGES, 'RocketMQ holds every message (within 2 minutes)');
+    const outOfOrder = [...offsetsAndSeqs].flatMap(([key, list]) =>
+      list
+        .sort(([a], [b]) => a - b)
+        .filter(([, seq], i) => i > 0 && seq <= list[i - 1][1])
+        .map(([offset, seq]) => `${key}: seq ${seq} at offset ${offset}`),
     );
     assert.deepEqual(outOfOrder, []);
 
@@ -162,10 +183,15 @@ describe('the chain, end to end', () => {
       const [row] = await result.json<{ rows: string; ids: string }>();
       return { rows: Number(row?.rows), ids: Number(row?.ids) };
     };
-    await waitFor('every message in ClickHouse', async () => (await count()).rows >= MESSAGES, {
-      timeoutMs: 240_000,
-      intervalMs: 1_000,
-    });
+    let progress = { rows: 0, ids: 0 };
+    await waitFor(
+      () => `every message in ClickHouse (${progress.rows} rows)`,
+      async () => (progress = await count()).rows >= MESSAGES,
+      {
+        timeoutMs: 240_000,
+        intervalMs: 1_000,
+      },
+    );
     assert.deepEqual(await count(), { rows: MESSAGES, ids: MESSAGES });
 
     const stored = await clickhouse.query({

@@ -1,8 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** Polls `probe` until it returns a value other than undefined/false, or fails with `what` after the timeout. */
+/**
+ * Polls `probe` until it returns a value other than undefined/false, or fails with `what` after the timeout
+ * (a function when the failure should say how far it got).
+ */
 export async function waitFor<T>(
-  what: string,
+  what: string | (() => string),
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   { timeoutMs = 30_000, intervalMs = 250 } = {},
 ): Promise<T> {
@@ -18,5 +21,6 @@ export async function waitFor<T>(
     await sleep(intervalMs);
   }
   const cause = lastError instanceof Error ? `: ${lastError.message}` : '';
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}`);
+  const described = typeof what === 'function' ? what() : what;
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${described}${cause}`);
 }
