@@ -1,7 +1,7 @@
 /**
  * dmp-data end to end, against the real local stack: ClickHouse 18.16 (own database
- * `dmp_test_data_<random>`, dropped at the end) and RocketMQ (own consumer groups `dmp_data_test`
- * and `dmp_data_test_dlq`, listed in scripts/stack/rocketmq-groups.txt). dmp-data runs as a real
+ * `dmp_test_data_<random>`, dropped at the end) and RocketMQ (own topics `dmp_data_test_*` and consumer
+ * groups, listed in scripts/stack/rocketmq-{topics,groups}.txt). dmp-data runs as a real
  * process; it reaches ClickHouse through a TCP relay in this test so the test can take the
  * server away mid-stream.
  */
@@ -42,7 +42,13 @@ const run = randomBytes(4).toString('hex');
 const database = `dmp_test_data_${run}`;
 const CONSUMER_GROUP = 'dmp_data_test';
 const DLQ_GROUP = 'dmp_data_test_dlq';
-const { topics } = stack.rocketmq;
+/** Own topics: the default ones may hold other runs' backlog. */
+const topics = {
+  event: 'dmp_data_test_event',
+  snapshot: 'dmp_data_test_snapshot',
+  alarm: 'dmp_data_test_alarm',
+  deadLetter: 'dmp_data_test_dead_letter',
+};
 const silentLogger = { info() {}, warn() {}, error() {}, debug() {} };
 const nestSilent = { log() {}, warn() {}, error() {}, debug() {}, verbose() {} };
 
@@ -247,6 +253,12 @@ describe('dmp-data', () => {
       CLICKHOUSE_URL: `http://127.0.0.1:${relay.port}`,
       CLICKHOUSE_DATABASE: database,
       DATA_CONSUMER_GROUP: CONSUMER_GROUP,
+      ALARM_CONSUMER_GROUP: 'dmp_data_alarm_test',
+      DEAD_LETTER_CONSUMER_GROUP: 'dmp_data_dead_letter_test',
+      ROCKETMQ_TOPIC_EVENT: topics.event,
+      ROCKETMQ_TOPIC_SNAPSHOT: topics.snapshot,
+      ROCKETMQ_TOPIC_ALARM: topics.alarm,
+      ROCKETMQ_TOPIC_DEAD_LETTER: topics.deadLetter,
       DATA_BATCH_MAX_WAIT_MS: '100',
       DATA_INSERT_RETRY_MAX_MS: '3000',
       DATA_AGGREGATION_LATENESS_MS: '0',

@@ -1,0 +1,264 @@
+/**
+ * dmp-data under load while it is killed (`kill -9`) and while RocketMQ's broker restarts, against the
+ * real local stack. Two dmp-data instances share the load (one consumer group); afterwards ClickHouse
+ * must hold every distinct message sent exactly once, and every 1-minute aggregate must equal its
+ * recomputation from the deduplicated raw rows. Own topics (dmp_soak_test_*), groups and database.
+ */
+import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
+import type { NormalizedTelemetry } from '@dmp/contracts';
+import { RocketMqProducer } from '@dmp/messaging';
+import { REPO_ROOT, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+
+const run = randomBytes(4).toString('hex');
+const database = `dmp_test_soak_${run}`;
+const topics = {
+  event: 'dmp_soak_test_event',
+  snapshot: 'dmp_soak_test_snapshot',
+  alarm: 'dmp_soak_test_alarm',
+  deadLetter: 'dmp_soak_test_dead_letter',
+};
+const DEVICES = 100;
+/** Per device: 4 messages a second, so 400 msg/s in all. */
+const SEND_INTERVAL_MS = 250;
+const LOAD_MS = 75_000;
+/** One message in this many is sent twice, as a producer retry would. */
+const DUPLICATE_EVERY = 20;
+const nestSilent = { log() {}, warn() {}, error() {}, debug() {}, verbose() {} };
+
+interface Aggregate {
+  device_id: string;
+  metric: string;
+  minute: number;
+  samples: number;
+  value_sum: number;
+  value_min: number;
+  value_max: number;
+  value_first: number;
+  value_last: number;
+}
+
+describe('dmp-data through crashes and broker restarts', () => {
+  const repository = new ClickHouseRepository({ ...stack.clickhouse, database });
+  const producer = new RocketMqProducer({
+    endpoints: stack.rocketmq.endpoints,
+    namespace: stack.rocketmq.namespace,
+    topics: [topics.event, topics.snapshot],
+    serviceName: 'soak-e2e',
+    logger: nestSilent,
+  });
+  const instances: (RunningApp | undefined)[] = [undefined, undefined];
+  let restarts = 0;
+  const appEnv: Record<string, string> = {
+    CLICKHOUSE_DATABASE: database,
+    ROCKETMQ_TOPIC_EVENT: topics.event,
+    ROCKETMQ_TOPIC_SNAPSHOT: topics.snapshot,
+    ROCKETMQ_TOPIC_ALARM: topics.alarm,
+    ROCKETMQ_TOPIC_DEAD_LETTER: topics.deadLetter,
+    DATA_CONSUMER_GROUP: 'dmp_data_soak_test',
+    ALARM_CONSUMER_GROUP: 'dmp_data_alarm_soak_test',
+    DEAD_LETTER_CONSUMER_GROUP: 'dmp_data_dead_letter_soak_test',
+    // A killed instance's messages come back after this long (the broker's lower bound).
+    DATA_INVISIBLE_MS: '10000',
+    DATA_AGGREGATION_LATENESS_MS: '0',
+    DATA_AGGREGATION_INTERVAL_MS: '500',
+    LOG_LEVEL: 'warn',
+  };
+
+  const startInstance = async (index: number) => {
+    instances[index] = await startApp('dmp-data', appEnv, {
+      label: `soak-${run}-dmp-data-${index}-${restarts++}`,
+    });
+  };
+
+  before(async () => {
+    await producer.start();
+    await Promise.all([startInstance(0), startInstance(1)]);
+  });
+
+  after(async () => {
+    await Promise.allSettled(instances.map((app) => app?.stop()));
+    await producer.stop();
+    const admin = repository.forDatabase('default');
+    await admin.command(`DROP DATABASE IF EXISTS ${database}`);
+    await Promise.all([admin.close(), repository.close()]);
+  });
+
+  /**
+   * Sends, per device in order, a message every SEND_INTERVAL_MS for LOAD_MS, retrying each until RocketMQ
+   * takes it (as dmp-kernel does), and runs `chaos` meanwhile. Returns the distinct messages sent.
+   */
+  async function underLoad(label: string, chaos: () => Promise<void>): Promise<NormalizedTelemetry[]> {
+    const sent: NormalizedTelemetry[] = [];
+    const base = Date.now() - 15 * 60_000;
+    const end = Date.now() + LOAD_MS;
+    const send = async (message: NormalizedTelemetry) => {
+      for (;;) {
+        try {
+          await producer.send({
+            topic: message.kind === 'snapshot' ? topics.snapshot : topics.event,
+            body: Buffer.from(JSON.stringify(message)),
+            messageGroup: message.deviceId,
+            keys: [message.messageId],
+            tag: message.kind,
+          });
+          return;
+        } catch {
+          await sleep(500);
+        }
+      }
+    };
+    const device = async (d: number) => {
+      const deviceId = `soak-${run}-${label}-${d}`;
+      for (let i = 0; Date.now() < end; i++) {
+        const paced = sleep(SEND_INTERVAL_MS);
+        const message: NormalizedTelemetry = {
+          deviceId,
+          messageId: `${deviceId}-m${i}`,
+          kind: i % 10 === 0 ? 'snapshot' : 'event',
+          // Two seconds of device time per message: the run spans several minutes of windows.
+          ts: base + i * 2_000 + d,
+          seq: i,
+          metrics: { temp: Math.round(Math.random() * 8_000) / 100, power: i % 50, on: i % 3 === 0 },
+          receivedAt: Date.now(),
+          tenantId: 'tenant-soak',
+          productId: 'product-soak',
+          siteId: `site-${d % 4}`,
+        };
+        await send(message);
+        if (i % DUPLICATE_EVERY === 0) await send(message);
+        sent.push(message);
+        await paced;
+      }
+    };
+    await Promise.all([...Array.from({ length: DEVICES }, (_, d) => device(d)), chaos()]);
+    return sent;
+  }
+
+  /** Waits until ClickHouse holds every sent message, then checks raw rows and aggregates exactly. */
+  async function assertExact(sent: NormalizedTelemetry[]) {
+    const devices = [...new Set(sent.map((m) => m.deviceId))];
+    const inDevices = `device_id IN (${stringList(devices)})`;
+    let stored = 0;
+    await waitFor(
+      () => `${sent.length} messages in telemetry_raw (${stored} so far)`,
+      async () => {
+        const [row] = await repository.query<{ ids: string }>(
+          `SELECT uniqExact(message_id) AS ids FROM telemetry_raw WHERE ${inDevices}`,
+        );
+        return (stored = Number(row.ids)) >= sent.length;
+      },
+      { timeoutMs: 180_000, intervalMs: 1_000 },
+    );
+    const [raw] = await repository.query<{ rows: string; ids: string }>(
+      `SELECT count() AS rows, uniqExact(message_id) AS ids FROM telemetry_raw FINAL WHERE ${inDevices}`,
+    );
+    assert.deepEqual(
+      { rows: Number(raw.rows), ids: Number(raw.ids) },
+      { rows: sent.length, ids: sent.length },
+    );
+    const storedIds = new Set(
+      (
+        await repository.query<{ message_id: string }>(
+          `SELECT message_id FROM telemetry_raw FINAL WHERE ${inDevices}`,
+        )
+      ).map((r) => r.message_id),
+    );
+    assert.deepEqual(
+      sent.filter((m) => !storedIds.has(m.messageId)).map((m) => m.messageId),
+      [],
+      'no sent message is missing',
+    );
+
+    const aggregates = async (table: string) =>
+      (
+        await repository.query<Record<keyof Aggregate, string | number>>(
+          `SELECT device_id, metric, toUInt32(minute) AS minute, samples, value_sum, value_min, value_max,
+                  value_first, value_last
+           FROM ${table} WHERE ${inDevices} ORDER BY device_id, metric, minute`,
+        )
+      ).map((r) => ({
+        ...r,
+        minute: Number(r.minute),
+        samples: Number(r.samples),
+        value_sum: Math.round(Number(r.value_sum) * 1e6) / 1e6,
+      }));
+    const recomputed = await aggregates(
+      `(SELECT device_id, metric, toStartOfMinute(ts) AS minute, count() AS samples, sum(value) AS value_sum,
+               min(value) AS value_min, max(value) AS value_max,
+               argMin(value, (ts_ms, message_id)) AS value_first, argMax(value, (ts_ms, message_id)) AS value_last
+        FROM telemetry_raw FINAL ARRAY JOIN metric_names AS metric, metric_values AS value
+        WHERE ${inDevices} GROUP BY device_id, metric, minute)`,
+    );
+    assert.ok(
+      recomputed.length >= devices.length * 3 * 5,
+      `${recomputed.length} minutes recomputed from raw`,
+    );
+    let latest: unknown[] = [];
+    await waitFor(
+      () => `telemetry_1m equal to its recomputation (${latest.length} of ${recomputed.length} minutes)`,
+      async () =>
+        JSON.stringify((latest = await aggregates('telemetry_1m FINAL'))) === JSON.stringify(recomputed),
+      { timeoutMs: 60_000, intervalMs: 1_000 },
+    );
+  }
+
+  it('stores every message exactly once, and exact aggregates, while its instances are killed with kill -9', async () => {
+    const kills: number[] = [];
+    const sent = await underLoad('kill', async () => {
+      for (const index of [0, 1, 0]) {
+        await sleep(18_000);
+        assert.equal(await instances[index]!.stop('SIGKILL'), null, 'killed by the signal');
+        kills.push(index);
+        await sleep(2_000);
+        await startInstance(index);
+      }
+    });
+    assert.equal(kills.length, 3);
+    await assertExact(sent);
+    for (const app of instances) assert.equal((await fetch(`${app!.baseUrl}/health`)).status, 200);
+  });
+
+  it("stores every message exactly once, and exact aggregates, while RocketMQ's broker restarts", async () => {
+    let restartsDone = 0;
+    const sent = await underLoad('broker', async () => {
+      for (const pauseMs of [15_000, 15_000]) {
+        await sleep(pauseMs);
+        await restartBroker();
+        restartsDone++;
+      }
+    });
+    assert.equal(restartsDone, 2);
+    await assertExact(sent);
+    for (const app of instances) assert.equal((await fetch(`${app!.baseUrl}/health`)).status, 200);
+  });
+});
+
+/** Stops the RocketMQ proxy with its embedded broker (SIGTERM, as an operator would) and starts it again. */
+async function restartBroker(): Promise<void> {
+  const pid = Number(readFileSync(join(REPO_ROOT, '.stack/run/rocketmq-proxy.pid'), 'utf8'));
+  process.kill(pid, 'SIGTERM');
+  await waitFor(
+    `RocketMQ proxy ${pid} to exit`,
+    () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
+  await promisify(execFile)(join(REPO_ROOT, 'scripts/stack.sh'), ['up', 'rocketmq'], {
+    cwd: REPO_ROOT,
+    timeout: 180_000,
+  });
+}
