@@ -154,7 +154,8 @@ function expectedAggregates(messages: NormalizedTelemetry[]): MinuteAggregate[] 
 }
 
 describe('dmp-data', () => {
-  const repository = new ClickHouseRepository({ ...stack.clickhouse, database });
+  // DROP DATABASE waits for running merges: more than the default 30 s on a busy 2-core machine.
+  const repository = new ClickHouseRepository({ ...stack.clickhouse, database, requestTimeoutMs: 180_000 });
   const producer = new RocketMqProducer({
     endpoints: stack.rocketmq.endpoints,
     namespace: stack.rocketmq.namespace,
