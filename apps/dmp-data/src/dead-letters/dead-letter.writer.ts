@@ -1,10 +1,9 @@
-import { ClickHouseRepository, isDataError } from '@dmp/clickhouse';
+import { ClickHouseRepository, isDataError, type DeadLetterRow } from '@dmp/clickhouse';
 import { DEAD_LETTERS_TABLE } from '@dmp/contracts';
 import { Logger } from '@nestjs/common';
 import type { Link } from '@opentelemetry/api';
 import { BatchWriter } from '../storage/batch-writer';
 import type { DeadLettersConfig } from './dead-letters.config';
-import type { DeadLetterRow } from './dead-letter-row';
 
 /** Max producer links on one insert span (OpenTelemetry's default cap is 128). */
 const MAX_LINKS = 128;
