@@ -10,6 +10,7 @@ import {
   freePort,
   getJaegerTrace,
   servicesOf,
+  silentClientLogger,
   stack,
   startApp,
   waitFor,
@@ -27,7 +28,6 @@ const DEVICES = 1_000;
 const ours = `WHERE device_id LIKE 'chain-${run}-%'`;
 const MESSAGES = 10_000;
 const adminToken = `chain-${run}-admin`;
-const silentLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
 /** Other tests share these topics, some with deliberately malformed bodies: skip what isn't ours. */
 function parseTelemetry(body: Buffer) {
@@ -50,7 +50,7 @@ describe('the chain, end to end', () => {
     consumerGroup: 'dmp_chain_observer',
     subscriptions: new Map(telemetryTopics.map((topic) => [topic, '*'])),
     awaitDuration: 5_000, // the proxy long-polls at least 5 s
-    logger: silentLogger,
+    logger: silentClientLogger,
   });
 
   /**

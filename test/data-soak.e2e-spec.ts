@@ -7,7 +7,7 @@
 import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
-import { REPO_ROOT, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import { REPO_ROOT, silentNestLogger, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,7 +31,6 @@ const SEND_INTERVAL_MS = 250;
 const LOAD_MS = 75_000;
 /** One message in this many is sent twice, as a producer retry would. */
 const DUPLICATE_EVERY = 20;
-const nestSilent = { log() {}, warn() {}, error() {}, debug() {}, verbose() {} };
 
 interface Aggregate {
   device_id: string;
@@ -53,7 +52,7 @@ describe('dmp-data through crashes and broker restarts', () => {
     namespace: stack.rocketmq.namespace,
     topics: [topics.event, topics.snapshot],
     serviceName: 'soak-e2e',
-    logger: nestSilent,
+    logger: silentNestLogger,
   });
   const instances: (RunningApp | undefined)[] = [undefined, undefined];
   let restarts = 0;
@@ -85,7 +84,7 @@ describe('dmp-data through crashes and broker restarts', () => {
   });
 
   after(async () => {
-    await Promise.allSettled(instances.map((app) => app?.stop()));
+    await Promise.allSettled(instances.flatMap((app) => (app ? [app.stop()] : [])));
     await producer.stop();
     const admin = repository.forDatabase('default');
     await admin.command(`DROP DATABASE IF EXISTS ${database}`);

@@ -21,10 +21,13 @@ import {
   freePort,
   getJaegerTrace,
   readMetric,
+  silentClientLogger,
+  silentNestLogger,
   stack,
   startApp,
   TEST_LOG_DIR,
   waitFor,
+  within,
   type RunningApp,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
@@ -49,17 +52,6 @@ const topics = {
   alarm: 'dmp_data_test_alarm',
   deadLetter: 'dmp_data_test_dead_letter',
 };
-const silentLogger = { info() {}, warn() {}, error() {}, debug() {} };
-const nestSilent = { log() {}, warn() {}, error() {}, debug() {}, verbose() {} };
-
-/** Rejects when `promise` has not settled within `ms` (the RocketMQ client can wait forever). */
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** A TCP relay to ClickHouse that the test can switch off (connections refused and cut) and on. */
 class Relay {
@@ -161,7 +153,7 @@ describe('dmp-data', () => {
     namespace: stack.rocketmq.namespace,
     topics: [topics.event, topics.snapshot],
     serviceName: 'data-e2e',
-    logger: nestSilent,
+    logger: silentNestLogger,
   });
   const deadLetters = new SimpleConsumer({
     endpoints: stack.rocketmq.endpoints,
@@ -169,7 +161,7 @@ describe('dmp-data', () => {
     consumerGroup: DLQ_GROUP,
     subscriptions: new Map([[topics.deadLetter, '*']]),
     awaitDuration: 5_000,
-    logger: silentLogger,
+    logger: silentClientLogger,
   });
   let relay: Relay;
   let app: RunningApp | undefined;

@@ -8,10 +8,12 @@
 import { TELEMETRY_PROTO_PATH, type NormalizedTelemetry } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import {
+  drainReceived,
   freePort,
   getJaegerTrace,
   readMetric,
   servicesOf,
+  silentClientLogger,
   stack,
   startApp,
   waitFor,
@@ -32,7 +34,6 @@ const SNAPSHOT_TOPIC = 'dmp_kernel_test_snapshot';
 const GROUP = 'dmp_kernel_test';
 const run = randomBytes(3).toString('hex');
 const label = `dmp-kernel-e2e-${run}`;
-const silentClient = { info() {}, warn() {}, error() {}, debug() {} };
 
 type Kind = 'KIND_TELEMETRY' | 'KIND_EVENT' | 'KIND_SNAPSHOT';
 interface TelemetryRequest {
@@ -88,7 +89,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
       [SNAPSHOT_TOPIC, '*'],
     ]),
     awaitDuration: 5_000,
-    logger: silentClient,
+    logger: silentClientLogger,
   });
   /** Everything the test group received, in arrival order. */
   const received: MessageView[] = [];
@@ -115,14 +116,12 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     // One loop per topic (receive() would alternate topics, long-polling the idle one). The first
     // receive drains leftovers of earlier runs and gives a new group its offsets before anything is sent.
     await Promise.all(
-      [EVENT_TOPIC, SNAPSHOT_TOPIC].map(async (topic) => {
-        for (
-          let views = await consumer.receiveFrom(topic, 32, 10_000);
-          views.length > 0;
-          views = await consumer.receiveFrom(topic, 32, 10_000)
-        )
-          await Promise.all(views.map((view) => consumer.ack(view)));
-      }),
+      [EVENT_TOPIC, SNAPSHOT_TOPIC].map((topic) =>
+        drainReceived(
+          () => consumer.receiveFrom(topic, 32, 10_000),
+          (view) => consumer.ack(view),
+        ),
+      ),
     );
     collectors = [EVENT_TOPIC, SNAPSHOT_TOPIC].map(async (topic) => {
       while (collecting) {

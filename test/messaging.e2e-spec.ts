@@ -16,7 +16,7 @@ import {
   type RocketMqMessage,
 } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
-import { stack, waitFor } from '@dmp/testing';
+import { drainReceived, silentClientLogger, silentNestLogger, stack, waitFor } from '@dmp/testing';
 import { Controller, Module, UseFilters, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
@@ -35,8 +35,6 @@ const FIFO = 'dmp_messaging_test_fifo';
 const DEAD_LETTER = stack.rocketmq.topics.deadLetter;
 const { endpoints, namespace } = stack.rocketmq;
 const run = randomBytes(3).toString('hex');
-const silent = { log() {}, warn() {}, error() {}, debug() {}, verbose() {} };
-const silentClient = { info() {}, warn() {}, error() {}, debug() {} };
 
 const spans = new InMemorySpanExporter();
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -107,18 +105,15 @@ async function drain(group: string, topic: string): Promise<string[]> {
     consumerGroup: group,
     subscriptions: new Map([[topic, '*']]),
     awaitDuration: 5_000,
-    logger: silentClient,
+    logger: silentClientLogger,
   });
   await consumer.startup();
-  const drained: string[] = [];
-  for (;;) {
-    const views = await consumer.receive(32, 10_000);
-    if (views.length === 0) break;
-    drained.push(...views.map((view) => view.keys[0] ?? ''));
-    await Promise.all(views.map((view) => consumer.ack(view)));
-  }
+  const drained = await drainReceived(
+    () => consumer.receive(32, 10_000),
+    (view) => consumer.ack(view),
+  );
   await consumer.shutdown();
-  return drained;
+  return drained.map((view) => view.keys[0] ?? '');
 }
 
 const handledFor = (key: string) => handled.filter((h) => h.key === key);
@@ -130,7 +125,7 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
     namespace,
     topics: [NORMAL, FIFO, DEAD_LETTER],
     serviceName: 'messaging-e2e',
-    logger: silent,
+    logger: silentNestLogger,
     metrics,
   });
   const common: Omit<RocketMqConsumerServerOptions, 'group' | 'topics'> = {
@@ -139,7 +134,7 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
     deadLetterTopic: DEAD_LETTER,
     producer,
     metrics,
-    logger: silent,
+    logger: silentNestLogger,
     retryDelayMs: 1_000,
     maxDeliveryAttempts: 3,
   };
@@ -171,7 +166,7 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
       consumerGroup: 'dmp_messaging_test_dlq',
       subscriptions: new Map([[DEAD_LETTER, '*']]),
       awaitDuration: 5_000,
-      logger: silentClient,
+      logger: silentClientLogger,
     });
     await deadLetters.startup();
     dlqLoop = (async () => {
@@ -534,7 +529,7 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
       namespace,
       topics: [NORMAL],
       serviceName: 'messaging-e2e',
-      logger: silent,
+      logger: silentNestLogger,
       startupTimeoutMs: 3_000,
     });
     await assert.rejects(unreachable.start(), (error: DmpError) => {
@@ -547,7 +542,7 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
       namespace,
       topics: [`dmp_no_such_topic_${run}`],
       serviceName: 'messaging-e2e',
-      logger: silent,
+      logger: silentNestLogger,
     });
     await assert.rejects(missing.start(), (error: DmpError) => {
       assert.equal(error.code, MessagingErrorCode.Unavailable);

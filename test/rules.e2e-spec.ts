@@ -15,7 +15,17 @@ import {
   type AlarmEvent,
 } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
-import { freePort, readMetric, REPO_ROOT, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import {
+  drainReceived,
+  freePort,
+  readMetric,
+  REPO_ROOT,
+  silentClientLogger,
+  stack,
+  startApp,
+  waitFor,
+  type RunningApp,
+} from '@dmp/testing';
 import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { Redis } from 'ioredis';
@@ -48,7 +58,6 @@ const TOPICS = {
   deadLetter: 'dmp_rules_test_dead_letter',
 };
 const ROUTE_GROUP = 'dmp_rules_test_route';
-const silentClient = { info() {}, warn() {}, error() {}, debug() {} };
 const exec = promisify(execFile);
 
 const dev = (name: string) => `rules-${run}-${name}`;
@@ -165,7 +174,7 @@ describe('rules end to end', { timeout: 300_000 }, () => {
     consumerGroup: ROUTE_GROUP,
     subscriptions: new Map([[TOPICS.route, '*']]),
     awaitDuration: 5_000,
-    logger: silentClient,
+    logger: silentClientLogger,
   });
   const routed: MessageView[] = [];
   let observing = true;
@@ -251,12 +260,10 @@ describe('rules end to end', { timeout: 300_000 }, () => {
 
     await routeObserver.startup();
     // Drain leftovers of earlier runs (and give a new group its offsets) before anything is routed.
-    for (
-      let views = await routeObserver.receiveFrom(TOPICS.route, 32, 10_000);
-      views.length;
-      views = await routeObserver.receiveFrom(TOPICS.route, 32, 10_000)
-    )
-      await Promise.all(views.map((view) => routeObserver.ack(view)));
+    await drainReceived(
+      () => routeObserver.receiveFrom(TOPICS.route, 32, 10_000),
+      (view) => routeObserver.ack(view),
+    );
     observerLoop = (async () => {
       while (observing) {
         const views = await routeObserver.receiveFrom(TOPICS.route, 32, 10_000).catch(() => []);

@@ -3,7 +3,7 @@
  * Run after `npm run stack:up` (the test command does it).
  */
 import { createClient } from '@clickhouse/client';
-import { stack, waitFor } from '@dmp/testing';
+import { silentClientLogger, stack, waitFor } from '@dmp/testing';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
@@ -13,8 +13,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Producer, SimpleConsumer } from 'rocketmq-client-nodejs';
-
-const silentLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
 describe('local stack', () => {
   it('Mosquitto delivers an MQTT 5 message to a shared subscription with its user properties', async () => {
@@ -53,7 +51,7 @@ describe('local stack', () => {
     const options = {
       endpoints: stack.rocketmq.endpoints,
       namespace: stack.rocketmq.namespace,
-      logger: silentLogger,
+      logger: silentClientLogger,
     };
     const producer = new Producer({ ...options, topic });
     const consumer = new SimpleConsumer({

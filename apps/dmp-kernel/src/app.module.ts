@@ -1,9 +1,9 @@
 import { ObservabilityModule, type Telemetry } from '@dmp/observability';
+import { RedisModule } from '@dmp/redis';
 import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { KERNEL_CONFIG, type KernelConfig } from './config';
 import { EvaluationModule } from './evaluation/evaluation.module';
 import { IngestModule } from './ingest/ingest.module';
-import { RedisModule } from './redis/redis.module';
 import { RulesModule } from './rules/rules.module';
 
 /** Makes the validated configuration injectable everywhere (`@Inject(KERNEL_CONFIG)`). */
@@ -35,7 +35,7 @@ export class AppModule {
           logLevel: config.telemetry.logLevel,
           telemetry,
         }),
-        RedisModule,
+        RedisModule.forRoot(config.redis),
         RulesModule,
         IngestModule,
         EvaluationModule.forRoot(config),

@@ -1,10 +1,10 @@
 import { ObservabilityModule, type Telemetry } from '@dmp/observability';
+import { RedisModule } from '@dmp/redis';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { AuthModule } from './auth/auth.module';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from './config';
 import { IngestModule } from './ingest/ingest.module';
 import { DEVICE_MESSAGE } from './ingest/ingest.patterns';
-import { RedisModule } from './redis/redis.module';
 import { TransportModule } from './transport/transport.module';
 
 @Module({})
@@ -34,7 +34,7 @@ export class AppModule {
           maximumPacketSize: Math.max(1024 * 1024, 4 * ingest.maxPayloadBytes),
           drainTimeoutMs: ingest.drainTimeoutMs,
         }),
-        RedisModule,
+        RedisModule.forRoot(config.redis),
         IngestModule,
         AuthModule,
       ],

@@ -63,3 +63,53 @@ export interface DirtyMinuteRow {
   minute: number;
   pending: 0 | 1;
 }
+
+/** One row of `dead_letters` (migration 004), written by dmp-data's dead-letters feature. */
+export interface DeadLetterRow {
+  message_id: string;
+  /** Unix seconds (DateTime) and epoch milliseconds of when the source received the message. */
+  received_at: number;
+  received_at_ms: number;
+  /** When the dead letter was written to RocketMQ (its born timestamp). */
+  dead_lettered_at_ms: number;
+  source: string;
+  source_instance: string;
+  source_topic: string;
+  source_message_id: string;
+  device_id: string;
+  error_code: string;
+  error_message: string;
+  content_type: string;
+  /** The raw payload, base64. */
+  payload: string;
+  /** The payload as text when it is valid UTF-8, else ''. */
+  payload_text: string;
+  payload_size: number;
+  /** Every user property of the dead letter, as a JSON object. */
+  properties: string;
+  trace_id: string;
+  inserted_at: number;
+}
+
+/** The `dead_letters` columns `dmp dead-letters list | replay` reads back. */
+export const DEAD_LETTER_RECORD_COLUMNS = [
+  'message_id',
+  'received_at_ms',
+  'source',
+  'source_instance',
+  'source_topic',
+  'source_message_id',
+  'device_id',
+  'error_code',
+  'error_message',
+  'content_type',
+  'payload',
+  'payload_text',
+  'payload_size',
+] as const satisfies readonly (keyof DeadLetterRow)[];
+
+/** A dead letter read back from ClickHouse (JSONEachRow output quotes UInt64 columns: `received_at_ms`). */
+export type DeadLetterRecord = Omit<
+  Pick<DeadLetterRow, (typeof DEAD_LETTER_RECORD_COLUMNS)[number]>,
+  'received_at_ms'
+> & { received_at_ms: string };

@@ -1,3 +1,4 @@
 export * from './wait';
 export * from './app-process';
 export * from './stack';
+export * from './quiet';

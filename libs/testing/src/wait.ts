@@ -24,3 +24,12 @@ export async function waitFor<T>(
   const described = typeof what === 'function' ? what() : what;
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${described}${cause}`);
 }
+
+/** Rejects when `promise` has not settled within `ms` (the RocketMQ client can wait forever). */
+export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

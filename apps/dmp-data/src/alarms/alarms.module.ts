@@ -1,29 +1,12 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
 import { alarmEventSchema, DmpError, type AlarmEvent } from '@dmp/contracts';
-import {
-  RocketMqConsumerServer,
-  RocketMqExceptionFilter,
-  RocketMqProducer,
-  ROCKETMQ_TRANSPORT,
-  type RocketMqMessage,
-} from '@dmp/messaging';
-import { HealthRegistry, linkTo, MetricsRegistry } from '@dmp/observability';
-import {
-  Controller,
-  Injectable,
-  Logger,
-  Module,
-  UseFilters,
-  type BeforeApplicationShutdown,
-  type DynamicModule,
-  type OnApplicationShutdown,
-  type OnModuleInit,
-  type Type,
-} from '@nestjs/common';
-import { EventPattern, Payload } from '@nestjs/microservices';
+import { RocketMqConsumerServer, RocketMqProducer, type RocketMqMessage } from '@dmp/messaging';
+import { linkTo, MetricsRegistry } from '@dmp/observability';
+import { Injectable, Module, type DynamicModule } from '@nestjs/common';
 import type { Counter } from 'prom-client';
 import { alarmsSection, type AlarmsConfig } from './alarms.config';
 import { AlarmWriter } from './alarm.writer';
+import { streamConsumerProviders, streamController } from '../consumer/stream-consumer';
 
 /** The RocketMQ consumer of the alarm topic, connected by bootstrap as its own microservice. */
 export class AlarmConsumerServer extends RocketMqConsumerServer {}
@@ -89,52 +72,6 @@ export class AlarmsService {
   }
 }
 
-function alarmsController(topic: string): Type<unknown> {
-  @Controller()
-  @UseFilters(RocketMqExceptionFilter)
-  class AlarmsController {
-    constructor(private readonly alarms: AlarmsService) {}
-
-    @EventPattern<string>(topic, ROCKETMQ_TRANSPORT)
-    onAlarmEvent(@Payload() message: RocketMqMessage): Promise<void> {
-      return this.alarms.handle(message);
-    }
-  }
-  return AlarmsController;
-}
-
-/** Shutdown: stop receiving and settle what is held while the writer flushes, then drain the writer. */
-@Injectable()
-class AlarmsLifecycle implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
-  private readonly logger = new Logger('Alarms');
-
-  constructor(
-    private readonly server: AlarmConsumerServer,
-    private readonly writer: AlarmWriter,
-    private readonly producer: AlarmDeadLetterProducer,
-    private readonly health: HealthRegistry,
-  ) {}
-
-  async onModuleInit(): Promise<void> {
-    this.health.register('alarms', () => ({
-      up: this.server.isReady() && this.producer.isReady(),
-      detail: { inFlight: this.server.inFlight },
-    }));
-    await this.producer.start();
-  }
-
-  async beforeApplicationShutdown(): Promise<void> {
-    this.writer.flushEagerly();
-    await this.server.close();
-    await this.writer.close();
-    this.logger.log('alarm consumer stopped and writer drained');
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.producer.stop();
-  }
-}
-
 export interface AlarmsModuleOptions {
   rocketmq: { endpoints: string; namespace: string; topics: { alarm: string; deadLetter: string } };
   /** From `alarmsSection`; defaults when absent. */
@@ -152,7 +89,7 @@ export class AlarmsModule {
     const config = options.alarms ?? alarmsSection.parse({});
     return {
       module: AlarmsModule,
-      controllers: [alarmsController(rocketmq.topics.alarm)],
+      controllers: [streamController('AlarmsController', rocketmq.topics.alarm, AlarmsService)],
       providers: [
         {
           provide: AlarmWriter,
@@ -160,37 +97,22 @@ export class AlarmsModule {
           useFactory: (clickhouse: ClickHouseRepository) => new AlarmWriter(clickhouse, config),
         },
         AlarmsService,
-        {
-          provide: AlarmDeadLetterProducer,
-          inject: [MetricsRegistry],
-          useFactory: (metrics: MetricsRegistry) =>
-            new AlarmDeadLetterProducer({
-              endpoints: rocketmq.endpoints,
-              namespace: rocketmq.namespace,
-              topics: [rocketmq.topics.deadLetter],
-              serviceName: 'dmp-data',
-              metrics,
-            }),
-        },
-        {
-          provide: AlarmConsumerServer,
-          inject: [MetricsRegistry, AlarmDeadLetterProducer],
-          useFactory: (metrics: MetricsRegistry, producer: AlarmDeadLetterProducer) =>
-            new AlarmConsumerServer({
-              endpoints: rocketmq.endpoints,
-              namespace: rocketmq.namespace,
-              group: config.consumerGroup,
-              topics: [rocketmq.topics.alarm],
-              pollers: config.pollers,
-              maxInFlight: config.maxInFlight,
-              maxDeliveryAttempts: config.maxDeliveryAttempts,
-              deadLetterTopic: rocketmq.topics.deadLetter,
-              producer,
-              metrics,
-              logger: new Logger(`RocketMqConsumer(${config.consumerGroup})`),
-            }),
-        },
-        AlarmsLifecycle,
+        ...streamConsumerProviders({
+          rocketmq,
+          server: AlarmConsumerServer,
+          consumer: {
+            group: config.consumerGroup,
+            topics: [rocketmq.topics.alarm],
+            pollers: config.pollers,
+            maxInFlight: config.maxInFlight,
+            maxDeliveryAttempts: config.maxDeliveryAttempts,
+          },
+          deadLetter: { topic: rocketmq.topics.deadLetter, producer: AlarmDeadLetterProducer },
+          writer: AlarmWriter,
+          health: 'alarms',
+          logger: 'Alarms',
+          stopped: 'alarm consumer stopped and writer drained',
+        }),
       ],
       exports: [AlarmConsumerServer],
     };

@@ -1,32 +1,6 @@
+import type { DeadLetterRow } from '@dmp/clickhouse';
 import { DeadLetterProperty, deadLetterPayload } from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
-
-/** One row of `dead_letters` (libs/clickhouse migration 004), as JSONEachRow. Every column is sent (18.16). */
-export interface DeadLetterRow {
-  message_id: string;
-  /** Unix seconds (DateTime) and epoch milliseconds of when the source received the message. */
-  received_at: number;
-  received_at_ms: number;
-  /** When the dead letter was written to RocketMQ (its born timestamp). */
-  dead_lettered_at_ms: number;
-  source: string;
-  source_instance: string;
-  source_topic: string;
-  source_message_id: string;
-  device_id: string;
-  error_code: string;
-  error_message: string;
-  content_type: string;
-  /** The raw payload, base64. */
-  payload: string;
-  /** The payload as text when it is valid UTF-8, else ''. */
-  payload_text: string;
-  payload_size: number;
-  /** Every user property of the dead letter, as a JSON object. */
-  properties: string;
-  trace_id: string;
-  inserted_at: number;
-}
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;

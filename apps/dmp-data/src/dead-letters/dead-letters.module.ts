@@ -1,15 +1,8 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
 import { RocketMqConsumerServer } from '@dmp/messaging';
-import { HealthRegistry, MetricsRegistry } from '@dmp/observability';
-import {
-  Injectable,
-  Logger,
-  Module,
-  type BeforeApplicationShutdown,
-  type DynamicModule,
-  type OnModuleInit,
-} from '@nestjs/common';
-import { deadLettersController } from './dead-letters.controller';
+import { MetricsRegistry } from '@dmp/observability';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { streamConsumerProviders, streamController } from '../consumer/stream-consumer';
 import { deadLettersSection, type DeadLettersConfig } from './dead-letters.config';
 import { DeadLettersService } from './dead-letters.service';
 import { DeadLetterWriter } from './dead-letter.writer';
@@ -29,32 +22,6 @@ export interface DeadLettersModuleOptions {
   deadLetters?: DeadLettersConfig;
 }
 
-/** On shutdown: stop receiving and settle what is held while the writer flushes, then drain the writer. */
-@Injectable()
-class DeadLettersLifecycle implements OnModuleInit, BeforeApplicationShutdown {
-  private readonly logger = new Logger('DeadLetters');
-
-  constructor(
-    private readonly server: DeadLetterConsumerServer,
-    private readonly writer: DeadLetterWriter,
-    private readonly health: HealthRegistry,
-  ) {}
-
-  onModuleInit(): void {
-    this.health.register('dead-letters', () => ({
-      up: this.server.isReady(),
-      detail: { inFlight: this.server.inFlight },
-    }));
-  }
-
-  async beforeApplicationShutdown(): Promise<void> {
-    this.writer.flushEagerly();
-    await this.server.close();
-    await this.writer.close();
-    this.logger.log('dead-letter consumer stopped and writer drained');
-  }
-}
-
 /**
  * dmp-data's dead-letter store: every message on the dead-letter topic (refused by dmp-mqtt, or given up
  * by a consumer) into ClickHouse `dead_letters`, for `dmp dead-letters list | replay`.
@@ -67,7 +34,7 @@ export class DeadLettersModule {
     const topic = rocketmq.topics.deadLetter;
     return {
       module: DeadLettersModule,
-      controllers: [deadLettersController(topic)],
+      controllers: [streamController('DeadLettersController', topic, DeadLettersService)],
       providers: [
         {
           provide: DeadLetterWriter,
@@ -80,23 +47,21 @@ export class DeadLettersModule {
           useFactory: (writer: DeadLetterWriter, metrics: MetricsRegistry) =>
             new DeadLettersService(writer, metrics),
         },
-        {
-          provide: DeadLetterConsumerServer,
-          inject: [MetricsRegistry],
-          useFactory: (metrics: MetricsRegistry) =>
-            new DeadLetterConsumerServer({
-              endpoints: rocketmq.endpoints,
-              namespace: rocketmq.namespace,
-              group: config.consumerGroup,
-              topics: [topic],
-              pollers: config.pollers,
-              maxInFlight: config.maxInFlight,
-              maxDeliveryAttempts: config.maxDeliveryAttempts,
-              metrics,
-              logger: new Logger(`RocketMqConsumer(${config.consumerGroup})`),
-            }),
-        },
-        DeadLettersLifecycle,
+        ...streamConsumerProviders({
+          rocketmq,
+          server: DeadLetterConsumerServer,
+          consumer: {
+            group: config.consumerGroup,
+            topics: [topic],
+            pollers: config.pollers,
+            maxInFlight: config.maxInFlight,
+            maxDeliveryAttempts: config.maxDeliveryAttempts,
+          },
+          writer: DeadLetterWriter,
+          health: 'dead-letters',
+          logger: 'DeadLetters',
+          stopped: 'dead-letter consumer stopped and writer drained',
+        }),
       ],
       exports: [DeadLetterConsumerServer],
     };

@@ -52,6 +52,9 @@ interface Pending<T> {
 
 const MAX_RETRY_DELAY_MS = 5_000;
 
+/** OpenTelemetry caps links per span at 128 by default: a batch's insert links to that many producers. */
+export const MAX_BATCH_LINKS = 128;
+
 /**
  * Batches items by count, time and idleness, hands batches to the sink (up to `concurrency` at a
  * time), and settles each item's promise only when its batch is durable — so a consumer that acks

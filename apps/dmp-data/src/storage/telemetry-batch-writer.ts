@@ -5,7 +5,7 @@ import { context, type Context, type Link } from '@opentelemetry/api';
 import type { Histogram } from 'prom-client';
 import { DATA_CONFIG, type DataConfig } from '../config';
 import { dirtyMinutes } from '../aggregation/minute-aggregation';
-import { BatchWriter } from './batch-writer';
+import { BatchWriter, MAX_BATCH_LINKS } from './batch-writer';
 import { newestPerMetric, toDateTimeSeconds, type TelemetryRows } from './telemetry-rows';
 
 /** A message on its way into ClickHouse. */
@@ -17,8 +17,6 @@ export interface TelemetryWrite {
   link?: Link;
 }
 
-/** OpenTelemetry caps links per span at 128 by default: the batch links to that many producers. */
-export const MAX_BATCH_LINKS = 128;
 const END_TO_END_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const BATCH_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000];
 

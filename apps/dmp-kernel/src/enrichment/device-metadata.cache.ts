@@ -1,11 +1,11 @@
 import { DEVICE_CHANGED_CHANNEL, DmpError, type DeviceMetadata } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
+import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Counter } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { REDIS_CLIENT } from '../redis/redis.module';
 import { DeviceMetadataRepository } from './device-metadata.repository';
 
 export const EnrichmentErrorCode = {

@@ -1,7 +1,7 @@
 import { DeviceField, deviceMetadataOf, deviceRegistryKey, type DeviceMetadata } from '@dmp/contracts';
+import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { REDIS_CLIENT } from '../redis/redis.module';
 
 const FIELDS = [
   DeviceField.tenantId,

@@ -1,8 +1,8 @@
 import type { MetricValue, NormalizedTelemetry } from '@dmp/contracts';
+import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { REDIS_CLIENT } from '../redis/redis.module';
 import type { DeviceState } from '../rules/engine';
 
 /**

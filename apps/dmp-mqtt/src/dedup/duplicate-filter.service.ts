@@ -1,11 +1,11 @@
 import type { TelemetryEnvelope } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
+import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Counter } from 'prom-client';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
-import { REDIS_CLIENT } from '../redis/redis.module';
 import { dedupKeys, type DedupKey, type DuplicateKind } from './dedup-keys';
 import { MicroBatcher } from './micro-batcher';
 

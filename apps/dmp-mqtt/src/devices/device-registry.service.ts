@@ -1,12 +1,12 @@
 import { DEVICE_CHANGED_CHANNEL, DmpError } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
+import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Counter } from 'prom-client';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
-import { REDIS_CLIENT } from '../redis/redis.module';
 import type { StoredDevice } from './device';
 import { DeviceRepository } from './device.repository';
 import { verifySecret } from './device-secret';

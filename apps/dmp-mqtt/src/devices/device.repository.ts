@@ -5,9 +5,9 @@ import {
   deviceRegistryKey,
   type DeviceStatus,
 } from '@dmp/contracts';
+import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { REDIS_CLIENT } from '../redis/redis.module';
 import type { StoredDevice, UpdateDevice } from './device';
 
 /**

@@ -1,4 +1,9 @@
-import { ClickHouseRepository, stringLiteral } from '@dmp/clickhouse';
+import {
+  ClickHouseRepository,
+  DEAD_LETTER_RECORD_COLUMNS,
+  stringLiteral,
+  type DeadLetterRecord,
+} from '@dmp/clickhouse';
 import { clickhouseSection, loadConfig, mqttSection } from '@dmp/config';
 import { DEAD_LETTER_SOURCE_MQTT, DEAD_LETTERS_TABLE, parseDeviceTopic } from '@dmp/contracts';
 import { Command, InvalidArgumentError } from 'commander';
@@ -23,22 +28,6 @@ const cliSection = z
     MQTT_SERVICE_PASSWORD: z.string().optional(),
   })
   .transform((e) => ({ username: e.MQTT_SERVICE_USERNAME, password: e.MQTT_SERVICE_PASSWORD }));
-
-export interface DeadLetterRecord {
-  message_id: string;
-  received_at_ms: string;
-  source: string;
-  source_instance: string;
-  source_topic: string;
-  source_message_id: string;
-  device_id: string;
-  error_code: string;
-  error_message: string;
-  content_type: string;
-  payload: string;
-  payload_text: string;
-  payload_size: number;
-}
 
 export interface DeadLetterFilter {
   id?: string;
@@ -73,8 +62,7 @@ export function deadLetterQuery(filter: DeadLetterFilter): string {
   if (filter.device !== undefined) where.push(`device_id = ${stringLiteral(filter.device)}`);
   if (filter.source !== undefined) where.push(`source = ${stringLiteral(filter.source)}`);
   if (filter.since !== undefined) where.push(`received_at_ms >= ${Math.max(0, Math.floor(filter.since))}`);
-  return `SELECT message_id, received_at_ms, source, source_instance, source_topic,
-       source_message_id, device_id, error_code, error_message, content_type, payload, payload_text, payload_size
+  return `SELECT ${DEAD_LETTER_RECORD_COLUMNS.join(', ')}
 FROM ${DEAD_LETTERS_TABLE} FINAL
 ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
 ORDER BY received_at_ms ${filter.oldestFirst ? 'ASC' : 'DESC'}, message_id
