@@ -3,7 +3,7 @@
  * `npm run bench [-- SUITE… --quick --keep --rates 1000,2000 --step-seconds 30 --list]`: runs benchmark suites (all by default), prints a table
  * per suite and writes `bench-results/<suite>.json` (with the machine and Node.js it ran on).
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -30,7 +30,9 @@ async function main(): Promise<void> {
   const program = new Command('bench')
     .description('DMP benchmarks')
     .argument('[suites...]', `suites to run (default: all of ${suites.map((s) => s.name).join(', ')})`)
-    .option('--quick', 'smaller workloads, shorter steps (a few minutes in all)')
+    .addOption(
+      new Option('--quick', 'smaller workloads, shorter steps (a few minutes in all)').env('BENCH_QUICK'),
+    )
     .option('--keep', 'keep what suites created on the servers (the chain suite: its ClickHouse database)')
     .option('--rates <list>', 'offered rates to step through, msg/s, comma-separated (chain)', rateList)
     .option('--step-seconds <n>', 'duration of one step (chain)', positiveNumber)
