@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   cpuPercent,
+  hopRates,
+  metricSum,
   fleetMix,
   headline,
   judgeStep,
@@ -25,9 +27,9 @@ function samples(seconds: number, acked: (t: number) => number, rows: (t: number
 }
 
 describe('stepPlan', () => {
-  it('steps up to the 20,000 msg/s target in full runs, fewer and shorter steps in quick runs', () => {
+  it('steps from below the design load (600 msg/s) up to the 20,000 msg/s target in full runs, fewer and shorter steps in quick runs', () => {
     const full = stepPlan(false);
-    assert.deepEqual(full.rates, [1_000, 2_000, 5_000, 10_000, 20_000]);
+    assert.deepEqual(full.rates, [500, 1_000, 2_000, 5_000, 10_000, 20_000]);
     assert.equal(full.stepMs, 60_000);
     const quick = stepPlan(true);
     assert.ok(quick.rates.length < full.rates.length);
@@ -206,5 +208,36 @@ describe('/proc parsing', () => {
     assert.equal(cpuPercent(1_000, 1_150, 1_000), 150);
     assert.equal(cpuPercent(0, 50, 2_000, 100), 25);
     assert.equal(cpuPercent(0, 50, 0), 0);
+  });
+});
+
+describe('Prometheus text', () => {
+  const text = [
+    '# HELP dmp_rocketmq_sent_total Messages sent',
+    'dmp_rocketmq_sent_total{topic="a",result="ok"} 10',
+    'dmp_rocketmq_sent_total{topic="b",result="ok"} 5',
+    'dmp_rocketmq_sent_total{topic="b",result="error"} 2',
+    'dmp_rocketmq_sent_total_other 100',
+    'dmp_data_batch_rows_sum 42.5',
+  ].join('\n');
+
+  it('sums a metric over the label sets that match', () => {
+    assert.equal(metricSum(text, 'dmp_rocketmq_sent_total'), 17);
+    assert.equal(metricSum(text, 'dmp_rocketmq_sent_total', { result: 'ok' }), 15);
+    assert.equal(metricSum(text, 'dmp_data_batch_rows_sum'), 42.5);
+    assert.equal(metricSum(text, 'missing'), 0);
+  });
+
+  it('turns counters sampled during a step into rates over the window', () => {
+    const steps = [0, 5, 10, 15, 20].map((t) => ({
+      atMs: t * 1000,
+      sent: 0,
+      acked: 0,
+      rows: 0,
+      hops: { received: 1_000 * t, stored: 600 * t },
+    }));
+    const rates = hopRates(steps, { warmupMs: 5_000, stepMs: 20_000 });
+    assert.equal(Math.round(rates.received), 1_000);
+    assert.equal(Math.round(rates.stored), 600);
   });
 });

@@ -29,8 +29,8 @@ export function stepPlan(
     rates: overrides.rates?.length
       ? [...overrides.rates]
       : quick
-        ? [1_000, 3_000, 6_000]
-        : [1_000, 2_000, 5_000, 10_000, 20_000],
+        ? [500, 1_000, 2_000]
+        : [500, 1_000, 2_000, 5_000, 10_000, 20_000],
     stepMs,
     warmupMs: Math.min(quick ? 5_000 : 10_000, Math.floor(stepMs / 4)),
     drainTimeoutMs: quick ? 30_000 : 60_000,
@@ -201,4 +201,29 @@ export function headline(steps: readonly { target: number; verdict: StepVerdict 
     bestSustainedTarget: best?.target,
     peak: Math.max(0, ...steps.map((s) => s.verdict.throughput)),
   };
+}
+
+/** Sum of one metric's samples (all label sets containing `labels`) in a Prometheus text exposition. */
+export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const labelText = match[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) sum += Number(match[3]);
+  }
+  return sum;
+}
+
+/** Per-second rate of each counter in `hops` over the measured window (slope, like the backlog). */
+export function hopRates(
+  samples: readonly (StepSample & { hops?: Record<string, number> })[],
+  { warmupMs, stepMs }: { warmupMs: number; stepMs: number },
+): Record<string, number> {
+  const window = samples.filter((s) => s.atMs >= warmupMs && s.atMs <= stepMs + 500 && s.hops);
+  const names = Object.keys(window[0]?.hops ?? {});
+  return Object.fromEntries(
+    names.map((name) => [name, slope(window.map((s) => ({ x: s.atMs / 1000, y: s.hops![name] })))]),
+  );
 }

@@ -13,7 +13,9 @@ import {
 import {
   fleetMix,
   headline,
+  hopRates,
   judgeStep,
+  metricSum,
   stepPlan,
   summarizeLatencies,
   type LatencySummary,
@@ -73,7 +75,56 @@ interface StepResult {
   latencyMs: LatencySummary & { resolutionMs: number; notFound: number };
   publishAckMs: { p50: number; p99: number; max: number };
   resources: { processes: ProcessUsage[]; machineBusyPercent: number };
-  samples: StepSample[];
+  /** Messages/s through each hop over the measured window (from the apps' own counters). */
+  hops: Record<string, number>;
+  /** Means over the step from the apps' histograms (batch sizes, call and insert times). */
+  internals: Record<string, number>;
+  samples: (StepSample & { hops?: Record<string, number> })[];
+}
+
+/** Where each hop counts its messages: [hop, app, metric, labels]. */
+const HOP_COUNTERS: [string, RunningApp['name'], string, Record<string, string>][] = [
+  ['mqtt received', 'dmp-mqtt', 'dmp_mqtt_received_total', {}],
+  ['mqtt → kernel accepted', 'dmp-mqtt', 'dmp_mqtt_forwarded_total', {}],
+  ['kernel → RocketMQ sent', 'dmp-kernel', 'dmp_rocketmq_sent_total', { result: 'ok' }],
+  ['data received', 'dmp-data', 'dmp_rocketmq_received_total', {}],
+  ['data handled', 'dmp-data', 'dmp_data_messages_total', {}],
+  ['mqtt intake paused s', 'dmp-mqtt', 'dmp_mqtt_intake_paused_seconds_total', {}],
+];
+/** Histograms whose mean over a step says where time goes: [label, app, metric (without _sum/_count)]. */
+const HISTOGRAMS: [string, RunningApp['name'], string][] = [
+  ['mqtt → kernel batch (msgs)', 'dmp-mqtt', 'dmp_mqtt_kernel_batch_size'],
+  ['mqtt → kernel call (ms)', 'dmp-mqtt', 'dmp_mqtt_kernel_call_seconds'],
+  ['kernel ingest batch (ms)', 'dmp-kernel', 'dmp_kernel_ingest_seconds'],
+  ['kernel RocketMQ send (ms)', 'dmp-kernel', 'dmp_rocketmq_send_seconds'],
+  ['data batch (rows)', 'dmp-data', 'dmp_data_batch_rows'],
+  ['data ClickHouse insert (ms)', 'dmp-data', 'dmp_clickhouse_insert_seconds'],
+  ['data end to end, app view (ms)', 'dmp-data', 'dmp_data_end_to_end_seconds'],
+];
+
+async function scrape(apps: readonly RunningApp[]): Promise<Map<string, string>> {
+  const texts = await Promise.all(apps.map(async (app) => (await fetch(`${app.baseUrl}/metrics`)).text()));
+  return new Map(apps.map((app, i) => [app.name, texts[i]]));
+}
+
+function hopCounters(texts: Map<string, string>): Record<string, number> {
+  return Object.fromEntries(
+    HOP_COUNTERS.map(([hop, app, metric, labels]) => [hop, metricSum(texts.get(app) ?? '', metric, labels)]),
+  );
+}
+
+/** Mean of each histogram between two scrapes (seconds shown as ms). */
+function histogramMeans(before: Map<string, string>, after: Map<string, string>): Record<string, number> {
+  return Object.fromEntries(
+    HISTOGRAMS.map(([label, app, metric]) => {
+      const delta = (suffix: string) =>
+        metricSum(after.get(app) ?? '', `${metric}${suffix}`) -
+        metricSum(before.get(app) ?? '', `${metric}${suffix}`);
+      const count = delta('_count');
+      const scale = metric.endsWith('_seconds') ? 1000 : 1;
+      return [label, count > 0 ? (delta('_sum') / count) * scale : Number.NaN];
+    }),
+  );
 }
 
 export const chainSuite: BenchSuite = {
@@ -161,7 +212,7 @@ async function runChain(options: BenchOptions): Promise<SuiteResult> {
 
     const steps: StepResult[] = [];
     for (const [index, target] of plan.rates.entries()) {
-      const step = await runStep({ run, index, target, plan, store, monitor, log });
+      const step = await runStep({ run, index, target, plan, store, monitor, apps, log });
       steps.push(step);
       if (step.verdict.saturated) {
         log(`saturated at ${formatNumber(target)} msg/s: ${step.verdict.reason}`);
@@ -197,6 +248,7 @@ async function runStep({
   plan,
   store,
   monitor,
+  apps,
   log,
 }: {
   run: string;
@@ -205,6 +257,7 @@ async function runStep({
   plan: StepPlan;
   store: BenchStore;
   monitor: ProcessMonitor;
+  apps: readonly RunningApp[];
   log: (line: string) => void;
 }): Promise<StepResult> {
   const prefix = `b${run}s${index}`;
@@ -231,18 +284,26 @@ async function runStep({
       `${formatNumber(Math.round(mix.snapshotsPerSecond))} snapshots/s, time ×${mix.timeCompression.toFixed(1)}) for ${plan.stepMs / 1000} s`,
   );
   await fleet.connect();
-  const samples: StepSample[] = [];
+  const samples: StepResult['samples'] = [];
+  const metricsBefore = await scrape(apps);
   const started = Date.now();
   const sampler = poll(1_000, async () => {
     const stats = fleet.stats();
-    const rows = await store.rows(prefix);
-    samples.push({ atMs: Date.now() - started, sent: stats.sent, acked: stats.acked, rows });
+    const [rows, texts] = await Promise.all([store.rows(prefix), scrape(apps)]);
+    samples.push({
+      atMs: Date.now() - started,
+      sent: stats.sent,
+      acked: stats.acked,
+      rows,
+      hops: hopCounters(texts),
+    });
     monitor.sample();
   });
   monitor.mark();
   probe.start();
   const stats = await fleet.run({ durationMs: plan.stepMs, flushTimeoutMs: 60_000 });
   const resources = monitor.window();
+  const internals = histogramMeans(metricsBefore, await scrape(apps));
   const publishedAt = Date.now();
 
   // Drain: until every acknowledged message is stored, or no row came for 5 s, or the timeout.
@@ -286,6 +347,8 @@ async function runStep({
     },
     publishAckMs: stats.ackLatencyMs,
     resources,
+    hops: { ...hopRates(samples, plan), 'ClickHouse stored': verdict.throughput },
+    internals,
     samples,
   };
   log(
@@ -430,6 +493,24 @@ function report({
           s.duplicates,
           Number((s.drainMs / 1000).toFixed(1)),
           s.verdict.saturated ? 'saturated' : 'kept up',
+        ]),
+      },
+      {
+        title:
+          'per hop (msg/s over the window; "mqtt intake paused s" = seconds paused per second) and means from the apps\' histograms',
+        columns: [
+          'offered/s',
+          ...HOP_COUNTERS.map(([hop]) => hop),
+          'ClickHouse stored',
+          ...HISTOGRAMS.map(([label]) => label),
+        ],
+        rows: steps.map((s) => [
+          s.target,
+          ...HOP_COUNTERS.map(([hop]) =>
+            Number((s.hops[hop] ?? Number.NaN).toFixed(hop.endsWith(' s') ? 2 : 0)),
+          ),
+          round(s.hops['ClickHouse stored']),
+          ...HISTOGRAMS.map(([label]) => Number((s.internals[label] ?? Number.NaN).toFixed(1))),
         ]),
       },
       {
