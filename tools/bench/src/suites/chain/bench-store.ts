@@ -19,7 +19,6 @@ export class BenchStore {
       username: stack.clickhouse.username,
       password: stack.clickhouse.password,
       database: 'default',
-      request_timeout: 120_000,
     });
   }
 
