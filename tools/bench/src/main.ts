@@ -1,43 +1,50 @@
 #!/usr/bin/env node
 /**
- * `npm run bench [-- SUITE… --quick --list]`: runs benchmark suites (all by default), prints a table
+ * `npm run bench [-- SUITE… --quick --keep --rates 1000,2000 --step-seconds 30 --list]`: runs benchmark suites (all by default), prints a table
  * per suite and writes `bench-results/<suite>.json` (with the machine and Node.js it ran on).
  */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suites } from './suites';
-import type { Measurement } from './suite';
+import { formatNumber, formatTable, type Measurement } from './suite';
 
 const RESULTS_DIR = resolve(__dirname, '../../../../bench-results');
 
 function table(rows: Measurement[]): string {
-  const format = (value: number) =>
-    Number.isInteger(value)
-      ? value.toLocaleString('en-US')
-      : value.toLocaleString('en-US', { maximumFractionDigits: 2 });
-  const cells = rows.map((m) => [m.name, format(m.value), m.unit]);
-  const widths = [0, 1, 2].map((i) =>
-    Math.max(...cells.map((c) => c[i].length), ['measurement', 'value', 'unit'][i].length),
+  return formatTable(
+    ['measurement', 'value', 'unit'],
+    rows.map((m) => [m.name, formatNumber(m.value), m.unit]),
   );
-  const line = (c: string[]) =>
-    `  ${c[0].padEnd(widths[0])}  ${c[1].padStart(widths[1])}  ${c[2].padEnd(widths[2])}`;
-  return [
-    line(['measurement', 'value', 'unit']),
-    line(widths.map((w) => '-'.repeat(w))),
-    ...cells.map(line),
-  ].join('\n');
 }
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
+const rateList = (value: string) => value.split(',').map((v) => positiveNumber(v.trim()));
 
 async function main(): Promise<void> {
   const program = new Command('bench')
     .description('DMP benchmarks')
     .argument('[suites...]', `suites to run (default: all of ${suites.map((s) => s.name).join(', ')})`)
-    .option('--quick', 'smaller workloads')
+    .addOption(
+      new Option('--quick', 'smaller workloads, shorter steps (a few minutes in all)').env('BENCH_QUICK'),
+    )
+    .option('--keep', 'keep what suites created on the servers (the chain suite: its ClickHouse database)')
+    .option('--rates <list>', 'offered rates to step through, msg/s, comma-separated (chain)', rateList)
+    .option('--step-seconds <n>', 'duration of one step (chain)', positiveNumber)
     .option('--list', 'list the suites')
     .parse(process.argv);
-  const options = program.opts<{ quick?: boolean; list?: boolean }>();
+  const options = program.opts<{
+    quick?: boolean;
+    list?: boolean;
+    keep?: boolean;
+    rates?: number[];
+    stepSeconds?: number;
+  }>();
   if (options.list) {
     for (const suite of suites) console.log(`${suite.name.padEnd(12)} ${suite.description}`);
     return;
@@ -57,8 +64,15 @@ async function main(): Promise<void> {
   for (const suite of suites.filter((s) => wanted.includes(s.name))) {
     console.log(`\n▶ ${suite.name}: ${suite.description}`);
     const startedAt = new Date();
-    const result = await suite.run({ quick: !!options.quick });
+    const result = await suite.run({
+      quick: !!options.quick,
+      keep: !!options.keep,
+      rates: options.rates,
+      stepSeconds: options.stepSeconds,
+    });
     console.log(table(result.measurements));
+    for (const extra of result.tables ?? [])
+      console.log(`\n  ${extra.title}\n${formatTable(extra.columns, extra.rows)}`);
     const file = join(RESULTS_DIR, `${suite.name}.json`);
     await writeFile(
       file,

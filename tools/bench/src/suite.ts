@@ -6,6 +6,12 @@
 export interface BenchOptions {
   /** Smaller workloads (CI smoke runs): suites scale their sizes down. */
   quick: boolean;
+  /** Keep what the suite created on the servers (e.g. the chain suite's ClickHouse database). */
+  keep?: boolean;
+  /** Offered rates (msg/s) to step through instead of the suite's own (suites with steps). */
+  rates?: number[];
+  /** Duration of one step, seconds (suites with steps). */
+  stepSeconds?: number;
 }
 
 export interface Measurement {
@@ -19,6 +25,39 @@ export interface SuiteResult {
   measurements: Measurement[];
   /** Parameters and anything else worth keeping in the JSON. */
   details: Record<string, unknown>;
+  /** Further tables printed after the measurements (e.g. one row per step), kept in the JSON too. */
+  tables?: Table[];
+}
+
+export interface Table {
+  title: string;
+  columns: string[];
+  rows: (string | number)[][];
+}
+
+/** Numbers with thousands separators and at most `digits` decimals; NaN as '-'. */
+export function formatNumber(value: number, digits = 2): string {
+  if (Number.isNaN(value)) return '-';
+  return Number.isInteger(value)
+    ? value.toLocaleString('en-US')
+    : value.toLocaleString('en-US', { maximumFractionDigits: digits });
+}
+
+/** An aligned text table: columns of numbers right-aligned, text left-aligned, a rule under the header. */
+export function formatTable(
+  columns: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+): string {
+  const cells = rows.map((row) => columns.map((_, i) => row[i] ?? ''));
+  const text = cells.map((row) => row.map((v) => (typeof v === 'number' ? formatNumber(v) : v)));
+  const widths = columns.map((title, i) => Math.max(title.length, ...text.map((row) => row[i].length)));
+  // Right-align columns of numbers (formatted or not; '-' stands for none).
+  const numeric = columns.map(
+    (_, i) => text.length > 0 && text.every((row) => /^(?:[-+]?[\d,]*\.?\d+ ?[%×]?|-)$/.test(row[i])),
+  );
+  const line = (row: readonly string[]) =>
+    `  ${row.map((v, i) => (numeric[i] ? v.padStart(widths[i]) : v.padEnd(widths[i]))).join('  ')}`.trimEnd();
+  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...text.map(line)].join('\n');
 }
 
 export interface BenchSuite {

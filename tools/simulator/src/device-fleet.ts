@@ -43,6 +43,10 @@ export interface FleetOptions {
   maxQueued?: number;
   /** Keep the ledger of sent messages (memory grows with the run). */
   record?: boolean;
+  /** Called for every message as it is published (e.g. to sample messages without keeping a ledger). */
+  onPublish?: (sent: SentMessage) => void;
+  /** Where a device publishes (default `devices/{deviceId}/{channel}`, what dmp-mqtt subscribes to). */
+  topic?: (deviceId: string, channel: DeviceChannel) => string;
   username?: string;
   password?: string;
 }
@@ -98,14 +102,17 @@ const DEFAULTS = {
   maxInFlightPerConnection: 1_000,
   maxQueued: 100_000,
   record: true,
+  topic: deviceTopic,
 };
 
 export class DeviceFleet {
   readonly devices: SimulatedDevice[];
   /** Per device, in publish order. */
   readonly ledger = new Map<string, SentMessage[]>();
-  private readonly options: Required<Omit<FleetOptions, 'username' | 'password' | 'clientIdPrefix'>> &
-    Pick<FleetOptions, 'username' | 'password' | 'clientIdPrefix'>;
+  private readonly options: Required<
+    Omit<FleetOptions, 'username' | 'password' | 'clientIdPrefix' | 'onPublish'>
+  > &
+    Pick<FleetOptions, 'username' | 'password' | 'clientIdPrefix' | 'onPublish'>;
   private readonly encoder = new PayloadEncoder();
   private connections: PublisherConnection[] = [];
   private readonly counters = {
@@ -232,13 +239,14 @@ export class DeviceFleet {
     ids: { messageId?: string; seq?: number },
   ): SentMessage {
     const traceparent = Math.random() < this.options.traceRatio ? newTraceparent() : undefined;
-    const topic = deviceTopic(deviceId, channel);
+    const topic = this.options.topic(deviceId, channel);
     const sent: SentMessage = { deviceId, channel, ...ids, format, traceparent, topic, sentAt: Date.now() };
     if (this.options.record) {
       const list = this.ledger.get(deviceId);
       if (list) list.push(sent);
       else this.ledger.set(deviceId, [sent]);
     }
+    this.options.onPublish?.(sent);
     const properties: IClientPublishOptions['properties'] = {};
     if (format === 'protobuf') properties.contentType = PROTOBUF_CONTENT_TYPE;
     if (traceparent) properties.userProperties = { traceparent };

@@ -1,5 +1,6 @@
 import type { BenchSuite } from '../suite';
+import { chainSuite } from './chain';
 import { rulesSuite } from './rules';
 
-/** Every suite, in the order `npm run bench` runs them. Add new ones (e.g. chain throughput) here. */
-export const suites: readonly BenchSuite[] = [rulesSuite];
+/** Every suite, in the order `npm run bench` runs them. */
+export const suites: readonly BenchSuite[] = [rulesSuite, chainSuite];
