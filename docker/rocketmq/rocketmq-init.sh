@@ -35,12 +35,13 @@ mqadmin_until() {
 # Wait until the broker has registered with the name server.
 mqadmin_until 'broker-' clusterList
 
-while read -r topic type _; do
+while read -r topic type queues _; do
   [[ -z "${topic}" || "${topic}" == \#* ]] && continue
-  args=(updateTopic -c "$CLUSTER" -t "$topic" -r "$QUEUES" -w "$QUEUES" -a "+message.type=${type}")
+  queues="${queues:-$QUEUES}"
+  args=(updateTopic -c "$CLUSTER" -t "$topic" -r "$queues" -w "$queues" -a "+message.type=${type}")
   [[ "$type" == FIFO ]] && args+=(-o true)
   mqadmin_until 'success' "${args[@]}"
-  log "topic ${topic} message.type=${type} queues=${QUEUES}"
+  log "topic ${topic} message.type=${type} queues=${queues}"
 done <"$TOPICS_FILE"
 
 while read -r group orderly retries _; do

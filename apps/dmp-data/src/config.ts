@@ -20,9 +20,10 @@ export const dataSection = z
       .default('dmp_data'),
     /**
      * Concurrent receive calls. A FIFO queue stays locked from a receive until its messages are
-     * acked, so one poller per queue (8 per topic here) keeps every queue busy.
+     * acked, so one poller per queue (32 per telemetry topic, scripts/stack/rocketmq-topics.txt)
+     * keeps every queue busy.
      */
-    DATA_RECEIVE_POLLERS: int(8, 1, 256),
+    DATA_RECEIVE_POLLERS: int(32, 1, 256),
     /** Messages handed to handlers and not yet settled; bounds memory together with the queue cap. */
     DATA_MAX_IN_FLIGHT: int(10_000, 1, 1_000_000),
     /**

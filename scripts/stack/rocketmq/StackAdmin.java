@@ -125,9 +125,10 @@ public class StackAdmin {
                 continue;
             }
             boolean fifo = type.equals("FIFO");
+            int queues = t.length > 2 ? Integer.parseInt(t[2]) : QUEUES;
             StringBuilder orderConf = new StringBuilder();
             for (Map.Entry<String, String> b : m.entrySet()) {
-                TopicConfig tc = new TopicConfig(topic, QUEUES, QUEUES, 6 /* RW */);
+                TopicConfig tc = new TopicConfig(topic, queues, queues, 6 /* RW */);
                 tc.setOrder(fifo);
                 Map<String, String> attrs = new HashMap<>();
                 attrs.put("+message.type", type);
@@ -142,12 +143,12 @@ public class StackAdmin {
                 if (orderConf.length() > 0) {
                     orderConf.append(';');
                 }
-                orderConf.append(b.getValue()).append(':').append(QUEUES);
+                orderConf.append(b.getValue()).append(':').append(queues);
             }
             if (fifo) {
                 admin.createOrUpdateOrderConf(topic, orderConf.toString(), true);
             }
-            System.out.println("topic " + topic + " message.type=" + type);
+            System.out.println("topic " + topic + " message.type=" + type + " queues=" + queues);
         }
         for (String[] g : readList(groupsFile)) {
             String group = g[0];
