@@ -1,5 +1,5 @@
 import { ClickHouseRepository, isDataError, Tables } from '@dmp/clickhouse';
-import { MetricsRegistry } from '@dmp/observability';
+import { AGE_BUCKETS, MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, type Context, type Link } from '@opentelemetry/api';
 import type { Histogram } from 'prom-client';
@@ -19,7 +19,6 @@ export interface TelemetryWrite {
 
 /** OpenTelemetry caps links per span at 128 by default: the batch links to that many producers. */
 export const MAX_BATCH_LINKS = 128;
-const END_TO_END_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const BATCH_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000];
 
 /**
@@ -63,7 +62,7 @@ export class TelemetryBatchWriter {
       'dmp_data_end_to_end_seconds',
       'From the device timestamp to the insert into ClickHouse',
       [],
-      END_TO_END_BUCKETS,
+      AGE_BUCKETS,
     );
     const writer = this.writer;
     metrics.gauge(
