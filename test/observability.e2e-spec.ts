@@ -66,6 +66,8 @@ const TIME_COMPRESSION = 30;
 /** How long ClickHouse's answers are held back in step 2. */
 const RESPONSE_DELAY_MS = 1_500;
 const ALERT = 'DmpRocketMqBacklogGrowing';
+/** dmp-mqtt's MQTT Receive Maximum, exported as dmp_mqtt_receive_maximum. */
+const RECEIVE_MAXIMUM = 1_500;
 
 /**
  * Expressions that legitimately return nothing on this stack under healthy load, keyed by
@@ -396,6 +398,7 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
           KERNEL_GRPC_URL: kernelGrpc,
           MQTT_SHARE_GROUP: `obs${run}`,
           MQTT_CLIENT_ID: `obs-${run}`,
+          MQTT_RECEIVE_MAXIMUM: String(RECEIVE_MAXIMUM),
           ADMIN_TOKEN: adminToken,
         },
         { label: `obs-${run}-dmp-mqtt` },
@@ -562,6 +565,15 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
       );
       assert.ok(
         (await readMetric(apps['dmp-data']!.baseUrl, 'dmp_data_messages_total', { outcome: 'stored' })) > 500,
+      );
+      // The window the hop-1 panel and DmpMqttInFlightNearReceiveMaximum divide by, as Prometheus has it.
+      const receiveMaximum = await prometheus.query(
+        `dmp_mqtt_receive_maximum{instance="127.0.0.1:${PORTS['dmp-mqtt']}"}`,
+        new Date(),
+      );
+      assert.deepEqual(
+        receiveMaximum.map((s) => Number(s.value[1])),
+        [RECEIVE_MAXIMUM],
       );
     },
   );
