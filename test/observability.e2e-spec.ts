@@ -705,6 +705,12 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
         to,
         'max',
       );
+      const waited = await rangeValues(
+        panel('DMP · Overview › Hop 5 · dmp-data → ClickHouse: queued rows and insert latency (C)'),
+        healthyFrom,
+        to,
+        'max',
+      );
       const age = await rangeValues(
         panel('DMP · Overview › Hop 4 · RocketMQ → dmp-data: backlog age and in flight (A)'),
         healthyFrom,
@@ -716,6 +722,7 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
       const rise = {
         queuedRows: { before: mean(before(queued)), after: mean(during(queued)) },
         insertP99: { before: mean(before(insertP99)), after: mean(lastSeconds(insertP99, 30)) },
+        oldestWaiting: { before: mean(before(waited)), after: mean(during(waited)) },
         backlogAgeP99: { before: mean(before(age)), after: mean(lastSeconds(age, 30)) },
       };
       console.log(`overview panels, before → after the slowdown: ${JSON.stringify(rise)}`);
@@ -727,6 +734,12 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
       assert.ok(
         rise.insertP99.after >= RESPONSE_DELAY_MS / 1000 && rise.insertP99.after > rise.insertP99.before,
         `hop 5 insert p99 rises: ${JSON.stringify(rise.insertP99)}`,
+      );
+      // What DmpDataQueueGrowing watches: each batch now takes at least two held-back answers.
+      assert.ok(
+        rise.oldestWaiting.after >= RESPONSE_DELAY_MS / 1000 / 2 &&
+          rise.oldestWaiting.after > 2 * rise.oldestWaiting.before,
+        `hop 5 messages wait longer to be stored: ${JSON.stringify(rise.oldestWaiting)}`,
       );
       assert.ok(
         rise.backlogAgeP99.after > 10 && rise.backlogAgeP99.after > 2 * rise.backlogAgeP99.before,

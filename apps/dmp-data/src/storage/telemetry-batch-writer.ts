@@ -73,6 +73,14 @@ export class TelemetryBatchWriter {
         this.set(writer.heldRows);
       },
     );
+    metrics.gauge(
+      'dmp_data_queue_age_seconds',
+      'How long the oldest message held by the batch writer has waited to be stored (0 when none is held)',
+      [],
+      function () {
+        this.set(writer.oldestHeldAgeMs() / 1000);
+      },
+    );
   }
 
   /** Resolves when the message is durable in ClickHouse (every insert of its batch succeeded). */
