@@ -66,6 +66,8 @@ const TIME_COMPRESSION = 30;
 /** How long ClickHouse's answers are held back in step 2. */
 const RESPONSE_DELAY_MS = 1_500;
 const ALERT = 'DmpRocketMqBacklogGrowing';
+/** dmp-mqtt's MQTT Receive Maximum, exported as dmp_mqtt_receive_maximum. */
+const RECEIVE_MAXIMUM = 1_500;
 
 /**
  * Expressions that legitimately return nothing on this stack under healthy load, keyed by
@@ -98,6 +100,11 @@ const EXPECTED_EMPTY: Record<string, string> = {
   'DMP · Overview › Hop 3 · dmp-kernel: in flight and shed (B)': 'dmp_kernel_shed_total: only under pressure',
   'DMP · Overview › Throughput per hop (A)': EXTERNAL_EMQX,
   'DMP · Overview › RocketMQ consumer lag (broker view) (A)': EXTERNAL_ROCKETMQ,
+  'DMP · Overview › Dead letters: backlog age, in flight, new letters (A)':
+    'dmp_rocketmq_delivery_delay_seconds of the dead-letter topic: only once dmp-data received a dead letter',
+  'DMP · Overview › Dead letters: backlog age, in flight, new letters (C)':
+    'dmp_rocketmq_sent_total{topic=~".*dead_letter.*"}: only after a message was dead-lettered',
+  'DMP · Overview › Dead letters: backlog age, in flight, new letters (D)': EXTERNAL_ROCKETMQ,
   'DMP · Overview › EMQX connections (A)': EXTERNAL_EMQX,
   'DMP · Overview › EMQX connections (B)': EXTERNAL_EMQX,
   'DMP · Overview › EMQX connections (C)': EXTERNAL_EMQX,
@@ -396,6 +403,7 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
           KERNEL_GRPC_URL: kernelGrpc,
           MQTT_SHARE_GROUP: `obs${run}`,
           MQTT_CLIENT_ID: `obs-${run}`,
+          MQTT_RECEIVE_MAXIMUM: String(RECEIVE_MAXIMUM),
           ADMIN_TOKEN: adminToken,
         },
         { label: `obs-${run}-dmp-mqtt` },
@@ -563,6 +571,15 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
       assert.ok(
         (await readMetric(apps['dmp-data']!.baseUrl, 'dmp_data_messages_total', { outcome: 'stored' })) > 500,
       );
+      // The window the hop-1 panel and DmpMqttInFlightNearReceiveMaximum divide by, as Prometheus has it.
+      const receiveMaximum = await prometheus.query(
+        `dmp_mqtt_receive_maximum{instance="127.0.0.1:${PORTS['dmp-mqtt']}"}`,
+        new Date(),
+      );
+      assert.deepEqual(
+        receiveMaximum.map((s) => Number(s.value[1])),
+        [RECEIVE_MAXIMUM],
+      );
     },
   );
 
@@ -693,17 +710,24 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
         to,
         'max',
       );
+      const waited = await rangeValues(
+        panel('DMP · Overview › Hop 5 · dmp-data → ClickHouse: queued rows and insert latency (C)'),
+        healthyFrom,
+        to,
+        'max',
+      );
       const age = await rangeValues(
         panel('DMP · Overview › Hop 4 · RocketMQ → dmp-data: backlog age and in flight (A)'),
         healthyFrom,
         to,
         'max',
-        // Per topic: this run's telemetry (its dead-letter topic may hold old letters of earlier runs).
+        // This run's telemetry topics (the panel leaves dead letters out; the alarm topic is not loaded).
         (labels) => labels.topic === topics.event || labels.topic === topics.snapshot,
       );
       const rise = {
         queuedRows: { before: mean(before(queued)), after: mean(during(queued)) },
         insertP99: { before: mean(before(insertP99)), after: mean(lastSeconds(insertP99, 30)) },
+        oldestWaiting: { before: mean(before(waited)), after: mean(during(waited)) },
         backlogAgeP99: { before: mean(before(age)), after: mean(lastSeconds(age, 30)) },
       };
       console.log(`overview panels, before → after the slowdown: ${JSON.stringify(rise)}`);
@@ -715,6 +739,12 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
       assert.ok(
         rise.insertP99.after >= RESPONSE_DELAY_MS / 1000 && rise.insertP99.after > rise.insertP99.before,
         `hop 5 insert p99 rises: ${JSON.stringify(rise.insertP99)}`,
+      );
+      // What DmpDataQueueGrowing watches: each batch now takes at least two held-back answers.
+      assert.ok(
+        rise.oldestWaiting.after >= RESPONSE_DELAY_MS / 1000 / 2 &&
+          rise.oldestWaiting.after > 2 * rise.oldestWaiting.before,
+        `hop 5 messages wait longer to be stored: ${JSON.stringify(rise.oldestWaiting)}`,
       );
       assert.ok(
         rise.backlogAgeP99.after > 10 && rise.backlogAgeP99.after > 2 * rise.backlogAgeP99.before,

@@ -35,8 +35,10 @@ const EXTERNAL_PREFIXES = ['emqx_', 'rocketmq_', 'otelcol_'];
  * leaves these queries empty.
  */
 const FAILURE_METRICS =
-  /^dmp_(mqtt_rejected_total|mqtt_kernel_abandoned_total|mqtt_receive_maximum|kernel_shed_total|rocketmq_receive_errors_total|rocketmq_settle_errors_total|rocketmq_invisible_renewals_total|clickhouse_insert_errors_total)$/;
-const FAILURE_FILTERS = /\b(outcome|result)\s*!=|\boutcome\s*=~\s*"(dead_letter|failed)/;
+  /^dmp_(mqtt_rejected_total|mqtt_kernel_abandoned_total|kernel_shed_total|rocketmq_receive_errors_total|rocketmq_settle_errors_total|rocketmq_invisible_renewals_total|clickhouse_insert_errors_total)$/;
+// …and the dead-letter topic's own series (its backlog age, letters sent to it).
+const FAILURE_FILTERS =
+  /\b(outcome|result)\s*!=|\boutcome\s*=~\s*"(dead_letter|failed)|\btopic\s*=~\s*"[^"]*dead_letter/;
 
 const KEYWORDS = new Set([
   'and',

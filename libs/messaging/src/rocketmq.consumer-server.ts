@@ -1,5 +1,5 @@
 import { DmpError } from '@dmp/contracts';
-import { extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
+import { AGE_BUCKETS, extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
@@ -76,8 +76,6 @@ const MAX_RECEIVE_BATCH = 32;
 const MAX_PROPERTY_VALUE = 1024;
 /** Messages whose failures are remembered locally (see `failures`). */
 const MAX_REMEMBERED_FAILURES = 10_000;
-/** Backlog ages: 5 ms … 1 h. */
-const DELAY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
 /**
  * Nest custom transport consuming RocketMQ 5 through the proxy (SimpleConsumer): handlers are
@@ -169,7 +167,7 @@ export class RocketMqConsumerServer
       'dmp_rocketmq_delivery_delay_seconds',
       'Age of a message when received (now - born timestamp): the backlog age',
       ['topic'],
-      DELAY_BUCKETS,
+      AGE_BUCKETS,
     );
     this.receiveErrors = metrics.counter('dmp_rocketmq_receive_errors_total', 'Failed receive calls', [
       'group',

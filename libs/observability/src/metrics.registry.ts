@@ -2,9 +2,22 @@ import { Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { spanExportStats } from './telemetry';
 
-/** Buckets in seconds for per-hop latencies: 0.5 ms … 10 s. */
+/**
+ * Buckets in seconds for per-hop latencies: 0.5 ms … 60 s. Past 10 s for the work that includes
+ * retries (dmp-mqtt's hand-off up to KERNEL_RETRY_DEADLINE_MS, dmp-data's inserts up to
+ * DATA_INSERT_RETRY_MAX_MS): a quantile above the last bucket would read as that bucket.
+ */
 export const LATENCY_BUCKETS = [
-  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60,
+];
+
+/**
+ * Buckets in seconds for ages (RocketMQ backlog age, end-to-end latency): 5 ms … 1 h, no step
+ * larger than 2.5×, so that a quantile between two bounds (interpolated linearly) stays close; the
+ * alert thresholds (10 s, 30 s, 5 min) are bounds.
+ */
+export const AGE_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1800, 3600,
 ];
 
 /**

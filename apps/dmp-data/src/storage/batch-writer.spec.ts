@@ -111,6 +111,28 @@ describe('BatchWriter', () => {
     assert.deepEqual(order, ['start 1,2', 'end 1,2', 'start 3,4', 'end 3,4', 'start 5', 'end 5']);
   });
 
+  it('tells how long the oldest held item has waited, queued or being written', async () => {
+    let release = () => {};
+    let calls = 0;
+    // The first batch waits for release(); later ones are written at once.
+    const sink = () =>
+      calls++ === 0 ? new Promise<void>((resolve) => (release = resolve)) : Promise.resolve();
+    const writer = new BatchWriter<number>(sink, options({ maxRows: 2 }));
+    assert.equal(writer.oldestHeldAgeMs(), 0, 'nothing held');
+    const t0 = Date.now();
+    const first = [writer.write(1), writer.write(2)]; // a full batch: being written
+    await sleep(20);
+    const third = writer.write(3); // queued behind it
+    assert.ok(writer.oldestHeldAgeMs(t0 + 100) >= 100, 'the batch being written counts');
+    release();
+    await Promise.all(first);
+    const age = writer.oldestHeldAgeMs(t0 + 100);
+    assert.ok(age > 0 && age <= 80, `then the queued item: ${age} ms`);
+    await writer.drain();
+    await third;
+    assert.equal(writer.oldestHeldAgeMs(), 0, 'nothing held once drained');
+  });
+
   it('retries a failing insert with backoff while holding the batch, then resolves', async () => {
     const { sink, batches } = recordingSink(3);
     const retries: number[] = [];

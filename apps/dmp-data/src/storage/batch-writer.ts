@@ -66,6 +66,8 @@ export const MAX_BATCH_LINKS = 128;
 export class BatchWriter<T> {
   private queue: Pending<T>[] = [];
   private writing = 0;
+  /** Batches being written (oldest item first). */
+  private readonly batches = new Set<Pending<T>[]>();
   private readonly flushes = new Set<Promise<void>>();
   private lastArrival = 0;
   private timer?: NodeJS.Timeout;
@@ -90,6 +92,17 @@ export class BatchWriter<T> {
 
   get queuedRows(): number {
     return this.queue.length;
+  }
+
+  /**
+   * How long the oldest item held (queued or being written) has waited, 0 when none is held: what
+   * grows when the sink is slow, whatever caps the number of items (a FIFO consumer holds at most
+   * one receive batch per queue).
+   */
+  oldestHeldAgeMs(now = Date.now()): number {
+    let oldest = this.queue[0]?.enqueuedAt ?? now;
+    for (const batch of this.batches) oldest = Math.min(oldest, batch[0]?.enqueuedAt ?? now);
+    return Math.max(0, now - oldest);
   }
 
   /** Resolves once the item is durably written; rejects with a DmpError otherwise. */
@@ -177,6 +190,7 @@ export class BatchWriter<T> {
     this.timer = undefined;
     const batch = this.queue.splice(0, this.options.maxRows);
     this.writing += batch.length;
+    this.batches.add(batch);
     const flush: Promise<void> = this.writeWithRetry(batch)
       // Only a throwing hook gets here: settle the batch rather than leave it hanging.
       .catch((error: unknown) => {
@@ -184,6 +198,7 @@ export class BatchWriter<T> {
       })
       .finally(() => {
         this.writing -= batch.length;
+        this.batches.delete(batch);
         this.flushes.delete(flush);
         for (const wake of this.roomWaiters.splice(0)) wake();
         this.kick();

@@ -1,5 +1,5 @@
 import { ClickHouseRepository, isDataError, Tables } from '@dmp/clickhouse';
-import { MetricsRegistry } from '@dmp/observability';
+import { AGE_BUCKETS, MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, type Context, type Link } from '@opentelemetry/api';
 import type { Histogram } from 'prom-client';
@@ -17,7 +17,6 @@ export interface TelemetryWrite {
   link?: Link;
 }
 
-const END_TO_END_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const BATCH_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000];
 
 /**
@@ -61,7 +60,7 @@ export class TelemetryBatchWriter {
       'dmp_data_end_to_end_seconds',
       'From the device timestamp to the insert into ClickHouse',
       [],
-      END_TO_END_BUCKETS,
+      AGE_BUCKETS,
     );
     const writer = this.writer;
     metrics.gauge(
@@ -70,6 +69,14 @@ export class TelemetryBatchWriter {
       [],
       function () {
         this.set(writer.heldRows);
+      },
+    );
+    metrics.gauge(
+      'dmp_data_queue_age_seconds',
+      'How long the oldest message held by the batch writer has waited to be stored (0 when none is held)',
+      [],
+      function () {
+        this.set(writer.oldestHeldAgeMs() / 1000);
       },
     );
   }

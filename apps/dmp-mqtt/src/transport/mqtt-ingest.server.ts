@@ -101,6 +101,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     this.filters = options.subscriptions.map((s) => s.filter);
     this.patternByFilter = new Map(options.subscriptions.map((s) => [s.filter, s.pattern]));
     this.metrics = createTransportMetrics(metrics, () => this.inFlight.size);
+    this.metrics.receiveMaximum.set(options.receiveMaximum);
     health.register('mqtt', () => ({
       up: this.state === 'running' && this.client?.connected === true && this.subscribed,
       detail: {
@@ -520,6 +521,7 @@ interface TransportMetrics {
   redeliveries: Counter;
   unroutable: Counter;
   inFlight: Gauge;
+  receiveMaximum: Gauge;
 }
 
 function createTransportMetrics(registry: MetricsRegistry, inFlight: () => number): TransportMetrics {
@@ -549,6 +551,10 @@ function createTransportMetrics(registry: MetricsRegistry, inFlight: () => numbe
       function () {
         this.set(inFlight());
       },
+    ),
+    receiveMaximum: registry.gauge(
+      'dmp_mqtt_receive_maximum',
+      'MQTT 5 Receive Maximum of the connection: the most messages dmp-mqtt holds unacknowledged (dmp_mqtt_in_flight)',
     ),
   };
 }

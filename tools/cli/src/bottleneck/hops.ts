@@ -61,18 +61,19 @@ export const HOPS: readonly HopSpec[] = [
     id: 'broker-mqtt',
     title: 'broker → dmp-mqtt (MQTT receive window)',
     service: 'dmp-mqtt',
-    panel: 'Hop 1 · EMQX → dmp-mqtt: unacknowledged MQTT messages',
+    panel: 'Hop 1 · EMQX → dmp-mqtt: MQTT receive window used',
     details: [],
     throughput: { label: 'received', counter: 'dmp_mqtt_received_total' },
     backlog: [
       {
-        id: 'in-flight',
-        label: 'MQTT messages unacknowledged',
-        expr: 'sum(dmp_mqtt_in_flight)',
-        unit: 'messages',
-        high: 1,
-        rise: 1,
-        // They are inside dmp-mqtt (hop 2 judges them); the broker holds more only once intake pauses.
+        id: 'window',
+        label: 'MQTT receive window used (unacknowledged ÷ Receive Maximum)',
+        expr: 'max(dmp_mqtt_in_flight / dmp_mqtt_receive_maximum)',
+        unit: 'ratio',
+        high: 0.9,
+        rise: 0.5,
+        // The messages are inside dmp-mqtt (hop 2 judges them); the broker holds more only once
+        // intake pauses, which the next series judges.
         judged: false,
       },
       {
