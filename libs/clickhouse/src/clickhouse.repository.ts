@@ -167,7 +167,7 @@ export class ClickHouseRepository {
       await context.with(trace.setSpan(ROOT_CONTEXT, batchSpan), () =>
         this.client.insert({
           table,
-          values: rows as T[],
+          values: rows,
           format: 'JSONEachRow',
           ...(options.columns ? { columns: [...options.columns] as [string, ...string[]] } : {}),
         }),
