@@ -501,7 +501,9 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
       // Warm-up: the group's first receive on a topic it never consumed sets its offsets.
       const warmUp = `multi-${run}-warm-up`;
       await producer.send({ topic: NORMAL, body: Buffer.from('w'), keys: [warmUp] });
-      await waitFor('the warm-up message handled', () => handledFor(warmUp).length > 0, { timeoutMs: 30_000 });
+      await waitFor('the warm-up message handled', () => handledFor(warmUp).length > 0, {
+        timeoutMs: 30_000,
+      });
       const keys = Array.from({ length: 200 }, (_, i) => `multi-${run}-${i}`);
       const started = Date.now();
       await Promise.all(
