@@ -55,6 +55,13 @@ const GOOD_DEVICES = 40;
 const GOOD_PER_DEVICE = 40;
 const BAD_SENDERS = 40;
 const FLOOD = 300;
+// The bad-input flood (issue #4: ~18,000 refused messages once starved good traffic): unknown devices,
+// many messages each, mixed with good traffic that must still arrive within GOOD_WITHIN_MS.
+const UNKNOWN_DEVICES = 200;
+const UNKNOWN_PER_DEVICE = 30;
+const GOOD_DURING_FLOOD_DEVICES = 10;
+const GOOD_DURING_FLOOD_PER_DEVICE = 30;
+const GOOD_WITHIN_MS = 30_000;
 const PROTOBUF = 'application/x-protobuf';
 
 const devicePayloadType = protobuf
@@ -140,6 +147,7 @@ const senderId = (i: number) => `${prefix}-b${String(i).padStart(2, '0')}`;
 const floodId = `${prefix}-flood`;
 const toggledId = `${prefix}-toggled`;
 const lateId = `${prefix}-late`;
+const unknownId = (i: number) => `${prefix}-x${String(i).padStart(3, '0')}`;
 const registeredIds = [
   ...Array.from({ length: GOOD_DEVICES }, (_, i) => goodId(i)),
   ...Array.from({ length: BAD_SENDERS }, (_, i) => senderId(i)),
@@ -1014,5 +1022,118 @@ describe('the edge: only real devices, only good data, nothing good lost', () =>
     console.log(
       `edge e2e: ${expectedGood.size} good stored, ${expectedBad.length} bad refused as expected, flood ${floodStored.length} through / ${floodRefused.length} refused`,
     );
+  });
+
+  it('a flood of refused messages cannot starve good traffic: good messages arrive in time, every refused one is dead-lettered, packed', async () => {
+    const pub = publisher!;
+    const flood: Publish[] = [];
+    for (let d = 0; d < UNKNOWN_DEVICES; d++)
+      for (let i = 0; i < UNKNOWN_PER_DEVICE; i++) {
+        const deviceId = unknownId(d);
+        flood.push({
+          topic: `devices/${deviceId}/telemetry`,
+          payload: Buffer.from(JSON.stringify(validBody(random() < 0.5 ? deviceId : undefined))),
+        });
+      }
+    assert.equal(new Set(flood.map(keyOf)).size, flood.length, 'flood payloads are unique');
+    const goodMessages: Good[] = [];
+    for (let d = 0; d < GOOD_DURING_FLOOD_DEVICES; d++)
+      for (let i = 0; i < GOOD_DURING_FLOOD_PER_DEVICE; i++) goodMessages.push(good(goodId(d)));
+    // Spread the good messages through the flood, each device's in order.
+    const nextGood = [...goodMessages];
+    const mixed = shuffle<Publish | undefined>([...flood, ...goodMessages.map(() => undefined)]).map(
+      (m) => m ?? nextGood.shift()!,
+    );
+    const goodIds = new Set(mixed.filter((m): m is Good => 'messageId' in m).map((m) => m.messageId));
+    assert.equal(goodIds.size, GOOD_DURING_FLOOD_DEVICES * GOOD_DURING_FLOOD_PER_DEVICE);
+
+    const metric = (name: string, labels: Record<string, string> = {}) =>
+      readMetric(mqttApp.baseUrl, name, labels);
+    const unknown = { reason: RejectCode.UnknownDevice };
+    const before = {
+      rejected: await metric('dmp_mqtt_rejected_total', unknown),
+      deadLettered: await metric('dmp_mqtt_dead_lettered_total', unknown),
+      lettered: await metric('dmp_mqtt_dead_letter_batch_messages_sum'),
+      sends: await metric('dmp_mqtt_dead_letter_batch_messages_count'),
+      refused: await metric('dmp_mqtt_dead_letter_failures_total', { kind: 'refused' }),
+    };
+
+    const t0 = Date.now();
+    await pub.publishAll(mixed);
+    const publishedMs = Date.now() - t0;
+    console.log(
+      `edge e2e: flood of ${flood.length} refused + ${goodIds.size} good published in ${publishedMs} ms`,
+    );
+
+    // Good traffic is not held behind the flood's dead letters.
+    await waitFor(
+      () => `every good message sent during the flood stored within ${GOOD_WITHIN_MS} ms`,
+      async () => {
+        const stored = await storedIds();
+        return [...goodIds].every((id) => stored.has(id));
+      },
+      { timeoutMs: GOOD_WITHIN_MS, intervalMs: 250 },
+    );
+    const goodMs = Date.now() - t0;
+    console.log(`edge e2e: flood: every good message stored ${goodMs} ms after the first publish`);
+
+    // Every refused message dead-lettered, with its raw payload, exactly once.
+    const floodRows = () =>
+      query<DeadRow>(
+        `SELECT message_id, error_code, source_topic, content_type, payload, device_id, source
+         FROM ${database}.dead_letters FINAL
+         WHERE source_instance = '${clientId}' AND device_id LIKE '${prefix}-x%'`,
+      );
+    const rows = await waitFor(
+      'every flood message in dead_letters',
+      async () => {
+        const found = await floodRows();
+        return found.length >= flood.length ? found : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 1_000 },
+    );
+    console.log(`edge e2e: flood: every refused message in dead_letters after ${Date.now() - t0} ms`);
+    const floodKeys = new Set(flood.map(keyOf));
+    assert.equal(rows.length, flood.length, 'each refused message once');
+    assert.deepEqual(new Set(rows.map(rowKey)), floodKeys, 'the raw payloads, byte for byte');
+    assert.ok(rows.every((r) => r.error_code === RejectCode.UnknownDevice && r.source === 'dmp-mqtt'));
+    assert.ok(
+      rows.every((r) => /\.\d+$/.test(r.message_id)),
+      'each row is an entry of a batch: <RocketMQ id>.<n>',
+    );
+    const batches = new Set(rows.map((r) => r.message_id.replace(/\.\d+$/, ''))).size;
+
+    // Counted and dead-lettered, packed into far fewer sends, none refused by RocketMQ.
+    const after = {
+      rejected: await metric('dmp_mqtt_rejected_total', unknown),
+      deadLettered: await metric('dmp_mqtt_dead_lettered_total', unknown),
+      lettered: await metric('dmp_mqtt_dead_letter_batch_messages_sum'),
+      sends: await metric('dmp_mqtt_dead_letter_batch_messages_count'),
+      refused: await metric('dmp_mqtt_dead_letter_failures_total', { kind: 'refused' }),
+    };
+    // At least this run's: other traffic on the shared broker reaches this dmp-mqtt too (devices/#).
+    assert.ok(
+      after.rejected - before.rejected >= flood.length,
+      `${after.rejected - before.rejected} counted`,
+    );
+    assert.ok(after.deadLettered - before.deadLettered >= flood.length);
+    assert.equal(after.refused - before.refused, 0, 'RocketMQ refused no dead letter');
+    const perSend = (after.lettered - before.lettered) / (after.sends - before.sends);
+    console.log(
+      `edge e2e: flood: ${flood.length} refused messages in ${batches} RocketMQ messages; ` +
+        `${(after.lettered - before.lettered).toFixed(0)} dead letters in ${after.sends - before.sends} sends (${perSend.toFixed(1)} per send)`,
+    );
+    // How many share a send depends on how fast they arrive against a send's round trip: only "packed".
+    assert.ok(batches < flood.length, `${batches} RocketMQ messages for ${flood.length} dead letters`);
+
+    // Nothing left waiting, and healthy.
+    await waitFor('the dead-letter queue empty', async () => {
+      const waiting =
+        (await metric('dmp_mqtt_dead_letter_queued')) + (await metric('dmp_mqtt_dead_letter_in_flight'));
+      return waiting === 0;
+    });
+    for (const app of apps)
+      assert.equal((await fetch(`${app.baseUrl}/health`)).status, 200, `${app.name} is healthy`);
+    assert.ok(goodMs <= GOOD_WITHIN_MS + publishedMs);
   });
 });

@@ -126,6 +126,30 @@ export const edgeSection = z
     },
   }));
 
+/**
+ * The dead-letter path of refused messages (docs/devices.md, "Dead letters"): bounded concurrent sends,
+ * what waits meanwhile packed into batches (one RocketMQ message each).
+ */
+export const deadLetterSection = z
+  .object({
+    /** RocketMQ sends of dead letters in flight at once. */
+    DEAD_LETTER_MAX_CONCURRENT_SENDS: int(4, 1, 256),
+    /** Refused messages per RocketMQ message at most… */
+    DEAD_LETTER_PACK_MAX_MESSAGES: int(256, 1, 10_000),
+    /** …and bytes (payloads and properties; RocketMQ's default limit per message is 4 MiB). */
+    DEAD_LETTER_PACK_MAX_BYTES: int(1024 * 1024, 1024, 4 * 1024 * 1024 - 64 * 1024),
+    /** A send that failed transiently is retried after this, doubling… */
+    DEAD_LETTER_RETRY_BASE_MS: int(100, 1, 60_000),
+    /** …up to this, until it succeeds or the message's delivery ends (then the broker redelivers it). */
+    DEAD_LETTER_RETRY_MAX_BACKOFF_MS: int(5_000, 1, 600_000),
+  })
+  .transform((e) => ({
+    maxConcurrentSends: e.DEAD_LETTER_MAX_CONCURRENT_SENDS,
+    maxItems: e.DEAD_LETTER_PACK_MAX_MESSAGES,
+    maxBytes: e.DEAD_LETTER_PACK_MAX_BYTES,
+    retry: { baseMs: e.DEAD_LETTER_RETRY_BASE_MS, maxMs: e.DEAD_LETTER_RETRY_MAX_BACKOFF_MS },
+  }));
+
 export function loadMqttConfig(env?: Record<string, string | undefined>) {
   const config = loadConfig(
     {
@@ -137,6 +161,7 @@ export function loadMqttConfig(env?: Record<string, string | undefined>) {
       redis: redisSection,
       rocketmq: rocketmqSection,
       edge: edgeSection,
+      deadLetter: deadLetterSection,
     },
     env,
   );

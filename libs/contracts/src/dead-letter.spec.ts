@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  DEAD_LETTER_BATCH_FORMAT,
+  type DeadLetterEntry,
+  decodeDeadLetterBatch,
+  encodeDeadLetterBatch,
+  isDeadLetterBatch,
   deadLetterBody,
   deadLetterPayload,
   deadLetterPropertyValue,
@@ -28,6 +33,28 @@ describe('dead-letter helpers', () => {
     assert.ok(cut.endsWith('…'));
     assert.ok(Buffer.from(cut, 'utf8').toString('utf8') === cut, 'still valid UTF-16 → UTF-8');
     assert.doesNotMatch(cut, /[\ud800-\udbff](?![\udc00-\udfff])/);
+  });
+});
+
+describe('dead-letter batches', () => {
+  it('round-trips entries: properties and raw payloads, empty and binary ones included', () => {
+    const entries: DeadLetterEntry[] = [
+      {
+        properties: { dmp_error_code: 'DMP_ERR_UNKNOWN_DEVICE', dmp_device_id: 'd-1' },
+        payload: Buffer.from('{}'),
+      },
+      { properties: { dmp_error_code: 'DMP_ERR_MALFORMED_PAYLOAD' }, payload: Buffer.alloc(0) },
+      { properties: {}, payload: Buffer.from([0xff, 0x00, 0xfe]) },
+    ];
+    const decoded = decodeDeadLetterBatch(encodeDeadLetterBatch(entries));
+    assert.deepEqual(decoded, entries);
+    assert.ok(decoded.every((entry) => Buffer.isBuffer(entry.payload)));
+  });
+
+  it('is told apart by its format property, and a body that is not a batch throws', () => {
+    assert.equal(isDeadLetterBatch({ [DeadLetterProperty.format]: DEAD_LETTER_BATCH_FORMAT }), true);
+    assert.equal(isDeadLetterBatch({}), false);
+    assert.throws(() => decodeDeadLetterBatch(Buffer.from([0x0a, 0xff, 0xff, 0xff])));
   });
 });
 

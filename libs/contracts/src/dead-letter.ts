@@ -1,11 +1,19 @@
+import { join } from 'node:path';
+import protobuf from 'protobufjs';
+
 /**
  * Dead letters: messages DMP refused or could not process, kept with their raw payload on the RocketMQ
  * topic `dmp_dead_letter` (ROCKETMQ_TOPIC_DEAD_LETTER) for operators to inspect and replay.
  *
- * The message body is the original payload, byte for byte; everything else travels in user properties
- * with these names. dmp-mqtt (refused device messages) and @dmp/messaging's consumer server (messages a
- * handler could not process) both write them; dmp-data stores every dead letter in ClickHouse
- * (`dead_letters`).
+ * Two shapes on the topic:
+ * - **single** (@dmp/messaging's consumer server, for messages a handler could not process): the body is
+ *   the original payload, byte for byte; everything else travels in user properties with these names.
+ * - **batch** (dmp-mqtt, for refused device messages): `dmp_dead_letter_format` is
+ *   {@link DEAD_LETTER_BATCH_FORMAT} and the body a `DeadLetterBatch` (proto/dead_letter.proto) — each
+ *   entry the payload and the properties its single dead letter would have. One RocketMQ send per batch
+ *   instead of per refused message: a flood of bad input costs bytes, not round trips.
+ *
+ * dmp-data stores every dead letter — every entry of a batch — as one row of ClickHouse `dead_letters`.
  */
 export const DeadLetterProperty = {
   /** Stable DMP_ERR_* code of the refusal. */
@@ -33,6 +41,10 @@ export const DeadLetterProperty = {
   contentType: 'dmp_content_type',
   /** Length of the original payload in bytes: the body is longer only for an empty payload (see below). */
   payloadSize: 'dmp_payload_size',
+  /** {@link DEAD_LETTER_BATCH_FORMAT} on a batch; absent on a single dead letter. */
+  format: 'dmp_dead_letter_format',
+  /** Entries in a batch. */
+  count: 'dmp_dead_letter_count',
 } as const;
 export type DeadLetterPropertyName = (typeof DeadLetterProperty)[keyof typeof DeadLetterProperty];
 
@@ -82,4 +94,42 @@ export function deadLetterPropertyValue(value: string, max = MAX_DEAD_LETTER_PRO
   const code = escaped.charCodeAt(end - 1);
   if (code >= 0xd800 && code <= 0xdbff) end--;
   return `${escaped.slice(0, end)}…`;
+}
+
+/** `dmp_dead_letter_format` of a batch: its body is this protobuf message. */
+export const DEAD_LETTER_BATCH_FORMAT = 'dmp.deadletter.v1.DeadLetterBatch';
+
+/** Absolute path of the dead-letter `.proto`, shipped next to the compiled library. */
+export const DEAD_LETTER_PROTO_PATH = join(__dirname, 'proto', 'dead_letter.proto');
+
+/** One dead letter inside a batch: its own properties (as a single dead letter's) and its raw payload. */
+export interface DeadLetterEntry {
+  properties: Record<string, string>;
+  payload: Buffer;
+}
+
+let batchType: protobuf.Type | undefined;
+const deadLetterBatchType = () =>
+  (batchType ??= protobuf.loadSync(DEAD_LETTER_PROTO_PATH).lookupType(DEAD_LETTER_BATCH_FORMAT));
+
+/** The body of a batch (empty payloads need no filler here: protobuf keeps their length). */
+export function encodeDeadLetterBatch(entries: readonly DeadLetterEntry[]): Buffer {
+  const type = deadLetterBatchType();
+  return Buffer.from(type.encode(type.create({ entries })).finish());
+}
+
+/** Whether a dead letter's properties say it is a batch. */
+export const isDeadLetterBatch = (properties: Readonly<Record<string, string>>): boolean =>
+  properties[DeadLetterProperty.format] === DEAD_LETTER_BATCH_FORMAT;
+
+/** The entries of a batch body; throws when the body is not a `DeadLetterBatch`. */
+export function decodeDeadLetterBatch(body: Buffer): DeadLetterEntry[] {
+  const type = deadLetterBatchType();
+  const decoded = type.toObject(type.decode(body), { bytes: Buffer, defaults: true }) as {
+    entries: { properties: Record<string, string>; payload: Buffer }[];
+  };
+  return decoded.entries.map((entry) => ({
+    properties: entry.properties,
+    payload: Buffer.isBuffer(entry.payload) ? entry.payload : Buffer.from(entry.payload),
+  }));
 }

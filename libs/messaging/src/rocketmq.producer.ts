@@ -1,7 +1,7 @@
 import { DmpError } from '@dmp/contracts';
 import { injectTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
-import { context, SpanKind, trace } from '@opentelemetry/api';
+import { context, SpanKind, trace, type Link } from '@opentelemetry/api';
 import type { Producer } from 'rocketmq-client-nodejs';
 import { StartupSafeProducer } from './rocketmq.clients';
 import { isPermanentSendError, MessagingErrorCode, toSendError } from './rocketmq.errors';
@@ -41,6 +41,11 @@ export interface OutgoingMessage {
   tag?: string;
   /** User properties; `traceparent`/`tracestate` are set by `send`. */
   properties?: Record<string, string>;
+  /**
+   * Links of the send span, e.g. to each message a batch carries (the span's parent is the active
+   * context). Not sent.
+   */
+  links?: Link[];
 }
 
 export interface SendResult {
@@ -137,7 +142,7 @@ export class RocketMqProducer {
    * (retryable) when RocketMQ could not be reached, `DMP_ERR_ROCKETMQ_REJECTED` (not retryable)
    * when it refused the message itself, `DMP_ERR_ROCKETMQ_NOT_READY` before `start()`.
    */
-  async send(message: OutgoingMessage): Promise<SendResult> {
+  async send({ links, ...message }: OutgoingMessage): Promise<SendResult> {
     const { topic } = message;
     if (!this.ready)
       throw new DmpError(
@@ -163,6 +168,7 @@ export class RocketMqProducer {
           ...(message.keys?.length ? { [ATTR.messageKeys]: message.keys } : {}),
           ...serverAttributes(this.options.endpoints),
         },
+        ...(links?.length ? { links } : {}),
       },
       context.active(),
     );

@@ -1,7 +1,8 @@
+import { DEAD_LETTER_BATCH_FORMAT, encodeDeadLetterBatch } from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { toDeadLetterRow } from './dead-letter-row';
+import { toDeadLetterRow, toDeadLetterRows } from './dead-letter-row';
 
 const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
@@ -94,5 +95,65 @@ describe('toDeadLetterRow', () => {
     assert.equal(row.device_id, 'dev-9');
     assert.equal(row.source_message_id, 'AB12');
     assert.equal(row.received_at_ms, 1_700_000_005_000, 'born timestamp when the source time is unknown');
+  });
+
+  it("maps each entry of dmp-mqtt's batch to a row of its own, id <RocketMQ id>.<index>", () => {
+    const other = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const body = encodeDeadLetterBatch([
+      {
+        properties: {
+          dmp_error_code: 'DMP_ERR_UNKNOWN_DEVICE',
+          dmp_source: 'dmp-mqtt',
+          dmp_source_topic: 'devices/u-1/telemetry',
+          dmp_device_id: 'u-1',
+          dmp_received_at: '1700000000001',
+          dmp_payload_size: '2',
+          traceparent: other,
+        },
+        payload: Buffer.from('{}'),
+      },
+      {
+        properties: { dmp_error_code: 'DMP_ERR_UNKNOWN_DEVICE', dmp_device_id: 'u-2', dmp_payload_size: '0' },
+        payload: Buffer.alloc(0),
+      },
+    ]);
+    const rows = toDeadLetterRows(
+      message({
+        body,
+        properties: {
+          dmp_dead_letter_format: DEAD_LETTER_BATCH_FORMAT,
+          dmp_dead_letter_count: '2',
+          traceparent,
+        },
+      }),
+      1_700_000_010_000,
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.message_id, r.device_id, r.error_code, r.payload_text, r.payload_size, r.trace_id]),
+      [
+        ['01ABCDEF.0', 'u-1', 'DMP_ERR_UNKNOWN_DEVICE', '{}', 2, '0af7651916cd43dd8448eb211c80319c'],
+        ['01ABCDEF.1', 'u-2', 'DMP_ERR_UNKNOWN_DEVICE', '', 0, '4bf92f3577b34da6a3ce929d0e0e4736'],
+      ],
+    );
+    assert.equal(rows[0].received_at_ms, 1_700_000_000_001);
+    assert.equal(rows[1].received_at_ms, 1_700_000_005_000, 'born timestamp when the entry has no time');
+    assert.equal(rows[0].source_topic, 'devices/u-1/telemetry');
+  });
+
+  it('stores a batch it cannot decode as one row that says so', () => {
+    const rows = toDeadLetterRows(
+      message({
+        body: Buffer.from([0x0a, 0xff, 0xff, 0xff]),
+        properties: { dmp_dead_letter_format: DEAD_LETTER_BATCH_FORMAT, dmp_error_code: 'DMP_ERR_X' },
+      }),
+    );
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].message_id, '01ABCDEF');
+    assert.match(rows[0].error_message, /undecodable dead-letter batch/);
+    assert.equal(rows[0].payload, Buffer.from([0x0a, 0xff, 0xff, 0xff]).toString('base64'));
+  });
+
+  it('maps a single dead letter to one row', () => {
+    assert.equal(toDeadLetterRows(message({})).length, 1);
   });
 });

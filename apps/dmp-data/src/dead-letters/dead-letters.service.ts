@@ -1,12 +1,12 @@
 import type { RocketMqMessage } from '@dmp/messaging';
 import { linkTo, MetricsRegistry } from '@dmp/observability';
 import type { Counter } from 'prom-client';
-import { toDeadLetterRow } from './dead-letter-row';
+import { toDeadLetterRows } from './dead-letter-row';
 import type { DeadLetterWriter } from './dead-letter.writer';
 
 /**
- * Handles one dead letter: stores it in `dead_letters` and resolves once it is there (the consumer then
- * acks). Any dead letter is storable — the row mapping tolerates missing properties and any payload — so
+ * Handles one dead letter — or batch of them (dmp-mqtt packs refused device messages) — stores each in
+ * `dead_letters` and resolves once all are there (the consumer then acks). Any dead letter is storable — the row mapping tolerates missing properties and any payload — so
  * failures are ClickHouse's (retried, then redelivered).
  */
 export class DeadLettersService {
@@ -24,11 +24,12 @@ export class DeadLettersService {
   }
 
   async handle(message: RocketMqMessage): Promise<void> {
-    const row = toDeadLetterRow(message);
-    await this.writer.store(
-      row,
-      linkTo({ traceparent: message.properties.traceparent, tracestate: message.properties.tracestate }),
-    );
-    this.stored.inc({ source: row.source, code: row.error_code });
+    const rows = toDeadLetterRows(message);
+    const link = linkTo({
+      traceparent: message.properties.traceparent,
+      tracestate: message.properties.tracestate,
+    });
+    await Promise.all(rows.map((row) => this.writer.store(row, link)));
+    for (const row of rows) this.stored.inc({ source: row.source, code: row.error_code });
   }
 }

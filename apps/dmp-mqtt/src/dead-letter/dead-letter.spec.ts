@@ -1,7 +1,12 @@
-import { DeadLetterProperty, deadLetterPayload, RejectCode } from '@dmp/contracts';
+import {
+  DEAD_LETTER_BATCH_FORMAT,
+  DeadLetterProperty,
+  decodeDeadLetterBatch,
+  RejectCode,
+} from '@dmp/contracts';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { toDeadLetter, type RefusedMessage } from './dead-letter';
+import { toDeadLetterBatch, toPackedDeadLetter, type RefusedMessage } from './dead-letter';
 
 const refused: RefusedMessage = {
   payload: Buffer.from('{"messageId":'),
@@ -14,16 +19,15 @@ const refused: RefusedMessage = {
   detail: 'not JSON: Unexpected end of JSON input',
   instance: 'dmp-mqtt-host-1',
 };
+const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
-describe('toDeadLetter', () => {
-  it('keeps the raw payload as the body, the reason and context as properties, code as tag, ids as keys', () => {
-    const letter = toDeadLetter('dmp_dead_letter', refused);
-    assert.equal(letter.topic, 'dmp_dead_letter');
-    assert.deepEqual(letter.body, refused.payload);
-    assert.equal(letter.tag, RejectCode.MalformedPayload);
-    assert.deepEqual(letter.keys, ['dev-1', 'm-1']);
-    assert.equal(letter.messageGroup, undefined, 'NORMAL topic: no message group');
-    assert.deepEqual(letter.properties, {
+describe('toPackedDeadLetter', () => {
+  it("keeps the raw payload, the reason and context as properties, the message's trace context", () => {
+    const packed = toPackedDeadLetter(refused, traceparent);
+    assert.equal(packed.code, RejectCode.MalformedPayload);
+    assert.equal(packed.deviceId, 'dev-1');
+    assert.deepEqual(packed.entry.payload, refused.payload);
+    assert.deepEqual(packed.entry.properties, {
       [DeadLetterProperty.errorCode]: RejectCode.MalformedPayload,
       [DeadLetterProperty.errorMessage]: 'not JSON: Unexpected end of JSON input',
       [DeadLetterProperty.source]: 'dmp-mqtt',
@@ -34,17 +38,13 @@ describe('toDeadLetter', () => {
       [DeadLetterProperty.payloadSize]: String(refused.payload.length),
       [DeadLetterProperty.deviceId]: 'dev-1',
       [DeadLetterProperty.sourceMessageId]: 'm-1',
+      traceparent,
     });
+    assert.ok(packed.size > refused.payload.length + 200, `${packed.size} bytes counted`);
   });
 
-  it('sends an empty payload as one filler byte that reads back as empty', () => {
-    const letter = toDeadLetter('dlq', { ...refused, payload: Buffer.alloc(0) });
-    assert.equal(letter.body.length, 1);
-    assert.equal(deadLetterPayload(letter.body, letter.properties!).length, 0);
-  });
-
-  it('makes device-controlled text safe for RocketMQ properties and keys', () => {
-    const letter = toDeadLetter('dlq', {
+  it('makes device-controlled text safe for properties', () => {
+    const packed = toPackedDeadLetter({
       ...refused,
       topic: `devices/a\u0001b/tele\u0000metry${'x'.repeat(5_000)}`,
       deviceId: undefined,
@@ -52,15 +52,55 @@ describe('toDeadLetter', () => {
       detail: 'metrics.\u0002: invalid metric name',
       code: 'DMP_ERR_SOMETHING ELSE',
     });
-    const props = letter.properties!;
+    const props = packed.entry.properties;
     // eslint-disable-next-line no-control-regex
     for (const value of Object.values(props)) assert.doesNotMatch(value, /[\u0000-\u001f\u007f-\u009f]/);
     assert.ok(props[DeadLetterProperty.sourceTopic].startsWith('devices/a\\u0001b/tele\\u0000metry'));
     assert.ok(props[DeadLetterProperty.sourceTopic].length <= 1024);
     assert.equal(props[DeadLetterProperty.sourceMessageId], undefined, 'an invalid message id is not kept');
     assert.equal(props[DeadLetterProperty.deviceId], undefined);
-    assert.equal(letter.keys, undefined);
-    assert.equal(letter.tag, 'DMP_ERR_REJECTED');
-    assert.equal(props[DeadLetterProperty.errorCode], 'DMP_ERR_SOMETHING ELSE');
+    assert.equal(props.traceparent, undefined);
+    assert.equal(packed.deviceId, undefined);
+  });
+});
+
+describe('toDeadLetterBatch', () => {
+  it('packs entries into one message: batch format, code as tag and property, devices as keys', () => {
+    const letters = [
+      toPackedDeadLetter({ ...refused, code: RejectCode.UnknownDevice, deviceId: 'u-1' }),
+      toPackedDeadLetter({
+        ...refused,
+        code: RejectCode.UnknownDevice,
+        deviceId: 'u-2',
+        payload: Buffer.alloc(0),
+      }),
+      toPackedDeadLetter({ ...refused, code: RejectCode.UnknownDevice, deviceId: 'u-1' }),
+    ];
+    const message = toDeadLetterBatch('dmp_dead_letter', 'dmp-mqtt-host-1', letters);
+    assert.equal(message.topic, 'dmp_dead_letter');
+    assert.equal(message.tag, RejectCode.UnknownDevice);
+    assert.deepEqual(message.keys, ['u-1', 'u-2']);
+    assert.equal(message.messageGroup, undefined, 'NORMAL topic: no message group');
+    assert.deepEqual(message.properties, {
+      [DeadLetterProperty.format]: DEAD_LETTER_BATCH_FORMAT,
+      [DeadLetterProperty.count]: '3',
+      [DeadLetterProperty.errorCode]: RejectCode.UnknownDevice,
+      [DeadLetterProperty.source]: 'dmp-mqtt',
+      [DeadLetterProperty.sourceInstance]: 'dmp-mqtt-host-1',
+    });
+    assert.deepEqual(
+      decodeDeadLetterBatch(message.body),
+      letters.map((l) => l.entry),
+    );
+  });
+
+  it('gives a code that is not a plain code a generic tag, and caps the keys', () => {
+    const letters = Array.from({ length: 40 }, (_, i) =>
+      toPackedDeadLetter({ ...refused, code: 'DMP_ERR_SOMETHING ELSE', deviceId: `d-${i}` }),
+    );
+    const message = toDeadLetterBatch('dlq', 'i', letters);
+    assert.equal(message.tag, 'DMP_ERR_REJECTED');
+    assert.equal(message.properties![DeadLetterProperty.errorCode], 'DMP_ERR_SOMETHING ELSE');
+    assert.equal(message.keys!.length, 32);
   });
 });

@@ -1,9 +1,11 @@
 import {
+  DEAD_LETTER_BATCH_FORMAT,
   DEAD_LETTER_SOURCE_MQTT,
   DeadLetterProperty,
-  deadLetterBody,
   deadLetterPropertyValue,
+  encodeDeadLetterBatch,
   MESSAGE_ID_PATTERN,
+  type DeadLetterEntry,
 } from '@dmp/contracts';
 import type { OutgoingMessage } from '@dmp/messaging';
 
@@ -26,14 +28,23 @@ export interface RefusedMessage {
   instance: string;
 }
 
+/** A refused message on its way to the dead-letter topic: its batch entry and what the batch needs. */
+export interface PackedDeadLetter {
+  /** The reason code: one batch carries one code (its tag). */
+  code: string;
+  deviceId?: string;
+  entry: DeadLetterEntry;
+  /** Bytes it adds to a batch, roughly (payload and properties). */
+  size: number;
+}
+
 /**
- * The RocketMQ message for a refused device message: the raw payload as the body, the reason and the
- * context as properties (names in @dmp/contracts `DeadLetterProperty`, the same the RocketMQ consumer
- * uses for its own dead letters), the reason code also as the tag (consumers can filter on it), and the
- * device and message ids as keys (RocketMQ's key lookup finds them). Property values are made safe for
- * RocketMQ (no control characters, bounded length): topics and error details come from devices.
+ * A refused message as an entry of a dead-letter batch: the raw payload, and as properties the reason
+ * and the context (names in @dmp/contracts `DeadLetterProperty`, the same a single dead letter of the
+ * RocketMQ consumer carries) plus the message's own `traceparent`. Property values are made safe
+ * (no control characters, bounded length): topics and error details come from devices.
  */
-export function toDeadLetter(topic: string, refused: RefusedMessage): OutgoingMessage {
+export function toPackedDeadLetter(refused: RefusedMessage, traceparent?: string): PackedDeadLetter {
   const value = (text: string) => deadLetterPropertyValue(text);
   const properties: Record<string, string> = {
     [DeadLetterProperty.errorCode]: value(refused.code),
@@ -46,20 +57,50 @@ export function toDeadLetter(topic: string, refused: RefusedMessage): OutgoingMe
     [DeadLetterProperty.payloadSize]: String(refused.payload.length),
   };
   if (refused.deviceId) properties[DeadLetterProperty.deviceId] = refused.deviceId;
-  const messageId =
-    refused.messageId !== undefined && MESSAGE_ID_PATTERN.test(refused.messageId)
-      ? refused.messageId
-      : undefined;
-  if (messageId) properties[DeadLetterProperty.sourceMessageId] = messageId;
-  const keys = [refused.deviceId, messageId].filter((key): key is string => key !== undefined);
+  if (refused.messageId !== undefined && MESSAGE_ID_PATTERN.test(refused.messageId))
+    properties[DeadLetterProperty.sourceMessageId] = refused.messageId;
+  if (traceparent) properties.traceparent = traceparent;
+  let size = refused.payload.length + ENTRY_OVERHEAD;
+  for (const [name, text] of Object.entries(properties)) size += name.length + Buffer.byteLength(text);
   return {
-    topic,
-    body: deadLetterBody(refused.payload),
-    tag: TAG_PATTERN.test(refused.code) ? refused.code : 'DMP_ERR_REJECTED',
-    ...(keys.length > 0 ? { keys } : {}),
-    properties,
+    code: refused.code,
+    ...(refused.deviceId ? { deviceId: refused.deviceId } : {}),
+    entry: { properties, payload: refused.payload },
+    size,
   };
 }
+
+/**
+ * The RocketMQ message of a batch of refused messages, all with the same reason code: the entries as a
+ * `DeadLetterBatch` body, the code as the tag (consumers can filter on it) and as `dmp_error_code`, the
+ * devices as keys (RocketMQ's key lookup finds a device's batches; at most {@link MAX_KEYS}).
+ */
+export function toDeadLetterBatch(
+  topic: string,
+  instance: string,
+  letters: readonly PackedDeadLetter[],
+): OutgoingMessage {
+  const code = letters[0]?.code ?? 'DMP_ERR_REJECTED';
+  const keys = [...new Set(letters.flatMap((l) => (l.deviceId ? [l.deviceId] : [])))].slice(0, MAX_KEYS);
+  return {
+    topic,
+    body: encodeDeadLetterBatch(letters.map((l) => l.entry)),
+    tag: TAG_PATTERN.test(code) ? code : 'DMP_ERR_REJECTED',
+    ...(keys.length > 0 ? { keys } : {}),
+    properties: {
+      [DeadLetterProperty.format]: DEAD_LETTER_BATCH_FORMAT,
+      [DeadLetterProperty.count]: String(letters.length),
+      [DeadLetterProperty.errorCode]: deadLetterPropertyValue(code),
+      [DeadLetterProperty.source]: DEAD_LETTER_SOURCE_MQTT,
+      [DeadLetterProperty.sourceInstance]: deadLetterPropertyValue(instance),
+    },
+  };
+}
+
+/** Protobuf framing of an entry and its map entries, generously. */
+const ENTRY_OVERHEAD = 64;
+/** RocketMQ keys travel in one property (16 KiB for all properties): device ids are ≤ 64 characters. */
+const MAX_KEYS = 32;
 
 /** Tags are plain codes; anything else (a code from elsewhere) gets a generic tag, the code stays a property. */
 const TAG_PATTERN = /^[A-Z0-9_]{1,64}$/;

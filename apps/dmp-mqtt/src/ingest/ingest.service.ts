@@ -1,6 +1,6 @@
 import { DmpError, RejectCode, type DeviceTopic, type TelemetryKind } from '@dmp/contracts';
 import type { TraceCarrier } from '@dmp/observability';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { context } from '@opentelemetry/api';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +27,7 @@ import {
 } from '../transport/mqtt-message';
 import { IngestMetrics } from './ingest.metrics';
 import { MessageTracing, traceCarrierOf, type MessageSpans } from './message-tracing';
+import { RejectionLogLimiter } from './rejection-log';
 
 /** PUBACK reason code telling the broker (and its logs) why a message was refused; it is acknowledged either way. */
 const PUBACK_FOR_REJECTION: Partial<Record<string, PubackReason>> = {
@@ -42,6 +43,9 @@ const PUBACK_FOR_REJECTION: Partial<Record<string, PubackReason>> = {
 
 /** Rejections that are routine under load: logged at debug, not warn (they are counted and dead-lettered). */
 const QUIET_REJECTIONS = new Set<string>([RejectCode.RateLimited, RejectCode.Duplicate]);
+
+/** Refusals logged one by one per reason code and window; the rest of a flood in one line per window. */
+const REJECTION_LOG = { linesPerWindow: 20, windowMs: 10_000 };
 
 const REGISTRY_RETRY_BASE_MS = 100;
 const REGISTRY_RETRY_MAX_MS = 2_000;
@@ -60,13 +64,15 @@ const REGISTRY_RETRY_MAX_MS = 2_000;
  * refused message goes through {@link IngestService.reject}: sent with its raw payload to the dead-letter
  * topic, then counted by reason and acknowledged. Nothing refused is acknowledged before its dead letter
  * is stored; what cannot be decided yet (registry unreachable, dead-letter topic unreachable) waits, and
- * is redelivered by the broker if its delivery ends first.
+ * is redelivered by the broker if its delivery ends first. The log keeps the first refusals of each reason
+ * per window and sums up the rest (a flood of bad input must not flood the log too).
  */
 @Injectable()
-export class IngestService {
+export class IngestService implements OnApplicationShutdown {
   private readonly decoder: DeviceMessageDecoder;
   private readonly registryRequired: boolean;
   private readonly rateLimiter: DeviceRateLimiter;
+  private readonly rejectionLog: RejectionLogLimiter;
 
   constructor(
     @Inject(MQTT_APP_CONFIG) config: MqttAppConfig,
@@ -83,6 +89,19 @@ export class IngestService {
     this.rateLimiter = new DeviceRateLimiter(config.edge.rateLimit, config.edge.registry.cacheMaxEntries);
     if (!this.registryRequired)
       this.logger.warn('DEVICE_REGISTRY_REQUIRED=false: messages of unregistered devices are accepted');
+    this.rejectionLog = new RejectionLogLimiter(REJECTION_LOG, (s) =>
+      this.logger.warn(
+        { reason: s.reason, suppressed: s.count, devices: s.devices, sample: s.sample },
+        `${s.count} more ${s.reason} refusals in ${s.windowMs / 1000} s from ${s.devices}${s.devices >= 1_000 ? '+' : ''} ` +
+          `device(s), e.g. ${s.sample.join(', ')} (logged one by one up to ${REJECTION_LOG.linesPerWindow} per ` +
+          `window; all counted in dmp_mqtt_rejected_total and dead-lettered)`,
+      ),
+    );
+  }
+
+  /** The summary of refusals not logged yet. */
+  onApplicationShutdown(): void {
+    this.rejectionLog.flush(true);
   }
 
   async handle(message: MqttMessage, ctx: MqttContext): Promise<MqttSettlement> {
@@ -282,7 +301,7 @@ export class IngestService {
       };
       const text = `device message rejected: ${rejection.detail}`;
       if (QUIET_REJECTIONS.has(reason)) this.logger.debug(fields, text);
-      else this.logger.warn(fields, text);
+      else if (this.rejectionLog.admit(reason, topic?.deviceId)) this.logger.warn(fields, text);
     });
     return ackWith(PUBACK_FOR_REJECTION[reason] ?? PubackReason.ImplementationSpecificError);
   }

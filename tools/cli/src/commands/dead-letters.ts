@@ -193,7 +193,10 @@ export function registerDeadLettersCommand(program: Command): void {
   deadLetters
     .command('replay')
     .description('publish the raw payload again on its original MQTT topic, with the MQTT service account')
-    .option('--id <id>', 'the dead letter with this id (the RocketMQ message id, as listed)')
+    .option(
+      '--id <id>',
+      'the dead letter with this id, as listed (the RocketMQ message id; <id>.<n> for the n-th of a batch)',
+    )
     .option('--code <code>', 'dead letters with this DMP_ERR_* code')
     .option('--device <deviceId>', 'only this device')
     .option('--since <when>', 'only since: 30s, 10m, 2h, 7d or an ISO time', (v) => parseSince(v))
