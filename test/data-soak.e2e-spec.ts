@@ -7,7 +7,16 @@
 import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
-import { REPO_ROOT, silentNestLogger, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import {
+  readMinuteAggregates,
+  recomputedFromRaw,
+  REPO_ROOT,
+  silentNestLogger,
+  stack,
+  startApp,
+  waitFor,
+  type RunningApp,
+} from '@dmp/testing';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,18 +40,6 @@ const SEND_INTERVAL_MS = 250;
 const LOAD_MS = 75_000;
 /** One message in this many is sent twice, as a producer retry would. */
 const DUPLICATE_EVERY = 20;
-
-interface Aggregate {
-  device_id: string;
-  metric: string;
-  minute: number;
-  samples: number;
-  value_sum: number;
-  value_min: number;
-  value_max: number;
-  value_first: number;
-  value_last: number;
-}
 
 describe('dmp-data through crashes and broker restarts', () => {
   // DROP DATABASE waits for running merges: more than the default 30 s on a busy 2-core machine.
@@ -177,26 +174,7 @@ describe('dmp-data through crashes and broker restarts', () => {
       'no sent message is missing',
     );
 
-    const aggregates = async (table: string) =>
-      (
-        await repository.query<Record<keyof Aggregate, string | number>>(
-          `SELECT device_id, metric, toUInt32(minute) AS minute, samples, value_sum, value_min, value_max,
-                  value_first, value_last
-           FROM ${table} WHERE ${inDevices} ORDER BY device_id, metric, minute`,
-        )
-      ).map((r) => ({
-        ...r,
-        minute: Number(r.minute),
-        samples: Number(r.samples),
-        value_sum: Math.round(Number(r.value_sum) * 1e6) / 1e6,
-      }));
-    const recomputed = await aggregates(
-      `(SELECT device_id, metric, toStartOfMinute(ts) AS minute, count() AS samples, sum(value) AS value_sum,
-               min(value) AS value_min, max(value) AS value_max,
-               argMin(value, (ts_ms, message_id)) AS value_first, argMax(value, (ts_ms, message_id)) AS value_last
-        FROM telemetry_raw FINAL ARRAY JOIN metric_names AS metric, metric_values AS value
-        WHERE ${inDevices} GROUP BY device_id, metric, minute)`,
-    );
+    const recomputed = await readMinuteAggregates(repository, recomputedFromRaw(inDevices), inDevices);
     assert.deepEqual(
       new Set(recomputed.map((r) => r.device_id)),
       new Set(devices),
@@ -206,7 +184,8 @@ describe('dmp-data through crashes and broker restarts', () => {
     await waitFor(
       () => `telemetry_1m equal to its recomputation (${latest.length} of ${recomputed.length} minutes)`,
       async () =>
-        JSON.stringify((latest = await aggregates('telemetry_1m FINAL'))) === JSON.stringify(recomputed),
+        JSON.stringify((latest = await readMinuteAggregates(repository, 'telemetry_1m FINAL', inDevices))) ===
+        JSON.stringify(recomputed),
       { timeoutMs: 60_000, intervalMs: 1_000 },
     );
   }

@@ -29,6 +29,11 @@ import {
   waitFor,
   within,
   type RunningApp,
+  byMinuteKey,
+  readMinuteAggregates,
+  recomputedFromRaw,
+  roundedSum,
+  type MinuteAggregate,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -102,18 +107,6 @@ function telemetry(deviceId: string, i: number, base: number, metrics: Metrics):
   };
 }
 
-interface MinuteAggregate {
-  device_id: string;
-  metric: string;
-  minute: number;
-  samples: number;
-  value_sum: number;
-  value_min: number;
-  value_max: number;
-  value_first: number;
-  value_last: number;
-}
-
 /** What telemetry_1m must hold for these (distinct) messages: numeric and boolean metrics per minute. */
 function expectedAggregates(messages: NormalizedTelemetry[]): MinuteAggregate[] {
   const groups = new Map<string, { m: NormalizedTelemetry; value: number }[]>();
@@ -142,7 +135,8 @@ function expectedAggregates(messages: NormalizedTelemetry[]): MinuteAggregate[] 
         value_last: values.at(-1)!,
       };
     })
-    .sort((a, b) => (a.device_id + a.metric + a.minute < b.device_id + b.metric + b.minute ? -1 : 1));
+    .map(roundedSum)
+    .sort(byMinuteKey);
 }
 
 describe('dmp-data', () => {
@@ -195,30 +189,13 @@ describe('dmp-data', () => {
   }
 
   /** telemetry_1m (FINAL) rows of these devices, in expectedAggregates' order. */
-  const aggregates = async (devices: Iterable<string>, table = 'telemetry_1m FINAL') => {
-    const rows = await repository.query<Record<string, string | number>>(
-      `SELECT device_id, metric, toUInt32(minute) AS minute, samples, value_sum, value_min, value_max, value_first, value_last
-       FROM ${table} WHERE device_id IN (${stringList(devices)})`,
-    );
-    return rows
-      .map(
-        (r) => ({ ...r, minute: Number(r.minute), samples: Number(r.samples) }) as unknown as MinuteAggregate,
-      )
-      .map((r) => ({ ...r, value_sum: Math.round(r.value_sum * 1e9) / 1e9 }))
-      .sort((a, b) => (a.device_id + a.metric + a.minute < b.device_id + b.metric + b.minute ? -1 : 1));
+  const aggregates = (devices: Iterable<string>) =>
+    readMinuteAggregates(repository, 'telemetry_1m FINAL', `device_id IN (${stringList(devices)})`);
+  /** The same aggregates computed straight from deduplicated raw rows. */
+  const fromRaw = (devices: Iterable<string>) => {
+    const where = `device_id IN (${stringList(devices)})`;
+    return readMinuteAggregates(repository, recomputedFromRaw(where), where);
   };
-  /** The same aggregates computed straight from deduplicated raw rows, as an analyst would. */
-  const fromRaw = (devices: Iterable<string>) =>
-    aggregates(
-      devices,
-      `(SELECT device_id, metric, toStartOfMinute(ts) AS minute, count() AS samples, sum(value) AS value_sum,
-                min(value) AS value_min, max(value) AS value_max,
-                argMin(value, (ts_ms, message_id)) AS value_first, argMax(value, (ts_ms, message_id)) AS value_last
-         FROM telemetry_raw FINAL ARRAY JOIN metric_names AS metric, metric_values AS value
-         WHERE device_id IN (${stringList(devices)}) GROUP BY device_id, metric, minute)`,
-    );
-  const rounded = (list: MinuteAggregate[]) =>
-    list.map((r) => ({ ...r, value_sum: Math.round(r.value_sum * 1e9) / 1e9 }));
   let storedDevices: string[] = [];
   let storedMessages: NormalizedTelemetry[] = [];
 
@@ -455,7 +432,7 @@ describe('dmp-data', () => {
 
   it('keeps telemetry_1m equal to a recomputation from deduplicated raw data, through duplicates and late data', async () => {
     assert.ok(app && storedDevices.length > 0, 'the messages of the previous test are stored');
-    const expected = rounded(expectedAggregates(storedMessages));
+    const expected = expectedAggregates(storedMessages);
     await waitFor(
       'telemetry_1m for the stored messages',
       async () => JSON.stringify(await aggregates(storedDevices)) === JSON.stringify(expected),
@@ -472,7 +449,7 @@ describe('dmp-data', () => {
       metrics: { temp: -40, on: false },
     };
     await sendAll([late, storedMessages[0], storedMessages[2]]);
-    const after = rounded(expectedAggregates([...storedMessages, late]));
+    const after = expectedAggregates([...storedMessages, late]);
     assert.notDeepEqual(after, expected);
     await waitFor(
       'telemetry_1m recomputed with the late message',
@@ -680,7 +657,7 @@ describe('dmp-data', () => {
     assert.deepEqual(await aggregates(devices), []);
 
     app = await startApp('dmp-data', appEnv, { label: `dmp-data-e2e-${run}-4` });
-    const expected = rounded(expectedAggregates(messages));
+    const expected = expectedAggregates(messages);
     await waitFor(
       'telemetry_1m computed after the restart',
       async () => JSON.stringify(await aggregates(devices)) === JSON.stringify(expected),

@@ -90,7 +90,11 @@ export async function readMetric(
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  return metricSum(await (await fetch(`${baseUrl}/metrics`)).text(), name, labels);
+}
+
+/** Sum of one metric's samples (all label sets containing `labels`) in a Prometheus text exposition. */
+export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue;

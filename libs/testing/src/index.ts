@@ -2,3 +2,4 @@ export * from './wait';
 export * from './app-process';
 export * from './stack';
 export * from './quiet';
+export * from './minute-aggregates';

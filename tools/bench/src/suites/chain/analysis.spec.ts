@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { metricSum } from '@dmp/testing';
 import {
   cpuPercent,
   hopRates,
-  metricSum,
   fleetMix,
   headline,
   judgeStep,

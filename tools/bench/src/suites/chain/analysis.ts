@@ -203,19 +203,6 @@ export function headline(steps: readonly { target: number; verdict: StepVerdict 
   };
 }
 
-/** Sum of one metric's samples (all label sets containing `labels`) in a Prometheus text exposition. */
-export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const labelText = match[2] ?? '';
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) sum += Number(match[3]);
-  }
-  return sum;
-}
-
 /** Per-second rate of each counter in `hops` over the measured window (slope, like the backlog). */
 export function hopRates(
   samples: readonly (StepSample & { hops?: Record<string, number> })[],

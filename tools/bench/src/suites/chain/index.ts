@@ -1,4 +1,4 @@
-import { freePort, stack, startApp, type RunningApp } from '@dmp/testing';
+import { freePort, metricSum, stack, startApp, type RunningApp } from '@dmp/testing';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,7 +15,6 @@ import {
   headline,
   hopRates,
   judgeStep,
-  metricSum,
   stepPlan,
   summarizeLatencies,
   type LatencySummary,
