@@ -106,6 +106,14 @@ running_pid() {
   fi
 }
 
+# started_alive NAME: the process start_proc launched is still alive. Used while it starts up: until the
+# forked shell has exec'd the program, its command line does not match proc_pattern yet.
+started_alive() {
+  local pid
+  pid="$(cat "$(pid_file "$1")" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
 # start_proc NAME CMD...: start detached (own session), stdout/stderr to the log, pid to the pid file
 start_proc() {
   local name="$1"; shift
@@ -141,7 +149,7 @@ wait_healthy() {
   local deadline=$((SECONDS + timeout))
   while true; do
     if "$@" >/dev/null 2>&1; then return 0; fi
-    if [[ -z "$(running_pid "$name")" ]]; then
+    if ! started_alive "$name"; then
       printf '[stack] ERROR: %s exited during startup\n' "$name" >&2
       show_log_tail "$name"; exit 1
     fi
