@@ -3,17 +3,19 @@
  * → RocketMQ → dmp-data → ClickHouse, with one OpenTelemetry trace per message in Jaeger.
  */
 import { createClient } from '@clickhouse/client';
-import { normalizedTelemetrySchema } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import {
   freePort,
   getJaegerTrace,
+  inQueueOrder,
+  receivedTelemetry,
   servicesOf,
   silentClientLogger,
   stack,
   startApp,
   waitFor,
+  type ReceivedTelemetry,
   type RunningApp,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
@@ -29,20 +31,12 @@ const ours = `WHERE device_id LIKE 'chain-${run}-%'`;
 const MESSAGES = 10_000;
 const adminToken = `chain-${run}-admin`;
 
-/** Other tests share these topics, some with deliberately malformed bodies: skip what isn't ours. */
-function parseTelemetry(body: Buffer) {
-  try {
-    return normalizedTelemetrySchema.safeParse(JSON.parse(body.toString())).data;
-  } catch {
-    return undefined;
-  }
-}
-
 describe('the chain, end to end', () => {
   const apps: RunningApp[] = [];
   const clickhouse = createClient({ url: stack.clickhouse.url, database: 'default' });
   // Reads what dmp-kernel produced through a group of its own. Order is checked from the queue offsets
-  // afterwards (a device's messages all sit in one queue), so the receives may run concurrently.
+  // and pack positions afterwards (a device's messages all sit in one queue), so the receives may run
+  // concurrently.
   const telemetryTopics = [stack.rocketmq.topics.event, stack.rocketmq.topics.snapshot];
   const observer = new MultiTopicSimpleConsumer({
     endpoints: stack.rocketmq.endpoints,
@@ -153,28 +147,45 @@ describe('the chain, end to end', () => {
     assert.equal(new Set(sent.map((m) => m.deviceId)).size, DEVICES);
 
     // Per-device order at RocketMQ: in each topic, a device's messages follow its seq in queue order.
-    const offsetsAndSeqs = new Map<string, [offset: number, seq: number][]>();
-    let observed = 0;
+    // Other tests share these topics, some with deliberately malformed bodies: skip what isn't ours.
+    const perDevice = new Map<string, ReceivedTelemetry[]>();
+    const observed = new Set<string>();
+    let packs = 0;
     const deadline = Date.now() + 120_000;
     await observe(
       (message) => {
-        const body = parseTelemetry(message.body);
-        if (!body?.deviceId.startsWith(`chain-${run}`)) return;
-        observed++;
-        const key = `${message.topic} ${body.deviceId}`;
-        const list = offsetsAndSeqs.get(key) ?? [];
-        list.push([Number(message.offset), body.seq ?? -1]);
-        offsetsAndSeqs.set(key, list);
+        const mine = receivedTelemetry(message).filter((r) =>
+          r.telemetry.deviceId.startsWith(`chain-${run}`),
+        );
+        if (mine.length > 0) packs++;
+        for (const received of mine) {
+          observed.add(received.telemetry.messageId);
+          const key = `${message.topic} ${received.telemetry.deviceId}`;
+          perDevice.set(key, [...(perDevice.get(key) ?? []), received]);
+        }
       },
-      { done: () => observed >= MESSAGES || Date.now() > deadline },
+      { done: () => observed.size >= MESSAGES || Date.now() > deadline },
     );
-    assert.equal(observed, MESSAGES, 'RocketMQ holds every message (within 2 minutes)');
-    const outOfOrder = [...offsetsAndSeqs].flatMap(([key, list]) =>
-      list
-        .sort(([a], [b]) => a - b)
-        .filter(([, seq], i) => i > 0 && seq <= list[i - 1][1])
-        .map(([offset, seq]) => `${key}: seq ${seq} at offset ${offset}`),
-    );
+    assert.equal(observed.size, MESSAGES, 'RocketMQ holds every message (within 2 minutes)');
+    assert.ok(packs < MESSAGES, `device messages travel packed (${packs} RocketMQ messages)`);
+    // At least once: a message redelivered (e.g. after dmp-mqtt's MQTT session reconnected) may repeat;
+    // a repeat is no reordering. Every first copy must come in seq order.
+    const outOfOrder = [...perDevice].flatMap(([key, list]) => {
+      const seen = new Set<string>();
+      const firsts = list.sort(inQueueOrder).filter((r) => {
+        const first = !seen.has(r.telemetry.messageId);
+        seen.add(r.telemetry.messageId);
+        return first;
+      });
+      return firsts.flatMap((r, i) => {
+        const before = firsts[i - 1];
+        return before && (r.telemetry.seq ?? -1) <= (before.telemetry.seq ?? -1)
+          ? [
+              `${key}: seq ${r.telemetry.seq} at ${r.view.offset}.${r.index} after seq ${before.telemetry.seq} at ${before.view.offset}.${before.index}`,
+            ]
+          : [];
+      });
+    });
     assert.deepEqual(outOfOrder, []);
 
     const count = async () => {
@@ -207,7 +218,8 @@ describe('the chain, end to end', () => {
       'no sent message is missing',
     );
 
-    // One trace per message: a device that sent a traceparent finds every hop in that one trace.
+    // One trace per message: a device that sent a traceparent finds every hop in that one trace; the
+    // RocketMQ message (pack) that carried it is a trace of its own, linked from the message's hops.
     const traced = sent.filter((m) => m.traceparent);
     assert.ok(traced.length > 0, 'some messages carried a traceparent');
     const sample = traced[Math.floor(Math.random() * traced.length)];
@@ -216,8 +228,7 @@ describe('the chain, end to end', () => {
       (name: string) => name.startsWith('receive devices/'),
       (name: string) => name.startsWith('process devices/'),
       (name: string) => name === 'process kernel.ingest',
-      (name: string) => name.startsWith('send dmp_telemetry_'),
-      (name: string) => name.startsWith('receive dmp_telemetry_'),
+      (name: string) => name.startsWith('create dmp_telemetry_'),
       (name: string) => name.startsWith('process dmp_telemetry_'),
       (name: string) => name === 'INSERT telemetry_raw',
     ];
@@ -232,6 +243,29 @@ describe('the chain, end to end', () => {
     );
     assert.deepEqual([...servicesOf(trace)].sort(), ['dmp-data', 'dmp-kernel', 'dmp-mqtt']);
     assert.ok(trace.spans.every((span) => span.traceID === traceId));
+    // dmp-data's process span of the message links to the pack's process span, in the pack's trace
+    // with the kernel's send and dmp-data's receive.
+    const process = trace.spans.find(
+      (span) =>
+        span.operationName.startsWith('process dmp_telemetry_') &&
+        trace.processes[span.processID]?.serviceName === 'dmp-data',
+    );
+    const link = process?.references.find((r) => r.refType === 'FOLLOWS_FROM' && r.traceID !== traceId);
+    assert.ok(link, "the message's process span links to its pack");
+    const pack = await waitFor(
+      `the pack's trace ${link.traceID}`,
+      async () => {
+        const found = await getJaegerTrace(link.traceID);
+        const names = found?.spans.map((span) => span.operationName) ?? [];
+        return ['send dmp_telemetry_', 'receive dmp_telemetry_', 'process dmp_telemetry_'].every((prefix) =>
+          names.some((name) => name.startsWith(prefix)),
+        )
+          ? found
+          : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 1_000 },
+    );
+    assert.ok(pack.spans.some((span) => span.spanID === link.spanID));
 
     for (const app of apps)
       assert.equal((await fetch(`${app.baseUrl}/health`)).status, 200, `${app.name} is healthy`);

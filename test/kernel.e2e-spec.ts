@@ -5,18 +5,26 @@
  * orderly group `dmp_kernel_test` (scripts/stack/rocketmq-{topics,groups}.txt), so a running
  * pipeline does not interfere.
  */
-import { TELEMETRY_PROTO_PATH, type NormalizedTelemetry } from '@dmp/contracts';
+import {
+  TELEMETRY_PACK_FORMAT,
+  TELEMETRY_PROTO_PATH,
+  telemetryShardGroup,
+  telemetryShardOf,
+} from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import {
   drainReceived,
   freePort,
   getJaegerTrace,
+  inQueueOrder,
+  receivedTelemetry,
   readMetric,
   servicesOf,
   silentClientLogger,
   stack,
   startApp,
   waitFor,
+  type ReceivedTelemetry,
   type RunningApp,
 } from '@dmp/testing';
 import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
@@ -25,13 +33,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import type { MessageView } from 'rocketmq-client-nodejs';
 import { TELEMETRY_LOADER_OPTIONS } from '../apps/dmp-kernel/src/ingest/grpc.options';
 import type { IngestOutcome, IngestResult } from '../apps/dmp-kernel/src/ingest/telemetry.proto-types';
 
 const EVENT_TOPIC = 'dmp_kernel_test_event';
 const SNAPSHOT_TOPIC = 'dmp_kernel_test_snapshot';
 const GROUP = 'dmp_kernel_test';
+const SHARDS = 16;
 const run = randomBytes(3).toString('hex');
 const label = `dmp-kernel-e2e-${run}`;
 
@@ -91,8 +99,8 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     awaitDuration: 5_000,
     logger: silentClientLogger,
   });
-  /** Everything the test group received, in arrival order. */
-  const received: MessageView[] = [];
+  /** Every device message the test group received, in arrival order. */
+  const received: ReceivedTelemetry[] = [];
   let collecting = true;
   let collectors: Promise<void>[] = [];
 
@@ -102,7 +110,12 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
         error ? reject(error) : resolve(result!.outcomes),
       ),
     );
-  const receivedFor = (messageId: string) => received.filter((view) => view.keys.includes(messageId));
+  const receivedFor = (messageId: string) => received.filter((r) => r.telemetry.messageId === messageId);
+  const orderOf = (deviceId: string) =>
+    received
+      .filter((r) => r.telemetry.deviceId === deviceId)
+      .sort(inQueueOrder)
+      .map((r) => r.telemetry.messageId);
   const waitReceived = (messageIds: string[], timeoutMs = 30_000) =>
     waitFor(
       `${messageIds.length} messages in RocketMQ`,
@@ -126,7 +139,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     collectors = [EVENT_TOPIC, SNAPSHOT_TOPIC].map(async (topic) => {
       while (collecting) {
         const views = await consumer.receiveFrom(topic, 32, 10_000).catch(() => []);
-        received.push(...views);
+        received.push(...views.flatMap(receivedTelemetry));
         await Promise.all(views.map((view) => consumer.ack(view)));
       }
     });
@@ -139,6 +152,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
         ROCKETMQ_TOPIC_EVENT: EVENT_TOPIC,
         ROCKETMQ_TOPIC_SNAPSHOT: SNAPSHOT_TOPIC,
         KERNEL_SNAPSHOT_MAX_IN_FLIGHT: '1',
+        KERNEL_PACK_SHARDS: String(SHARDS),
         // Ingest only: rule evaluation has its own end-to-end test (rules.e2e-spec.ts).
         KERNEL_RULES_ENABLED: 'false',
         LOG_LEVEL: 'info',
@@ -199,21 +213,22 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
         });
 
     const valid = batch.filter((_, i) => i !== 3);
-    const views = await waitReceived(valid.map((m) => m.messageId));
-    for (const [i, view] of views.entries()) {
+    const entries = await waitReceived(valid.map((m) => m.messageId));
+    for (const [i, { view, telemetry, traceparent = '' }] of entries.entries()) {
       const sent = valid[i];
       const kind =
         sent.kind === 'KIND_SNAPSHOT' ? 'snapshot' : sent.kind === 'KIND_EVENT' ? 'event' : 'telemetry';
       assert.equal(view.topic, kind === 'snapshot' ? SNAPSHOT_TOPIC : EVENT_TOPIC);
-      assert.equal(view.messageGroup, sent.deviceId, 'message group = device id');
-      assert.equal(view.tag, kind);
-      assert.deepEqual(view.keys, [sent.messageId]);
-      assert.equal(view.properties.get('dmp_device_id'), sent.deviceId);
+      assert.equal(
+        view.messageGroup,
+        telemetryShardGroup(telemetryShardOf(sent.deviceId, SHARDS)),
+        'message group = the device shard',
+      );
+      assert.equal(view.properties.get('dmp_format'), TELEMETRY_PACK_FORMAT);
       const sentTraceId = sent.traceparent!.split('-')[1];
-      const traceparent = view.properties.get('traceparent') ?? '';
       assert.equal(traceparent.split('-')[1], sentTraceId, 'the device trace continues into RocketMQ');
-      assert.notEqual(traceparent, sent.traceparent, 'with the kernel send span as parent');
-      const body = JSON.parse(view.body.toString()) as NormalizedTelemetry;
+      assert.notEqual(traceparent, sent.traceparent, 'with the kernel create span as parent');
+      const body = telemetry;
       const metrics = Object.fromEntries(
         Object.entries(sent.metrics).map(([name, value]) => [name, Object.values(value)[0] as unknown]),
       );
@@ -231,8 +246,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
       });
     }
     // Device a's messages were consumed in the order of the batch.
-    const orderA = received.filter((view) => view.messageGroup === a).map((view) => view.keys[0]);
-    assert.deepEqual(orderA, [`${a}-m0`, `${a}-m1`, `${a}-m2`]);
+    assert.deepEqual(orderOf(a), [`${a}-m0`, `${a}-m1`, `${a}-m2`]);
     assert.equal(receivedFor(`bad-${run}`).length, 0);
 
     assert.ok(
@@ -248,7 +262,11 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     assert.ok((await readMetric(kernel!.baseUrl, 'dmp_kernel_ingest_seconds_count')) >= 1);
     assert.ok(
       (await readMetric(kernel!.baseUrl, 'dmp_rocketmq_sent_total', { topic: EVENT_TOPIC, result: 'ok' })) >=
-        4,
+        1,
+    );
+    assert.ok(
+      (await readMetric(kernel!.baseUrl, 'dmp_kernel_pack_messages_sum', { topic: EVENT_TOPIC })) >= 4,
+      'the event topic carried the four events in its packs',
     );
   });
 
@@ -312,15 +330,18 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
       'the trace in Jaeger',
       async () => {
         const found = await getJaegerTrace(traceId);
-        return found && found.spans.some((s) => s.operationName === `send ${EVENT_TOPIC}`) && found;
+        return found && found.spans.some((s) => s.operationName === `create ${EVENT_TOPIC}`) && found;
       },
       { timeoutMs: 20_000, intervalMs: 500 },
     );
     assert.ok(servicesOf(trace).has('dmp-kernel'));
     const process = trace.spans.find((s) => s.operationName === 'process kernel.ingest')!;
-    const send = trace.spans.find((s) => s.operationName === `send ${EVENT_TOPIC}`)!;
-    assert.ok(process && send);
-    assert.equal(send.references.find((r) => r.refType === 'CHILD_OF')?.spanID, process.spanID);
+    const create = trace.spans.find((s) => s.operationName === `create ${EVENT_TOPIC}`)!;
+    assert.ok(process && create);
+    assert.equal(create.references.find((r) => r.refType === 'CHILD_OF')?.spanID, process.spanID);
+    // The pack entry carries the create span's context.
+    const [entry] = await waitReceived([`${deviceId}-m0`]);
+    assert.equal(entry.traceparent?.split('-')[2], create.spanID);
     const tag = (name: string) => process.tags.find((x) => x.key === name)?.value;
     assert.equal(tag('dmp.device.id'), deviceId);
     assert.equal(tag('messaging.message.id'), `${deviceId}-m0`);
@@ -360,9 +381,8 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
       batch.map((m) => m.messageId),
       60_000,
     );
-    const order = received.filter((view) => view.messageGroup === deviceId).map((view) => view.keys[0]);
     assert.deepEqual(
-      order.slice(0, batch.length),
+      orderOf(deviceId).slice(0, batch.length),
       batch.map((m) => m.messageId),
     );
   });

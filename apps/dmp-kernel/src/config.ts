@@ -17,6 +17,16 @@ const kernelSection = z
   .object({
     /** Snapshot sends in flight before further snapshots are shed (answered retryable). */
     KERNEL_SNAPSHOT_MAX_IN_FLIGHT: int(2000, 1),
+    /**
+     * Device shards of the telemetry topics: a shard is one RocketMQ message group (FIFO), and its
+     * messages travel in packs. More shards spread over more queues (and consumers); fewer make bigger
+     * packs. Changing it moves devices to other shards: do it with the kernels stopped and drained.
+     */
+    KERNEL_PACK_SHARDS: int(32, 1, 4096),
+    /** Device messages per pack at most… */
+    KERNEL_PACK_MAX_MESSAGES: int(500, 1, 10_000),
+    /** …and bytes of their JSON (RocketMQ's default body limit is 4 MiB). */
+    KERNEL_PACK_MAX_BYTES: int(1024 * 1024, 1024, 4 * 1024 * 1024 - 64 * 1024),
     /** Largest gRPC message accepted or sent, in bytes (default 16 MiB). */
     KERNEL_GRPC_MAX_MESSAGE_BYTES: int(16 * 1024 * 1024, 1024),
     /** Bearer token of the admin API (`/rules`, `/alarms`); without it those endpoints answer 503. */
@@ -24,6 +34,11 @@ const kernelSection = z
   })
   .transform((e) => ({
     snapshotMaxInFlight: e.KERNEL_SNAPSHOT_MAX_IN_FLIGHT,
+    pack: {
+      shards: e.KERNEL_PACK_SHARDS,
+      maxItems: e.KERNEL_PACK_MAX_MESSAGES,
+      maxBytes: e.KERNEL_PACK_MAX_BYTES,
+    },
     grpcMaxMessageBytes: e.KERNEL_GRPC_MAX_MESSAGE_BYTES,
     adminToken: e.ADMIN_TOKEN,
   }));

@@ -1,4 +1,5 @@
 export * from './telemetry';
+export * from './telemetry-pack';
 export * from './topics';
 export * from './errors';
 export * from './proto';

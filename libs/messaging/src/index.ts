@@ -5,3 +5,5 @@ export * from './rocketmq.exception-filter';
 export { MessagingErrorCode } from './rocketmq.errors';
 export { rocketMqClientLogger } from './rocketmq.logger';
 export { MultiTopicSimpleConsumer, StartupSafeProducer } from './rocketmq.clients';
+export { ATTR as MessagingAttribute, ROCKETMQ_SYSTEM } from './rocketmq.semconv';
+export * from './telemetry-entries';

@@ -3,3 +3,4 @@ export * from './app-process';
 export * from './stack';
 export * from './quiet';
 export * from './minute-aggregates';
+export * from './telemetry-entries';

@@ -1,9 +1,15 @@
 import { DmpError, normalizedTelemetrySchema, type NormalizedTelemetry } from '@dmp/contracts';
-import type { RocketMqMessage } from '@dmp/messaging';
+import {
+  processTelemetryEntry,
+  telemetryEntriesOf,
+  type RocketMqMessage,
+  type TelemetryEntry,
+} from '@dmp/messaging';
 import { MetricsRegistry, recordFailure } from '@dmp/observability';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { context, trace } from '@opentelemetry/api';
 import type { Counter, Histogram } from 'prom-client';
+import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { CommandPublisher } from '../actions/command.publisher';
 import { RoutePublisher } from '../actions/rocketmq.publishers';
 import { WebhookDispatcher } from '../actions/webhook.dispatcher';
@@ -46,6 +52,7 @@ export class RuleProcessor {
   private readonly evaluations: Counter<'rule' | 'result'>;
   private readonly evalSeconds: Histogram;
   private readonly duplicates: Counter;
+  private readonly group: string;
 
   constructor(
     private readonly holder: RuleSetHolder,
@@ -57,7 +64,9 @@ export class RuleProcessor {
     private readonly commands: CommandPublisher,
     private readonly webhooks: WebhookDispatcher,
     metrics: MetricsRegistry,
+    @Inject(KERNEL_CONFIG) config: KernelConfig,
   ) {
+    this.group = config.rules.group;
     this.evaluations = metrics.counter(
       'dmp_kernel_rule_evaluations_total',
       'Rule conditions evaluated, by rule and result (match | no_match | no_data | error)',
@@ -75,10 +84,39 @@ export class RuleProcessor {
     );
   }
 
+  /**
+   * Evaluates each device message of a telemetry message (a pack's entries, or the single one): a
+   * device's messages one after the other, devices concurrently, each in its own trace. Invalid
+   * entries are refused (non-retryable) once the others are done.
+   */
   async handle(message: RocketMqMessage): Promise<void> {
     const ruleSet = this.holder.current; // this message's rule set, whatever happens meanwhile
-    const telemetry = parse(message);
-    await this.alarms.locks.run(telemetry.deviceId, () => this.evaluate(ruleSet, telemetry, message.topic));
+    let entries: TelemetryEntry[];
+    try {
+      entries = telemetryEntriesOf(message);
+    } catch (error) {
+      throw new DmpError(EvaluationErrorCode.InvalidMessage, (error as Error).message, false);
+    }
+    const invalid: string[] = [];
+    const byDevice = new Map<string, { entry: TelemetryEntry; telemetry: NormalizedTelemetry }[]>();
+    entries.forEach((entry, index) => {
+      const parsed = parse(entry.telemetry);
+      if (typeof parsed === 'string')
+        return invalid.push(entries.length === 1 ? parsed : `entry ${index}: ${parsed}`);
+      const list = byDevice.get(parsed.deviceId) ?? [];
+      list.push({ entry, telemetry: parsed });
+      byDevice.set(parsed.deviceId, list);
+    });
+    await Promise.all(
+      [...byDevice].map(async ([deviceId, list]) => {
+        for (const { entry, telemetry } of list)
+          await processTelemetryEntry(message, entry, this.group, () =>
+            this.alarms.locks.run(deviceId, () => this.evaluate(ruleSet, telemetry, message.topic)),
+          );
+      }),
+    );
+    if (invalid.length > 0)
+      throw new DmpError(EvaluationErrorCode.InvalidMessage, invalid.slice(0, 5).join('; '), false);
   }
 
   private async evaluate(ruleSet: RuleSet, telemetry: NormalizedTelemetry, topic: string): Promise<void> {
@@ -187,26 +225,12 @@ export class RuleProcessor {
   }
 }
 
-function parse(message: RocketMqMessage): NormalizedTelemetry {
-  let json: unknown;
-  try {
-    json = JSON.parse(message.body.toString('utf8'));
-  } catch (error) {
-    throw new DmpError(
-      EvaluationErrorCode.InvalidMessage,
-      `body is not JSON: ${(error as Error).message}`,
-      false,
-    );
-  }
+/** The entry as a NormalizedTelemetry, or what is wrong with it. */
+function parse(json: unknown): NormalizedTelemetry | string {
   const result = normalizedTelemetrySchema.safeParse(json);
-  if (!result.success)
-    throw new DmpError(
-      EvaluationErrorCode.InvalidMessage,
-      `not a NormalizedTelemetry: ${result.error.issues
-        .slice(0, 3)
-        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
-        .join('; ')}`,
-      false,
-    );
-  return result.data;
+  if (result.success) return result.data;
+  return `not a NormalizedTelemetry: ${result.error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+    .join('; ')}`;
 }

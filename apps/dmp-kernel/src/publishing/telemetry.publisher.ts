@@ -1,32 +1,120 @@
-import type { NormalizedTelemetry } from '@dmp/contracts';
-import { RocketMqProducer, type SendResult } from '@dmp/messaging';
+import {
+  encodeTelemetryPack,
+  TELEMETRY_PACK_FORMAT,
+  telemetryPackEntryJson,
+  TelemetryProperty,
+  telemetryShardGroup,
+  telemetryShardOf,
+  type NormalizedTelemetry,
+} from '@dmp/contracts';
+import { MessagingAttribute as ATTR, RocketMqProducer, ROCKETMQ_SYSTEM } from '@dmp/messaging';
+import { injectTraceContext, MetricsRegistry, recordFailure } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
+import { context, ROOT_CONTEXT, SpanKind, trace, type Link } from '@opentelemetry/api';
+import type { Histogram } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { LanePacker } from './lane-packer';
+
+/** A normalized message on its way into a pack. */
+interface PackedTelemetry {
+  json: string;
+  /** Its `create` span, linked from the pack's `send` span. */
+  link: Link;
+}
+
+const tracer = trace.getTracer('dmp-kernel');
+/** OpenTelemetry keeps 128 links per span by default. */
+const MAX_SEND_LINKS = 128;
+const PACK_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
 
 /**
- * Publishes normalized telemetry: snapshots to the snapshot topic, change events and device
- * events to the event topic; FIFO per device (message group = device id), JSON body.
+ * Publishes normalized telemetry: snapshots to the snapshot topic, change events and device events
+ * to the event topic, packed per device shard (see `@dmp/contracts` telemetry-pack): one lane per
+ * topic and shard, one send in flight per lane, packs growing with the load. Each message gets a
+ * `create` span in its own trace, whose context its pack entry carries; the pack's `send` span,
+ * a trace of its own, links them.
  */
 @Injectable()
 export class TelemetryPublisher {
+  private readonly packer: LanePacker<PackedTelemetry>;
+  private readonly packMessages: Histogram<'topic'>;
+
   constructor(
     private readonly producer: RocketMqProducer,
     @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
-  ) {}
+    metrics: MetricsRegistry,
+  ) {
+    this.packer = new LanePacker(config.kernel.pack, (lane, items) => this.sendPack(lane, items));
+    this.packMessages = metrics.histogram(
+      'dmp_kernel_pack_messages',
+      'Device messages per RocketMQ message (pack)',
+      ['topic'],
+      PACK_BUCKETS,
+    );
+    const packer = this.packer;
+    metrics.gauge(
+      'dmp_kernel_pack_waiting',
+      'Messages waiting for their lane (topic and shard) to finish its send in flight',
+      [],
+      function () {
+        this.set(packer.waiting);
+      },
+    );
+  }
 
   topicOf(kind: NormalizedTelemetry['kind']): string {
     return kind === 'snapshot' ? this.config.rocketmq.topics.snapshot : this.config.rocketmq.topics.event;
   }
 
-  /** Resolves once RocketMQ stored the message; throws DmpError (see RocketMqProducer.send). */
-  publish(telemetry: NormalizedTelemetry): Promise<SendResult> {
-    return this.producer.send({
-      topic: this.topicOf(telemetry.kind),
-      body: Buffer.from(JSON.stringify(telemetry)),
-      messageGroup: telemetry.deviceId,
-      keys: [telemetry.messageId],
-      tag: telemetry.kind,
-      properties: { dmp_device_id: telemetry.deviceId },
+  /** Resolves once RocketMQ stored the pack carrying the message; throws DmpError (see RocketMqProducer.send). */
+  async publish(telemetry: NormalizedTelemetry): Promise<void> {
+    const topic = this.topicOf(telemetry.kind);
+    const shard = telemetryShardOf(telemetry.deviceId, this.config.kernel.pack.shards);
+    const span = tracer.startSpan(`create ${topic}`, {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        [ATTR.system]: ROCKETMQ_SYSTEM,
+        [ATTR.destination]: topic,
+        [ATTR.operationType]: 'create',
+        [ATTR.operationName]: 'create',
+        [ATTR.messageGroup]: telemetryShardGroup(shard),
+        'messaging.message.id': telemetry.messageId,
+        'dmp.device.id': telemetry.deviceId,
+      },
     });
+    const json = telemetryPackEntryJson({
+      telemetry,
+      ...injectTraceContext(trace.setSpan(context.active(), span)),
+    });
+    try {
+      await this.packer.add(
+        `${topic}/${shard}`,
+        { json, link: { context: span.spanContext() } },
+        Buffer.byteLength(json),
+      );
+    } catch (error) {
+      recordFailure(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async sendPack(lane: string, items: readonly PackedTelemetry[]): Promise<void> {
+    const [topic, shard] = lane.split('/');
+    this.packMessages.observe({ topic }, items.length);
+    // The pack belongs to no single message's trace.
+    await context.with(ROOT_CONTEXT, () =>
+      this.producer.send({
+        topic,
+        body: encodeTelemetryPack(items.map((item) => item.json)),
+        messageGroup: telemetryShardGroup(Number(shard)),
+        properties: {
+          [TelemetryProperty.format]: TELEMETRY_PACK_FORMAT,
+          [TelemetryProperty.count]: String(items.length),
+        },
+        links: items.slice(0, MAX_SEND_LINKS).map((item) => item.link),
+      }),
+    );
   }
 }

@@ -126,7 +126,7 @@ export const HOPS: readonly HopSpec[] = [
     ],
     throughput: {
       label: 'sent to RocketMQ',
-      counter: 'dmp_rocketmq_sent_total{service="dmp-kernel", result="ok"}',
+      counter: 'dmp_kernel_messages_total{outcome="accepted"}',
     },
     backlog: [
       {
@@ -151,7 +151,7 @@ export const HOPS: readonly HopSpec[] = [
     },
     details: [],
     throughput: {
-      label: 'received by dmp-data',
+      label: 'RocketMQ messages (packs) received by dmp-data',
       counter: `dmp_rocketmq_received_total{service="dmp-data", ${NOT_DEAD_LETTER_TOPIC}}`,
     },
     backlog: [

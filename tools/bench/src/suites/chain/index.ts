@@ -85,8 +85,9 @@ interface StepResult {
 const HOP_COUNTERS: [string, RunningApp['name'], string, Record<string, string>][] = [
   ['mqtt received', 'dmp-mqtt', 'dmp_mqtt_received_total', {}],
   ['mqtt → kernel accepted', 'dmp-mqtt', 'dmp_mqtt_forwarded_total', {}],
-  ['kernel → RocketMQ sent', 'dmp-kernel', 'dmp_rocketmq_sent_total', { result: 'ok' }],
-  ['data received', 'dmp-data', 'dmp_rocketmq_received_total', {}],
+  ['kernel → RocketMQ sent', 'dmp-kernel', 'dmp_kernel_messages_total', { outcome: 'accepted' }],
+  ['kernel RocketMQ sends (packs)', 'dmp-kernel', 'dmp_rocketmq_sent_total', { result: 'ok' }],
+  ['data received (packs)', 'dmp-data', 'dmp_rocketmq_received_total', {}],
   ['data handled', 'dmp-data', 'dmp_data_messages_total', {}],
   ['mqtt intake paused s', 'dmp-mqtt', 'dmp_mqtt_intake_paused_seconds_total', {}],
 ];

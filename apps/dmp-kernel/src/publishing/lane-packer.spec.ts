@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LanePacker } from './lane-packer';
+
+/** A send that waits until released, recording each pack. */
+function gatedSend() {
+  const packs: { lane: string; items: number[] }[] = [];
+  const gates: (() => void)[] = [];
+  const send = (lane: string, items: readonly number[]) => {
+    packs.push({ lane, items: [...items] });
+    return new Promise<void>((resolve) => gates.push(resolve));
+  };
+  const release = async () => {
+    await new Promise((resolve) => setImmediate(resolve));
+    gates.splice(0).forEach((open) => open());
+    await new Promise((resolve) => setImmediate(resolve));
+  };
+  return { packs, send, release };
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('LanePacker', () => {
+  it('sends what one turn of the event loop added as one pack per lane', async () => {
+    const { packs, send, release } = gatedSend();
+    const packer = new LanePacker<number>({ maxItems: 100, maxBytes: 1_000 }, send);
+    const done = [1, 2, 3].map((n) => packer.add('a', n, 10)).concat(packer.add('b', 4, 10));
+    await release();
+    await Promise.all(done);
+    assert.deepEqual(packs, [
+      { lane: 'a', items: [1, 2, 3] },
+      { lane: 'b', items: [4] },
+    ]);
+  });
+
+  it('keeps one send in flight per lane and packs what arrives meanwhile, in order', async () => {
+    const { packs, send, release } = gatedSend();
+    const packer = new LanePacker<number>({ maxItems: 100, maxBytes: 1_000 }, send);
+    const first = packer.add('a', 1, 10);
+    await flush();
+    const later = [2, 3, 4].map((n) => packer.add('a', n, 10));
+    await flush();
+    assert.equal(packs.length, 1, 'the lane waits for its send in flight');
+    assert.equal(packer.waiting, 3);
+    assert.equal(packer.sending, 1);
+    await release();
+    await first;
+    await release();
+    await Promise.all(later);
+    assert.deepEqual(
+      packs.map((p) => p.items),
+      [[1], [2, 3, 4]],
+    );
+    assert.equal(packer.waiting + packer.sending, 0);
+  });
+
+  it('cuts packs at maxItems and maxBytes, but sends an oversized item alone', async () => {
+    const { packs, send, release } = gatedSend();
+    const packer = new LanePacker<number>({ maxItems: 2, maxBytes: 25 }, send);
+    const sizes = [10, 10, 10, 30, 5];
+    const done = sizes.map((size, n) => packer.add('a', n, size));
+    for (let i = 0; i < 4; i++) await release();
+    await Promise.all(done);
+    assert.deepEqual(
+      packs.map((p) => p.items),
+      [[0, 1], [2], [3], [4]],
+    );
+  });
+
+  it('fails every item of a failed pack with its error, and the lane goes on', async () => {
+    let calls = 0;
+    const packer = new LanePacker<number>({ maxItems: 10, maxBytes: 1_000 }, async () => {
+      calls++;
+      if (calls === 1) throw new Error('proxy away');
+    });
+    const failed = [1, 2].map((n) => packer.add('a', n, 1));
+    const results = await Promise.allSettled(failed);
+    assert.deepEqual(
+      results.map((r) => r.status === 'rejected' && (r.reason as Error).message),
+      ['proxy away', 'proxy away'],
+    );
+    await packer.add('a', 3, 1);
+    assert.equal(calls, 2);
+  });
+});
