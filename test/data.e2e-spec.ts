@@ -233,6 +233,7 @@ describe('dmp-data', () => {
       DATA_INSERT_RETRY_MAX_MS: '3000',
       DATA_AGGREGATION_LATENESS_MS: '0',
       DATA_AGGREGATION_INTERVAL_MS: '300',
+      DATA_CLEAN_METRIC_RANGES: '{"hum":[0,100]}',
       LOG_LEVEL: 'info',
     };
   });
@@ -473,41 +474,106 @@ describe('dmp-data', () => {
     assert.deepEqual(await aggregates(storedDevices), after);
   });
 
-  it('dead-letters malformed messages with their reason, and counts them', async () => {
+  it('dead-letters malformed messages and cleans bad values, each with its reason, storing the rest', async () => {
     assert.ok(app, 'dmp-data runs');
     const deviceId = `e2e-${run}-bad`;
-    const notJson = telemetry(deviceId, 1, Date.now(), { temp: 1 });
-    const wrongShape = telemetry(deviceId, 2, Date.now(), { temp: 1 });
+    const now = Date.now();
+    const notJson = telemetry(deviceId, 1, now, { temp: 1 });
+    const wrongShape = telemetry(deviceId, 2, now, { temp: 1 });
+    const future = telemetry(deviceId, 3, now + 3_600_000, { temp: 1 });
+    const tooOld = telemetry(deviceId, 4, now - 400 * 86_400_000, { temp: 1 });
+    const notFinite = telemetry(deviceId, 5, now, { temp: 21.5, hum: 40 });
+    const outOfRange = telemetry(deviceId, 6, now, { temp: 22, hum: 150 });
+    const good = telemetry(deviceId, 7, now, { temp: 23, hum: 50 });
     await send(notJson, Buffer.from('{"deviceId": "broken'));
     await send(
       wrongShape,
       Buffer.from(JSON.stringify({ ...wrongShape, messageId: undefined, ts: 'yesterday' })),
     );
-    const wanted = new Set([notJson.messageId, wrongShape.messageId]);
+    await send(future);
+    await send(tooOld);
+    // 1e999 is how a body carries Infinity: JSON.parse reads it as such.
+    await send(notFinite, Buffer.from(JSON.stringify(notFinite).replace('"temp":21.5', '"temp":1e999')));
+    await send(outOfRange);
+    await send(good);
 
-    const found = new Map<string, MessageView>();
+    // A body that is no JSON at all: the consumer dead-letters the RocketMQ message as it is.
+    let undecodable: MessageView | undefined;
     await waitFor(
-      'both malformed messages in the dead-letter topic',
+      'the undecodable message in the dead-letter topic',
       async () => {
         for (const view of await within(20_000, 'dead-letter receive', deadLetters.receive(32, 10_000))) {
           await deadLetters.ack(view);
-          const key = view.keys.find((k) => wanted.has(k));
-          if (key) found.set(key, view);
+          if (view.keys.includes(notJson.messageId)) undecodable = view;
         }
-        return found.size === wanted.size;
+        return undecodable !== undefined;
       },
       { timeoutMs: 60_000, intervalMs: 0 },
     );
-    for (const view of found.values()) {
-      assert.equal(view.properties.get('dmp_error_code'), 'DMP_ERR_INVALID_MESSAGE');
-      assert.equal(view.properties.get('dmp_dead_letter_reason'), 'non_retryable');
-      assert.equal(view.properties.get('dmp_source_topic'), topics.event);
-      assert.equal(view.properties.get('dmp_consumer_group'), CONSUMER_GROUP);
-    }
-    assert.match(found.get(wrongShape.messageId)!.properties.get('dmp_error_message') ?? '', /messageId|ts/);
+    assert.equal(undecodable!.properties.get('dmp_error_code'), 'DMP_ERR_INVALID_MESSAGE');
+    assert.equal(undecodable!.properties.get('dmp_dead_letter_reason'), 'non_retryable');
+    assert.equal(undecodable!.properties.get('dmp_source_topic'), topics.event);
+    assert.equal(undecodable!.properties.get('dmp_consumer_group'), CONSUMER_GROUP);
     assert.ok((await readMetric(app.baseUrl, 'dmp_data_messages_total', { outcome: 'invalid_json' })) >= 1);
-    assert.ok((await readMetric(app.baseUrl, 'dmp_data_messages_total', { outcome: 'invalid_schema' })) >= 1);
-    assert.deepEqual(await rawCount([deviceId]), { rows: 0, ids: 0 });
+
+    // Everything else went through cleaning: one dead_letters row per message it changed, with its reason.
+    const expected = new Map([
+      [future.messageId, 'DMP_ERR_CLEAN_TS_FUTURE'],
+      [tooOld.messageId, 'DMP_ERR_CLEAN_TS_TOO_OLD'],
+      [notFinite.messageId, 'DMP_ERR_CLEAN_NOT_FINITE'],
+      [outOfRange.messageId, 'DMP_ERR_CLEAN_OUT_OF_RANGE'],
+    ]);
+    type CleanedRow = {
+      source_message_id: string;
+      error_code: string;
+      payload: string;
+      error_message: string;
+    };
+    let rows: CleanedRow[] = [];
+    await waitFor(
+      () => `cleaning's dead letters in dead_letters (${rows.length} so far)`,
+      async () => {
+        rows = await repository.query<CleanedRow>(
+          `SELECT source_message_id, error_code, payload_text AS payload, error_message FROM dead_letters FINAL
+           WHERE device_id = '${deviceId}' AND error_code LIKE 'DMP_ERR_CLEAN_%'`,
+        );
+        return rows.length >= expected.size + 1;
+      },
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
+    const byId = new Map(rows.map((row) => [row.source_message_id, row]));
+    for (const [messageId, code] of expected) assert.equal(byId.get(messageId)?.error_code, code, messageId);
+    const shape = rows.find(
+      (row) => !expected.has(row.source_message_id) && row.source_message_id !== good.messageId,
+    );
+    assert.match(
+      shape?.error_code ?? '',
+      /^DMP_ERR_CLEAN_(MISSING|INVALID)_FIELD$/,
+      'the message of the wrong shape',
+    );
+    assert.match(shape!.error_message, /messageId|ts/);
+    assert.match(byId.get(notFinite.messageId)!.payload, /1e999/, 'the original value is kept');
+    assert.equal(rows.length, expected.size + 1, 'nothing else was dead-lettered');
+    for (const reason of new Set(expected.values()))
+      assert.ok((await readMetric(app.baseUrl, 'dmp_data_cleaned_total', { reason })) >= 1, reason);
+
+    // What cleaning left of a message is stored; what it refused is not.
+    await waitFor(
+      'the cleaned and the good messages stored',
+      async () => (await rawCount([deviceId])).rows === 3,
+      {
+        timeoutMs: 30_000,
+        intervalMs: 500,
+      },
+    );
+    const stored = await repository.query<{ message_id: string; metric_names: string[] }>(
+      `SELECT message_id, metric_names FROM telemetry_raw FINAL WHERE device_id = '${deviceId}' ORDER BY message_id`,
+    );
+    assert.deepEqual(stored, [
+      { message_id: notFinite.messageId, metric_names: ['hum'] },
+      { message_id: outOfRange.messageId, metric_names: ['temp'] },
+      { message_id: good.messageId, metric_names: ['temp', 'hum'] },
+    ]);
   });
 
   it('loses nothing while ClickHouse is away: holds, retries, lets RocketMQ redeliver, then stores each message once', async () => {

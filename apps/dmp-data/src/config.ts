@@ -9,6 +9,7 @@ import {
 } from '@dmp/config';
 import { z } from 'zod';
 import { alarmsSection } from './alarms/alarms.config';
+import { cleaningSection } from './cleaning/cleaning.config';
 import { deadLettersSection } from './dead-letters/dead-letters.config';
 
 /** dmp-data's own settings: the RocketMQ consumer and the ClickHouse batch writer. */
@@ -95,6 +96,7 @@ export function loadDataConfig(env?: Record<string, string | undefined>) {
       data: dataSection,
       alarms: alarmsSection,
       deadLetters: deadLettersSection,
+      cleaning: cleaningSection,
     },
     env,
   );

@@ -1,5 +1,6 @@
 import { RocketMqConsumerServer, RocketMqProducer } from '@dmp/messaging';
 import { Module, type DynamicModule } from '@nestjs/common';
+import { cleaningProviders } from '../cleaning/cleaning.providers';
 import type { DataConfig } from '../config';
 import { StorageModule } from '../storage/storage.module';
 import { TelemetryBatchWriter } from '../storage/telemetry-batch-writer';
@@ -21,6 +22,7 @@ export class ConsumerModule {
       controllers: [streamController('TelemetryConsumerController', [...topics], TelemetryConsumer)],
       providers: [
         TelemetryConsumer,
+        ...cleaningProviders(DeadLetterProducer),
         ...streamConsumerProviders({
           rocketmq,
           server: RocketMqConsumerServer,

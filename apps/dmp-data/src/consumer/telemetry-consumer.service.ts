@@ -1,5 +1,6 @@
-import { DmpError, normalizedTelemetrySchema, type NormalizedTelemetry } from '@dmp/contracts';
+import { DmpError } from '@dmp/contracts';
 import {
+  isTelemetryPack,
   processTelemetryEntry,
   telemetryEntriesOf,
   type RocketMqMessage,
@@ -8,28 +9,29 @@ import {
 import { linkTo, MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Counter } from 'prom-client';
+import { TelemetryCleaner } from '../cleaning/telemetry-cleaner.service';
 import { DATA_CONFIG, type DataConfig } from '../config';
 import { StorageErrorCode } from '../storage/batch-writer';
 import { TelemetryBatchWriter } from '../storage/telemetry-batch-writer';
 import { toTelemetryRows } from '../storage/telemetry-rows';
 
 export const DataErrorCode = {
-  /** The body is not JSON, not a pack, or an entry not a NormalizedTelemetry: dead-lettered, never retried. */
+  /** The body is not JSON or not a pack: dead-lettered whole, never retried. */
   InvalidMessage: 'DMP_ERR_INVALID_MESSAGE',
 } as const;
 
 /** `dmp_data_messages_total` outcomes, per device message. */
-type Outcome = 'stored' | 'invalid_json' | 'invalid_schema' | 'unstorable' | 'failed';
+type Outcome = 'stored' | 'cleaned_out' | 'invalid_json' | 'unstorable' | 'failed';
 
 /**
- * Handles one telemetry message from RocketMQ — a pack of device messages, or a single one: validates
- * each device message, and resolves once all their rows are durable in ClickHouse (the consumer then
- * acks). Each device message is handled in its own trace (`processTelemetryEntry`).
+ * Handles one telemetry message from RocketMQ — a pack of device messages, or a single one: cleans each
+ * device message (`TelemetryCleaner`: what it removes or refuses is dead-lettered with its reason), and
+ * resolves once the rows of all of them are durable in ClickHouse (the consumer then acks). Each device
+ * message is handled in its own trace (`processTelemetryEntry`).
  *
- * Failures, after every entry was tried: a storage failure throws what the writer threw (retryable →
- * the whole message is redelivered, and the entries already stored replace themselves; unstorable →
- * dead-lettered); invalid entries throw a non-retryable DmpError naming them (the consumer dead-letters
- * the message, whose valid entries are stored already and replace themselves if it is replayed).
+ * Failures, after every entry was tried, throw the first one: a storage or dead-letter failure that is
+ * retryable redelivers the whole message (the entries already stored replace themselves), one that is
+ * not dead-letters it whole. A body that is not JSON or not a pack is dead-lettered whole.
  */
 @Injectable()
 export class TelemetryConsumer {
@@ -37,6 +39,7 @@ export class TelemetryConsumer {
 
   constructor(
     private readonly writer: TelemetryBatchWriter,
+    private readonly cleaner: TelemetryCleaner,
     metrics: MetricsRegistry,
     @Inject(DATA_CONFIG) private readonly config: DataConfig,
   ) {
@@ -62,28 +65,20 @@ export class TelemetryConsumer {
         ),
       ),
     );
-    const failures = results.flatMap((result, index) =>
-      result.status === 'rejected' ? [{ index, error: result.reason as unknown }] : [],
-    );
-    if (failures.length === 0) return;
-    // Storage failures decide (redelivery, or the writer's verdict); else the invalid entries do.
-    const storage = failures.find(({ error }) => !isInvalidEntry(error));
-    if (storage) throw storage.error;
-    const detail = failures
-      .slice(0, 5)
-      .map(({ index, error }) => `entry ${index}: ${(error as Error).message}`)
-      .join('; ');
-    throw new DmpError(
-      DataErrorCode.InvalidMessage,
-      entries.length === 1
-        ? (failures[0].error as Error).message
-        : `${failures.length} of ${entries.length} entries invalid (${detail})`,
-      false,
-    );
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure) throw failure.reason;
   }
 
   private async store(message: RocketMqMessage, entry: TelemetryEntry): Promise<void> {
-    const telemetry = this.parse(message, entry.telemetry);
+    const telemetry = await this.cleaner.clean(entry.telemetry, {
+      topic: message.topic,
+      messageId: message.messageId,
+      messageGroup: message.messageGroup,
+      deliveryAttempt: message.deliveryAttempt,
+      // A single message's body is the entry: the dead letter keeps its bytes.
+      ...(isTelemetryPack(message) ? {} : { payload: message.body }),
+    });
+    if (!telemetry) return this.count(message, 'cleaned_out');
     try {
       await this.writer.store(toTelemetryRows(telemetry), linkTo(entry));
       this.count(message, 'stored');
@@ -94,25 +89,7 @@ export class TelemetryConsumer {
     }
   }
 
-  private parse(message: RocketMqMessage, json: unknown): NormalizedTelemetry {
-    const result = normalizedTelemetrySchema.safeParse(json);
-    if (result.success) return result.data;
-    this.count(message, 'invalid_schema');
-    const issues = result.error.issues
-      .slice(0, 5)
-      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new InvalidEntryError(`not a NormalizedTelemetry: ${issues.join('; ')}`);
-  }
-
   private count(message: RocketMqMessage, outcome: Outcome): void {
     this.messages.inc({ topic: message.topic, outcome });
   }
 }
-
-class InvalidEntryError extends DmpError {
-  constructor(message: string) {
-    super(DataErrorCode.InvalidMessage, message, false);
-  }
-}
-
-const isInvalidEntry = (error: unknown): boolean => error instanceof InvalidEntryError;
