@@ -59,7 +59,12 @@ type Stream = MqttClient['stream'];
  * broker stops sending and queues instead of us buffering or dropping. Not every broker keeps to it
  * (Mosquitto 2.0.11 overruns it once PUBACKs flow, eclipse-mosquitto/mosquitto#2301), so the transport
  * also enforces it itself: at Receive Maximum messages in flight it holds mqtt.js's callback, which stops
- * reading the socket (TCP backpressure) until acknowledgements make room.
+ * reading the socket (TCP backpressure) until acknowledgements make room. A PINGRESP then waits behind the
+ * PUBLISHes read before it, and mqtt.js — whose keepalive counts only acknowledgements and PINGRESPs as
+ * signs of life — would drop a healthy, busy connection (with every message in flight) as "Keepalive
+ * timeout". So the transport keeps the keepalive itself while messages arrive or intake is paused: every
+ * half keepalive it sends a PINGREQ (the broker hears from the client even while no PUBACK goes out) and
+ * tells mqtt.js the connection is alive; an idle connection is left to mqtt.js's own keepalive.
  *
  * What is not acknowledged is redelivered by the broker only when the client reconnects to its session
  * (MQTT 5 forbids resending within a connection, and a PUBACK with an error reason code counts as an
@@ -89,6 +94,9 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   private lastDeliveryAt = 0;
   private resumeIntake?: () => void;
   private pausedAt = 0;
+  private keepaliveTimer?: NodeJS.Timeout;
+  /** A PUBLISH arrived since the last keepalive tick. */
+  private busy = false;
   private lastClientError?: string;
   private drained?: Promise<void>;
 
@@ -175,6 +183,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   private attachListeners(client: MqttClient): void {
     // See the class comment: answering with an error makes mqtt.js continue without a PUBACK.
     client.handleMessage = (packet, done) => {
+      this.busy = true;
       this.onPublish(packet);
       if (this.inFlight.size < this.options.receiveMaximum) done(DEFERRED_ACK);
       else this.pauseIntake(() => done(DEFERRED_ACK));
@@ -184,6 +193,13 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     });
     client.on('connect', () => {
       this.lastClientError = undefined;
+      clearInterval(this.keepaliveTimer);
+      this.keepaliveTimer = setInterval(() => {
+        if (!client.connected || (!this.busy && !this.resumeIntake)) return;
+        this.busy = false;
+        client.sendPing();
+        client.reschedulePing(true);
+      }, this.options.keepaliveSeconds * 500).unref();
       this.log.log(`connected to ${this.options.url} as ${this.options.clientId}`);
     });
     client.on('reconnect', () => this.log.warn('reconnecting to the MQTT broker'));
@@ -432,6 +448,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
       this.log.warn(`drain timed out with ${left} message(s) unacknowledged; the session keeps them`);
     else this.log.log('drained: every received message is acknowledged');
     this.state = 'closed';
+    clearInterval(this.keepaliveTimer);
     try {
       await withTimeout(
         client.endAsync(false, endSession ? { properties: { sessionExpiryInterval: 0 } } : {}),
