@@ -53,6 +53,8 @@ describe('dmp-data through crashes and broker restarts', () => {
   });
   const instances: (RunningApp | undefined)[] = [undefined, undefined];
   let restarts = 0;
+  /** Set by after(): the load stops too when a test failed midway (its loops would otherwise retry forever). */
+  let stopping = false;
   const appEnv: Record<string, string> = {
     CLICKHOUSE_DATABASE: database,
     ROCKETMQ_TOPIC_EVENT: topics.event,
@@ -81,6 +83,7 @@ describe('dmp-data through crashes and broker restarts', () => {
   });
 
   after(async () => {
+    stopping = true;
     await Promise.allSettled(instances.flatMap((app) => (app ? [app.stop()] : [])));
     await producer.stop();
     const admin = repository.forDatabase('default');
@@ -107,14 +110,15 @@ describe('dmp-data through crashes and broker restarts', () => {
             tag: message.kind,
           });
           return;
-        } catch {
+        } catch (error) {
+          if (stopping) throw error;
           await sleep(500);
         }
       }
     };
     const device = async (d: number) => {
       const deviceId = `soak-${run}-${label}-${d}`;
-      for (let i = 0; Date.now() < end; i++) {
+      for (let i = 0; Date.now() < end && !stopping; i++) {
         const paced = sleep(SEND_INTERVAL_MS);
         const message: NormalizedTelemetry = {
           deviceId,
@@ -223,7 +227,7 @@ describe('dmp-data through crashes and broker restarts', () => {
 
 /** Stops the RocketMQ proxy with its embedded broker (SIGTERM, as an operator would) and starts it again. */
 async function restartBroker(): Promise<void> {
-  const pid = Number(readFileSync(join(REPO_ROOT, '.stack/run/rocketmq-proxy.pid'), 'utf8'));
+  const pid = Number(readFileSync(join(stack.dir, 'run/rocketmq-proxy.pid'), 'utf8'));
   process.kill(pid, 'SIGTERM');
   await waitFor(
     `RocketMQ proxy ${pid} to exit`,

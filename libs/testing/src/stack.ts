@@ -6,6 +6,14 @@ import {
   rocketmqSection,
   telemetrySection,
 } from '@dmp/config';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { REPO_ROOT } from './app-process';
+
+/** The stack's folder (pid files, logs, data): scripts/stack.sh's DMP_STACK_DIR, by default `.stack`. */
+const stackDirSection = z
+  .object({ DMP_STACK_DIR: z.string().min(1).optional() })
+  .transform((e) => resolve(REPO_ROOT, e.DMP_STACK_DIR ?? join(REPO_ROOT, '.stack')));
 
 /** Where the local stack (scripts/stack.sh) listens; the same defaults the apps use. */
 export const stack = {
@@ -15,6 +23,7 @@ export const stack = {
     rocketmq: rocketmqSection,
     clickhouse: clickhouseSection,
     telemetry: telemetrySection,
+    dir: stackDirSection,
   }),
   jaegerQueryUrl: 'http://127.0.0.1:16686',
   prometheusUrl: 'http://127.0.0.1:9090',
