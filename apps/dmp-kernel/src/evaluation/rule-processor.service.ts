@@ -16,6 +16,7 @@ import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { AlarmService } from '../alarms/alarm.service';
 import { AlarmStore } from '../alarms/alarm.store';
 import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
+import { groupByDevice } from '../ingest/batch';
 import {
   evaluateMessage,
   type PlannedAction,
@@ -98,18 +99,15 @@ export class RuleProcessor {
       throw new DmpError(EvaluationErrorCode.InvalidMessage, (error as Error).message, false);
     }
     const invalid: string[] = [];
-    const byDevice = new Map<string, { entry: TelemetryEntry; telemetry: NormalizedTelemetry }[]>();
+    const valid: { entry: TelemetryEntry; deviceId: string; telemetry: NormalizedTelemetry }[] = [];
     entries.forEach((entry, index) => {
-      const parsed = parse(entry.telemetry);
-      if (typeof parsed === 'string')
-        return invalid.push(entries.length === 1 ? parsed : `entry ${index}: ${parsed}`);
-      const list = byDevice.get(parsed.deviceId) ?? [];
-      list.push({ entry, telemetry: parsed });
-      byDevice.set(parsed.deviceId, list);
+      const telemetry = parse(entry.telemetry);
+      if (typeof telemetry !== 'string') valid.push({ entry, deviceId: telemetry.deviceId, telemetry });
+      else invalid.push(entries.length === 1 ? telemetry : `entry ${index}: ${telemetry}`);
     });
     await Promise.all(
-      [...byDevice].map(async ([deviceId, list]) => {
-        for (const { entry, telemetry } of list)
+      groupByDevice(valid).map(async (indexes) => {
+        for (const { entry, deviceId, telemetry } of indexes.map((i) => valid[i]))
           await processTelemetryEntry(message, entry, this.group, () =>
             this.alarms.locks.run(deviceId, () => this.evaluate(ruleSet, telemetry, message.topic)),
           );
