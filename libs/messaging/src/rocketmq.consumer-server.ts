@@ -31,6 +31,12 @@ export interface RocketMqConsumerServerOptions {
   invisibleMs?: number;
   /** Concurrent receive loops per topic (default 2). */
   pollers?: number;
+  /**
+   * Handle a message group's messages one after the other (default true). false where the handler does
+   * not depend on their order — e.g. rows keyed and versioned by their own content — so that a FIFO
+   * receive of many messages of one group is handled at once instead of one round trip each.
+   */
+  groupOrder?: boolean;
   /** Stop receiving while this many messages are unsettled (default 5000). */
   maxInFlight?: number;
   /** Long-polling wait of one receive call (default 5 s; the proxy accepts 5–20 s). */
@@ -89,7 +95,8 @@ const MAX_REMEMBERED_FAILURES = 10_000;
  * Order: messages of one message group are handled one after the other, in delivery order, even
  * when a receive batch holds several of them; when one is to be redelivered, the later ones of its
  * group that are already here are released unprocessed, so the group keeps its order. Different
- * groups (and messages without group) run concurrently, up to `maxInFlight`.
+ * groups (and messages without group, and every message with `groupOrder: false`) run concurrently,
+ * up to `maxInFlight`.
  */
 export class RocketMqConsumerServer
   extends Server<Record<string, never>, 'connected' | 'disconnected'>
@@ -331,7 +338,7 @@ export class RocketMqConsumerServer
     this.armRenewal(delivery);
 
     let done: Promise<void>;
-    if (message.messageGroup) {
+    if (message.messageGroup && this.options.groupOrder !== false) {
       const key = `${view.topic}\u0000${message.messageGroup}`;
       const chain = this.groups.get(key) ?? { tail: Promise.resolve(), pending: 0 };
       this.groups.set(key, chain);
