@@ -23,9 +23,10 @@ interface Lane<T> {
 /**
  * Packs items per lane with no linger: each lane has at most one send in flight, and what arrives
  * meanwhile goes, packed, with the lane's next send. Under light load every item is sent at once (with
- * what was added in the same turn of the event loop); under load a pack carries everything that arrived during one round trip — the batch grows with the
- * load instead of with a timer. One send per lane at a time also keeps a lane's packs in the order
- * their items arrived. An item resolves when its pack is stored and rejects with its pack's error.
+ * what was added in the same turn of the event loop); under load a pack carries everything that arrived
+ * during one round trip — the batch grows with the load instead of with a timer. One send per lane at a
+ * time also keeps a lane's packs in the order their items arrived. An item resolves when its pack is
+ * stored and rejects with its pack's error.
  */
 export class LanePacker<T> {
   private readonly lanes = new Map<string, Lane<T>>();
