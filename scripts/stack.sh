@@ -339,12 +339,17 @@ jaeger_build_start() {
   JAEGER_BUILD_PID=$!
 }
 # on an early exit of `up`, stop the background build (its whole process group)
+# (under set -e a failing kill here — the build already ended — would make `up` exit 1 after all went well)
 jaeger_build_abort() {
-  [[ -n "$JAEGER_BUILD_PID" ]] && kill -- "-$JAEGER_BUILD_PID" 2>/dev/null
-  return 0
+  if [[ -n "$JAEGER_BUILD_PID" ]]; then kill -- "-$JAEGER_BUILD_PID" 2>/dev/null || true; fi
 }
 jaeger_build_wait() {
-  if jaeger_built; then return 0; fi
+  if jaeger_built; then
+    # built meanwhile by the background build (reap it), or before this run
+    [[ -z "$JAEGER_BUILD_PID" ]] || wait "$JAEGER_BUILD_PID" || true
+    JAEGER_BUILD_PID=""
+    return 0
+  fi
   jaeger_build_start
   if ! wait "$JAEGER_BUILD_PID"; then
     JAEGER_BUILD_PID=""

@@ -8,7 +8,7 @@ cd "$DMP_ROOT"
 
 bash scripts/bootstrap.sh
 npm run --silent build
-bash scripts/stack.sh up
+bash scripts/stack.sh up || { echo "npm test: the local stack did not come up (stack.sh exit $?)" >&2; exit 1; }
 
 # End-to-end tests share the stack: one file at a time.
 node --test --test-concurrency=1 --enable-source-maps --test-reporter=spec \
