@@ -15,7 +15,7 @@ import {
 import { asDmpError, MessagingErrorCode } from './rocketmq.errors';
 import { rocketMqClientLogger } from './rocketmq.logger';
 import type { RocketMqProducer } from './rocketmq.producer';
-import { ATTR, ROCKETMQ_SYSTEM, serverAttributes, TRACER_NAME } from './rocketmq.semconv';
+import { ATTR, processAttributes, ROCKETMQ_SYSTEM, serverAttributes, TRACER_NAME } from './rocketmq.semconv';
 import { ClientMetrics, errorMessage, Sleeper, withTimeout } from './rocketmq.util';
 
 export interface RocketMqConsumerServerOptions {
@@ -406,16 +406,10 @@ export class RocketMqConsumerServer
       {
         kind: SpanKind.CONSUMER,
         attributes: {
-          [ATTR.system]: ROCKETMQ_SYSTEM,
-          [ATTR.destination]: message.topic,
-          [ATTR.consumerGroup]: this.options.group,
+          ...processAttributes(message, this.options.group),
           [ATTR.namespace]: this.options.namespace,
-          [ATTR.operationType]: 'process',
-          [ATTR.operationName]: 'process',
-          [ATTR.messageId]: message.messageId,
           [ATTR.bodySize]: message.body.length,
           [ATTR.deliveryAttempt]: message.deliveryAttempt,
-          ...(message.messageGroup ? { [ATTR.messageGroup]: message.messageGroup } : {}),
           ...(message.tag ? { [ATTR.messageTag]: message.tag } : {}),
           ...(message.keys.length ? { [ATTR.messageKeys]: message.keys } : {}),
           ...serverAttributes(this.options.endpoints),

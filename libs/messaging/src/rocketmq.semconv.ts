@@ -35,3 +35,19 @@ export function serverAttributes(endpoints: string): Record<string, string | num
     ? { [ATTR.serverAddress]: first.slice(0, colon), [ATTR.serverPort]: port }
     : { [ATTR.serverAddress]: first };
 }
+
+/** The attributes every `process {topic}` span has: what was processed, from where, by which group. */
+export function processAttributes(
+  message: { topic: string; messageId: string; messageGroup?: string },
+  consumerGroup: string,
+): Record<string, string> {
+  return {
+    [ATTR.system]: ROCKETMQ_SYSTEM,
+    [ATTR.destination]: message.topic,
+    [ATTR.consumerGroup]: consumerGroup,
+    [ATTR.operationType]: 'process',
+    [ATTR.operationName]: 'process',
+    [ATTR.messageId]: message.messageId,
+    ...(message.messageGroup ? { [ATTR.messageGroup]: message.messageGroup } : {}),
+  };
+}

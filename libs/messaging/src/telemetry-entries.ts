@@ -7,7 +7,7 @@ import {
 import { extractTraceContext, recordFailure } from '@dmp/observability';
 import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import type { RocketMqMessage } from './rocketmq.context';
-import { ATTR, ROCKETMQ_SYSTEM, TRACER_NAME } from './rocketmq.semconv';
+import { processAttributes, TRACER_NAME } from './rocketmq.semconv';
 
 const tracer = trace.getTracer(TRACER_NAME);
 
@@ -41,15 +41,7 @@ export async function processTelemetryEntry<R>(
     `process ${message.topic}`,
     {
       kind: SpanKind.CONSUMER,
-      attributes: {
-        [ATTR.system]: ROCKETMQ_SYSTEM,
-        [ATTR.destination]: message.topic,
-        [ATTR.consumerGroup]: consumerGroup,
-        [ATTR.operationType]: 'process',
-        [ATTR.operationName]: 'process',
-        [ATTR.messageId]: message.messageId,
-        ...(message.messageGroup ? { [ATTR.messageGroup]: message.messageGroup } : {}),
-      },
+      attributes: processAttributes(message, consumerGroup),
       ...(pack ? { links: [{ context: pack }] } : {}),
     },
     parent,
