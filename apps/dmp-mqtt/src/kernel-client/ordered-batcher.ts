@@ -83,7 +83,12 @@ interface Entry<T> {
   firstAttemptAt?: number;
   lastError?: string;
   timer?: NodeJS.Timeout;
-  onAbort?: () => void;
+}
+
+/** The entries not final yet of one signal, and the one listener that abandons them when it aborts. */
+interface Watch<T> {
+  entries: Set<Entry<T>>;
+  onAbort: () => void;
 }
 
 export class OrderedBatcher<T> {
@@ -97,6 +102,11 @@ export class OrderedBatcher<T> {
   private readonly calls = new Set<Promise<void>>();
   private pendingCount = 0;
   private closed = false;
+  /**
+   * One 'abort' listener per signal, not per entry: a connection's signal is shared by every delivery in
+   * flight on it (thousands), and EventTarget's add/removeEventListener are linear in its listeners.
+   */
+  private readonly watches = new Map<AbortSignal, Watch<T>>();
 
   constructor(
     private readonly options: OrderedBatcherOptions,
@@ -130,10 +140,7 @@ export class OrderedBatcher<T> {
       if (!queue) this.queues.set(key, (queue = []));
       queue.push(entry);
       this.pendingCount++;
-      if (signal) {
-        entry.onAbort = () => this.onAbort(entry);
-        signal.addEventListener('abort', entry.onAbort, { once: true });
-      }
+      if (signal) this.watch(signal, entry);
       if (queue.length === 1) this.schedule(entry);
     });
   }
@@ -252,6 +259,30 @@ export class OrderedBatcher<T> {
     }, delay);
   }
 
+  private watch(signal: AbortSignal, entry: Entry<T>): void {
+    let watch = this.watches.get(signal);
+    if (!watch) {
+      const entries = new Set<Entry<T>>();
+      const onAbort = () => {
+        this.watches.delete(signal);
+        for (const aborted of [...entries]) this.onAbort(aborted);
+      };
+      watch = { entries, onAbort };
+      this.watches.set(signal, watch);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    watch.entries.add(entry);
+  }
+
+  private unwatch(entry: Entry<T>): void {
+    const watch = entry.signal && this.watches.get(entry.signal);
+    if (!watch) return;
+    watch.entries.delete(entry);
+    if (watch.entries.size > 0) return;
+    this.watches.delete(entry.signal);
+    entry.signal.removeEventListener('abort', watch.onAbort);
+  }
+
   private onAbort(entry: Entry<T>): void {
     // In a call: its answer still counts. Queued in a batch: dropped when the batch is sent.
     if (entry.state === 'waiting' || entry.state === 'backoff') this.abandon(entry, 'aborted');
@@ -279,7 +310,7 @@ export class OrderedBatcher<T> {
     entry.state = 'done';
     this.pendingCount--;
     if (entry.timer) clearTimeout(entry.timer);
-    if (entry.onAbort) entry.signal?.removeEventListener('abort', entry.onAbort);
+    this.unwatch(entry);
     const queue = this.queues.get(entry.key)!;
     const index = queue.indexOf(entry);
     queue.splice(index, 1);
