@@ -1,10 +1,13 @@
 import { startApplication, type Telemetry } from '@dmp/observability';
+import type { Server } from '@grpc/grpc-js';
+import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module';
 import type { KernelConfig } from './config';
 import { RulesConsumerServer } from './evaluation/rules-consumer';
 import { kernelGrpcOptions } from './ingest/grpc.options';
+import { raiseReceiveWindow } from './ingest/grpc-receive-window';
 
 /**
  * Two microservices: the gRPC ingest (dmp-mqtt calls it) and, unless KERNEL_RULES_ENABLED=false, the
@@ -13,11 +16,22 @@ import { kernelGrpcOptions } from './ingest/grpc.options';
  */
 export async function bootstrap(config: KernelConfig, telemetry: Telemetry): Promise<void> {
   const app = await NestFactory.create(AppModule.forRoot(config, telemetry), { bufferLogs: true });
-  app.connectMicroservice(kernelGrpcOptions(config), { inheritAppConfig: true });
+  let ingestServer: Server | undefined;
+  app.connectMicroservice(
+    kernelGrpcOptions(config, (server) => (ingestServer = server)),
+    { inheritAppConfig: true },
+  );
   if (config.rules.enabled)
     app.connectMicroservice<MicroserviceOptions>(
       { strategy: app.get(RulesConsumerServer) },
       { inheritAppConfig: true },
     );
-  await startApplication(app, config.http);
+  await startApplication(app, config.http, () => {
+    const window = config.kernel.grpcMaxMessageBytes;
+    if (!ingestServer || !raiseReceiveWindow(ingestServer, window))
+      new Logger('Bootstrap').warn(
+        `could not raise the Ingest server's HTTP/2 receive window to ${window} bytes (grpc-js internals ` +
+          'changed): large batches cross in 64 KiB steps',
+      );
+  });
 }

@@ -11,11 +11,16 @@ export interface HttpListenOptions {
  * in-flight work through each feature's hooks), microservices started after the modules are
  * ready, then HTTP (`/health`, `/metrics`, and the app's own endpoints).
  */
-export async function startApplication(app: INestApplication, http: HttpListenOptions): Promise<void> {
+export async function startApplication(
+  app: INestApplication,
+  http: HttpListenOptions,
+  onMicroservicesStarted?: () => void,
+): Promise<void> {
   app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
   await app.init();
   await app.startAllMicroservices();
+  onMicroservicesStarted?.();
   await app.listen(http.port, http.host);
   app.get(Logger).log(`listening on http://${http.host}:${http.port}`);
 }

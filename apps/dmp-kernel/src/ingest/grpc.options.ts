@@ -1,4 +1,5 @@
 import { TELEMETRY_PROTO_PACKAGE, TELEMETRY_PROTO_PATH } from '@dmp/contracts';
+import type { Server } from '@grpc/grpc-js';
 import { Transport, type GrpcOptions } from '@nestjs/microservices';
 import type { KernelConfig } from '../config';
 
@@ -11,7 +12,8 @@ export const TELEMETRY_LOADER_OPTIONS = {
   oneofs: true,
 } as const;
 
-export function kernelGrpcOptions(config: KernelConfig): GrpcOptions {
+/** `onServer` receives the grpc-js server (Nest's microservice does not expose it otherwise). */
+export function kernelGrpcOptions(config: KernelConfig, onServer?: (server: Server) => void): GrpcOptions {
   return {
     transport: Transport.GRPC,
     options: {
@@ -23,6 +25,7 @@ export function kernelGrpcOptions(config: KernelConfig): GrpcOptions {
       maxSendMessageLength: config.kernel.grpcMaxMessageBytes,
       // On shutdown: refuse new calls, let in-flight Ingest calls (and their sends) finish.
       gracefulShutdown: true,
+      onLoadPackageDefinition: (_definition: unknown, server: Server) => onServer?.(server),
     },
   };
 }
