@@ -75,11 +75,39 @@ export function startTelemetry(options: TelemetryOptions, logger?: DiagLogger): 
     spanProcessors: [processor],
     instrumentations: [
       new HttpInstrumentation({ ignoreIncomingRequestHook: isScrape }),
-      new GrpcInstrumentation(),
+      new GrpcInstrumentation({ ignoreGrpcMethods: UNTRACED_GRPC_METHODS }),
     ],
   });
   sdk.start();
   return { shutdown: () => sdk.shutdown() };
 }
+
+/**
+ * gRPC calls not worth a span each: the RocketMQ client's (DMP makes its own messaging spans for sends
+ * and receives; its long polls, acks and heartbeats would be a span per call, most of them roots) and the
+ * OTLP exporter's. Ignored methods are not wrapped at all, so they cost nothing per call.
+ */
+const UNTRACED_GRPC_METHODS = [
+  // apache.rocketmq.v2.MessagingService
+  'QueryRoute',
+  'Heartbeat',
+  'SendMessage',
+  'QueryAssignment',
+  'ReceiveMessage',
+  'AckMessage',
+  'ForwardMessageToDeadLetterQueue',
+  'PullMessage',
+  'UpdateOffset',
+  'GetOffset',
+  'QueryOffset',
+  'EndTransaction',
+  'Telemetry',
+  'NotifyClientTermination',
+  'ChangeInvisibleDuration',
+  'RecallMessage',
+  'SyncLiteSubscription',
+  // opentelemetry.proto.collector.trace.v1.TraceService
+  'Export',
+];
 
 const isScrape = (request: { url?: string }) => request.url === '/metrics' || request.url === '/health';
