@@ -23,6 +23,14 @@ const LOCAL_ACCEPTED_MAX = 100_000;
 const ERROR_LOG_INTERVAL_MS = 10_000;
 const NO_CLAIM: DedupClaim = { commit: () => undefined, release: () => undefined };
 
+/** Marks a batch of keys in one command: KEYS are the keys, ARGV their windows in ms. */
+const MARK = `for i, key in ipairs(KEYS) do redis.call('SET', key, '1', 'PX', ARGV[i]) end
+return #KEYS`;
+
+interface ScriptedRedis extends Redis {
+  dmpDedupMark(numberOfKeys: number, ...args: (string | number)[]): Promise<number>;
+}
+
 /**
  * Drops duplicates: the same device + message id within DEDUP_MESSAGE_ID_WINDOW_MS, or the same content
  * within DEDUP_CONTENT_WINDOW_MS (see dedup-keys.ts) — across replicas, through Redis.
@@ -30,12 +38,13 @@ const NO_CLAIM: DedupClaim = { commit: () => undefined, release: () => undefined
  * A message is marked as seen only once dmp-kernel accepted it (`commit`). Marking it on arrival would
  * lose it: if the hand-off then failed, the broker's redelivery would find the mark and be dropped as
  * a duplicate of a message that never got anywhere. So:
- *  1. arrival: is any key of the message marked (this replica's recently accepted keys, then Redis
- *     EXISTS — one pipeline per DEDUP_BATCH_LINGER_MS for all messages arriving meanwhile)? → duplicate;
+ *  1. arrival: is any key of the message marked (this replica's recently accepted keys, then Redis —
+ *     one MGET per DEDUP_BATCH_LINGER_MS for all messages arriving meanwhile)? → duplicate;
  *  2. a copy arriving while the first is still being handed off in this replica waits for the first's
  *     outcome (accepted → duplicate; not accepted → it goes on itself) — with EMQX's `hash_clientid`
  *     strategy all copies of a device's messages come to the same replica;
- *  3. accepted: `SET key 1 PX window` for each key (pipelined the same way), not awaited by the PUBACK.
+ *  3. accepted: `SET key 1 PX window` for each key (batched the same way, one script call), not awaited
+ *     by the PUBACK.
  * Two copies handed off by two replicas at the same moment both get through; ClickHouse's
  * ReplacingMergeTree key (device_id, ts_ms, message_id) collapses them, so at worst a duplicate is
  * stored once more, never a message lost. For the same reason Redis being unreachable lets messages
@@ -47,6 +56,7 @@ export class DuplicateFilter {
   private readonly windows: { messageIdWindowMs: number; contentWindowMs: number };
   private readonly pending = new Map<string, PendingClaim>();
   private readonly accepted = new LRUCache<string, DuplicateKind>({ max: LOCAL_ACCEPTED_MAX, ttl: 1 });
+  private readonly redis: ScriptedRedis;
   private readonly exists: MicroBatcher<string, boolean>;
   private readonly marks: MicroBatcher<DedupKey, undefined>;
   private readonly hits: Counter<'kind' | 'where'>;
@@ -54,27 +64,21 @@ export class DuplicateFilter {
   private lastErrorLogAt = 0;
 
   constructor(
-    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    @Inject(REDIS_CLIENT) redis: Redis,
     @Inject(MQTT_APP_CONFIG) config: MqttAppConfig,
     metrics: MetricsRegistry,
   ) {
     const { messageIdWindowMs, contentWindowMs, batchLingerMs, batchMax } = config.edge.dedup;
     this.windows = { messageIdWindowMs, contentWindowMs };
     const batching = { lingerMs: batchLingerMs, maxItems: batchMax };
-    this.exists = new MicroBatcher(batching, async (keys) => {
-      const pipeline = this.redis.pipeline();
-      for (const key of keys) pipeline.exists(key);
-      return ((await pipeline.exec()) ?? []).map(([error, count]) => {
-        if (error) throw error;
-        return count === 1;
-      });
-    });
+    redis.defineCommand('dmpDedupMark', { lua: MARK });
+    this.redis = redis as ScriptedRedis;
+    // One command per batch, not one per key: the client's per-command work was most of the cost.
+    this.exists = new MicroBatcher(batching, async (keys) =>
+      (await this.redis.mget(...keys)).map((value) => value !== null),
+    );
     this.marks = new MicroBatcher(batching, async (keys) => {
-      const pipeline = this.redis.pipeline();
-      for (const { key, windowMs } of keys) pipeline.set(key, '1', 'PX', windowMs);
-      const results = (await pipeline.exec()) ?? [];
-      const failed = results.find(([error]) => error)?.[0];
-      if (failed) throw failed;
+      await this.redis.dmpDedupMark(keys.length, ...keys.map((k) => k.key), ...keys.map((k) => k.windowMs));
       return keys.map(() => undefined);
     });
     this.hits = metrics.counter('dmp_mqtt_dedup_hits_total', 'Duplicates dropped, by kind and where found', [
