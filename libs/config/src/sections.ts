@@ -36,8 +36,12 @@ export const mqttSection = z
       .regex(/^[A-Za-z0-9_-]+$/)
       .default('dmp'),
     MQTT_TOPICS: list('devices/+/telemetry,devices/+/event,devices/+/snapshot,devices/+/heartbeat'),
-    /** MQTT 5 Receive Maximum: unacknowledged QoS1 messages the broker may have in flight to us. */
-    MQTT_RECEIVE_MAXIMUM: int(2000, 1, 65535),
+    /**
+     * MQTT 5 Receive Maximum: unacknowledged QoS1 messages the broker may have in flight to us. What is
+     * in flight is throughput × hand-off time; dmp-mqtt keeps up to 8 × 500 in Ingest calls, and as many
+     * again fill the next batches — below that, intake pauses while dmp-kernel has room.
+     */
+    MQTT_RECEIVE_MAXIMUM: int(8000, 1, 65535),
   })
   .transform((e) => ({
     url: e.MQTT_URL,
