@@ -4,7 +4,7 @@ import {
   TelemetryProperty,
   type TelemetryPackEntry,
 } from '@dmp/contracts';
-import { extractTraceContext, recordFailure } from '@dmp/observability';
+import { extractTraceContext, recordFailure, startSpanLazily } from '@dmp/observability';
 import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import type { RocketMqMessage } from './rocketmq.context';
 import { processAttributes, TRACER_NAME } from './rocketmq.semconv';
@@ -37,14 +37,12 @@ export async function processTelemetryEntry<R>(
   if (!isTelemetryPack(message)) return handle();
   const pack = trace.getSpanContext(context.active());
   const parent = extractTraceContext(entry, ROOT_CONTEXT);
-  const span = tracer.startSpan(
+  const span = startSpanLazily(
+    tracer,
     `process ${message.topic}`,
-    {
-      kind: SpanKind.CONSUMER,
-      attributes: processAttributes(message, consumerGroup),
-      ...(pack ? { links: [{ context: pack }] } : {}),
-    },
+    { kind: SpanKind.CONSUMER, ...(pack ? { links: [{ context: pack }] } : {}) },
     parent,
+    () => processAttributes(message, consumerGroup),
   );
   try {
     return await context.with(trace.setSpan(parent, span), handle);

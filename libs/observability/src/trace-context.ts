@@ -1,4 +1,14 @@
-import { context, propagation, trace, type Context, type Link, type Span } from '@opentelemetry/api';
+import {
+  context,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+  type SpanOptions,
+  type Tracer,
+} from '@opentelemetry/api';
 
 /** W3C trace context as it travels in MQTT 5 user properties and RocketMQ message properties. */
 export interface TraceCarrier {
@@ -30,4 +40,21 @@ export function linkTo(carrier: TraceCarrier | undefined): Link | undefined {
 export function recordFailure(span: Span, error: unknown): void {
   span.recordException(error instanceof Error ? error : new Error(String(error)));
   span.setStatus({ code: 2, message: error instanceof Error ? error.message : String(error) });
+}
+
+/**
+ * Starts a span and gives it `attributes()` only if it records. Most per-message spans are not sampled,
+ * and building and sanitizing their attributes was a good share of tracing's cost per message. Samplers
+ * decide without them (DMP's — parent-based, trace-id ratio — never read attributes).
+ */
+export function startSpanLazily(
+  tracer: Tracer,
+  name: string,
+  options: SpanOptions,
+  parent: Context,
+  attributes: () => Attributes,
+): Span {
+  const span = tracer.startSpan(name, options, parent);
+  if (span.isRecording()) span.setAttributes(attributes());
+  return span;
 }

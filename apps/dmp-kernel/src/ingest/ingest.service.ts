@@ -1,5 +1,5 @@
 import { DmpError, type DeviceMetadata, type NormalizedTelemetry, type TelemetryKind } from '@dmp/contracts';
-import { extractTraceContext, MetricsRegistry, recordFailure } from '@dmp/observability';
+import { extractTraceContext, MetricsRegistry, recordFailure, startSpanLazily } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
 import { context, SpanKind, SpanStatusCode, trace, type Link, type Span } from '@opentelemetry/api';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
@@ -91,21 +91,22 @@ export class IngestService {
   ): Promise<IngestOutcome> {
     const carrier = { traceparent: message.traceparent, tracestate: message.tracestate };
     const parent = extractTraceContext(carrier, context.active());
-    const span = tracer.startSpan(
+    const span = startSpanLazily(
+      tracer,
       'process kernel.ingest',
       {
         kind: SpanKind.CONSUMER,
-        attributes: {
-          'rpc.system': 'grpc',
-          'rpc.service': 'dmp.telemetry.v1.KernelIngest',
-          'rpc.method': 'Ingest',
-          'messaging.message.id': message.messageId,
-          'dmp.device.id': message.deviceId,
-        },
         // The message continues the device's trace; the batch call it came in is a link.
         ...(message.traceparent && callLink ? { links: [callLink] } : {}),
       },
       parent,
+      () => ({
+        'rpc.system': 'grpc',
+        'rpc.service': 'dmp.telemetry.v1.KernelIngest',
+        'rpc.method': 'Ingest',
+        'messaging.message.id': message.messageId,
+        'dmp.device.id': message.deviceId,
+      }),
     );
     const mapped = toTelemetryEnvelope(message);
     const kind = mapped.ok ? mapped.envelope.kind : 'unknown';

@@ -8,7 +8,7 @@ import {
   type NormalizedTelemetry,
 } from '@dmp/contracts';
 import { MessagingAttribute as ATTR, RocketMqProducer, ROCKETMQ_SYSTEM } from '@dmp/messaging';
-import { injectTraceContext, MetricsRegistry, recordFailure } from '@dmp/observability';
+import { injectTraceContext, MetricsRegistry, recordFailure, startSpanLazily } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
 import { context, ROOT_CONTEXT, SpanKind, trace, type Link } from '@opentelemetry/api';
 import type { Histogram } from 'prom-client';
@@ -70,9 +70,12 @@ export class TelemetryPublisher {
   async publish(telemetry: NormalizedTelemetry): Promise<void> {
     const topic = this.topicOf(telemetry.kind);
     const shard = telemetryShardOf(telemetry.deviceId, this.config.kernel.pack.shards);
-    const span = tracer.startSpan(`create ${topic}`, {
-      kind: SpanKind.PRODUCER,
-      attributes: {
+    const span = startSpanLazily(
+      tracer,
+      `create ${topic}`,
+      { kind: SpanKind.PRODUCER },
+      context.active(),
+      () => ({
         [ATTR.system]: ROCKETMQ_SYSTEM,
         [ATTR.destination]: topic,
         [ATTR.operationType]: 'create',
@@ -80,8 +83,8 @@ export class TelemetryPublisher {
         [ATTR.messageGroup]: telemetryShardGroup(shard),
         'messaging.message.id': telemetry.messageId,
         'dmp.device.id': telemetry.deviceId,
-      },
-    });
+      }),
+    );
     const json = telemetryPackEntryJson({
       telemetry,
       ...injectTraceContext(trace.setSpan(context.active(), span)),

@@ -1,4 +1,9 @@
-import { extractTraceContext, injectTraceContext, type TraceCarrier } from '@dmp/observability';
+import {
+  extractTraceContext,
+  injectTraceContext,
+  startSpanLazily,
+  type TraceCarrier,
+} from '@dmp/observability';
 import { Injectable } from '@nestjs/common';
 import {
   ROOT_CONTEXT,
@@ -32,44 +37,45 @@ export class MessageTracing {
     const template = ctx.getSubscription() || message.topic;
     // The identifying attributes on both spans; the descriptive ones once, on the process span (span
     // attributes are a good share of the tracing cost at tens of thousands of spans per second).
-    const common: Attributes = {
-      'messaging.system': 'mqtt',
-      'network.protocol.name': 'mqtt',
-      'messaging.destination.name': message.topic,
-      'messaging.destination.template': template,
-      'messaging.mqtt.qos': message.qos,
+    const common = (): Attributes => {
+      const attributes: Attributes = {
+        'messaging.system': 'mqtt',
+        'network.protocol.name': 'mqtt',
+        'messaging.destination.name': message.topic,
+        'messaging.destination.template': template,
+        'messaging.mqtt.qos': message.qos,
+      };
+      if (device.messageId) attributes['messaging.message.id'] = device.messageId;
+      return attributes;
     };
-    if (device.messageId) common['messaging.message.id'] = device.messageId;
 
-    const receive = this.tracer.startSpan(
+    const receive = startSpanLazily(
+      this.tracer,
       `receive ${template}`,
-      {
-        kind: SpanKind.CLIENT,
-        startTime: ctx.getReceivedAt(),
-        attributes: {
-          ...common,
-          'messaging.operation.type': 'receive',
-          'messaging.operation.name': 'receive',
-        },
-      },
+      { kind: SpanKind.CLIENT, startTime: ctx.getReceivedAt() },
       parent,
+      () => ({ ...common(), 'messaging.operation.type': 'receive', 'messaging.operation.name': 'receive' }),
     );
     receive.end(ctx.getDispatchedAt());
-    const attributes: Attributes = {
-      ...common,
-      'messaging.operation.type': 'process',
-      'messaging.operation.name': 'process',
-      'network.protocol.version': '5',
-      'messaging.consumer.group.name': ctx.getShareGroup(),
-      'messaging.client.id': ctx.getClientId(),
-      'messaging.message.body.size': message.payload.length,
-      'messaging.mqtt.dup': ctx.isRedelivery(),
-    };
-    if (device.deviceId) attributes['dmp.device.id'] = device.deviceId;
-    const process = this.tracer.startSpan(
+    const process = startSpanLazily(
+      this.tracer,
       `process ${template}`,
-      { kind: SpanKind.CONSUMER, startTime: ctx.getDispatchedAt(), attributes },
+      { kind: SpanKind.CONSUMER, startTime: ctx.getDispatchedAt() },
       trace.setSpan(parent, receive),
+      () => {
+        const attributes: Attributes = {
+          ...common(),
+          'messaging.operation.type': 'process',
+          'messaging.operation.name': 'process',
+          'network.protocol.version': '5',
+          'messaging.consumer.group.name': ctx.getShareGroup(),
+          'messaging.client.id': ctx.getClientId(),
+          'messaging.message.body.size': message.payload.length,
+          'messaging.mqtt.dup': ctx.isRedelivery(),
+        };
+        if (device.deviceId) attributes['dmp.device.id'] = device.deviceId;
+        return attributes;
+      },
     );
     const spans = new MessageSpans(process, trace.setSpan(parent, process), device.carrier);
     ctx.onEnd((end) => spans.end(end));
@@ -102,7 +108,7 @@ export class MessageSpans {
   }
 
   outcome(outcome: 'forwarded' | 'rejected' | 'filtered' | 'redeliver', attributes: Attributes = {}): void {
-    this.span.setAttributes({ 'dmp.outcome': outcome, ...attributes });
+    if (this.span.isRecording()) this.span.setAttributes({ 'dmp.outcome': outcome, ...attributes });
   }
 
   /** Called by the transport's delivery end: the PUBACK went out, or the message was given up. */
