@@ -233,6 +233,8 @@ describe('dmp-data', () => {
       DATA_INSERT_RETRY_MAX_MS: '3000',
       DATA_AGGREGATION_LATENESS_MS: '0',
       DATA_AGGREGATION_INTERVAL_MS: '300',
+      // Several recomputation statements per pass over the pending minutes.
+      DATA_AGGREGATION_MAX_KEYS: '7',
       DATA_CLEAN_METRIC_RANGES: '{"hum":[0,100]}',
       LOG_LEVEL: 'info',
     };

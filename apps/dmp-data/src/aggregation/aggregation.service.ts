@@ -17,6 +17,9 @@ import { pendingMinutesSql, recomputeSql, type MinuteKey } from './minute-aggreg
  * dirty again and it is recomputed again. Marks live in ClickHouse, so a crash (even kill -9)
  * loses no recomputation: what was not marked done is found again on the next run.
  */
+/** Pending minutes read per scan of the marks (a few MB), recomputed DATA_AGGREGATION_MAX_KEYS at a time. */
+const SCAN_KEYS = 100_000;
+
 @Injectable()
 export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(MinuteAggregator.name);
@@ -54,29 +57,38 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     await this.running;
   }
 
-  /** One pass: recomputes every eligible pending minute, page by page. Returns how many. */
+  /**
+   * One pass: recomputes every eligible pending minute, one statement per DATA_AGGREGATION_MAX_KEYS.
+   * The pending marks are read once for many statements (SCAN_KEYS), not once per statement: finding
+   * them groups the whole marks table, and at 100,000 devices a minute has a hundred statements.
+   * Returns how many.
+   */
   async runOnce(): Promise<number> {
     const { latenessMs, maxKeys } = this.config.data.aggregation;
     let total = 0;
     for (;;) {
       const [clock] = await this.clickhouse.query<{ now: number }>('SELECT toUInt32(now()) AS now');
       const now = Number(clock.now);
-      const keys = (
-        await this.clickhouse.query<MinuteKey>(pendingMinutesSql(now, Math.ceil(latenessMs / 1000), maxKeys))
+      const limit = Math.max(maxKeys, SCAN_KEYS);
+      const pending = (
+        await this.clickhouse.query<MinuteKey>(pendingMinutesSql(now, Math.ceil(latenessMs / 1000), limit))
       ).map((k) => ({ device_id: k.device_id, minute: Number(k.minute) }));
-      if (keys.length === 0) return total;
-      const stop = this.runSeconds.startTimer();
-      // The snapshot of telemetry_raw is taken after `now`: the rows are versioned by it.
-      await this.clickhouse.command(recomputeSql(keys, now * 1000));
-      stop();
-      await this.clickhouse.insertRows(
-        Tables.dirtyMinutes,
-        keys.map((k) => ({ ...k, pending: 0, ver: now * 2 })),
-        { columns: ['device_id', 'minute', 'pending', 'ver'] },
-      );
-      this.recomputed.inc(keys.length);
-      total += keys.length;
-      if (keys.length < maxKeys || this.stopped) return total;
+      for (let start = 0; start < pending.length && !this.stopped; start += maxKeys) {
+        const keys = pending.slice(start, start + maxKeys);
+        const stop = this.runSeconds.startTimer();
+        // The snapshot of telemetry_raw is taken after `now`: the rows are versioned by it, and marks
+        // made since (a higher ver) keep their minutes pending for the next pass.
+        await this.clickhouse.command(recomputeSql(keys, now * 1000));
+        stop();
+        await this.clickhouse.insertRows(
+          Tables.dirtyMinutes,
+          keys.map((k) => ({ ...k, pending: 0, ver: now * 2 })),
+          { columns: ['device_id', 'minute', 'pending', 'ver'] },
+        );
+        this.recomputed.inc(keys.length);
+        total += keys.length;
+      }
+      if (pending.length < limit || this.stopped) return total;
     }
   }
 
