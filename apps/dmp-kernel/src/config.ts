@@ -29,7 +29,10 @@ const kernelSection = z
     KERNEL_PACK_MAX_MESSAGES: int(500, 1, 10_000),
     /** …and bytes of their JSON (RocketMQ's default body limit is 4 MiB). */
     KERNEL_PACK_MAX_BYTES: int(1024 * 1024, 1024, 4 * 1024 * 1024 - 64 * 1024),
-    /** Largest gRPC message accepted or sent, in bytes (default 16 MiB); also the Ingest server's HTTP/2 receive window. */
+    /**
+     * Largest gRPC message accepted or sent, in bytes (default 16 MiB); also the Ingest server's HTTP/2
+     * receive window.
+     */
     KERNEL_GRPC_MAX_MESSAGE_BYTES: int(16 * 1024 * 1024, 1024),
     /** Bearer token of the admin API (`/rules`, `/alarms`); without it those endpoints answer 503. */
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
