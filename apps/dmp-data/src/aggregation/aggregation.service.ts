@@ -11,15 +11,15 @@ import type { Counter, Histogram } from 'prom-client';
 import { DATA_CONFIG, type DataConfig } from '../config';
 import { pendingMinutesSql, recomputeSql, type MinuteKey } from './minute-aggregation';
 
+/** Pending minutes read per scan of the marks (a few MB), recomputed DATA_AGGREGATION_MAX_KEYS at a time. */
+const SCAN_KEYS = 100_000;
+
 /**
  * Recomputes `telemetry_1m` for the (device, minute)s marked dirty by the writer, once the minute
  * ended and the allowed lateness passed (DATA_AGGREGATION_LATENESS_MS). Late data marks a minute
  * dirty again and it is recomputed again. Marks live in ClickHouse, so a crash (even kill -9)
  * loses no recomputation: what was not marked done is found again on the next run.
  */
-/** Pending minutes read per scan of the marks (a few MB), recomputed DATA_AGGREGATION_MAX_KEYS at a time. */
-const SCAN_KEYS = 100_000;
-
 @Injectable()
 export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(MinuteAggregator.name);
