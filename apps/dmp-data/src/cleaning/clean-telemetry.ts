@@ -1,9 +1,11 @@
 import {
+  MAX_METRICS,
   METRIC_NAME_PATTERN,
   metricValueSchema,
   normalizedTelemetrySchema,
   type NormalizedTelemetry,
 } from '@dmp/contracts';
+import { z } from 'zod';
 import type { CleaningConfig } from './cleaning.config';
 
 /**
@@ -60,6 +62,17 @@ const REQUIRED_FIELDS = ['deviceId', 'messageId', 'kind', 'ts', 'metrics', 'rece
 const MAX_ISSUES = 5;
 
 /**
+ * NormalizedTelemetry with its metrics taken as they are: `checkMetric` has already checked each name
+ * and value by the contract's rules and removed what fails, so only their count is left to check (the
+ * contract's own schema would check every metric a second time).
+ */
+const cleanedTelemetrySchema = normalizedTelemetrySchema.extend({
+  metrics: z
+    .record(z.string(), z.unknown())
+    .refine((m) => Object.keys(m).length <= MAX_METRICS, `at most ${MAX_METRICS} metrics`),
+});
+
+/**
  * Cleans one parsed telemetry entry (the JSON of a RocketMQ message) before it is stored. Pure.
  *
  * Per metric, first: an invalid name or value (→ InvalidMetric), NaN/±Infinity (→ NotFinite), a number
@@ -86,7 +99,7 @@ export function cleanTelemetry(entry: unknown, limits: CleaningLimits, nowMs: nu
     if (removed.length > 0) candidate = { ...entry, metrics: kept };
   }
 
-  const parsed = normalizedTelemetrySchema.safeParse(candidate);
+  const parsed = cleanedTelemetrySchema.safeParse(candidate);
   if (!parsed.success) {
     const missing = REQUIRED_FIELDS.filter((field) => entry[field] === undefined || entry[field] === null);
     const issues = parsed.error.issues
@@ -98,7 +111,7 @@ export function cleanTelemetry(entry: unknown, limits: CleaningLimits, nowMs: nu
       ? rejected(CleanCode.MissingField, `missing ${missing.join(', ')} — ${detail}`, removed)
       : rejected(CleanCode.InvalidField, detail, removed);
   }
-  const telemetry = parsed.data;
+  const telemetry = parsed.data as NormalizedTelemetry;
 
   if (limits.maxFutureMs > 0 && telemetry.ts > nowMs + limits.maxFutureMs)
     return rejected(
@@ -169,7 +182,7 @@ const rejected = (code: CleanCode, detail: string, removed: MetricRemoval[]): Cl
   removed,
 });
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
+export const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const describeType = (value: unknown): string =>

@@ -8,7 +8,7 @@ import {
   type DeadLetterEntry,
 } from '@dmp/contracts';
 import type { OutgoingMessage } from '@dmp/messaging';
-import { CleanCode, describeRemovals, type CleaningResult } from './clean-telemetry';
+import { CleanCode, describeRemovals, isRecord, type CleaningResult } from './clean-telemetry';
 
 /** `dmp_source` of the dead letters cleaning writes. */
 export const DEAD_LETTER_SOURCE_CLEANING = 'dmp-data';
@@ -199,9 +199,6 @@ function toJson(value: unknown): string | undefined {
       return undefined; // undefined, functions, symbols: left out, as JSON.stringify does
   }
 }
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const validString = (value: unknown, pattern: RegExp): string | undefined =>
   typeof value === 'string' && pattern.test(value) ? value : undefined;
