@@ -612,8 +612,16 @@ describe('dmp-data', () => {
       },
     );
     assert.deepEqual(await rawCount(devices), { rows: messages.length, ids: messages.length });
-    const latest = await repository.query<{ device_id: string; value: number }>(
-      `SELECT device_id, value FROM telemetry_latest FINAL WHERE device_id IN (${stringList(devices)}) AND metric = 'level' ORDER BY device_id`,
+    // Raw is inserted before latest: a batch's raw rows can be visible while its latest insert runs.
+    const latest = await waitFor(
+      'the newest value of each device in telemetry_latest',
+      async () => {
+        const rows = await repository.query<{ device_id: string; value: number }>(
+          `SELECT device_id, value FROM telemetry_latest FINAL WHERE device_id IN (${stringList(devices)}) AND metric = 'level' ORDER BY device_id`,
+        );
+        return rows.length === devices.length && rows.every((row) => row.value === 2) ? rows : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
     );
     assert.deepEqual(
       latest,
@@ -711,17 +719,24 @@ describe('dmp-data', () => {
       Array.from({ length: 3 }, (_, i) => telemetry(deviceId, i, base + i * 30_000, { power: i * 10 })),
     );
     await sendAll(messages);
-    await waitFor('the messages stored', async () => (await rawCount(devices)).ids === messages.length, {
-      timeoutMs: 30_000,
-    });
-    await sleep(300);
+    const pendingMinutes = async () => {
+      const [pending] = await repository.query<{ n: string }>(
+        `SELECT count() AS n FROM (SELECT device_id, minute FROM telemetry_1m_dirty WHERE device_id IN (${stringList(devices)})
+         GROUP BY device_id, minute HAVING argMax(pending, ver) = 1)`,
+      );
+      return Number(pending.n);
+    };
+    // The dirty marks are inserted after the raw rows: wait for both.
+    await waitFor(
+      'the messages stored and their minutes marked',
+      async () =>
+        (await rawCount(devices)).ids === messages.length && (await pendingMinutes()) >= devices.length,
+      { timeoutMs: 30_000 },
+    );
     await app.stop('SIGKILL');
     app = undefined;
-    const [pending] = await repository.query<{ n: string }>(
-      `SELECT count() AS n FROM (SELECT device_id, minute FROM telemetry_1m_dirty WHERE device_id IN (${stringList(devices)})
-       GROUP BY device_id, minute HAVING argMax(pending, ver) = 1)`,
-    );
-    assert.ok(Number(pending.n) >= devices.length, `${pending.n} minutes pending after the kill`);
+    const pending = await pendingMinutes();
+    assert.ok(pending >= devices.length, `${pending} minutes pending after the kill`);
     assert.deepEqual(await aggregates(devices), []);
 
     app = await startApp('dmp-data', appEnv, { label: `dmp-data-e2e-${run}-4` });
