@@ -15,6 +15,7 @@ import {
   stack,
   startApp,
   waitFor,
+  type JaegerTrace,
   type ReceivedTelemetry,
   type RunningApp,
 } from '@dmp/testing';
@@ -229,15 +230,23 @@ describe('the chain, end to end', () => {
       (name: string) => name.startsWith('process devices/'),
       (name: string) => name === 'process kernel.ingest',
       (name: string) => name.startsWith('create dmp_telemetry_'),
-      (name: string) => name.startsWith('process dmp_telemetry_'),
       (name: string) => name === 'INSERT telemetry_raw',
     ];
+    // The kernel's rule consumer has process spans of that name too: wait for dmp-data's own.
+    const dataProcessSpan = (trace: JaegerTrace) =>
+      trace.spans.find(
+        (span) =>
+          span.operationName.startsWith('process dmp_telemetry_') &&
+          trace.processes[span.processID]?.serviceName === 'dmp-data',
+      );
     const trace = await waitFor(
       `trace ${traceId} with every hop in Jaeger`,
       async () => {
         const found = await getJaegerTrace(traceId);
         const names = found?.spans.map((span) => span.operationName) ?? [];
-        return found && expectedSpans.every((matches) => names.some(matches)) ? found : undefined;
+        return found && expectedSpans.every((matches) => names.some(matches)) && dataProcessSpan(found)
+          ? found
+          : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 1_000 },
     );
@@ -245,11 +254,7 @@ describe('the chain, end to end', () => {
     assert.ok(trace.spans.every((span) => span.traceID === traceId));
     // dmp-data's process span of the message links to the pack's process span, in the pack's trace
     // with the kernel's send and dmp-data's receive.
-    const process = trace.spans.find(
-      (span) =>
-        span.operationName.startsWith('process dmp_telemetry_') &&
-        trace.processes[span.processID]?.serviceName === 'dmp-data',
-    );
+    const process = dataProcessSpan(trace);
     const link = process?.references.find((r) => r.refType === 'FOLLOWS_FROM' && r.traceID !== traceId);
     assert.ok(link, "the message's process span links to its pack");
     const pack = await waitFor(
@@ -257,9 +262,10 @@ describe('the chain, end to end', () => {
       async () => {
         const found = await getJaegerTrace(link.traceID);
         const names = found?.spans.map((span) => span.operationName) ?? [];
-        return ['send dmp_telemetry_', 'receive dmp_telemetry_', 'process dmp_telemetry_'].every((prefix) =>
+        // The linked (pack) process span ends after the ack: the last of them to reach Jaeger.
+        return ['send dmp_telemetry_', 'receive dmp_telemetry_'].every((prefix) =>
           names.some((name) => name.startsWith(prefix)),
-        )
+        ) && found?.spans.some((span) => span.spanID === link.spanID)
           ? found
           : undefined;
       },

@@ -639,12 +639,15 @@ describe('dmp-data', () => {
     const traceId = randomBytes(16).toString('hex');
     const message = telemetry(`e2e-${run}-traced`, 0, Date.now(), { temp: 5 });
     await send(message, undefined, `00-${traceId}-${randomBytes(8).toString('hex')}-01`);
+    // The process span ends after the ack, later than the INSERT spans: it may be in a later export.
     const trace = await waitFor(
-      'the message trace with its INSERT spans in Jaeger',
+      'the message trace with its process and INSERT spans in Jaeger',
       async () => {
         const found = await getJaegerTrace(traceId);
         const names = found?.spans.map((s) => s.operationName) ?? [];
-        return names.includes('INSERT telemetry_raw') && names.includes('INSERT telemetry_latest')
+        return ['INSERT telemetry_raw', 'INSERT telemetry_latest', `process ${topics.event}`].every((name) =>
+          names.includes(name),
+        )
           ? found
           : undefined;
       },

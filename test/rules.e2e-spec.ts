@@ -505,7 +505,11 @@ describe('rules end to end', { timeout: 300_000 }, () => {
     );
     assert.deepEqual(off.payload.params, { on: false });
     assert.equal(commands.filter((c) => c.topic === deviceCommandTopic(id)).length, 2);
-    assert.ok((await readMetric(kernel!.baseUrl, 'dmp_kernel_commands_total', { result: 'ok' })) >= 2);
+    // Counted once the broker acknowledged it, which can come after the subscriber's copy.
+    await waitFor(
+      'both commands counted as sent',
+      async () => (await readMetric(kernel!.baseUrl, 'dmp_kernel_commands_total', { result: 'ok' })) >= 2,
+    );
   });
 
   it('delivers a webhook, retrying while the receiver fails', async () => {
