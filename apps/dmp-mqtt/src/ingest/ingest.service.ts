@@ -223,10 +223,7 @@ export class IngestService implements OnApplicationShutdown {
     const { envelope } = decoded;
     let accepted = false;
     try {
-      const outcome = await this.kernel.forward(envelope, spans.carrier(), {
-        signal: ctx.signal,
-        payloadBytes: message.payload.length,
-      });
+      const outcome = await this.kernel.forward(envelope, spans.carrier(), ctx.signal);
       if (!outcome.accepted) {
         return await this.reject(message, ctx, spans, topic, {
           code: outcome.errorCode as RejectCode,

@@ -10,17 +10,17 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/
 import { context, ROOT_CONTEXT, SpanKind, trace, type Link } from '@opentelemetry/api';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
 import {
+  encodeTelemetry,
   KernelIngestClient,
-  toTelemetryMessage,
+  type EncodedTelemetry,
   type IngestOutcome,
-  type TelemetryMessage,
 } from './kernel-ingest.client';
 import { OrderedBatcher, type FinalOutcome } from './ordered-batcher';
 
-/** Approximate bound of one Ingest request (dmp-kernel's gRPC server accepts 4 MiB by default). */
+/** Bound of one Ingest request (dmp-kernel's gRPC server accepts 4 MiB by default). */
 const MAX_BATCH_BYTES = 1024 * 1024;
-/** Per-message overhead on top of the device payload's size, for the estimate above. */
-const MESSAGE_OVERHEAD_BYTES = 256;
+/** A message's framing in the batch: its field tag and length. */
+const MESSAGE_FRAMING_BYTES = 6;
 const FAILURE_LOG_INTERVAL_MS = 10_000;
 const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
 
@@ -32,7 +32,7 @@ const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000
 @Injectable()
 export class KernelForwarder implements OnApplicationShutdown {
   private readonly log = new Logger('KernelForwarder');
-  private readonly batcher: OrderedBatcher<TelemetryMessage>;
+  private readonly batcher: OrderedBatcher<EncodedTelemetry>;
   private readonly tracer = trace.getTracer('dmp-mqtt');
   private failedCalls = 0;
   private lastFailureLogAt = 0;
@@ -62,7 +62,7 @@ export class KernelForwarder implements OnApplicationShutdown {
       ['reason'],
     );
     const k = config.ingest.kernel;
-    this.batcher = new OrderedBatcher<TelemetryMessage>(
+    this.batcher = new OrderedBatcher<EncodedTelemetry>(
       {
         maxBatchSize: k.maxBatchMessages,
         maxBatchBytes: MAX_BATCH_BYTES,
@@ -115,14 +115,11 @@ export class KernelForwarder implements OnApplicationShutdown {
     }
   }
 
-  forward(
-    envelope: TelemetryEnvelope,
-    carrier: TraceCarrier,
-    options: { signal: AbortSignal; payloadBytes: number },
-  ): Promise<FinalOutcome> {
-    return this.batcher.submit(envelope.deviceId, toTelemetryMessage(envelope, carrier), {
-      signal: options.signal,
-      bytes: options.payloadBytes + MESSAGE_OVERHEAD_BYTES,
+  forward(envelope: TelemetryEnvelope, carrier: TraceCarrier, signal: AbortSignal): Promise<FinalOutcome> {
+    const message = encodeTelemetry(envelope, carrier);
+    return this.batcher.submit(envelope.deviceId, message, {
+      signal,
+      bytes: message.bytes.length + MESSAGE_FRAMING_BYTES,
     });
   }
 
@@ -130,7 +127,7 @@ export class KernelForwarder implements OnApplicationShutdown {
    * One Ingest call, in its own trace: a batch span linked to every message's process span (the kernel
    * continues each message's own trace from its `traceparent`).
    */
-  private async send(messages: readonly TelemetryMessage[]): Promise<(IngestOutcome | undefined)[]> {
+  private async send(messages: readonly EncodedTelemetry[]): Promise<(IngestOutcome | undefined)[]> {
     const links = messages
       .map((m) => linkTo({ traceparent: m.traceparent || undefined, tracestate: m.tracestate || undefined }))
       .filter((link): link is Link => link !== undefined);
@@ -165,7 +162,7 @@ export class KernelForwarder implements OnApplicationShutdown {
 
 /** Outcomes by position when the kernel answered in order (the usual case), else by message id. */
 export function alignOutcomes(
-  messages: readonly TelemetryMessage[],
+  messages: readonly EncodedTelemetry[],
   outcomes: readonly IngestOutcome[],
 ): (IngestOutcome | undefined)[] {
   if (

@@ -1,4 +1,5 @@
 import {
+  TELEMETRY_PROTO_PACKAGE,
   TELEMETRY_PROTO_PATH,
   type MetricValue,
   type TelemetryEnvelope,
@@ -7,8 +8,9 @@ import {
 import type { TraceCarrier } from '@dmp/observability';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 
-/** `dmp.telemetry.v1.Telemetry` as @grpc/proto-loader takes it (camelCase fields, enum names, int64 as number). */
+/** `dmp.telemetry.v1.Telemetry` as @grpc/proto-loader gives it (camelCase fields, enum names, int64 as number). */
 export interface TelemetryMessage {
   deviceId: string;
   messageId: string;
@@ -39,37 +41,62 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-const KIND: Record<TelemetryKind, TelemetryMessage['kind']> = {
-  telemetry: 'KIND_TELEMETRY',
-  event: 'KIND_EVENT',
-  snapshot: 'KIND_SNAPSHOT',
+/**
+ * A message encoded once, as it arrives, as the `Telemetry` bytes of the Ingest request: what waits for
+ * the call (up to the MQTT Receive Maximum of them) is one buffer, and the call only frames the buffers.
+ */
+export interface EncodedTelemetry {
+  messageId: string;
+  traceparent: string;
+  tracestate: string;
+  bytes: Uint8Array;
+}
+
+const telemetryProto = protobuf.loadSync(TELEMETRY_PROTO_PATH);
+const TelemetryType = telemetryProto.lookupType(`${TELEMETRY_PROTO_PACKAGE}.Telemetry`);
+const KIND_NUMBER = telemetryProto.lookupEnum(`${TELEMETRY_PROTO_PACKAGE}.Kind`).values;
+const KIND: Record<TelemetryKind, number> = {
+  telemetry: KIND_NUMBER.KIND_TELEMETRY,
+  event: KIND_NUMBER.KIND_EVENT,
+  snapshot: KIND_NUMBER.KIND_SNAPSHOT,
 };
 
-export function toTelemetryMessage(envelope: TelemetryEnvelope, carrier: TraceCarrier): TelemetryMessage {
-  return {
+export function encodeTelemetry(envelope: TelemetryEnvelope, carrier: TraceCarrier): EncodedTelemetry {
+  const metrics: Record<string, { number: number } | { flag: boolean } | { text: string }> = {};
+  for (const name in envelope.metrics) metrics[name] = metricValue(envelope.metrics[name]);
+  const traceparent = carrier.traceparent ?? '';
+  const tracestate = carrier.tracestate ?? '';
+  // `encode` takes the plain object as it is (the enum as its number); `fromObject` would copy it first.
+  const bytes = TelemetryType.encode({
     deviceId: envelope.deviceId,
     messageId: envelope.messageId,
     kind: KIND[envelope.kind],
     ts: envelope.ts,
     seq: envelope.seq ?? 0,
-    metrics: Object.fromEntries(
-      Object.entries(envelope.metrics).map(([name, value]) => [name, metricValue(value)]),
-    ),
+    metrics,
     receivedAt: envelope.receivedAt,
-    traceparent: carrier.traceparent ?? '',
-    tracestate: carrier.tracestate ?? '',
-  };
+    traceparent,
+    tracestate,
+  }).finish();
+  return { messageId: envelope.messageId, traceparent, tracestate, bytes };
 }
 
-function metricValue(value: MetricValue): TelemetryMessage['metrics'][string] {
+function metricValue(value: MetricValue): { number: number } | { flag: boolean } | { text: string } {
   if (typeof value === 'number') return { number: value };
   if (typeof value === 'boolean') return { flag: value };
   return { text: value };
 }
 
+/** `IngestBatch { repeated Telemetry messages = 1; }` from already encoded messages. */
+export function encodeIngestBatch({ messages }: { messages: readonly EncodedTelemetry[] }): Buffer {
+  const writer = protobuf.Writer.create();
+  for (const message of messages) writer.uint32((1 << 3) | 2).bytes(message.bytes);
+  return Buffer.from(writer.finish());
+}
+
 interface KernelIngestStub extends grpc.Client {
   Ingest(
-    request: { messages: TelemetryMessage[] },
+    request: { messages: readonly EncodedTelemetry[] },
     options: grpc.CallOptions,
     callback: (error: grpc.ServiceError | null, response?: { outcomes?: IngestOutcome[] }) => void,
   ): grpc.ClientUnaryCall;
@@ -94,10 +121,13 @@ export class KernelIngestClient {
     private readonly callTimeoutMs: number,
   ) {
     const definition = protoLoader.loadSync(TELEMETRY_PROTO_PATH, PROTO_LOADER_OPTIONS);
-    const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-      dmp: { telemetry: { v1: { KernelIngest: KernelIngestConstructor } } };
-    };
-    this.stub = new loaded.dmp.telemetry.v1.KernelIngest(url, grpc.credentials.createInsecure(), {
+    const service = definition[`${TELEMETRY_PROTO_PACKAGE}.KernelIngest`] as grpc.ServiceDefinition;
+    // proto-loader's method (path, answer decoding), the request framed from the encoded messages.
+    const KernelIngest = grpc.makeGenericClientConstructor(
+      { Ingest: { ...service.Ingest, requestSerialize: encodeIngestBatch } },
+      'KernelIngest',
+    ) as unknown as KernelIngestConstructor;
+    this.stub = new KernelIngest(url, grpc.credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -108,7 +138,7 @@ export class KernelIngestClient {
   }
 
   /** One Ingest call. Rejects on any call failure (unreachable, deadline, status ≠ OK). */
-  ingest(messages: TelemetryMessage[]): Promise<IngestOutcome[]> {
+  ingest(messages: readonly EncodedTelemetry[]): Promise<IngestOutcome[]> {
     return new Promise((resolve, reject) => {
       this.stub.Ingest({ messages }, { deadline: Date.now() + this.callTimeoutMs }, (error, response) => {
         if (error) reject(error);

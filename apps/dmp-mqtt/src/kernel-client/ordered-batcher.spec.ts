@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { alignOutcomes } from './kernel-forwarder.service';
-import type { TelemetryMessage } from './kernel-ingest.client';
+import type { EncodedTelemetry } from './kernel-ingest.client';
 import {
   HandOffAbandonedError,
   OrderedBatcher,
@@ -219,7 +219,7 @@ describe('OrderedBatcher', () => {
 });
 
 describe('alignOutcomes', () => {
-  const message = (messageId: string) => ({ messageId }) as TelemetryMessage;
+  const message = (messageId: string) => ({ messageId }) as EncodedTelemetry;
   const outcome = (messageId: string, accepted = true) => ({
     messageId,
     accepted,

@@ -1,0 +1,72 @@
+import { TELEMETRY_PROTO_PATH, type TelemetryEnvelope } from '@dmp/contracts';
+import * as protoLoader from '@grpc/proto-loader';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  encodeIngestBatch,
+  encodeTelemetry,
+  PROTO_LOADER_OPTIONS,
+  type TelemetryMessage,
+} from './kernel-ingest.client';
+
+/** What dmp-kernel's gRPC server (proto-loader, the same options) decodes from the request bytes. */
+const definition = protoLoader.loadSync(TELEMETRY_PROTO_PATH, PROTO_LOADER_OPTIONS);
+const ingest = (definition['dmp.telemetry.v1.KernelIngest'] as protoLoader.ServiceDefinition).Ingest;
+const decodeBatch = (bytes: Buffer) => ingest.requestDeserialize(bytes) as { messages: TelemetryMessage[] };
+
+const envelope = (overrides: Partial<TelemetryEnvelope> = {}): TelemetryEnvelope => ({
+  deviceId: 'dev-1',
+  messageId: 'm-1',
+  kind: 'snapshot',
+  ts: 1_764_000_000_123,
+  seq: 42,
+  metrics: { temp: 21.5, on: true, mode: 'eco', zero: 0 },
+  receivedAt: 1_764_000_000_456,
+  ...overrides,
+});
+
+describe('encodeTelemetry / encodeIngestBatch', () => {
+  it('encodes what the kernel decodes as the same message, every metric type, kind and trace context', () => {
+    const carrier = { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`, tracestate: 'k=v' };
+    const encoded = encodeTelemetry(envelope(), carrier);
+    assert.deepEqual(
+      { messageId: encoded.messageId, traceparent: encoded.traceparent, tracestate: encoded.tracestate },
+      { messageId: 'm-1', ...carrier },
+    );
+    const { messages } = decodeBatch(encodeIngestBatch({ messages: [encoded] }));
+    assert.deepEqual(messages, [
+      {
+        deviceId: 'dev-1',
+        messageId: 'm-1',
+        kind: 'KIND_SNAPSHOT',
+        ts: 1_764_000_000_123,
+        seq: 42,
+        metrics: {
+          temp: { number: 21.5, value: 'number' },
+          on: { flag: true, value: 'flag' },
+          mode: { text: 'eco', value: 'text' },
+          zero: { number: 0, value: 'number' },
+        },
+        receivedAt: 1_764_000_000_456,
+        traceparent: carrier.traceparent,
+        tracestate: 'k=v',
+      },
+    ]);
+  });
+
+  it('frames many messages in order, without trace context or seq as empty and 0', () => {
+    const batch = (['telemetry', 'event', 'snapshot'] as const).map((kind, i) =>
+      encodeTelemetry(envelope({ kind, messageId: `m-${i}`, seq: undefined }), {}),
+    );
+    const { messages } = decodeBatch(encodeIngestBatch({ messages: batch }));
+    assert.deepEqual(
+      messages.map((m) => [m.messageId, m.kind, m.seq, m.traceparent, m.tracestate]),
+      [
+        ['m-0', 'KIND_TELEMETRY', 0, '', ''],
+        ['m-1', 'KIND_EVENT', 0, '', ''],
+        ['m-2', 'KIND_SNAPSHOT', 0, '', ''],
+      ],
+    );
+    assert.deepEqual(decodeBatch(encodeIngestBatch({ messages: [] })).messages, []);
+  });
+});
