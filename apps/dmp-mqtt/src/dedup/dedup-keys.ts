@@ -1,5 +1,5 @@
 import type { TelemetryEnvelope } from '@dmp/contracts';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** The two ways a message is recognised as seen before. */
 export type DuplicateKind = 'message_id' | 'content';
@@ -28,8 +28,8 @@ export const messageIdKey = (deviceId: string, messageId: string) => `dmp:dedup:
 export function contentKey(
   envelope: Pick<TelemetryEnvelope, 'deviceId' | 'kind' | 'ts' | 'seq' | 'metrics'>,
 ): string {
-  const hash = createHash('sha256').update(canonicalContent(envelope)).digest('base64url').slice(0, 32);
-  return `dmp:dedup:content:${envelope.deviceId}/${hash}`;
+  const digest = hash('sha256', canonicalContent(envelope), 'base64url').slice(0, 32);
+  return `dmp:dedup:content:${envelope.deviceId}/${digest}`;
 }
 
 export function canonicalContent(
