@@ -52,8 +52,13 @@ const kernelSection = z
 const enrichmentSection = z
   .object({
     DEVICE_CACHE_MAX_ENTRIES: int(200_000, 1, 10_000_000),
-    /** How long cached metadata is trusted (changes also arrive at once through `dmp:device-changed`). */
-    DEVICE_CACHE_TTL_MS: int(60_000, 1, 86_400_000),
+    /**
+     * How long cached metadata is trusted. Changes arrive at once through `dmp:device-changed` (and the
+     * whole cache is dropped when that subscription was lost), so this only bounds a missed notice; it
+     * outlasts a device's 5-minute snapshot interval, else nearly every message at the design load would
+     * miss the cache and cost a Redis lookup.
+     */
+    DEVICE_CACHE_TTL_MS: int(600_000, 1, 86_400_000),
     /** …and how long "no such device" is. */
     DEVICE_UNKNOWN_CACHE_TTL_MS: int(5_000, 1, 3_600_000),
   })

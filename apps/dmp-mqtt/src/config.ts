@@ -89,8 +89,12 @@ export const edgeSection = z
      * well-formed device id through — for development against an unprovisioned broker only.
      */
     DEVICE_REGISTRY_REQUIRED: bool(true),
-    /** How long a registry lookup is trusted (changes also arrive at once through Redis pub/sub). */
-    DEVICE_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
+    /**
+     * How long a registry lookup is trusted. Changes arrive at once through Redis pub/sub (and the whole
+     * cache is dropped when that subscription was lost), so this only bounds a missed notice; it outlasts
+     * a device's 5-minute snapshot interval, else nearly every message would cost a Redis lookup.
+     */
+    DEVICE_CACHE_TTL_MS: int(600_000, 0, 3_600_000),
     /** …and how long "not registered" is (short: a newly registered device is seen through pub/sub anyway). */
     DEVICE_UNKNOWN_CACHE_TTL_MS: int(5_000, 0, 3_600_000),
     DEVICE_CACHE_MAX_ENTRIES: int(200_000, 1, 10_000_000),
