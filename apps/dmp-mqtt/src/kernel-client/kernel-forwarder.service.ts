@@ -17,7 +17,7 @@ import {
 } from './kernel-ingest.client';
 import { OrderedBatcher, type FinalOutcome } from './ordered-batcher';
 
-/** Bound of one Ingest request (dmp-kernel's gRPC server accepts 4 MiB by default). */
+/** Bound of one Ingest request (dmp-kernel takes up to KERNEL_GRPC_MAX_MESSAGE_BYTES, 16 MiB by default). */
 const MAX_BATCH_BYTES = 1024 * 1024;
 /** A message's framing in the batch: its field tag and length. */
 const MESSAGE_FRAMING_BYTES = 6;
@@ -142,7 +142,7 @@ export class KernelForwarder implements OnApplicationShutdown {
     );
     try {
       const outcomes = await context.with(trace.setSpan(ROOT_CONTEXT, span), () =>
-        this.client.ingest([...messages]),
+        this.client.ingest(messages),
       );
       return alignOutcomes(messages, outcomes);
     } catch (error) {

@@ -62,7 +62,7 @@ const KIND: Record<TelemetryKind, number> = {
 };
 
 export function encodeTelemetry(envelope: TelemetryEnvelope, carrier: TraceCarrier): EncodedTelemetry {
-  const metrics: Record<string, { number: number } | { flag: boolean } | { text: string }> = {};
+  const metrics: TelemetryMessage['metrics'] = {};
   for (const name in envelope.metrics) metrics[name] = metricValue(envelope.metrics[name]);
   const traceparent = carrier.traceparent ?? '';
   const tracestate = carrier.tracestate ?? '';
@@ -81,7 +81,7 @@ export function encodeTelemetry(envelope: TelemetryEnvelope, carrier: TraceCarri
   return { messageId: envelope.messageId, traceparent, tracestate, bytes };
 }
 
-function metricValue(value: MetricValue): { number: number } | { flag: boolean } | { text: string } {
+function metricValue(value: MetricValue): TelemetryMessage['metrics'][string] {
   if (typeof value === 'number') return { number: value };
   if (typeof value === 'boolean') return { flag: value };
   return { text: value };
