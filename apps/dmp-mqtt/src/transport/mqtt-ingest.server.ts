@@ -83,6 +83,8 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   private readonly log = new Logger('MqttIngestServer');
   private client?: MqttClient;
   private connection?: Connection;
+  /** Every connection seen, by its stream (late packets of a closed one find it). */
+  private readonly connections = new WeakMap<Stream, Connection>();
   private state: State = 'idle';
   private subscribed = false;
   private sessionPresent = false;
@@ -246,12 +248,22 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     }
   }
 
-  /** One object per network connection: its acknowledgements and the signal that it is gone. */
+  /**
+   * One object per network connection: its acknowledgements and the signal that it is gone. mqtt.js
+   * still hands over packets it had read when their stream already closed: those get their own closed
+   * connection, never a live one (that one's messages would overtake the broker's redelivery).
+   */
   private connectionFor(stream: Stream): Connection {
-    if (this.connection?.stream === stream) return this.connection;
+    const known = this.connections.get(stream);
+    if (known) return known;
     const connection = new Connection(stream, (delivery, reasonCode) =>
       this.writePuback(delivery, reasonCode),
     );
+    this.connections.set(stream, connection);
+    if (stream.destroyed) {
+      connection.close();
+      return connection;
+    }
     this.connection = connection;
     stream.once('close', () => this.onConnectionClosed(connection));
     return connection;
@@ -261,6 +273,9 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     const receivedAt = preciseNow();
     this.lastDeliveryAt = receivedAt;
     const connection = this.connectionFor(this.client!.stream);
+    // Read after its connection closed: it can never be acknowledged there, and the broker sends it
+    // again on the session's next connection, in its order.
+    if (connection.signal.aborted) return;
     const subscription = matchingFilter(this.filters, packet.topic) ?? '';
     const delivery = new Delivery(connection, packet, subscription, receivedAt);
     this.inFlight.add(delivery);
