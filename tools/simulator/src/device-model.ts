@@ -1,11 +1,5 @@
-import {
-  TELEMETRY_PROTO_PACKAGE,
-  TELEMETRY_PROTO_PATH,
-  type DeviceChannel,
-  type MetricValue,
-} from '@dmp/contracts';
+import { telemetryProtoType, type DeviceChannel, type MetricValue } from '@dmp/contracts';
 import { randomBytes } from 'node:crypto';
-import protobuf from 'protobufjs';
 
 /**
  * A simulated device: a handful of metrics drifting like a real sensor's. It publishes a change event when
@@ -86,9 +80,7 @@ export const PROTOBUF_CONTENT_TYPE = 'application/x-protobuf';
 
 /** Encodes readings as JSON (devicePayloadSchema) or Protobuf (`DevicePayload` of telemetry.proto). */
 export class PayloadEncoder {
-  private readonly devicePayload = protobuf
-    .loadSync(TELEMETRY_PROTO_PATH)
-    .lookupType(`${TELEMETRY_PROTO_PACKAGE}.DevicePayload`);
+  private readonly devicePayload = telemetryProtoType('DevicePayload');
 
   encode(reading: DeviceReading, format: WireFormat): Buffer {
     const { deviceId, messageId, ts, seq, metrics } = reading;

@@ -1,5 +1,4 @@
-import { TELEMETRY_PROTO_PACKAGE, TELEMETRY_PROTO_PATH } from '@dmp/contracts';
-import protobuf from 'protobufjs';
+import { telemetryProtoType } from '@dmp/contracts';
 
 /**
  * `DevicePayload` (telemetry.proto) as the plain object shape of `devicePayloadSchema`, so both wire
@@ -23,8 +22,8 @@ interface DecodedDevicePayload {
   traceparent?: string;
 }
 
-export function createProtobufDecoder(protoPath = TELEMETRY_PROTO_PATH): ProtobufDecoder {
-  const type = protobuf.loadSync(protoPath).lookupType(`${TELEMETRY_PROTO_PACKAGE}.DevicePayload`);
+export function createProtobufDecoder(): ProtobufDecoder {
+  const type = telemetryProtoType('DevicePayload');
   return (payload) => {
     const decoded = type.toObject(type.decode(payload), {
       longs: Number,

@@ -1,6 +1,8 @@
 import {
   TELEMETRY_PROTO_PACKAGE,
   TELEMETRY_PROTO_PATH,
+  telemetryProtoEnum,
+  telemetryProtoType,
   type MetricValue,
   type TelemetryEnvelope,
   type TelemetryKind,
@@ -52,9 +54,8 @@ export interface EncodedTelemetry {
   bytes: Uint8Array;
 }
 
-const telemetryProto = protobuf.loadSync(TELEMETRY_PROTO_PATH);
-const TelemetryType = telemetryProto.lookupType(`${TELEMETRY_PROTO_PACKAGE}.Telemetry`);
-const KIND_NUMBER = telemetryProto.lookupEnum(`${TELEMETRY_PROTO_PACKAGE}.Kind`).values;
+const TelemetryType = telemetryProtoType('Telemetry');
+const KIND_NUMBER = telemetryProtoEnum('Kind');
 const KIND: Record<TelemetryKind, number> = {
   telemetry: KIND_NUMBER.KIND_TELEMETRY,
   event: KIND_NUMBER.KIND_EVENT,
