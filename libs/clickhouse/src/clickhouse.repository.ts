@@ -20,7 +20,7 @@ export interface ClickHouseConnectionOptions {
   username: string;
   password: string;
   database: string;
-  /** Per request; inserts of a full batch stay far below it. */
+  /** Per request (default 30 s); inserts of a full batch stay far below it. */
   requestTimeoutMs?: number;
   maxOpenConnections?: number;
 }
@@ -73,7 +73,7 @@ export class ClickHouseRepository {
       username: options.username,
       password: options.password,
       database: options.database,
-      request_timeout: options.requestTimeoutMs ?? 30_000,
+      request_timeout: this.requestTimeoutMs,
       max_open_connections: options.maxOpenConnections ?? 10,
       // The client would print its own errors to the console; DMP logs and measures them itself.
       log: { level: ClickHouseLogLevel.OFF },
@@ -86,6 +86,11 @@ export class ClickHouseRepository {
       'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
     };
     if (deps.metrics) this.metrics = clickhouseMetrics(deps.metrics);
+  }
+
+  /** A request not answered within this long fails: an insert acknowledged was committed within it. */
+  get requestTimeoutMs(): number {
+    return this.options.requestTimeoutMs ?? 30_000;
   }
 
   /** True when the server answers `/ping`. */

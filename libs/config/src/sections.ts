@@ -91,12 +91,15 @@ export const clickhouseSection = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
       .default('dmp'),
+    /** Per request: a request not answered within it fails (an insert is then retried). */
+    CLICKHOUSE_REQUEST_TIMEOUT_MS: int(30_000, 1_000, 3_600_000),
   })
   .transform((e) => ({
     url: e.CLICKHOUSE_URL,
     username: e.CLICKHOUSE_USER,
     password: e.CLICKHOUSE_PASSWORD,
     database: e.CLICKHOUSE_DATABASE,
+    requestTimeoutMs: e.CLICKHOUSE_REQUEST_TIMEOUT_MS,
   }));
 
 /** Address of dmp-kernel's gRPC ingest service, served by dmp-kernel and called by dmp-mqtt. */
