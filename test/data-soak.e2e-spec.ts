@@ -68,6 +68,8 @@ describe('dmp-data through crashes and broker restarts', () => {
     DATA_INVISIBLE_MS: '10000',
     DATA_AGGREGATION_LATENESS_MS: '0',
     DATA_AGGREGATION_INTERVAL_MS: '500',
+    // The aggregator reads marks once they are older than this plus 1 s (30 s by default).
+    CLICKHOUSE_REQUEST_TIMEOUT_MS: '10000',
     LOG_LEVEL: 'warn',
   };
 

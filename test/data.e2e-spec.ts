@@ -206,6 +206,16 @@ describe('dmp-data', () => {
     return { rows: Number(row.rows), ids: Number(row.ids) };
   };
 
+  /** Distinct (device, minute)s of these devices marked at or after the aggregator's cursor. */
+  const pendingMarks = async (devices: Iterable<string>) => {
+    const [row] = await repository.query<{ n: string }>(
+      `SELECT count() AS n FROM (SELECT DISTINCT device_id, minute FROM telemetry_1m_marks
+       WHERE device_id IN (${stringList(devices)})
+         AND marked_at >= (SELECT max(marks_until) FROM telemetry_1m_progress))`,
+    );
+    return Number(row.n);
+  };
+
   before(async () => {
     relay = new Relay(await freePort(), {
       host: new URL(stack.clickhouse.url).hostname,
@@ -233,6 +243,8 @@ describe('dmp-data', () => {
       DATA_INSERT_RETRY_MAX_MS: '3000',
       DATA_AGGREGATION_LATENESS_MS: '0',
       DATA_AGGREGATION_INTERVAL_MS: '300',
+      // The aggregator reads marks once they are older than this plus 1 s (30 s by default).
+      CLICKHOUSE_REQUEST_TIMEOUT_MS: '8000',
       // Several recomputation statements per pass over the pending minutes.
       DATA_AGGREGATION_MAX_KEYS: '7',
       DATA_CLEAN_METRIC_RANGES: '{"hum":[0,100]}',
@@ -256,6 +268,7 @@ describe('dmp-data', () => {
       '003_telemetry_1m',
       '004_dead_letters',
       '005_alarms',
+      '006_telemetry_1m_marks',
     ]);
     assert.equal(first.server, '18.16.1');
     const second = await applyMigrations(repository, migrations);
@@ -265,24 +278,54 @@ describe('dmp-data', () => {
     const tables = await repository.query<{ name: string; engine: string; sorting_key?: string }>(
       `SELECT name, engine FROM system.tables WHERE database = '${database}' ORDER BY name`,
     );
-    for (const name of [
-      'schema_migrations',
-      'telemetry_1m',
-      'telemetry_1m_dirty',
-      'telemetry_latest',
-      'telemetry_raw',
-      'dead_letters',
-      'alarms',
+    for (const [name, engine = 'ReplacingMergeTree'] of [
+      ['schema_migrations'],
+      ['telemetry_1m'],
+      ['telemetry_1m_dirty'],
+      ['telemetry_1m_marks', 'MergeTree'],
+      ['telemetry_1m_progress'],
+      ['telemetry_latest'],
+      ['telemetry_raw'],
+      ['dead_letters'],
+      ['alarms'],
     ])
       assert.deepEqual(
         tables.find((table) => table.name === name),
-        { name, engine: 'ReplacingMergeTree' },
+        { name, engine },
         `table ${name}`,
       );
     const [recorded] = await repository.query<{ n: string }>(
       'SELECT count() AS n FROM schema_migrations FINAL',
     );
     assert.equal(Number(recorded.n), migrations.length);
+  });
+
+  it('carries the pending marks of telemetry_1m_dirty over to the mark log, not the done ones', async () => {
+    const old = repository.forDatabase(`${database}_upgrade`);
+    try {
+      await applyMigrations(old, migrations.slice(0, 5));
+      // Minute 120 was recomputed after its mark, minute 180 marked again after its recomputation.
+      await old.insertRows('telemetry_1m_dirty', [
+        { device_id: 'a', minute: 60, pending: 1, ver: 11 },
+        { device_id: 'a', minute: 120, pending: 1, ver: 11 },
+        { device_id: 'a', minute: 120, pending: 0, ver: 12 },
+        { device_id: 'b', minute: 180, pending: 0, ver: 12 },
+        { device_id: 'b', minute: 180, pending: 1, ver: 13 },
+      ]);
+      assert.deepEqual((await applyMigrations(old, migrations)).applied, ['006_telemetry_1m_marks']);
+      assert.deepEqual(
+        await old.query(
+          'SELECT device_id, toUInt32(minute) AS minute FROM telemetry_1m_marks ORDER BY device_id, minute',
+        ),
+        [
+          { device_id: 'a', minute: 60 },
+          { device_id: 'b', minute: 180 },
+        ],
+      );
+    } finally {
+      await old.command(`DROP DATABASE IF EXISTS ${database}_upgrade`);
+      await old.close();
+    }
   });
 
   it('isolates rows ClickHouse refuses: the batch is split, the rest is stored, the culprit rejected for good', async () => {
@@ -461,18 +504,12 @@ describe('dmp-data', () => {
     );
     assert.deepEqual(await fromRaw(storedDevices), after);
     storedMessages.push(late);
-    // A mark made in the same second as a snapshot outranks it (recomputed once more), so wait a little.
-    await waitFor(
-      'no minute left pending',
-      async () => {
-        const [dirty] = await repository.query<{ pending: string }>(
-          `SELECT count() AS pending FROM (SELECT device_id, minute FROM telemetry_1m_dirty
-           WHERE device_id IN (${stringList(storedDevices)}) GROUP BY device_id, minute HAVING argMax(pending, ver) = 1)`,
-        );
-        return Number(dirty.pending) === 0;
-      },
-      { timeoutMs: 10_000, intervalMs: 300 },
-    );
+    // The late message's mark is read (the cursor passes it) some seconds after the recomputation it
+    // caused may already have been done from the scan of an earlier mark: wait for it.
+    await waitFor('no minute left pending', async () => (await pendingMarks(storedDevices)) === 0, {
+      timeoutMs: 30_000,
+      intervalMs: 300,
+    });
     assert.deepEqual(await aggregates(storedDevices), after);
   });
 
@@ -708,7 +745,7 @@ describe('dmp-data', () => {
     assert.deepEqual(await rawCount(devices), { rows: messages.length, ids: messages.length });
   });
 
-  it('loses no aggregate recomputation to a kill -9: dirty minutes wait in ClickHouse for the next run', async () => {
+  it('loses no aggregate recomputation to a kill -9: the marks wait in ClickHouse for the next run', async () => {
     await app?.stop();
     // Minutes are marked but not computed yet (an hour of allowed lateness) when the process dies.
     app = await startApp(
@@ -722,14 +759,8 @@ describe('dmp-data', () => {
       Array.from({ length: 3 }, (_, i) => telemetry(deviceId, i, base + i * 30_000, { power: i * 10 })),
     );
     await sendAll(messages);
-    const pendingMinutes = async () => {
-      const [pending] = await repository.query<{ n: string }>(
-        `SELECT count() AS n FROM (SELECT device_id, minute FROM telemetry_1m_dirty WHERE device_id IN (${stringList(devices)})
-         GROUP BY device_id, minute HAVING argMax(pending, ver) = 1)`,
-      );
-      return Number(pending.n);
-    };
-    // The dirty marks are inserted after the raw rows: wait for both.
+    const pendingMinutes = () => pendingMarks(devices);
+    // The marks are inserted after the raw rows: wait for both.
     await waitFor(
       'the messages stored and their minutes marked',
       async () =>
@@ -742,6 +773,12 @@ describe('dmp-data', () => {
     assert.ok(pending >= devices.length, `${pending} minutes pending after the kill`);
     assert.deepEqual(await aggregates(devices), []);
 
+    // A day of the log ended more than a day before the cursor: dropped by the restarted process.
+    const stale = `e2e-${run}-stale`;
+    await repository.command(
+      `INSERT INTO telemetry_1m_marks (marked_at, device_id, minute) VALUES (now() - 3 * 86400, '${stale}', toDateTime(60))`,
+    );
+
     app = await startApp('dmp-data', appEnv, { label: `dmp-data-e2e-${run}-4` });
     const expected = expectedAggregates(messages);
     await waitFor(
@@ -750,5 +787,15 @@ describe('dmp-data', () => {
       { timeoutMs: 30_000, intervalMs: 300 },
     );
     assert.deepEqual(await fromRaw(devices), expected);
+    await waitFor(
+      'the stale day of the mark log dropped',
+      async () => {
+        const [row] = await repository.query<{ n: string }>(
+          `SELECT count() AS n FROM telemetry_1m_marks WHERE device_id = '${stale}'`,
+        );
+        return Number(row.n) === 0;
+      },
+      { timeoutMs: 10_000, intervalMs: 300 },
+    );
   });
 });

@@ -9,7 +9,8 @@ export const Tables = {
   raw: 'telemetry_raw',
   latest: 'telemetry_latest',
   minute: 'telemetry_1m',
-  dirtyMinutes: 'telemetry_1m_dirty',
+  minuteMarks: 'telemetry_1m_marks',
+  minuteProgress: 'telemetry_1m_progress',
   migrations: 'schema_migrations',
 } as const;
 
@@ -56,12 +57,11 @@ export interface TelemetryLatestRow {
   inserted_at: number;
 }
 
-/** A (device, minute) whose aggregates must be recomputed; inserted with columns (device_id, minute, pending). */
-export interface DirtyMinuteRow {
+/** A (device, minute) whose aggregates must be recomputed; inserted with columns (device_id, minute). */
+export interface MinuteMarkRow {
   device_id: string;
   /** Unix seconds of the minute's start. */
   minute: number;
-  pending: 0 | 1;
 }
 
 /** One row of `dead_letters` (migration 004), written by dmp-data's dead-letters feature. */

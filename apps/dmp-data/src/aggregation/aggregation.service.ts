@@ -1,4 +1,4 @@
-import { ClickHouseRepository, Tables } from '@dmp/clickhouse';
+import { ClickHouseRepository, stringLiteral, Tables } from '@dmp/clickhouse';
 import { MetricsRegistry } from '@dmp/observability';
 import {
   Inject,
@@ -7,18 +7,39 @@ import {
   type BeforeApplicationShutdown,
   type OnApplicationBootstrap,
 } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import type { Counter, Histogram } from 'prom-client';
 import { DATA_CONFIG, type DataConfig } from '../config';
-import { pendingMinutesSql, recomputeSql, type MinuteKey } from './minute-aggregation';
+import {
+  markedMinutesSql,
+  marksPerSecondSql,
+  pageEnds,
+  recomputeSql,
+  watermarkOf,
+  type MinuteKey,
+} from './minute-aggregation';
 
-/** Pending minutes read per scan of the marks (a few MB), recomputed DATA_AGGREGATION_MAX_KEYS at a time. */
-const SCAN_KEYS = 100_000;
+/** Marks read per page of the log (a few MB), recomputed DATA_AGGREGATION_MAX_KEYS at a time. */
+const MARKS_PER_PAGE = 100_000;
+/** Days of the mark log kept behind the cursor (for inspection), then dropped by the day. */
+const KEEP_DAYS_BEHIND = 1;
+const PRUNE_INTERVAL_MS = 3_600_000;
+/** (device, minute)s remembered with the snapshot they were recomputed from (see `recent`). */
+const RECENT_MAX = 200_000;
+
+interface MarkedMinute extends MinuteKey {
+  first_marked: number;
+  last_marked: number;
+}
 
 /**
- * Recomputes `telemetry_1m` for the (device, minute)s marked dirty by the writer, once the minute
- * ended and the allowed lateness passed (DATA_AGGREGATION_LATENESS_MS). Late data marks a minute
- * dirty again and it is recomputed again. Marks live in ClickHouse, so a crash (even kill -9)
- * loses no recomputation: what was not marked done is found again on the next run.
+ * Recomputes `telemetry_1m` for the (device, minute)s in the mark log (`telemetry_1m_marks`, written
+ * by the writer before it acks), once the minute ended and the allowed lateness passed
+ * (DATA_AGGREGATION_LATENESS_MS). Late data leaves a new mark and the minute is recomputed again.
+ * The log is read forward from a cursor kept in ClickHouse (`telemetry_1m_progress`), advanced only
+ * after the minutes before it were recomputed, so a crash (even kill -9) loses no recomputation: the
+ * next run reads the same marks again. Each pass reads only the marks made since the last one, and
+ * the days behind the cursor are dropped.
  */
 @Injectable()
 export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -26,6 +47,14 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private stopped = false;
+  private lastPruneAt = 0;
+  /**
+   * A minute not due yet (the last ones, until the lateness passed; or a device clock running ahead)
+   * holds the cursor at its first mark, so the marks after it are read again on the next pass. Those
+   * recomputed from a snapshot that had their rows (marked before the snapshot's second) are skipped.
+   * Lost on restart, or evicted: then recomputed once more.
+   */
+  private readonly recent = new LRUCache<string, number>({ max: RECENT_MAX });
   private readonly recomputed: Counter;
   private readonly runSeconds: Histogram;
   private readonly failures: Counter;
@@ -58,38 +87,84 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /**
-   * One pass: recomputes every eligible pending minute, one statement per DATA_AGGREGATION_MAX_KEYS.
-   * The pending marks are read once for many statements (SCAN_KEYS), not once per statement: finding
-   * them groups the whole marks table, and at 100,000 devices a minute has a hundred statements.
-   * Returns how many.
+   * One pass over the marks made since the cursor, page by page: recomputes the due minutes, one
+   * statement per DATA_AGGREGATION_MAX_KEYS, then moves the cursor past the page — but never past the
+   * first mark of a minute not due yet. Returns how many minutes were recomputed.
    */
   async runOnce(): Promise<number> {
     const { latenessMs, maxKeys } = this.config.data.aggregation;
+    const latenessSeconds = Math.ceil(latenessMs / 1000);
+    const settleSeconds = Math.ceil(this.clickhouse.requestTimeoutMs / 1000) + 1;
+    const [clock] = await this.clickhouse.query<{ now: number }>('SELECT toUInt32(now()) AS now');
+    const now = Number(clock.now);
+    const watermark = watermarkOf(now, latenessSeconds);
+    // A mark whose insert was acknowledged committed within the request timeout of its `marked_at`
+    // (the server's clock when it began): before `now − settle`, every such mark is visible, and so
+    // are its raw rows, inserted before it. Later marks wait for the next pass.
+    const until = now - settleSeconds;
+    let cursor = await this.cursor();
+    if (until <= cursor) return 0;
+    const seconds = (
+      await this.clickhouse.query<{ second: number; marks: number }>(marksPerSecondSql(cursor, until))
+    ).map((s) => ({ second: Number(s.second), marks: Number(s.marks) }));
     let total = 0;
-    for (;;) {
-      const [clock] = await this.clickhouse.query<{ now: number }>('SELECT toUInt32(now()) AS now');
-      const now = Number(clock.now);
-      const limit = Math.max(maxKeys, SCAN_KEYS);
-      const pending = (
-        await this.clickhouse.query<MinuteKey>(pendingMinutesSql(now, Math.ceil(latenessMs / 1000), limit))
-      ).map((k) => ({ device_id: k.device_id, minute: Number(k.minute) }));
-      for (let start = 0; start < pending.length && !this.stopped; start += maxKeys) {
-        const keys = pending.slice(start, start + maxKeys);
+    let held = Number.POSITIVE_INFINITY;
+    let from = cursor;
+    for (const end of pageEnds(seconds, until, MARKS_PER_PAGE)) {
+      if (this.stopped) return total;
+      const marked = (await this.clickhouse.query<MarkedMinute>(markedMinutesSql(from, end))).map(
+        (m): MarkedMinute => ({
+          device_id: m.device_id,
+          minute: Number(m.minute),
+          first_marked: Number(m.first_marked),
+          last_marked: Number(m.last_marked),
+        }),
+      );
+      const due: MinuteKey[] = [];
+      for (const m of marked) {
+        if (m.minute > watermark) held = Math.min(held, m.first_marked);
+        else if ((this.recent.get(keyOf(m)) ?? 0) <= m.last_marked)
+          due.push({ device_id: m.device_id, minute: m.minute });
+      }
+      for (let start = 0; start < due.length; start += maxKeys) {
+        const keys = due.slice(start, start + maxKeys);
         const stop = this.runSeconds.startTimer();
-        // The snapshot of telemetry_raw is taken after `now`: the rows are versioned by it, and marks
-        // made since (a higher ver) keep their minutes pending for the next pass.
+        // The snapshot of telemetry_raw is taken after `now`: the rows are versioned by it.
         await this.clickhouse.command(recomputeSql(keys, now * 1000));
         stop();
-        await this.clickhouse.insertRows(
-          Tables.dirtyMinutes,
-          keys.map((k) => ({ ...k, pending: 0, ver: now * 2 })),
-          { columns: ['device_id', 'minute', 'pending', 'ver'] },
-        );
+        for (const key of keys) this.recent.set(keyOf(key), now);
         this.recomputed.inc(keys.length);
         total += keys.length;
       }
-      if (pending.length < limit || this.stopped) return total;
+      from = end;
+      cursor = Math.min(end, held);
+      await this.clickhouse.insertRows(Tables.minuteProgress, [{ id: 0, marks_until: cursor }]);
     }
+    await this.pruneBehind(cursor);
+    return total;
+  }
+
+  private async cursor(): Promise<number> {
+    const [row] = await this.clickhouse.query<{ until: number }>(
+      `SELECT toUInt32(max(marks_until)) AS until FROM ${Tables.minuteProgress}`,
+    );
+    return Number(row?.until ?? 0);
+  }
+
+  /** Drops the days of the log that ended more than KEEP_DAYS_BEHIND before the cursor. */
+  private async pruneBehind(cursor: number): Promise<void> {
+    if (Date.now() - this.lastPruneAt < PRUNE_INTERVAL_MS) return;
+    this.lastPruneAt = Date.now();
+    const done = await this.clickhouse.query<{ partition_id: string }>(
+      `SELECT partition_id FROM system.parts
+       WHERE database = ${stringLiteral(this.clickhouse.database)} AND table = ${stringLiteral(Tables.minuteMarks)} AND active
+       GROUP BY partition_id
+       HAVING max(max_time) < toDateTime(${cursor - KEEP_DAYS_BEHIND * 86_400})`,
+    );
+    for (const { partition_id } of done)
+      await this.clickhouse.command(
+        `ALTER TABLE ${Tables.minuteMarks} DROP PARTITION ID ${stringLiteral(partition_id)}`,
+      );
   }
 
   private schedule(delayMs: number): void {
@@ -110,3 +185,5 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     this.timer.unref();
   }
 }
+
+const keyOf = (key: MinuteKey) => `${key.device_id}\u0000${key.minute}`;

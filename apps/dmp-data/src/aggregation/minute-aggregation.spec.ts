@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { toTelemetryRows } from '../storage/telemetry-rows';
-import { dirtyMinutes, minuteOf, pendingMinutesSql, recomputeSql } from './minute-aggregation';
+import {
+  markedMinutesSql,
+  marksPerSecondSql,
+  minuteMarks,
+  minuteOf,
+  pageEnds,
+  recomputeSql,
+} from './minute-aggregation';
 
 const raw = (deviceId: string, ts: number, metrics: Record<string, number | string | boolean>) =>
   toTelemetryRows({
@@ -16,10 +23,10 @@ const raw = (deviceId: string, ts: number, metrics: Record<string, number | stri
     siteId: '',
   }).raw;
 
-describe('dirtyMinutes', () => {
+describe('minuteMarks', () => {
   it('marks each (device, minute) with numeric metrics once', () => {
     const t = Date.UTC(2026, 0, 1, 12, 0, 0);
-    const marks = dirtyMinutes([
+    const marks = minuteMarks([
       raw('a', t + 1_000, { x: 1 }),
       raw('a', t + 59_999, { x: 2 }),
       raw('a', t + 60_000, { x: 3 }),
@@ -27,9 +34,9 @@ describe('dirtyMinutes', () => {
       raw('c', t, { mode: 'text only' }),
     ]);
     assert.deepEqual(marks, [
-      { device_id: 'a', minute: t / 1000, pending: 1 },
-      { device_id: 'a', minute: t / 1000 + 60, pending: 1 },
-      { device_id: 'b', minute: t / 1000, pending: 1 },
+      { device_id: 'a', minute: t / 1000 },
+      { device_id: 'a', minute: t / 1000 + 60 },
+      { device_id: 'b', minute: t / 1000 },
     ]);
   });
 
@@ -61,10 +68,28 @@ describe('aggregation SQL', () => {
     assert.throws(() => recomputeSql([], 0));
   });
 
-  it('selects pending minutes that ended before the watermark', () => {
+  it('reads the mark log by insertion time, in the half-open range asked', () => {
     assert.match(
-      pendingMinutesSql(1_000, 30, 10),
-      /WHERE minute <= toDateTime\(910\)[\s\S]*HAVING argMax\(pending, ver\) = 1[\s\S]*LIMIT 10/,
+      marksPerSecondSql(100, 200),
+      /FROM telemetry_1m_marks\nWHERE marked_at >= toDateTime\(100\) AND marked_at < toDateTime\(200\)\nGROUP BY second/,
     );
+    assert.match(
+      markedMinutesSql(100, 200),
+      /min\(marked_at\)\) AS first_marked[\s\S]*WHERE marked_at >= toDateTime\(100\) AND marked_at < toDateTime\(200\)\nGROUP BY device_id, minute/,
+    );
+  });
+});
+
+describe('reading the mark log', () => {
+  it('cuts pages at whole seconds of at most maxMarks marks, the last ending where reading stops', () => {
+    const seconds = [
+      { second: 10, marks: 4 },
+      { second: 11, marks: 3 },
+      { second: 12, marks: 9 },
+      { second: 14, marks: 1 },
+    ];
+    assert.deepEqual(pageEnds(seconds, 20, 8), [12, 14, 20]);
+    assert.deepEqual(pageEnds(seconds, 20, 100), [20]);
+    assert.deepEqual(pageEnds([], 20, 8), [20]);
   });
 });

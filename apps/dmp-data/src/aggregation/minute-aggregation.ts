@@ -1,4 +1,4 @@
-import { stringLiteral, Tables, type DirtyMinuteRow, type TelemetryRawRow } from '@dmp/clickhouse';
+import { stringLiteral, Tables, type MinuteMarkRow, type TelemetryRawRow } from '@dmp/clickhouse';
 
 /** A (device, minute) to recompute; `minute` in Unix seconds. */
 export interface MinuteKey {
@@ -9,12 +9,12 @@ export interface MinuteKey {
 export const minuteOf = (seconds: number): number => seconds - (seconds % 60);
 
 /** The (device, minute)s a batch touched with numeric metrics, once each: the marks it leaves. */
-export function dirtyMinutes(rows: Iterable<TelemetryRawRow>): DirtyMinuteRow[] {
-  const marks = new Map<string, DirtyMinuteRow>();
+export function minuteMarks(rows: Iterable<TelemetryRawRow>): MinuteMarkRow[] {
+  const marks = new Map<string, MinuteMarkRow>();
   for (const row of rows) {
     if (row.metric_names.length === 0) continue;
     const minute = minuteOf(row.ts);
-    marks.set(`${row.device_id}\u0000${minute}`, { device_id: row.device_id, minute, pending: 1 });
+    marks.set(`${row.device_id}\u0000${minute}`, { device_id: row.device_id, minute });
   }
   return [...marks.values()];
 }
@@ -52,14 +52,43 @@ WHERE (device_id, minute) IN (${tuples})
 GROUP BY device_id, metric, minute`;
 }
 
-/** Pending (device, minute)s whose minute ended more than `latenessSeconds` before `nowSeconds`. */
-export function pendingMinutesSql(nowSeconds: number, latenessSeconds: number, limit: number): string {
-  const watermark = nowSeconds - 60 - latenessSeconds;
-  return `SELECT device_id, toUInt32(minute) AS minute
-FROM ${Tables.dirtyMinutes}
-WHERE minute <= toDateTime(${watermark})
-GROUP BY device_id, minute
-HAVING argMax(pending, ver) = 1
-ORDER BY minute, device_id
-LIMIT ${limit}`;
+/** Minutes starting at or before this (server seconds) are due: they ended more than the lateness ago. */
+export const watermarkOf = (nowSeconds: number, latenessSeconds: number): number =>
+  nowSeconds - 60 - latenessSeconds;
+
+/** Cuts the log into pages of at most `maxMarks` marks (whole seconds, so one second may exceed it). */
+export function pageEnds(
+  seconds: readonly { second: number; marks: number }[],
+  until: number,
+  maxMarks: number,
+): number[] {
+  const ends: number[] = [];
+  let count = 0;
+  for (const { second, marks } of seconds) {
+    if (count > 0 && count + marks > maxMarks) {
+      ends.push(second);
+      count = 0;
+    }
+    count += marks;
+  }
+  ends.push(until);
+  return ends;
+}
+
+/** Marks per second of `marked_at` in [fromSeconds, toSeconds): to cut the log into pages. */
+export function marksPerSecondSql(fromSeconds: number, toSeconds: number): string {
+  return `SELECT toUInt32(marked_at) AS second, count() AS marks
+FROM ${Tables.minuteMarks}
+WHERE marked_at >= toDateTime(${fromSeconds}) AND marked_at < toDateTime(${toSeconds})
+GROUP BY second
+ORDER BY second`;
+}
+
+/** The (device, minute)s marked in [fromSeconds, toSeconds), with their first and last mark. */
+export function markedMinutesSql(fromSeconds: number, toSeconds: number): string {
+  return `SELECT device_id, toUInt32(minute) AS minute,
+       toUInt32(min(marked_at)) AS first_marked, toUInt32(max(marked_at)) AS last_marked
+FROM ${Tables.minuteMarks}
+WHERE marked_at >= toDateTime(${fromSeconds}) AND marked_at < toDateTime(${toSeconds})
+GROUP BY device_id, minute`;
 }

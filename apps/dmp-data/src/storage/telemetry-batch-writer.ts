@@ -4,7 +4,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, type Context, type Link } from '@opentelemetry/api';
 import type { Histogram } from 'prom-client';
 import { DATA_CONFIG, type DataConfig } from '../config';
-import { dirtyMinutes } from '../aggregation/minute-aggregation';
+import { minuteMarks } from '../aggregation/minute-aggregation';
 import { BatchWriter, MAX_BATCH_LINKS } from './batch-writer';
 import { newestPerMetric, toDateTimeSeconds, type TelemetryRows } from './telemetry-rows';
 
@@ -22,7 +22,7 @@ const BATCH_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
 /**
  * The batching writer of dmp-data: messages go to `telemetry_raw` (one row each), then their
  * newest metric values to `telemetry_latest`, then the (device, minute)s they touched to
- * `telemetry_1m_dirty`; each message's promise resolves once all inserts of its batch succeeded.
+ * `telemetry_1m_marks`; each message's promise resolves once all inserts of its batch succeeded.
  * On shutdown it drains after the consumer stopped (ConsumerLifecycle).
  */
 @Injectable()
@@ -113,17 +113,15 @@ export class TelemetryBatchWriter {
     const links = items.flatMap(({ link }) => (link ? [link] : [])).slice(0, MAX_BATCH_LINKS);
     const parents = items.map(({ parent }) => parent);
     this.batchRows.observe(items.length);
-    // Raw first: a dirty mark must not exist before its rows (the aggregator could mark the minute
-    // done from a snapshot without them), and latest should never show what raw does not have.
+    // Raw first: a mark must not exist before its rows (the aggregator could recompute the minute
+    // from a snapshot without them and move past the mark), and latest should never show what raw
+    // does not have. `marked_at` is the server's clock at the mark's insert (see MinuteAggregator).
     await this.clickhouse.insertRows(Tables.raw, [...raw.values()], { links, parents });
-    const marks = this.aggregation ? dirtyMinutes(raw.values()) : [];
+    const marks = this.aggregation ? minuteMarks(raw.values()) : [];
     await Promise.all([
       this.clickhouse.insertRows(Tables.latest, latest, { links, parents }),
       // Before the ack: after a crash the minutes to recompute are still recorded in ClickHouse.
-      this.clickhouse.insertRows(Tables.dirtyMinutes, marks, {
-        links,
-        columns: ['device_id', 'minute', 'pending'],
-      }),
+      this.clickhouse.insertRows(Tables.minuteMarks, marks, { links, columns: ['device_id', 'minute'] }),
     ]);
 
     const now = Date.now();

@@ -3,6 +3,7 @@ import { telemetryLatest } from './002_telemetry_latest';
 import { telemetryMinute } from './003_telemetry_1m';
 import { deadLetters } from './004_dead_letters';
 import { alarms } from './005_alarms';
+import { telemetryMinuteMarks } from './006_telemetry_1m_marks';
 import type { Migration } from './migration';
 
 export * from './migration';
@@ -15,4 +16,5 @@ export const migrations: readonly Migration[] = [
   telemetryMinute,
   deadLetters,
   alarms,
+  telemetryMinuteMarks,
 ];
