@@ -27,14 +27,28 @@ export async function applyRetention(
     await repository.command(`ALTER TABLE ${table} MODIFY TTL ${timeColumn} + toIntervalDay(${days})`);
     return { table, method: 'ttl', droppedPartitions: [] };
   }
+  const droppedPartitions = await dropPartitionsBefore(repository, table, `now() - ${days * 86_400}`);
+  return { table, method: 'drop_partitions', droppedPartitions };
+}
+
+/**
+ * Drops every partition of `table` (partitioned by a DateTime column) whose newest row is older
+ * than `cutoff` (a SQL DateTime expression); returns their ids.
+ */
+export async function dropPartitionsBefore(
+  repository: ClickHouseRepository,
+  table: string,
+  cutoff: string,
+): Promise<string[]> {
+  identifier(table);
   const expired = await repository.query<{ partition_id: string }>(
     `SELECT partition_id FROM system.parts
      WHERE database = ${stringLiteral(repository.database)} AND table = ${stringLiteral(table)} AND active
      GROUP BY partition_id
-     HAVING max(max_time) < now() - ${days * 86_400}
+     HAVING max(max_time) < ${cutoff}
      ORDER BY partition_id`,
   );
   for (const { partition_id } of expired)
     await repository.command(`ALTER TABLE ${table} DROP PARTITION ID ${stringLiteral(partition_id)}`);
-  return { table, method: 'drop_partitions', droppedPartitions: expired.map((p) => p.partition_id) };
+  return expired.map((p) => p.partition_id);
 }

@@ -1,4 +1,4 @@
-import { ClickHouseRepository, stringLiteral, Tables } from '@dmp/clickhouse';
+import { ClickHouseRepository, dropPartitionsBefore, Tables } from '@dmp/clickhouse';
 import { MetricsRegistry } from '@dmp/observability';
 import {
   Inject,
@@ -12,6 +12,7 @@ import type { Counter, Histogram } from 'prom-client';
 import { DATA_CONFIG, type DataConfig } from '../config';
 import {
   markedMinutesSql,
+  minuteKeyOf,
   marksPerSecondSql,
   pageEnds,
   recomputeSql,
@@ -123,7 +124,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
       const due: MinuteKey[] = [];
       for (const m of marked) {
         if (m.minute > watermark) held = Math.min(held, m.first_marked);
-        else if ((this.recent.get(keyOf(m)) ?? 0) <= m.last_marked)
+        else if ((this.recent.get(minuteKeyOf(m)) ?? 0) <= m.last_marked)
           due.push({ device_id: m.device_id, minute: m.minute });
       }
       for (let start = 0; start < due.length; start += maxKeys) {
@@ -132,7 +133,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         // The snapshot of telemetry_raw is taken after `now`: the rows are versioned by it.
         await this.clickhouse.command(recomputeSql(keys, now * 1000));
         stop();
-        for (const key of keys) this.recent.set(keyOf(key), now);
+        for (const key of keys) this.recent.set(minuteKeyOf(key), now);
         this.recomputed.inc(keys.length);
         total += keys.length;
       }
@@ -155,16 +156,11 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
   private async pruneBehind(cursor: number): Promise<void> {
     if (Date.now() - this.lastPruneAt < PRUNE_INTERVAL_MS) return;
     this.lastPruneAt = Date.now();
-    const done = await this.clickhouse.query<{ partition_id: string }>(
-      `SELECT partition_id FROM system.parts
-       WHERE database = ${stringLiteral(this.clickhouse.database)} AND table = ${stringLiteral(Tables.minuteMarks)} AND active
-       GROUP BY partition_id
-       HAVING max(max_time) < toDateTime(${cursor - KEEP_DAYS_BEHIND * 86_400})`,
+    await dropPartitionsBefore(
+      this.clickhouse,
+      Tables.minuteMarks,
+      `toDateTime(${cursor - KEEP_DAYS_BEHIND * 86_400})`,
     );
-    for (const { partition_id } of done)
-      await this.clickhouse.command(
-        `ALTER TABLE ${Tables.minuteMarks} DROP PARTITION ID ${stringLiteral(partition_id)}`,
-      );
   }
 
   private schedule(delayMs: number): void {
@@ -185,5 +181,3 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     this.timer.unref();
   }
 }
-
-const keyOf = (key: MinuteKey) => `${key.device_id}\u0000${key.minute}`;

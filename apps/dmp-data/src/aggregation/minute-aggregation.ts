@@ -8,13 +8,16 @@ export interface MinuteKey {
 
 export const minuteOf = (seconds: number): number => seconds - (seconds % 60);
 
+/** One string per (device, minute), for maps. */
+export const minuteKeyOf = (key: MinuteKey): string => `${key.device_id}\u0000${key.minute}`;
+
 /** The (device, minute)s a batch touched with numeric metrics, once each: the marks it leaves. */
 export function minuteMarks(rows: Iterable<TelemetryRawRow>): MinuteMarkRow[] {
   const marks = new Map<string, MinuteMarkRow>();
   for (const row of rows) {
     if (row.metric_names.length === 0) continue;
-    const minute = minuteOf(row.ts);
-    marks.set(`${row.device_id}\u0000${minute}`, { device_id: row.device_id, minute });
+    const mark = { device_id: row.device_id, minute: minuteOf(row.ts) };
+    marks.set(minuteKeyOf(mark), mark);
   }
   return [...marks.values()];
 }
