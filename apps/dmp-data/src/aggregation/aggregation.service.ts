@@ -138,8 +138,12 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         total += keys.length;
       }
       from = end;
-      cursor = Math.min(end, held);
-      await this.clickhouse.insertRows(Tables.minuteProgress, [{ id: 0, marks_until: cursor }]);
+      const next = Math.min(end, held);
+      // Stored only when it passed marks: a minute not due holds it for up to a minute, and an empty
+      // log needs no progress (a part per pass in a one-row table otherwise).
+      if (next !== cursor && marked.length > 0)
+        await this.clickhouse.insertRows(Tables.minuteProgress, [{ id: 0, marks_until: next }]);
+      cursor = next;
     }
     await this.pruneBehind(cursor);
     return total;
