@@ -82,4 +82,32 @@ describe('LanePacker', () => {
     await packer.add('a', 3, 1);
     assert.equal(calls, 2);
   });
+
+  it('lets a pack that is not full linger for more items, and sends a full one at once', async () => {
+    const packs: number[][] = [];
+    const packer = new LanePacker<number>(
+      { maxItems: 3, maxBytes: 1_000, lingerMs: 80 },
+      async (_, items) => {
+        packs.push([...items]);
+      },
+    );
+    const started = Date.now();
+    const first = packer.add('a', 1, 1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const second = packer.add('a', 2, 1);
+    await flush();
+    assert.equal(packs.length, 0, 'the pack lingers');
+    await Promise.all([first, second]);
+    assert.ok(Date.now() - started >= 75, 'sent once its first item lingered');
+    assert.deepEqual(packs, [[1, 2]]);
+
+    const full = [3, 4, 5].map((n) => packer.add('a', n, 1));
+    const fullAt = Date.now();
+    await Promise.all(full);
+    assert.ok(Date.now() - fullAt < 60, 'a full pack does not linger');
+    assert.deepEqual(packs, [
+      [1, 2],
+      [3, 4, 5],
+    ]);
+  });
 });
