@@ -119,15 +119,17 @@ describe('BatchWriter', () => {
       calls++ === 0 ? new Promise<void>((resolve) => (release = resolve)) : Promise.resolve();
     const writer = new BatchWriter<number>(sink, options({ maxRows: 2 }));
     assert.equal(writer.oldestHeldAgeMs(), 0, 'nothing held');
-    const t0 = Date.now();
     const first = [writer.write(1), writer.write(2)]; // a full batch: being written
+    const t0 = Date.now(); // at or after their enqueue
     await sleep(20);
-    const third = writer.write(3); // queued behind it
+    const queuedAt = Date.now();
+    const third = writer.write(3); // queued behind it, at or after queuedAt
     assert.ok(writer.oldestHeldAgeMs(t0 + 100) >= 100, 'the batch being written counts');
     release();
     await Promise.all(first);
-    const age = writer.oldestHeldAgeMs(t0 + 100);
-    assert.ok(age > 0 && age <= 80, `then the queued item: ${age} ms`);
+    // The batch would be ≥ 70 ms old at queuedAt + 50; the queued item is at most 50.
+    const age = writer.oldestHeldAgeMs(queuedAt + 50);
+    assert.ok(age > 0 && age <= 50, `then the queued item: ${age} ms`);
     await writer.drain();
     await third;
     assert.equal(writer.oldestHeldAgeMs(), 0, 'nothing held once drained');
