@@ -69,7 +69,7 @@ export class LanePacker<T> {
         state = { waiting: [], waitingBytes: 0, sending: false };
         this.lanes.set(lane, state);
       }
-      state.waiting.push({ item, size, addedAt: Date.now(), resolve, reject });
+      state.waiting.push({ item, size, addedAt: this.lingerMs > 0 ? Date.now() : 0, resolve, reject });
       state.waitingBytes += size;
       this.waitingItems++;
       this.schedule(lane, state);
@@ -79,8 +79,7 @@ export class LanePacker<T> {
   /** Starts the lane's next send once nothing is in flight and its pack is full or has lingered. */
   private schedule(name: string, lane: Lane<T>): void {
     if (lane.sending || lane.waiting.length === 0) return;
-    const full = lane.waiting.length >= this.options.maxItems || lane.waitingBytes >= this.options.maxBytes;
-    const wait = full ? 0 : lane.waiting[0].addedAt + this.lingerMs - Date.now();
+    const wait = this.lingerLeft(lane);
     if (wait > 0) {
       lane.timer ??= setTimeout(() => {
         lane.timer = undefined;
@@ -93,6 +92,13 @@ export class LanePacker<T> {
     lane.sending = true;
     // setImmediate: the rest of this turn's items join the pack.
     setImmediate(() => void this.sendNext(name, lane));
+  }
+
+  /** How long the lane's pack may still wait for more items (0: send now). */
+  private lingerLeft(lane: Lane<T>): number {
+    if (this.lingerMs === 0) return 0;
+    const full = lane.waiting.length >= this.options.maxItems || lane.waitingBytes >= this.options.maxBytes;
+    return full ? 0 : lane.waiting[0].addedAt + this.lingerMs - Date.now();
   }
 
   private async sendNext(name: string, lane: Lane<T>): Promise<void> {
