@@ -44,6 +44,8 @@ class KernelStandIn {
   readonly batchSizes: number[] = [];
   answer: Answer = accept;
   delayMs = 0;
+  /** How long to hold a call before answering it (default: `delayMs`). */
+  delayOf?: (messages: readonly TelemetryMessage[]) => number;
   private server?: grpc.Server;
 
   private constructor(readonly port: number) {}
@@ -80,7 +82,8 @@ class KernelStandIn {
           });
           callback(null, { outcomes });
         };
-        if (this.delayMs > 0) setTimeout(respond, this.delayMs);
+        const delay = this.delayOf?.(messages) ?? this.delayMs;
+        if (delay > 0) setTimeout(respond, delay);
         else respond();
       },
     });
@@ -423,6 +426,54 @@ describe('dmp-mqtt', () => {
     await waitForAll(kernel, name, countOf(sent));
     assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
     assert.ok((await readMetric(app.baseUrl, 'dmp_mqtt_kernel_abandoned_total', { reason: 'deadline' })) > 0);
+  });
+
+  it("keeps a device's order when its redelivered message waits for its copy still in a call on the old connection", async () => {
+    const name = uniqueName('copy');
+    const kernel = await KernelStandIn.start();
+    const app = await startMqttApp(name, kernel, {
+      KERNEL_RETRY_DEADLINE_MS: '500',
+      KERNEL_RETRY_MAX_BACKOFF_MS: '100',
+    });
+    const fleet = new DeviceFleet({
+      url: stack.mqtt.url,
+      devices: 2,
+      rate: 0,
+      deviceIdPrefix: name,
+      heartbeatIntervalMs: 0,
+    });
+    running.push({ app, kernel, fleet });
+    await fleet.connect();
+    const [device, trigger] = fleet.devices;
+    const first = fleet.publishChange(device).messageId!;
+    // The first call carrying the device's message 1 is held for 2 s and then refused (retryable): its
+    // hand-off is still pending when the connection is replaced, so the redelivered copy waits for it
+    // (duplicate filter) while the device's message 2, redelivered behind it, has nothing to wait for.
+    let held = false;
+    let triggerSeenAt: number | undefined;
+    kernel.delayOf = (messages) => {
+      if (held || !messages.some((m) => m.messageId === first)) return 0;
+      held = true;
+      return 2_000;
+    };
+    let firstRefused = false;
+    kernel.answer = (m) => {
+      if (m.messageId === first && !firstRefused) {
+        firstRefused = true;
+        return busy(m);
+      }
+      // The other device is refused for 700 ms: its head passes the retry deadline (500 ms), and dmp-mqtt
+      // replaces the connection for the broker to redeliver.
+      if (m.deviceId === trigger.id && Date.now() - (triggerSeenAt ??= Date.now()) < 700) return busy(m);
+      return accept(m);
+    };
+    await waitFor('message 1 in a call', () => held);
+    fleet.publishChange(device);
+    fleet.publishChange(trigger);
+    const sent = fleet.forwardable();
+    await waitForAll(kernel, name, countOf(sent));
+    assert.ok((await readMetric(app.baseUrl, 'dmp_mqtt_redelivery_requests_total')) > 0);
+    assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
   });
 
   it('keeps unacknowledged messages in its session across a crash and gets them after the restart', async () => {

@@ -25,6 +25,7 @@ import {
   type MqttMessage,
   type MqttSettlement,
 } from '../transport/mqtt-message';
+import { ArrivalOrder, type Turn } from './arrival-order';
 import { IngestMetrics } from './ingest.metrics';
 import { MessageTracing, traceCarrierOf, type MessageSpans } from './message-tracing';
 import { RejectionLogLimiter } from './rejection-log';
@@ -64,7 +65,8 @@ const REGISTRY_RETRY_MAX_MS = 2_000;
  * refused message goes through {@link IngestService.reject}: sent with its raw payload to the dead-letter
  * topic, then counted by reason and acknowledged. Nothing refused is acknowledged before its dead letter
  * is stored; what cannot be decided yet (registry unreachable, dead-letter topic unreachable) waits, and
- * is redelivered by the broker if its delivery ends first. The log keeps the first refusals of each reason
+ * is redelivered by the broker if its delivery ends first. A device's messages are handed off in the
+ * order they arrived, however long each one's checks took ({@link ArrivalOrder}). The log keeps the first refusals of each reason
  * per window and sums up the rest (a flood of bad input must not flood the log too).
  */
 @Injectable()
@@ -73,6 +75,7 @@ export class IngestService implements OnApplicationShutdown {
   private readonly registryRequired: boolean;
   private readonly rateLimiter: DeviceRateLimiter;
   private readonly rejectionLog: RejectionLogLimiter;
+  private readonly arrivalOrder = new ArrivalOrder();
 
   constructor(
     @Inject(MQTT_APP_CONFIG) config: MqttAppConfig,
@@ -120,7 +123,23 @@ export class IngestService implements OnApplicationShutdown {
       spans.outcome('filtered', { 'dmp.filter.reason': RejectCode.Heartbeat });
       return ackWith(PubackReason.Success);
     }
+    const turn = this.arrivalOrder.enter(topic.deviceId);
+    try {
+      const dataTopic = { deviceId: topic.deviceId, channel: topic.channel };
+      return await this.handleDeviceMessage(message, ctx, dataTopic, userCarrier, turn);
+    } finally {
+      turn.leave();
+    }
+  }
 
+  /** A message on a device's data topic; its turn passes once it is handed off or refused. */
+  private async handleDeviceMessage(
+    message: MqttMessage,
+    ctx: MqttContext,
+    topic: DeviceTopic & { channel: TelemetryKind },
+    userCarrier: TraceCarrier,
+    turn: Turn,
+  ): Promise<MqttSettlement> {
     const early = await this.checkDevice(topic.deviceId, ctx.signal);
     if (early === 'aborted') {
       const spans = this.tracing.start(message, ctx, { carrier: userCarrier, deviceId: topic.deviceId });
@@ -166,7 +185,7 @@ export class IngestService implements OnApplicationShutdown {
       });
     }
     return context.with(spans.context, () =>
-      this.forward(message, ctx, spans, topic, decoded.message, dedup.claim),
+      this.forward(message, ctx, spans, topic, decoded.message, dedup.claim, turn),
     );
   }
 
@@ -219,11 +238,16 @@ export class IngestService implements OnApplicationShutdown {
     topic: DeviceTopic,
     decoded: DecodedMessage,
     claim: DedupClaim,
+    turn: Turn,
   ): Promise<MqttSettlement> {
     const { envelope } = decoded;
     let accepted = false;
     try {
-      const outcome = await this.kernel.forward(envelope, spans.carrier(), ctx.signal);
+      // The device's earlier messages go first (see ArrivalOrder); the batcher keeps that order.
+      await turn.ready;
+      const handOff = this.kernel.forward(envelope, spans.carrier(), ctx.signal);
+      turn.leave();
+      const outcome = await handOff;
       if (!outcome.accepted) {
         return await this.reject(message, ctx, spans, topic, {
           code: outcome.errorCode as RejectCode,
