@@ -174,6 +174,39 @@ describe('OrderedBatcher', () => {
     assert.deepEqual(sent, [1]);
   });
 
+  it('refuses what a source submits for a key after giving up its head, until the source is replaced', async () => {
+    let failing = true;
+    const sent: number[] = [];
+    const batcher = new OrderedBatcher<Msg>(
+      options({ retry: { baseMs: 5, maxBackoffMs: 10, deadlineMs: 40 } }),
+      async (items) => {
+        if (failing) throw new Error('UNAVAILABLE');
+        sent.push(...items.map((m) => m.seq));
+        return items.map(() => ok);
+      },
+    );
+    const connectionA = new AbortController();
+    assert.equal(
+      await abandonReason(batcher.submit('d', { key: 'd', seq: 1 }, { signal: connectionA.signal })),
+      'deadline',
+    );
+    failing = false;
+    // Message 2 arrives on the same connection after 1 was given up (before the connection is replaced).
+    assert.equal(
+      await abandonReason(batcher.submit('d', { key: 'd', seq: 2 }, { signal: connectionA.signal })),
+      'behind-abandoned',
+    );
+    // Other keys of that source, and the key on the next connection, go on.
+    assert.deepEqual(await batcher.submit('e', { key: 'e', seq: 7 }, { signal: connectionA.signal }), {
+      accepted: true,
+    });
+    const connectionB = new AbortController();
+    assert.deepEqual(await batcher.submit('d', { key: 'd', seq: 1 }, { signal: connectionB.signal }), {
+      accepted: true,
+    });
+    assert.deepEqual(sent, [7, 1]);
+  });
+
   it('abandons messages whose delivery can no longer be acknowledged', async () => {
     let calls = 0;
     const batcher = new OrderedBatcher<Msg>(

@@ -21,7 +21,8 @@ import { DmpError } from '@dmp/contracts';
  * Retries. A call that fails, or an outcome marked retryable, puts the item back into a later batch
  * after an exponential backoff with jitter, still as the head of its key. After `deadlineMs` since its
  * first attempt it is abandoned ({@link HandOffAbandonedError}) together with the messages of its key
- * queued behind it from the same source (same signal), so none overtakes it when it comes back. An
+ * queued behind it from the same source (same signal), and the key's later messages from that source
+ * are refused, so none overtakes it when it comes back. An
  * item whose signal aborts (its MQTT delivery can no longer be acknowledged) is abandoned as soon as it
  * is not in a call.
  */
@@ -107,6 +108,8 @@ export class OrderedBatcher<T> {
    * flight on it (thousands), and EventTarget's add/removeEventListener are linear in its listeners.
    */
   private readonly watches = new Map<AbortSignal, Watch<T>>();
+  /** Keys whose head a source (signal) gave up: that source's later messages of the key come back after it. */
+  private readonly gaps = new WeakMap<AbortSignal, Set<string>>();
 
   constructor(
     private readonly options: OrderedBatcherOptions,
@@ -133,6 +136,11 @@ export class OrderedBatcher<T> {
     return new Promise<FinalOutcome>((resolve, reject) => {
       if (this.closed || signal?.aborted) {
         reject(new HandOffAbandonedError(this.closed ? 'closed' : 'aborted', 0, undefined));
+        return;
+      }
+      if (signal && this.gaps.get(signal)?.has(key)) {
+        this.hooks.onAbandon?.('behind-abandoned');
+        reject(new HandOffAbandonedError('behind-abandoned', 0, undefined));
         return;
       }
       const entry: Entry<T> = { key, item, bytes, signal, resolve, reject, state: 'waiting', attempts: 0 };
@@ -297,6 +305,11 @@ export class OrderedBatcher<T> {
     if (reason !== 'aborted' && this.queues.get(entry.key)?.[0] === entry) {
       for (const behind of [...this.queues.get(entry.key)!].slice(1)) {
         if (behind.signal === entry.signal) this.abandon(behind, 'behind-abandoned');
+      }
+      if (entry.signal) {
+        let keys = this.gaps.get(entry.signal);
+        if (!keys) this.gaps.set(entry.signal, (keys = new Set()));
+        keys.add(entry.key);
       }
     }
     if (!this.settle(entry)) return;

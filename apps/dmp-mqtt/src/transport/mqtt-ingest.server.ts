@@ -273,9 +273,11 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     const receivedAt = preciseNow();
     this.lastDeliveryAt = receivedAt;
     const connection = this.connectionFor(this.client!.stream);
-    // Read after its connection closed: it can never be acknowledged there, and the broker sends it
-    // again on the session's next connection, in its order.
-    if (connection.signal.aborted) return;
+    // Read after its connection closed, or after a message before it was left for redelivery (whose
+    // missing PUBACK holds back every later one): it can never be acknowledged there, and the broker
+    // sends it again on the session's next connection, in its order. Handing it off now would put it
+    // ahead of the redelivered message.
+    if (connection.signal.aborted || connection.redeliveryRequested) return;
     const subscription = matchingFilter(this.filters, packet.topic) ?? '';
     const delivery = new Delivery(connection, packet, subscription, receivedAt);
     this.inFlight.add(delivery);
