@@ -153,6 +153,8 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
         ROCKETMQ_TOPIC_SNAPSHOT: SNAPSHOT_TOPIC,
         KERNEL_SNAPSHOT_MAX_IN_FLIGHT: '1',
         KERNEL_PACK_SHARDS: String(SHARDS),
+        // Every call waits for its packs: what Ingest answers is what the packs stored, linger or not.
+        KERNEL_PACK_LINGER_MS: '300',
         // Ingest only: rule evaluation has its own end-to-end test (rules.e2e-spec.ts).
         KERNEL_RULES_ENABLED: 'false',
         LOG_LEVEL: 'info',
@@ -290,8 +292,9 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
 
     // Events: all accepted.
     for (const deviceId of devices) assert.equal(byId.get(`${deviceId}-m1`)?.accepted, true);
-    // The first device takes the only snapshot slot; the others' first snapshots are shed…
+    // The batch is handed off at once: the first snapshot takes the only slot, every other is shed…
     assert.equal(byId.get(`${devices[0]}-m0`)?.accepted, true);
+    assert.equal(byId.get(`${devices[0]}-m2`)?.errorCode, 'DMP_ERR_SHED_SNAPSHOT');
     for (const deviceId of devices.slice(1)) {
       assert.deepEqual(byId.get(`${deviceId}-m0`), {
         messageId: `${deviceId}-m0`,
@@ -308,7 +311,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     }
     assert.equal(
       await readMetric(kernel!.baseUrl, 'dmp_kernel_shed_total', { kind: 'snapshot' }),
-      devices.length - 1,
+      devices.length,
     );
     await waitReceived(outcomes.filter((o) => o.accepted).map((o) => o.messageId));
     for (const o of outcomes.filter((o) => !o.accepted)) assert.equal(receivedFor(o.messageId).length, 0);
@@ -351,7 +354,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
 
   it('finishes an in-flight Ingest on SIGTERM, then exits', async () => {
     const deviceId = `kernel-${run}-drain`;
-    // One device: its 300 messages are sent one after the other, which takes a while.
+    // One device's 300 messages, in packs that linger (KERNEL_PACK_LINGER_MS): in flight for a while.
     const batch = Array.from({ length: 300 }, (_, i) => message(deviceId, i, 'KIND_TELEMETRY'));
     const call = ingest(batch);
     await waitFor(

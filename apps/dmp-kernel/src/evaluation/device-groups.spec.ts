@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { groupByDevice } from './batch';
+import { groupByDevice } from './device-groups';
 
 describe('groupByDevice', () => {
   it('groups indexes per device in batch order, devices in order of first appearance', () => {

@@ -16,7 +16,7 @@ import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { AlarmService } from '../alarms/alarm.service';
 import { AlarmStore } from '../alarms/alarm.store';
 import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
-import { groupByDevice } from '../ingest/batch';
+import { groupByDevice } from './device-groups';
 import {
   evaluateMessage,
   type PlannedAction,

@@ -5,15 +5,15 @@ import { context, SpanKind, SpanStatusCode, trace, type Link, type Span } from '
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { toTelemetryEnvelope } from '../normalization/telemetry.mapper';
 import { Normalizer } from '../normalization/normalizer';
+import { PrecedingItemFailedError } from '../publishing/lane-packer';
 import { TelemetryPublisher } from '../publishing/telemetry.publisher';
-import { groupByDevice } from './batch';
 import type { IngestOutcome, TelemetryMessage } from './telemetry.proto-types';
 
 /** Codes of outcomes decided by the kernel itself (validation codes come from @dmp/contracts). */
 export const KernelErrorCode = {
   /** Too many snapshot sends in flight: snapshots lag or are shed, events never are. */
   ShedSnapshot: 'DMP_ERR_SHED_SNAPSHOT',
-  /** Not sent because an earlier message of the same device and topic in the batch failed (order). */
+  /** Not sent because an earlier message of the same device and topic failed (order). */
   PrecedingFailed: 'DMP_ERR_PRECEDING_FAILED',
   Internal: 'DMP_ERR_INTERNAL',
 } as const;
@@ -25,8 +25,10 @@ const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
 
 /**
  * One Ingest call: each message is validated, normalized and published in its own CONSUMER span
- * (parent: the device's trace context carried by the message), then answered. A device's messages
- * are published in batch order, one at a time; different devices concurrently.
+ * (parent: the device's trace context carried by the message), then answered. The messages are
+ * handed to the publisher in batch order in one go, without waiting for each other: the publisher's
+ * packer stores a device's messages in that order, and fails those behind a failed one (answered
+ * `held`, retryable), so a burst of one device costs one pack round trip, not one per message.
  */
 @Injectable()
 export class IngestService {
@@ -66,19 +68,19 @@ export class IngestService {
   async ingest(messages: readonly TelemetryMessage[]): Promise<IngestOutcome[]> {
     const stopTimer = this.ingestSeconds.startTimer();
     this.batchSize.observe(messages.length);
-    const outcomes: IngestOutcome[] = new Array<IngestOutcome>(messages.length);
-    /** `device\0topic` streams whose earlier message failed retryably: later ones must wait for it. */
-    const held = new Set<string>();
     const call = trace.getSpanContext(context.active());
-    // Enrichment: the batch's devices' metadata in one lookup (cache, else one Redis round trip).
-    const metadata = this.normalizer.lookup(messages.map((m) => m.deviceId));
-    metadata.catch(() => undefined); // each message reports the failure itself
-    await Promise.all(
-      groupByDevice(messages).map(async (indexes) => {
-        for (const index of indexes)
-          outcomes[index] = await this.ingestOne(messages[index], held, metadata, call && { context: call });
-      }),
-    );
+    const callLink = call && { context: call };
+    // Enrichment: the batch's devices' metadata in one lookup (cache, else one Redis round trip); a
+    // failure is reported by each message.
+    const metadata = await this.normalizer
+      .lookup(messages.map((m) => m.deviceId))
+      .catch((error: unknown) => ({
+        error,
+      }));
+    /** `device\0topic` streams whose earlier message was shed or failed here: later ones must wait for it. */
+    const held = new Set<string>();
+    // ingestOne hands its message off before its first await, so this hands them all off in batch order.
+    const outcomes = await Promise.all(messages.map((m) => this.ingestOne(m, held, metadata, callLink)));
     stopTimer();
     return outcomes;
   }
@@ -86,7 +88,7 @@ export class IngestService {
   private async ingestOne(
     message: TelemetryMessage,
     held: Set<string>,
-    metadata: Promise<Map<string, DeviceMetadata>>,
+    metadata: Map<string, DeviceMetadata> | { error: unknown },
     callLink?: Link,
   ): Promise<IngestOutcome> {
     const carrier = { traceparent: message.traceparent, tracestate: message.tracestate };
@@ -113,37 +115,30 @@ export class IngestService {
     span.setAttribute('dmp.telemetry.kind', kind);
     this.inFlight.inc({ kind });
     try {
-      return await context.with(trace.setSpan(parent, span), async () => {
-        if (!mapped.ok)
-          return this.answer(span, message, kind, 'invalid', mapped.code, mapped.message, false);
-        return await this.publish(span, message, mapped.envelope.kind, held, async () =>
-          this.normalizer.normalize(mapped.envelope, (await metadata).get(mapped.envelope.deviceId)),
-        );
-      });
+      if (!mapped.ok) return this.answer(span, message, kind, 'invalid', mapped.code, mapped.message, false);
+      const { envelope } = mapped;
+      return await context.with(trace.setSpan(parent, span), () =>
+        this.publish(span, message, envelope.kind, held, () => {
+          if (!(metadata instanceof Map)) throw metadata.error;
+          return this.normalizer.normalize(envelope, metadata.get(envelope.deviceId));
+        }),
+      );
     } finally {
       this.inFlight.dec({ kind });
       span.end();
     }
   }
 
+  /** Hands the message to the publisher before its first await (see ingest). */
   private async publish(
     span: Span,
     message: TelemetryMessage,
     kind: TelemetryKind,
     held: Set<string>,
-    normalize: () => Promise<NormalizedTelemetry>,
+    normalize: () => NormalizedTelemetry,
   ): Promise<IngestOutcome> {
     const stream = `${message.deviceId}\u0000${this.publisher.topicOf(kind)}`;
-    if (held.has(stream))
-      return this.answer(
-        span,
-        message,
-        kind,
-        'held',
-        KernelErrorCode.PrecedingFailed,
-        'not sent: an earlier message of this device in the batch failed',
-        true,
-      );
+    if (held.has(stream)) return this.answerHeld(span, message, kind);
 
     const snapshot = kind === 'snapshot';
     if (snapshot && this.snapshotsInFlight >= this.config.kernel.snapshotMaxInFlight) {
@@ -161,9 +156,10 @@ export class IngestService {
     }
     if (snapshot) this.snapshotsInFlight += 1;
     try {
-      await this.publisher.publish(await normalize());
+      await this.publisher.publish(normalize());
       return this.answer(span, message, kind, 'accepted');
     } catch (error) {
+      if (error instanceof PrecedingItemFailedError) return this.answerHeld(span, message, kind);
       recordFailure(span, error);
       const failure =
         error instanceof DmpError
@@ -186,6 +182,18 @@ export class IngestService {
     } finally {
       if (snapshot) this.snapshotsInFlight -= 1;
     }
+  }
+
+  private answerHeld(span: Span, message: TelemetryMessage, kind: TelemetryKind): IngestOutcome {
+    return this.answer(
+      span,
+      message,
+      kind,
+      'held',
+      KernelErrorCode.PrecedingFailed,
+      'not sent: an earlier message of this device failed',
+      true,
+    );
   }
 
   private answer(

@@ -13,7 +13,15 @@ export interface LanePackerOptions {
 /** Sends one lane's pack; resolves once it is stored, throws to fail every item of the pack. */
 export type SendPack<T> = (lane: string, items: readonly T[]) => Promise<void>;
 
+/** Not sent: an earlier item of the same key failed in its lane (`cause`: that failure). */
+export class PrecedingItemFailedError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`not sent: an earlier message of the same key failed (${describe(cause)})`);
+  }
+}
+
 interface Pending<T> {
+  key: string;
   item: T;
   size: number;
   addedAt: number;
@@ -37,7 +45,9 @@ interface Lane<T> {
  * RocketMQ send, receive and ack costs about the same whatever it carries. Items added in one turn
  * of the event loop (one Ingest batch) start in one pack. One send per lane at a time keeps a lane's
  * packs in the order their items arrived. An item resolves when its pack is stored and rejects with
- * its pack's error.
+ * its pack's error; the items of the failed pack's keys still waiting in the lane then reject too
+ * ({@link PrecedingItemFailedError}), so a key's items are stored in order or not after a failure, and
+ * a caller may add a key's items at once instead of one after the other.
  */
 export class LanePacker<T> {
   private readonly lanes = new Map<string, Lane<T>>();
@@ -62,14 +72,15 @@ export class LanePacker<T> {
     return this.sendingItems;
   }
 
-  add(lane: string, item: T, size: number): Promise<void> {
+  /** `key`: items of one key (a device) are stored in the order added, and none after one failed. */
+  add(lane: string, key: string, item: T, size: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let state = this.lanes.get(lane);
       if (!state) {
         state = { waiting: [], waitingBytes: 0, sending: false };
         this.lanes.set(lane, state);
       }
-      state.waiting.push({ item, size, addedAt: this.lingerMs > 0 ? Date.now() : 0, resolve, reject });
+      state.waiting.push({ key, item, size, addedAt: this.lingerMs > 0 ? Date.now() : 0, resolve, reject });
       state.waitingBytes += size;
       this.waitingItems++;
       this.schedule(lane, state);
@@ -113,12 +124,28 @@ export class LanePacker<T> {
       for (const p of pack) p.resolve();
     } catch (error) {
       for (const p of pack) p.reject(error);
+      this.failBehind(lane, new Set(pack.map((p) => p.key)), error);
     } finally {
       this.sendingItems -= pack.length;
       lane.sending = false;
     }
     if (lane.waiting.length === 0) this.lanes.delete(name);
     else this.schedule(name, lane);
+  }
+
+  /** Rejects the waiting items of the keys whose items just failed. */
+  private failBehind(lane: Lane<T>, keys: ReadonlySet<string>, error: unknown): void {
+    const kept: Pending<T>[] = [];
+    for (const p of lane.waiting) {
+      if (!keys.has(p.key)) {
+        kept.push(p);
+        continue;
+      }
+      lane.waitingBytes -= p.size;
+      this.waitingItems--;
+      p.reject(new PrecedingItemFailedError(error));
+    }
+    lane.waiting = kept;
   }
 
   private take(lane: Lane<T>): Pending<T>[] {
@@ -132,4 +159,8 @@ export class LanePacker<T> {
     lane.waitingBytes -= bytes;
     return lane.waiting.splice(0, count);
   }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -66,7 +66,12 @@ export class TelemetryPublisher {
     return kind === 'snapshot' ? this.config.rocketmq.topics.snapshot : this.config.rocketmq.topics.event;
   }
 
-  /** Resolves once RocketMQ stored the pack carrying the message; throws DmpError (see RocketMqProducer.send). */
+  /**
+   * Resolves once RocketMQ stored the pack carrying the message; throws DmpError (see
+   * RocketMqProducer.send), or PrecedingItemFailedError when an earlier message of the device failed.
+   * Hands the message to its lane before its first await: a device's messages published one after the
+   * other in one turn are stored in that order.
+   */
   async publish(telemetry: NormalizedTelemetry): Promise<void> {
     const topic = this.topicOf(telemetry.kind);
     const shard = telemetryShardOf(telemetry.deviceId, this.config.kernel.pack.shards);
@@ -92,6 +97,7 @@ export class TelemetryPublisher {
     try {
       await this.packer.add(
         `${topic}/${shard}`,
+        telemetry.deviceId,
         { json, link: { context: span.spanContext() } },
         Buffer.byteLength(json),
       );
