@@ -37,6 +37,13 @@ const busy: Answer = () => ({
   errorMessage: 'RocketMQ is slow',
 });
 
+const preceding = {
+  accepted: false,
+  retryable: true,
+  errorCode: 'DMP_ERR_PRECEDING_FAILED',
+  errorMessage: 'not sent: an earlier message of this device failed',
+};
+
 /** A real gRPC KernelIngest server that records every message it accepted, in arrival order. */
 class KernelStandIn {
   /** Messages it answered "accepted" for, in order. */
@@ -75,9 +82,14 @@ class KernelStandIn {
         this.batchSizes.push(messages.length);
         const respond = () => {
           if (call.cancelled) return;
+          // As dmp-kernel: a device's messages behind one it could not take are not taken either.
+          const failed = new Set<string>();
           const outcomes = messages.map((m) => {
-            const outcome = { messageId: m.messageId, ...this.answer(m) };
+            const outcome = failed.has(m.deviceId)
+              ? { messageId: m.messageId, ...preceding }
+              : { messageId: m.messageId, ...this.answer(m) };
             if (outcome.accepted) this.accepted.push(m);
+            else if (outcome.retryable) failed.add(m.deviceId);
             return outcome;
           });
           callback(null, { outcomes });
@@ -347,6 +359,24 @@ describe('dmp-mqtt', () => {
     assert.equal(byId.get(tracedMessage.messageId!)!.traceparent.split('-')[2], process.spanID);
 
     assert.notEqual(await app.stop('SIGTERM'), 1, 'shuts down cleanly on SIGTERM');
+  });
+
+  it("hands a device's burst to the kernel several messages per call, up to KERNEL_BATCH_MAX_PER_DEVICE, in order", async () => {
+    const name = uniqueName('burst');
+    const kernel = await KernelStandIn.start();
+    kernel.delayMs = 20; // a round trip long enough for the burst to queue behind it
+    const app = await startMqttApp(name, kernel, { KERNEL_BATCH_MAX_PER_DEVICE: '8' });
+    const fleet = new DeviceFleet({ url: stack.mqtt.url, devices: 1, rate: 0, deviceIdPrefix: name });
+    running.push({ app, kernel, fleet });
+    await fleet.connect();
+    const [device] = fleet.devices;
+    for (let i = 0; i < 100; i++) fleet.publishChange(device);
+    const sent = fleet.forwardable();
+    await waitForAll(kernel, name, countOf(sent));
+    assertArrivedInOrder(sent, kernel.acceptedFrom(name));
+    // One device only: a call's size is how many of its messages went together.
+    assert.equal(Math.max(...kernel.batchSizes), 8, `calls: ${kernel.batchSizes.join(',')}`);
+    assert.ok(kernel.batchSizes.length <= 25, `${kernel.batchSizes.length} calls for 100 messages`);
   });
 
   it('loses nothing while dmp-kernel answers "retry" or is down, and keeps per-device order', async () => {

@@ -36,6 +36,11 @@ export const ingestSection = z
     KERNEL_BATCH_MAX_MESSAGES: int(500, 1, 10_000),
     /** …or this long after its first message, whichever comes first. */
     KERNEL_BATCH_LINGER_MS: int(5, 0, 10_000),
+    /**
+     * Messages of one device in one Ingest call at most; the device's next ones go once those are final
+     * (1: one message per device per round trip).
+     */
+    KERNEL_BATCH_MAX_PER_DEVICE: int(16, 1, 10_000),
     /** Ingest calls in flight at once. */
     KERNEL_MAX_CONCURRENT_CALLS: int(8, 1, 256),
     /** gRPC deadline of one Ingest call. */
@@ -56,6 +61,7 @@ export const ingestSection = z
     kernel: {
       maxBatchMessages: e.KERNEL_BATCH_MAX_MESSAGES,
       batchLingerMs: e.KERNEL_BATCH_LINGER_MS,
+      maxPerDevice: e.KERNEL_BATCH_MAX_PER_DEVICE,
       maxConcurrentCalls: e.KERNEL_MAX_CONCURRENT_CALLS,
       callTimeoutMs: e.KERNEL_CALL_TIMEOUT_MS,
       retry: {

@@ -65,6 +65,7 @@ export class KernelForwarder implements OnApplicationShutdown {
     this.batcher = new OrderedBatcher<EncodedTelemetry>(
       {
         maxBatchSize: k.maxBatchMessages,
+        maxPerKey: k.maxPerDevice,
         maxBatchBytes: MAX_BATCH_BYTES,
         lingerMs: k.batchLingerMs,
         maxConcurrentBatches: k.maxConcurrentCalls,

@@ -17,6 +17,7 @@ interface Msg {
 
 const options = (overrides: Partial<OrderedBatcherOptions> = {}): OrderedBatcherOptions => ({
   maxBatchSize: 100,
+  maxPerKey: 1,
   maxBatchBytes: 1_000_000,
   lingerMs: 2,
   maxConcurrentBatches: 4,
@@ -131,6 +132,83 @@ describe('OrderedBatcher', () => {
           `${key}: ${attempts[i]} reached the kernel after ${attempts[i - 1]}`,
         );
       }
+    }
+    assert.equal(batcher.pending, 0);
+  });
+
+  it("sends a key's burst in batches of up to maxPerKey, in order, one batch of the key at a time", async () => {
+    const batches: number[][] = [];
+    const batcher = new OrderedBatcher<Msg>(options({ maxPerKey: 4, lingerMs: 1 }), async (items) => {
+      batches.push(items.map((m) => m.seq));
+      await sleep(5);
+      return items.map(() => ok);
+    });
+    const first = batcher.submit('d', { key: 'd', seq: 0 });
+    // Arriving one by one while the first's batch is still open: they join it, up to maxPerKey.
+    const rest = Array.from({ length: 9 }, (_, i) => batcher.submit('d', { key: 'd', seq: i + 1 }));
+    await Promise.all([first, ...rest]);
+    assert.deepEqual(batches, [
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
+      [8, 9],
+    ]);
+  });
+
+  it('with several messages of a key per batch keeps per-key order through failures, held answers and retries', async () => {
+    const accepted = new Map<string, number[]>();
+    const inCalls = new Set<string>();
+    let keyInTwoCalls = false;
+    let maxOfKeyInBatch = 0;
+    const batcher = new OrderedBatcher<Msg>(
+      options({ maxBatchSize: 24, maxPerKey: 5, maxConcurrentBatches: 6, lingerMs: 1 }),
+      async (items) => {
+        const keys = new Set(items.map((m) => m.key));
+        for (const key of keys) {
+          if (inCalls.has(key)) keyInTwoCalls = true;
+          inCalls.add(key);
+          maxOfKeyInBatch = Math.max(maxOfKeyInBatch, items.filter((m) => m.key === key).length);
+        }
+        try {
+          await sleep(Math.random() * 6);
+          if (Math.random() < 0.1) throw new Error('kernel unreachable');
+          // The kernel's contract: a key's messages are taken in batch order, and those behind one it
+          // could not take are not taken either (answered retryable).
+          const failed = new Set<string>();
+          return items.map((m) => {
+            if (failed.has(m.key))
+              return { accepted: false, retryable: true, errorCode: 'DMP_ERR_PRECEDING_FAILED' };
+            const roll = Math.random();
+            if (roll < 0.12) {
+              failed.add(m.key);
+              return roll < 0.02
+                ? undefined
+                : { accepted: false, retryable: true, errorCode: 'DMP_ERR_BUSY' };
+            }
+            accepted.set(m.key, [...(accepted.get(m.key) ?? []), m.seq]);
+            return ok;
+          });
+        } finally {
+          for (const key of keys) inCalls.delete(key);
+        }
+      },
+    );
+    const keys = Array.from({ length: 8 }, (_, i) => `dev-${i}`);
+    const all: Promise<unknown>[] = [];
+    for (let seq = 0; seq < 60; seq++) {
+      for (const key of keys) if (Math.random() < 0.8) all.push(batcher.submit(key, { key, seq }));
+      if (seq % 3 === 0) await sleep(Math.random() * 2);
+    }
+    await Promise.all(all);
+    assert.equal(keyInTwoCalls, false, 'a key is never in two calls at once');
+    assert.ok(maxOfKeyInBatch > 1 && maxOfKeyInBatch <= 5, `messages of a key per batch: ${maxOfKeyInBatch}`);
+    for (const key of keys) {
+      const seqs = accepted.get(key) ?? [];
+      assert.deepEqual(
+        seqs,
+        [...seqs].sort((a, b) => a - b),
+        `${key} accepted in order`,
+      );
+      assert.equal(new Set(seqs).size, seqs.length, `${key} accepted once each`);
     }
     assert.equal(batcher.pending, 0);
   });

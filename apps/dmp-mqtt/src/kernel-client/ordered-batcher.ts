@@ -4,16 +4,18 @@ import { DmpError } from '@dmp/contracts';
  * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
  * the transport (`send`) is injected, so it is tested without a network.
  *
- * Order. Each key has a FIFO queue, and only its head is ever in the pipeline (open batch, batch in
- * flight, or waiting to retry); the next message of the key enters a batch once the head is final. So a
- * key has at most one message per batch and never messages in two batches at once: with up to
- * `maxConcurrentBatches` calls in flight finishing in any order, and retries in between, a device's later
- * message can never reach the kernel before an earlier one. The alternatives were weaker: routing keys to
- * a fixed number of sequential lanes by hash also keeps order, but a hot or retrying lane stalls every
- * device hashed to it and batches only fill per lane; allowing several messages of one device in a batch
- * would make the order depend on how the kernel processes (and fails) a batch internally. The price is
- * one message per device per round trip (a few hundred per second per device), far above what a device
- * sends.
+ * Order. Each key has a FIFO queue, and only its first messages — up to `maxPerKey`, in queue order, all
+ * in one batch — are ever in the pipeline (open batch, batch in flight, or the first of them waiting to
+ * retry); the key's next messages enter a batch once those are final. So a key never has messages in two
+ * batches at once: with up to `maxConcurrentBatches` calls in flight finishing in any order, and retries
+ * in between, a device's later message can never reach the kernel in an earlier call than an earlier one.
+ * Within one call the kernel keeps the order: it stores a device's messages of a topic in batch order
+ * and answers those behind a failed one as retryable, not stored (DMP_ERR_PRECEDING_FAILED); they are
+ * retried together, behind it. The alternatives were weaker: routing keys to a fixed number of sequential
+ * lanes by hash also keeps order, but a hot or retrying lane stalls every device hashed to it and batches
+ * only fill per lane. With `maxPerKey` 1 a device gets one message per round trip through (the round trip
+ * includes the kernel's pack linger); more lets a device's burst, e.g. a replay after being offline, go in
+ * a few round trips.
  *
  * Batching. A batch closes at `maxBatchSize` items or `maxBatchBytes`, or `lingerMs` after its first
  * item; while every call slot is busy it keeps filling instead, so batches grow with load.
@@ -28,6 +30,8 @@ import { DmpError } from '@dmp/contracts';
  */
 export interface OrderedBatcherOptions {
   maxBatchSize: number;
+  /** Messages of one key in one batch at most (1: one per round trip). */
+  maxPerKey: number;
   maxBatchBytes: number;
   lingerMs: number;
   maxConcurrentBatches: number;
@@ -80,6 +84,9 @@ interface Entry<T> {
   readonly resolve: (outcome: FinalOutcome) => void;
   readonly reject: (error: HandOffAbandonedError) => void;
   state: EntryState;
+  /** While queued: the batch, and its place among its key's messages there (0: the key's head). */
+  batch?: Entry<T>[];
+  position: number;
   attempts: number;
   firstAttemptAt?: number;
   lastError?: string;
@@ -143,13 +150,24 @@ export class OrderedBatcher<T> {
         reject(new HandOffAbandonedError('behind-abandoned', 0, undefined));
         return;
       }
-      const entry: Entry<T> = { key, item, bytes, signal, resolve, reject, state: 'waiting', attempts: 0 };
+      const entry: Entry<T> = {
+        key,
+        item,
+        bytes,
+        signal,
+        resolve,
+        reject,
+        state: 'waiting',
+        position: 0,
+        attempts: 0,
+      };
       let queue = this.queues.get(key);
       if (!queue) this.queues.set(key, (queue = []));
       queue.push(entry);
       this.pendingCount++;
       if (signal) this.watch(signal, entry);
       if (queue.length === 1) this.schedule(entry);
+      else this.join(queue[queue.length - 2], entry);
     });
   }
 
@@ -162,18 +180,52 @@ export class OrderedBatcher<T> {
     await Promise.allSettled([...this.calls]);
   }
 
-  /** Puts the head of a key into the open batch. */
-  private schedule(entry: Entry<T>): void {
-    if (this.closed) return this.abandon(entry, 'closed');
-    if (entry.signal?.aborted) return this.abandon(entry, 'aborted');
+  /** Puts the head of a key into the open batch, with the key's messages waiting behind it as far as they fit. */
+  private schedule(head: Entry<T>): void {
+    if (this.closed) return this.abandon(head, 'closed');
+    if (head.signal?.aborted) return this.abandon(head, 'aborted');
+    const { maxBatchBytes, maxPerKey } = this.options;
+    if (this.open.length > 0 && this.openBytes + head.bytes > maxBatchBytes) this.closeOpen();
+    const wasEmpty = this.open.length === 0;
+    this.enqueue(head, 0);
+    const queue = this.queues.get(head.key)!;
+    for (let i = 1; i < queue.length && i < maxPerKey; i++) {
+      const next = queue[i];
+      if (next.state !== 'waiting' || !this.fits(next)) break;
+      this.enqueue(next, i);
+    }
+    this.afterEnqueue(wasEmpty);
+  }
+
+  /** A key's new message joins its predecessor's batch while that is still open and has room for the key. */
+  private join(previous: Entry<T>, entry: Entry<T>): void {
+    if (previous.state !== 'queued' || previous.batch !== this.open) return;
+    if (previous.position + 1 >= this.options.maxPerKey || !this.fits(entry)) return;
+    this.enqueue(entry, previous.position + 1);
+    this.afterEnqueue(false);
+  }
+
+  private fits(entry: Entry<T>): boolean {
+    return (
+      this.open.length < this.options.maxBatchSize &&
+      this.openBytes + entry.bytes <= this.options.maxBatchBytes
+    );
+  }
+
+  private enqueue(entry: Entry<T>, position: number): void {
     entry.state = 'queued';
+    entry.batch = this.open;
+    entry.position = position;
     entry.firstAttemptAt ??= Date.now();
-    const { maxBatchSize, maxBatchBytes, lingerMs } = this.options;
-    if (this.open.length > 0 && this.openBytes + entry.bytes > maxBatchBytes) this.closeOpen();
     this.open.push(entry);
     this.openBytes += entry.bytes;
-    if (this.open.length >= maxBatchSize) this.closeOpen();
-    else if (this.open.length === 1) {
+  }
+
+  /** Closes a full batch, or starts the linger of a new one; then sends what can go. */
+  private afterEnqueue(wasEmpty: boolean): void {
+    const { lingerMs } = this.options;
+    if (this.open.length >= this.options.maxBatchSize) this.closeOpen();
+    else if (wasEmpty) {
       if (lingerMs === 0) this.lingerExpired = true;
       else {
         this.lingerTimer = setTimeout(() => {
@@ -231,6 +283,8 @@ export class OrderedBatcher<T> {
     this.inFlight--;
     this.hooks.onBatchDone?.(batch.length, (performance.now() - started) / 1000, failure);
     batch.forEach((entry, i) => {
+      // Given up with the key's head before it (the head's deadline): it comes back after the head.
+      if (entry.state === 'done') return;
       const outcome = failure === undefined ? outcomes[i] : undefined;
       if (outcome?.accepted) this.finish(entry, { accepted: true });
       else if (outcome && !outcome.retryable) {
@@ -256,6 +310,11 @@ export class OrderedBatcher<T> {
     this.hooks.onRetry?.(reason);
     if (this.closed) return this.abandon(entry, 'closed');
     if (entry.signal?.aborted) return this.abandon(entry, 'aborted');
+    if (this.queues.get(entry.key)![0] !== entry) {
+      // Behind its key's head, which retried or is final already: it goes again with the key's next batch.
+      entry.state = 'waiting';
+      return;
+    }
     const { baseMs, maxBackoffMs, deadlineMs } = this.options.retry;
     const exponential = Math.min(maxBackoffMs, baseMs * 2 ** Math.min(entry.attempts - 1, 30));
     const delay = exponential / 2 + Math.random() * (exponential / 2);
@@ -328,7 +387,8 @@ export class OrderedBatcher<T> {
     const index = queue.indexOf(entry);
     queue.splice(index, 1);
     if (queue.length === 0) this.queues.delete(entry.key);
-    else if (index === 0) this.schedule(queue[0]);
+    // The next head waits while it is still in a batch with this one.
+    else if (index === 0 && queue[0].state === 'waiting') this.schedule(queue[0]);
     return true;
   }
 }
