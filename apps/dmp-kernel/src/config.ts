@@ -32,11 +32,10 @@ const kernelSection = z
     /**
      * How long a pack that is not full waits for more messages after its first (0: none). Every
      * RocketMQ send, receive and ack costs about the same whatever the pack carries: without it a
-     * lane with quick sends sends nearly every message alone (README, Performance). Off by default:
-     * a device's messages of one Ingest batch are published one after the other, so each would
-     * wait the linger (a burst of 300 takes 30 s at 100 ms).
+     * lane with quick sends sends nearly every message alone (README, Performance). Each message
+     * waits up to this long more; a batch's messages wait it once, together.
      */
-    KERNEL_PACK_LINGER_MS: int(0, 0, 1_000),
+    KERNEL_PACK_LINGER_MS: int(100, 0, 1_000),
     /**
      * Largest gRPC message accepted or sent, in bytes (default 16 MiB); also the Ingest server's HTTP/2
      * receive window.
