@@ -21,7 +21,8 @@ import { DmpError } from '@dmp/contracts';
  * item; while every call slot is busy it keeps filling instead, so batches grow with load.
  *
  * Retries. A call that fails, or an outcome marked retryable, puts the item back into a later batch
- * after an exponential backoff with jitter, still as the head of its key. After `deadlineMs` since its
+ * after an exponential backoff with jitter, still as the head of its key, with the key's retried
+ * messages behind it (they wait for it rather than back off themselves). After `deadlineMs` since its
  * first attempt it is abandoned ({@link HandOffAbandonedError}) together with the messages of its key
  * queued behind it from the same source (same signal), and the key's later messages from that source
  * are refused, so none overtakes it when it comes back. An
