@@ -37,6 +37,21 @@ async function abandonReason(promise: Promise<unknown>): Promise<string> {
   assert.fail('expected the hand-off to be abandoned');
 }
 
+/** A batcher whose calls fail (kernel unreachable) until `recover()`; `sent` is what got through. */
+function unreachableUntilRecovered(deadlineMs: number) {
+  let failing = true;
+  const sent: number[] = [];
+  const batcher = new OrderedBatcher<Msg>(
+    options({ retry: { baseMs: 5, maxBackoffMs: 10, deadlineMs } }),
+    async (items) => {
+      if (failing) throw new Error('UNAVAILABLE');
+      sent.push(...items.map((m) => m.seq));
+      return items.map(() => ok);
+    },
+  );
+  return { batcher, sent, recover: () => (failing = false) };
+}
+
 describe('OrderedBatcher', () => {
   it('batches up to the maximum size, and sends a small batch after the linger time', async () => {
     const batches: number[] = [];
@@ -230,45 +245,27 @@ describe('OrderedBatcher', () => {
   });
 
   it('gives up after the retry deadline, with what queued behind it from the same source, but not later sources', async () => {
-    let failing = true;
-    const sent: number[] = [];
-    const batcher = new OrderedBatcher<Msg>(
-      options({ retry: { baseMs: 5, maxBackoffMs: 10, deadlineMs: 60 } }),
-      async (items) => {
-        if (failing) throw new Error('UNAVAILABLE');
-        sent.push(...items.map((m) => m.seq));
-        return items.map(() => ok);
-      },
-    );
+    const { batcher, sent, recover } = unreachableUntilRecovered(60);
     const connectionA = new AbortController();
     const connectionB = new AbortController();
     const first = batcher.submit('d', { key: 'd', seq: 1 }, { signal: connectionA.signal });
     const behind = batcher.submit('d', { key: 'd', seq: 2 }, { signal: connectionA.signal });
     const redelivered = batcher.submit('d', { key: 'd', seq: 1 }, { signal: connectionB.signal });
     assert.equal(await abandonReason(first), 'deadline');
-    failing = false;
+    recover();
     assert.equal(await abandonReason(behind), 'behind-abandoned');
     assert.deepEqual(await redelivered, { accepted: true });
     assert.deepEqual(sent, [1]);
   });
 
   it('refuses what a source submits for a key after giving up its head, until the source is replaced', async () => {
-    let failing = true;
-    const sent: number[] = [];
-    const batcher = new OrderedBatcher<Msg>(
-      options({ retry: { baseMs: 5, maxBackoffMs: 10, deadlineMs: 40 } }),
-      async (items) => {
-        if (failing) throw new Error('UNAVAILABLE');
-        sent.push(...items.map((m) => m.seq));
-        return items.map(() => ok);
-      },
-    );
+    const { batcher, sent, recover } = unreachableUntilRecovered(40);
     const connectionA = new AbortController();
     assert.equal(
       await abandonReason(batcher.submit('d', { key: 'd', seq: 1 }, { signal: connectionA.signal })),
       'deadline',
     );
-    failing = false;
+    recover();
     // Message 2 arrives on the same connection after 1 was given up (before the connection is replaced).
     assert.equal(
       await abandonReason(batcher.submit('d', { key: 'd', seq: 2 }, { signal: connectionA.signal })),
