@@ -66,8 +66,9 @@ const REGISTRY_RETRY_MAX_MS = 2_000;
  * topic, then counted by reason and acknowledged. Nothing refused is acknowledged before its dead letter
  * is stored; what cannot be decided yet (registry unreachable, dead-letter topic unreachable) waits, and
  * is redelivered by the broker if its delivery ends first. A device's messages are handed off in the
- * order they arrived, however long each one's checks took ({@link ArrivalOrder}). The log keeps the first refusals of each reason
- * per window and sums up the rest (a flood of bad input must not flood the log too).
+ * order they arrived, however long each one's checks took ({@link ArrivalOrder}). The log keeps the
+ * first refusals of each reason per window and sums up the rest (a flood of bad input must not flood
+ * the log too).
  */
 @Injectable()
 export class IngestService implements OnApplicationShutdown {
