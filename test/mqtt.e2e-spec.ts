@@ -209,6 +209,26 @@ describe('dmp-mqtt', () => {
     }
   });
 
+  /** A kernel stand-in, dmp-mqtt wired to it and a connected fleet without heartbeats, all stopped after the test. */
+  async function startScenario(
+    label: string,
+    fleetOptions: { devices: number; rate: number },
+    env: Record<string, string> = {},
+  ) {
+    const name = uniqueName(label);
+    const kernel = await KernelStandIn.start();
+    const app = await startMqttApp(name, kernel, env);
+    const fleet = new DeviceFleet({
+      url: stack.mqtt.url,
+      deviceIdPrefix: name,
+      heartbeatIntervalMs: 0,
+      ...fleetOptions,
+    });
+    running.push({ app, kernel, fleet });
+    await fleet.connect();
+    return { name, kernel, app, fleet };
+  }
+
   it('forwards good JSON and Protobuf messages exactly once in per-device order with trace context, and counts bad ones', async () => {
     const name = uniqueName('flow');
     const kernel = await KernelStandIn.start();
@@ -362,13 +382,12 @@ describe('dmp-mqtt', () => {
   });
 
   it("hands a device's burst to the kernel several messages per call, up to KERNEL_BATCH_MAX_PER_DEVICE, in order", async () => {
-    const name = uniqueName('burst');
-    const kernel = await KernelStandIn.start();
+    const { name, kernel, fleet } = await startScenario(
+      'burst',
+      { devices: 1, rate: 0 },
+      { KERNEL_BATCH_MAX_PER_DEVICE: '8' },
+    );
     kernel.delayMs = 20; // a round trip long enough for the burst to queue behind it
-    const app = await startMqttApp(name, kernel, { KERNEL_BATCH_MAX_PER_DEVICE: '8' });
-    const fleet = new DeviceFleet({ url: stack.mqtt.url, devices: 1, rate: 0, deviceIdPrefix: name });
-    running.push({ app, kernel, fleet });
-    await fleet.connect();
     const [device] = fleet.devices;
     for (let i = 0; i < 100; i++) fleet.publishChange(device);
     const sent = fleet.forwardable();
@@ -380,18 +399,7 @@ describe('dmp-mqtt', () => {
   });
 
   it('loses nothing while dmp-kernel answers "retry" or is down, and keeps per-device order', async () => {
-    const name = uniqueName('outage');
-    const kernel = await KernelStandIn.start();
-    const app = await startMqttApp(name, kernel);
-    const fleet = new DeviceFleet({
-      url: stack.mqtt.url,
-      devices: 10,
-      rate: 200,
-      deviceIdPrefix: name,
-      heartbeatIntervalMs: 0,
-    });
-    running.push({ app, kernel, fleet });
-    await fleet.connect();
+    const { name, kernel, app, fleet } = await startScenario('outage', { devices: 10, rate: 200 });
 
     kernel.answer = busy;
     const run = fleet.run({ durationMs: 6_000 });
@@ -426,21 +434,11 @@ describe('dmp-mqtt', () => {
   });
 
   it('leaves messages it cannot hand off before the retry deadline to the broker, which redelivers them', async () => {
-    const name = uniqueName('redeliver');
-    const kernel = await KernelStandIn.start();
-    const app = await startMqttApp(name, kernel, {
-      KERNEL_RETRY_DEADLINE_MS: '1000',
-      KERNEL_RETRY_MAX_BACKOFF_MS: '300',
-    });
-    const fleet = new DeviceFleet({
-      url: stack.mqtt.url,
-      devices: 4,
-      rate: 50,
-      deviceIdPrefix: name,
-      heartbeatIntervalMs: 0,
-    });
-    running.push({ app, kernel, fleet });
-    await fleet.connect();
+    const { name, kernel, app, fleet } = await startScenario(
+      'redeliver',
+      { devices: 4, rate: 50 },
+      { KERNEL_RETRY_DEADLINE_MS: '1000', KERNEL_RETRY_MAX_BACKOFF_MS: '300' },
+    );
 
     kernel.down();
     await fleet.run({ count: 60 });
@@ -459,21 +457,11 @@ describe('dmp-mqtt', () => {
   });
 
   it("keeps a device's order when its redelivered message waits for its copy still in a call on the old connection", async () => {
-    const name = uniqueName('copy');
-    const kernel = await KernelStandIn.start();
-    const app = await startMqttApp(name, kernel, {
-      KERNEL_RETRY_DEADLINE_MS: '500',
-      KERNEL_RETRY_MAX_BACKOFF_MS: '100',
-    });
-    const fleet = new DeviceFleet({
-      url: stack.mqtt.url,
-      devices: 2,
-      rate: 0,
-      deviceIdPrefix: name,
-      heartbeatIntervalMs: 0,
-    });
-    running.push({ app, kernel, fleet });
-    await fleet.connect();
+    const { name, kernel, app, fleet } = await startScenario(
+      'copy',
+      { devices: 2, rate: 0 },
+      { KERNEL_RETRY_DEADLINE_MS: '500', KERNEL_RETRY_MAX_BACKOFF_MS: '100' },
+    );
     const [device, trigger] = fleet.devices;
     const first = fleet.publishChange(device).messageId!;
     // The first call carrying the device's message 1 is held for 2 s and then refused (retryable): its

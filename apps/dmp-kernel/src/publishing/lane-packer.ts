@@ -15,8 +15,8 @@ export type SendPack<T> = (lane: string, items: readonly T[]) => Promise<void>;
 
 /** Not sent: an earlier item of the same key failed in its lane (`cause`: that failure). */
 export class PrecedingItemFailedError extends Error {
-  constructor(override readonly cause: unknown) {
-    super(`not sent: an earlier message of the same key failed (${describe(cause)})`);
+  constructor(cause: unknown) {
+    super('not sent: an earlier item of the same key failed', { cause });
   }
 }
 
@@ -159,8 +159,4 @@ export class LanePacker<T> {
     lane.waitingBytes -= bytes;
     return lane.waiting.splice(0, count);
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -52,6 +52,19 @@ function unreachableUntilRecovered(deadlineMs: number) {
   return { batcher, sent, recover: () => (failing = false) };
 }
 
+/** Each key's accepted sequence numbers: ascending, each once. */
+function assertAcceptedInOrderOnce(accepted: ReadonlyMap<string, number[]>, keys: readonly string[]) {
+  for (const key of keys) {
+    const seqs = accepted.get(key) ?? [];
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+      `${key} accepted in order`,
+    );
+    assert.equal(new Set(seqs).size, seqs.length, `${key} accepted once each`);
+  }
+}
+
 describe('OrderedBatcher', () => {
   it('batches up to the maximum size, and sends a small batch after the linger time', async () => {
     const batches: number[] = [];
@@ -132,14 +145,8 @@ describe('OrderedBatcher', () => {
     }
     await Promise.all(all);
     assert.equal(duplicateKeyInBatch, false, 'a key never has two messages in one batch');
+    assertAcceptedInOrderOnce(accepted, keys);
     for (const key of keys) {
-      const seqs = accepted.get(key) ?? [];
-      assert.deepEqual(
-        seqs,
-        [...seqs].sort((a, b) => a - b),
-        `${key} accepted in order`,
-      );
-      assert.equal(new Set(seqs).size, seqs.length, `${key} accepted once each`);
       const attempts = received.get(key) ?? [];
       for (let i = 1; i < attempts.length; i++) {
         assert.ok(
@@ -216,15 +223,7 @@ describe('OrderedBatcher', () => {
     await Promise.all(all);
     assert.equal(keyInTwoCalls, false, 'a key is never in two calls at once');
     assert.ok(maxOfKeyInBatch > 1 && maxOfKeyInBatch <= 5, `messages of a key per batch: ${maxOfKeyInBatch}`);
-    for (const key of keys) {
-      const seqs = accepted.get(key) ?? [];
-      assert.deepEqual(
-        seqs,
-        [...seqs].sort((a, b) => a - b),
-        `${key} accepted in order`,
-      );
-      assert.equal(new Set(seqs).size, seqs.length, `${key} accepted once each`);
-    }
+    assertAcceptedInOrderOnce(accepted, keys);
     assert.equal(batcher.pending, 0);
   });
 
