@@ -269,6 +269,7 @@ describe('dmp-data', () => {
       '004_dead_letters',
       '005_alarms',
       '006_telemetry_1m_marks',
+      '007_telemetry_1m_source',
     ]);
     assert.equal(first.server, '18.16.1');
     const second = await applyMigrations(repository, migrations);
@@ -284,6 +285,8 @@ describe('dmp-data', () => {
       ['telemetry_1m_dirty'],
       ['telemetry_1m_marks', 'MergeTree'],
       ['telemetry_1m_progress'],
+      ['telemetry_1m_source'],
+      ['telemetry_1m_source_mv', 'MaterializedView'],
       ['telemetry_latest'],
       ['telemetry_raw'],
       ['dead_letters'],
@@ -312,7 +315,9 @@ describe('dmp-data', () => {
         { device_id: 'b', minute: 180, pending: 0, ver: 12 },
         { device_id: 'b', minute: 180, pending: 1, ver: 13 },
       ]);
-      assert.deepEqual((await applyMigrations(old, migrations)).applied, ['006_telemetry_1m_marks']);
+      assert.deepEqual((await applyMigrations(old, migrations.slice(0, 6))).applied, [
+        '006_telemetry_1m_marks',
+      ]);
       assert.deepEqual(
         await old.query(
           'SELECT device_id, toUInt32(minute) AS minute FROM telemetry_1m_marks ORDER BY device_id, minute',
@@ -324,6 +329,42 @@ describe('dmp-data', () => {
       );
     } finally {
       await old.command(`DROP DATABASE IF EXISTS ${database}_upgrade`);
+      await old.close();
+    }
+  });
+
+  it("copies the last three days' numeric raw rows to telemetry_1m_source, then every new one", async () => {
+    const old = repository.forDatabase(`${database}_upgrade7`);
+    const row = (deviceId: string, ts: number, metrics: Metrics) =>
+      toTelemetryRows(telemetry(deviceId, 0, ts, metrics)).raw;
+    const minuteOf = (ms: number) => Math.floor(ms / 60_000) * 60;
+    try {
+      await applyMigrations(old, migrations.slice(0, 6));
+      const now = Date.now();
+      await old.insertRows(Tables.raw, [
+        row('recent', now - 86_400_000, { power: 1 }),
+        row('text-only', now, { status: 'ok' }),
+        row('too-old', now - 4 * 86_400_000, { power: 2 }),
+      ]);
+      assert.deepEqual((await applyMigrations(old, migrations)).applied, ['007_telemetry_1m_source']);
+      await old.insertRows(Tables.raw, [row('after', now, { power: 3, on: true })]);
+      assert.deepEqual(
+        await old.query(
+          `SELECT device_id, toUInt32(minute) AS minute, metric_names, metric_values
+           FROM ${Tables.minuteSource} ORDER BY device_id`,
+        ),
+        [
+          { device_id: 'after', minute: minuteOf(now), metric_names: ['power', 'on'], metric_values: [3, 1] },
+          {
+            device_id: 'recent',
+            minute: minuteOf(now - 86_400_000),
+            metric_names: ['power'],
+            metric_values: [1],
+          },
+        ],
+      );
+    } finally {
+      await old.command(`DROP DATABASE IF EXISTS ${database}_upgrade7`);
       await old.close();
     }
   });
@@ -511,6 +552,31 @@ describe('dmp-data', () => {
       intervalMs: 300,
     });
     assert.deepEqual(await aggregates(storedDevices), after);
+  });
+
+  it('recomputes minutes older than two days from telemetry_raw, the recent ones from telemetry_1m_source', async () => {
+    assert.ok(app, 'dmp-data runs');
+    const statements = (source: string) =>
+      readMetric(app!.baseUrl, 'dmp_data_aggregation_run_seconds_count', { source });
+    assert.ok((await statements('recent')) > 0, 'the recent minutes of the earlier tests');
+    const fromRawBefore = await statements('raw');
+    // Backfill: a device's buffer of three days ago.
+    const devices = [`e2e-${run}-old0`, `e2e-${run}-old1`];
+    const base = Date.now() - 3 * 86_400_000;
+    const messages = devices.flatMap((deviceId) =>
+      Array.from({ length: 3 }, (_, i) =>
+        telemetry(deviceId, i, base + i * 25_000, { power: i * 10 + 1, on: i !== 1 }),
+      ),
+    );
+    await sendAll(messages);
+    const expected = expectedAggregates(messages);
+    await waitFor(
+      'telemetry_1m for the minutes of three days ago',
+      async () => JSON.stringify(await aggregates(devices)) === JSON.stringify(expected),
+      { timeoutMs: 30_000, intervalMs: 300 },
+    );
+    assert.deepEqual(await fromRaw(devices), expected);
+    assert.ok((await statements('raw')) > fromRawBefore, 'recomputed from telemetry_raw');
   });
 
   it('dead-letters malformed messages and cleans bad values, each with its reason, storing the rest', async () => {
@@ -773,10 +839,15 @@ describe('dmp-data', () => {
     assert.ok(pending >= devices.length, `${pending} minutes pending after the kill`);
     assert.deepEqual(await aggregates(devices), []);
 
-    // A day of the log ended more than a day before the cursor: dropped by the restarted process.
+    // A day of the log ended more than a day before the cursor, and a day of telemetry_1m_source
+    // more than three days ago: dropped by the restarted process.
     const stale = `e2e-${run}-stale`;
     await repository.command(
       `INSERT INTO telemetry_1m_marks (marked_at, device_id, minute) VALUES (now() - 3 * 86400, '${stale}', toDateTime(60))`,
+    );
+    await repository.command(
+      `INSERT INTO ${Tables.minuteSource} (minute, device_id, ts_ms, message_id, metric_names, metric_values)
+       VALUES (toStartOfMinute(now() - 4 * 86400), '${stale}', 1, 'stale', ['power'], [1])`,
     );
 
     app = await startApp('dmp-data', appEnv, { label: `dmp-data-e2e-${run}-4` });
@@ -787,15 +858,16 @@ describe('dmp-data', () => {
       { timeoutMs: 30_000, intervalMs: 300 },
     );
     assert.deepEqual(await fromRaw(devices), expected);
-    await waitFor(
-      'the stale day of the mark log dropped',
-      async () => {
-        const [row] = await repository.query<{ n: string }>(
-          `SELECT count() AS n FROM telemetry_1m_marks WHERE device_id = '${stale}'`,
-        );
-        return Number(row.n) === 0;
-      },
-      { timeoutMs: 10_000, intervalMs: 300 },
-    );
+    for (const table of [Tables.minuteMarks, Tables.minuteSource])
+      await waitFor(
+        `the stale day of ${table} dropped`,
+        async () => {
+          const [row] = await repository.query<{ n: string }>(
+            `SELECT count() AS n FROM ${table} WHERE device_id = '${stale}'`,
+          );
+          return Number(row.n) === 0;
+        },
+        { timeoutMs: 10_000, intervalMs: 300 },
+      );
   });
 });

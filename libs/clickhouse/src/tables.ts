@@ -11,6 +11,7 @@ export const Tables = {
   minute: 'telemetry_1m',
   minuteMarks: 'telemetry_1m_marks',
   minuteProgress: 'telemetry_1m_progress',
+  minuteSource: 'telemetry_1m_source',
   migrations: 'schema_migrations',
 } as const;
 

@@ -15,7 +15,9 @@ import {
   minuteKeyOf,
   marksPerSecondSql,
   pageEnds,
+  recomputeBatches,
   recomputeSql,
+  SOURCE_DAYS,
   watermarkOf,
   type MinuteKey,
 } from './minute-aggregation';
@@ -40,7 +42,8 @@ interface MarkedMinute extends MinuteKey {
  * The log is read forward from a cursor kept in ClickHouse (`telemetry_1m_progress`), advanced only
  * after the minutes before it were recomputed, so a crash (even kill -9) loses no recomputation: the
  * next run reads the same marks again. Each pass reads only the marks made since the last one, and
- * the days behind the cursor are dropped.
+ * the days behind the cursor are dropped. Minutes of the last SOURCE_DAYS are recomputed from
+ * `telemetry_1m_source` (ordered by minute), older ones from `telemetry_raw`.
  */
 @Injectable()
 export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -57,7 +60,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
    */
   private readonly recent = new LRUCache<string, number>({ max: RECENT_MAX });
   private readonly recomputed: Counter;
-  private readonly runSeconds: Histogram;
+  private readonly runSeconds: Histogram<'source'>;
   private readonly failures: Counter;
 
   constructor(
@@ -71,7 +74,8 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     );
     this.runSeconds = metrics.histogram(
       'dmp_data_aggregation_run_seconds',
-      'Duration of one recomputation statement',
+      'Duration of one recomputation statement, by the table it read (recent: telemetry_1m_source)',
+      ['source'],
     );
     this.failures = metrics.counter('dmp_data_aggregation_errors_total', 'Failed aggregation runs');
   }
@@ -127,11 +131,10 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         else if ((this.recent.get(minuteKeyOf(m)) ?? 0) <= m.last_marked)
           due.push({ device_id: m.device_id, minute: m.minute });
       }
-      for (let start = 0; start < due.length; start += maxKeys) {
-        const keys = due.slice(start, start + maxKeys);
-        const stop = this.runSeconds.startTimer();
-        // The snapshot of telemetry_raw is taken after `now`: the rows are versioned by it.
-        await this.clickhouse.command(recomputeSql(keys, now * 1000));
+      for (const { source, keys } of recomputeBatches(due, maxKeys, now - SOURCE_DAYS * 86_400)) {
+        const stop = this.runSeconds.startTimer({ source });
+        // The snapshot of the source is taken after `now`: the rows are versioned by it.
+        await this.clickhouse.command(recomputeSql(keys, now * 1000, source));
         stop();
         for (const key of keys) this.recent.set(minuteKeyOf(key), now);
         this.recomputed.inc(keys.length);
@@ -145,7 +148,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         await this.clickhouse.insertRows(Tables.minuteProgress, [{ id: 0, marks_until: next }]);
       cursor = next;
     }
-    await this.pruneBehind(cursor);
+    await this.prune(cursor, now);
     return total;
   }
 
@@ -156,14 +159,22 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     return Number(row?.until ?? 0);
   }
 
-  /** Drops the days of the log that ended more than KEEP_DAYS_BEHIND before the cursor. */
-  private async pruneBehind(cursor: number): Promise<void> {
+  /**
+   * Drops the days of the log that ended more than KEEP_DAYS_BEHIND before the cursor, and the days
+   * of telemetry_1m_source that ended a day before the SOURCE_DAYS it is read for (`now`: server).
+   */
+  private async prune(cursor: number, now: number): Promise<void> {
     if (Date.now() - this.lastPruneAt < PRUNE_INTERVAL_MS) return;
     this.lastPruneAt = Date.now();
     await dropPartitionsBefore(
       this.clickhouse,
       Tables.minuteMarks,
       `toDateTime(${cursor - KEEP_DAYS_BEHIND * 86_400})`,
+    );
+    await dropPartitionsBefore(
+      this.clickhouse,
+      Tables.minuteSource,
+      `toDateTime(${now - (SOURCE_DAYS + 1) * 86_400})`,
     );
   }
 

@@ -7,6 +7,7 @@ import {
   minuteMarks,
   minuteOf,
   pageEnds,
+  recomputeBatches,
   recomputeSql,
 } from './minute-aggregation';
 
@@ -54,6 +55,7 @@ describe('aggregation SQL', () => {
         { device_id: 'b', minute: 60 },
       ],
       5_000,
+      'raw',
     );
     assert.match(sql, /FROM telemetry_raw FINAL/);
     assert.match(
@@ -65,7 +67,17 @@ describe('aggregation SQL', () => {
       /\(device_id, minute\) IN \(\('o\\'brien', toDateTime\(120\)\), \('b', toDateTime\(60\)\)\)/,
     );
     assert.match(sql, /max\(ts_ms\), 5000\n/);
-    assert.throws(() => recomputeSql([], 0));
+    assert.throws(() => recomputeSql([], 0, 'raw'));
+  });
+
+  it('reads recent minutes from telemetry_1m_source by its minute column', () => {
+    const sql = recomputeSql([{ device_id: 'a', minute: 120 }], 5_000, 'recent');
+    assert.match(sql, /SELECT device_id, minute, ts_ms,/);
+    assert.match(sql, /FROM telemetry_1m_source FINAL/);
+    assert.match(
+      sql,
+      /WHERE device_id IN \('a'\) AND minute >= toDateTime\(120\) AND minute < toDateTime\(180\)/,
+    );
   });
 
   it('reads the mark log by insertion time, in the half-open range asked', () => {
@@ -77,6 +89,28 @@ describe('aggregation SQL', () => {
       markedMinutesSql(100, 200),
       /min\(marked_at\)\) AS first_marked[\s\S]*WHERE marked_at >= toDateTime\(100\) AND marked_at < toDateTime\(200\)\nGROUP BY device_id, minute/,
     );
+  });
+});
+
+describe('recomputeBatches', () => {
+  const key = (device_id: string, minute: number) => ({ device_id, minute });
+
+  it('cuts the due minutes in (minute, device) order into statements of at most maxKeys', () => {
+    const due = [key('c', 120), key('a', 180), key('b', 120), key('a', 120), key('b', 180)];
+    assert.deepEqual(recomputeBatches(due, 2, 0), [
+      { source: 'recent', keys: [key('a', 120), key('b', 120)] },
+      { source: 'recent', keys: [key('c', 120), key('a', 180)] },
+      { source: 'recent', keys: [key('b', 180)] },
+    ]);
+  });
+
+  it('reads minutes before recentFrom from telemetry_raw, never mixing sources in a statement', () => {
+    const due = [key('a', 240), key('b', 60), key('a', 60), key('b', 180)];
+    assert.deepEqual(recomputeBatches(due, 10, 180), [
+      { source: 'raw', keys: [key('a', 60), key('b', 60)] },
+      { source: 'recent', keys: [key('b', 180), key('a', 240)] },
+    ]);
+    assert.deepEqual(recomputeBatches([], 10, 180), []);
   });
 });
 

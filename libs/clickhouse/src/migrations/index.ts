@@ -4,6 +4,7 @@ import { telemetryMinute } from './003_telemetry_1m';
 import { deadLetters } from './004_dead_letters';
 import { alarms } from './005_alarms';
 import { telemetryMinuteMarks } from './006_telemetry_1m_marks';
+import { telemetryMinuteSource } from './007_telemetry_1m_source';
 import type { Migration } from './migration';
 
 export * from './migration';
@@ -17,4 +18,5 @@ export const migrations: readonly Migration[] = [
   deadLetters,
   alarms,
   telemetryMinuteMarks,
+  telemetryMinuteSource,
 ];
