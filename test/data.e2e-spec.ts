@@ -43,6 +43,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SimpleConsumer, type MessageView } from 'rocketmq-client-nodejs';
+import { recomputeSql } from '../apps/dmp-data/src/aggregation/minute-aggregation';
 import { BatchWriter, StorageErrorCode } from '../apps/dmp-data/src/storage/batch-writer';
 import { toTelemetryRows } from '../apps/dmp-data/src/storage/telemetry-rows';
 
@@ -577,6 +578,19 @@ describe('dmp-data', () => {
     );
     assert.deepEqual(await fromRaw(devices), expected);
     assert.ok((await statements('raw')) > fromRawBefore, 'recomputed from telemetry_raw');
+  });
+
+  it("runs a recomputation statement longer than ClickHouse's max_query_size (256 KiB)", async () => {
+    const [message] = storedMessages;
+    const minute = Math.floor(message.ts / 60_000) * 60;
+    const keys = [
+      { device_id: message.deviceId, minute },
+      ...Array.from({ length: 4_000 }, (_, i) => ({ device_id: `${'x'.repeat(58)}-${i}`, minute })),
+    ];
+    const sql = recomputeSql({ source: 'recent', keys }, Date.now());
+    assert.ok(Buffer.byteLength(sql) > 262_144, `${Buffer.byteLength(sql)} bytes`);
+    await repository.command(sql);
+    assert.deepEqual(await aggregates(storedDevices), expectedAggregates(storedMessages));
   });
 
   it('dead-letters malformed messages and cleans bad values, each with its reason, storing the rest', async () => {

@@ -56,6 +56,9 @@ const tracer = trace.getTracer('@dmp/clickhouse');
  * measured JSONEachRow inserts. Works against 18.16 (no query parameters, no unknown settings are
  * ever sent) and current releases alike.
  */
+/** ClickHouse's default `max_query_size`, in bytes. */
+const MAX_QUERY_SIZE_DEFAULT = 262_144;
+
 export class ClickHouseRepository {
   readonly database: string;
   private readonly client: ClickHouseClient;
@@ -118,8 +121,18 @@ export class ClickHouseRepository {
   }
 
   /** A statement without result (DDL, ALTER, INSERT … SELECT). */
+  /**
+   * A statement without result rows. Its size is not capped by the server's `max_query_size`
+   * (256 KiB by default), which would refuse a generated statement (a long IN list) forever.
+   */
   async command(sql: string): Promise<void> {
-    await this.client.command({ query: sql });
+    const bytes = Buffer.byteLength(sql);
+    await this.client.command({
+      query: sql,
+      ...(bytes > MAX_QUERY_SIZE_DEFAULT
+        ? { clickhouse_settings: { max_query_size: String(bytes + 1) } }
+        : {}),
+    });
   }
 
   /** A SELECT, rows as objects (64-bit integers arrive as strings, as ClickHouse quotes them in JSON). */

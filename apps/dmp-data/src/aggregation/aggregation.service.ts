@@ -131,14 +131,14 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         else if ((this.recent.get(minuteKeyOf(m)) ?? 0) <= m.last_marked)
           due.push({ device_id: m.device_id, minute: m.minute });
       }
-      for (const { source, keys } of recomputeBatches(due, maxKeys, now - SOURCE_DAYS * 86_400)) {
-        const stop = this.runSeconds.startTimer({ source });
+      for (const batch of recomputeBatches(due, maxKeys, now - SOURCE_DAYS * 86_400)) {
+        const stop = this.runSeconds.startTimer({ source: batch.source });
         // The snapshot of the source is taken after `now`: the rows are versioned by it.
-        await this.clickhouse.command(recomputeSql(keys, now * 1000, source));
+        await this.clickhouse.command(recomputeSql(batch, now * 1000));
         stop();
-        for (const key of keys) this.recent.set(minuteKeyOf(key), now);
-        this.recomputed.inc(keys.length);
-        total += keys.length;
+        for (const key of batch.keys) this.recent.set(minuteKeyOf(key), now);
+        this.recomputed.inc(batch.keys.length);
+        total += batch.keys.length;
       }
       from = end;
       const next = Math.min(end, held);

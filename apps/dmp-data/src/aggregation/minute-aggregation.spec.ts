@@ -50,12 +50,14 @@ describe('minuteMarks', () => {
 describe('aggregation SQL', () => {
   it('recomputes only the requested (device, minute)s, quoting device ids', () => {
     const sql = recomputeSql(
-      [
-        { device_id: "o'brien", minute: 120 },
-        { device_id: 'b', minute: 60 },
-      ],
+      {
+        source: 'raw',
+        keys: [
+          { device_id: "o'brien", minute: 120 },
+          { device_id: 'b', minute: 60 },
+        ],
+      },
       5_000,
-      'raw',
     );
     assert.match(sql, /FROM telemetry_raw FINAL/);
     assert.match(
@@ -67,16 +69,21 @@ describe('aggregation SQL', () => {
       /\(device_id, minute\) IN \(\('o\\'brien', toDateTime\(120\)\), \('b', toDateTime\(60\)\)\)/,
     );
     assert.match(sql, /max\(ts_ms\), 5000\n/);
-    assert.throws(() => recomputeSql([], 0, 'raw'));
+    assert.throws(() => recomputeSql({ source: 'raw', keys: [] }, 0));
   });
 
-  it('reads recent minutes from telemetry_1m_source by its minute column', () => {
-    const sql = recomputeSql([{ device_id: 'a', minute: 120 }], 5_000, 'recent');
+  it('reads a recent minute from telemetry_1m_source by minute and devices, one minute per statement', () => {
+    const keys = [
+      { device_id: 'a', minute: 120 },
+      { device_id: 'b', minute: 120 },
+    ];
+    const sql = recomputeSql({ source: 'recent', keys }, 5_000);
     assert.match(sql, /SELECT device_id, minute, ts_ms,/);
     assert.match(sql, /FROM telemetry_1m_source FINAL/);
-    assert.match(
-      sql,
-      /WHERE device_id IN \('a'\) AND minute >= toDateTime\(120\) AND minute < toDateTime\(180\)/,
+    assert.match(sql, /WHERE minute = toDateTime\(120\) AND device_id IN \('a', 'b'\)\n\)\nGROUP BY/);
+    assert.throws(
+      () => recomputeSql({ source: 'recent', keys: [...keys, { device_id: 'a', minute: 180 }] }, 5_000),
+      /one minute/,
     );
   });
 
@@ -96,19 +103,20 @@ describe('recomputeBatches', () => {
   const key = (device_id: string, minute: number) => ({ device_id, minute });
 
   it('cuts the due minutes in (minute, device) order into statements of at most maxKeys', () => {
-    const due = [key('c', 120), key('a', 180), key('b', 120), key('a', 120), key('b', 180)];
+    const due = [key('c', 120), key('a', 180), key('b', 120), key('a', 120), key('b', 180), key('d', 120)];
     assert.deepEqual(recomputeBatches(due, 2, 0), [
       { source: 'recent', keys: [key('a', 120), key('b', 120)] },
-      { source: 'recent', keys: [key('c', 120), key('a', 180)] },
-      { source: 'recent', keys: [key('b', 180)] },
+      { source: 'recent', keys: [key('c', 120), key('d', 120)] },
+      { source: 'recent', keys: [key('a', 180), key('b', 180)] },
     ]);
   });
 
-  it('reads minutes before recentFrom from telemetry_raw, never mixing sources in a statement', () => {
-    const due = [key('a', 240), key('b', 60), key('a', 60), key('b', 180)];
+  it('reads minutes before recentFrom from telemetry_raw, several minutes per statement', () => {
+    const due = [key('a', 240), key('b', 60), key('a', 60), key('b', 120), key('b', 180)];
     assert.deepEqual(recomputeBatches(due, 10, 180), [
-      { source: 'raw', keys: [key('a', 60), key('b', 60)] },
-      { source: 'recent', keys: [key('b', 180), key('a', 240)] },
+      { source: 'raw', keys: [key('a', 60), key('b', 60), key('b', 120)] },
+      { source: 'recent', keys: [key('b', 180)] },
+      { source: 'recent', keys: [key('a', 240)] },
     ]);
     assert.deepEqual(recomputeBatches([], 10, 180), []);
   });

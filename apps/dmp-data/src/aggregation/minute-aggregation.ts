@@ -25,31 +25,47 @@ export function minuteMarks(rows: Iterable<TelemetryRawRow>): MinuteMarkRow[] {
 /** Days of minutes recomputed from `telemetry_1m_source`; older ones from `telemetry_raw` (migration 007). */
 export const SOURCE_DAYS = 2;
 
-/** Where a recomputation reads its minutes: the recent copy ordered by minute, or the raw table. */
-export type RecomputeSource = 'recent' | 'raw';
+/**
+ * One recomputation statement. `recent`: keys of one minute, read from `telemetry_1m_source` (ordered
+ * by minute, then device). `raw`: keys of any minutes, read from `telemetry_raw` (ordered by device).
+ */
+export interface RecomputeBatch {
+  source: 'recent' | 'raw';
+  keys: MinuteKey[];
+}
 
 /**
- * Recomputes the aggregates of the given (device, minute)s from deduplicated raw rows. Ties on the
+ * Recomputes the aggregates of a batch's (device, minute)s from deduplicated raw rows. Ties on the
  * device timestamp are broken by message_id, so the first/last values are the same whatever order
  * rows were inserted in; the result is exactly what a recomputation from `telemetry_raw FINAL`
  * gives. `computedAtMs` (the server time the snapshot starts at, or later) versions the rows.
  * Only key columns are filtered before the FINAL collapse, so it keeps its meaning.
  */
-export function recomputeSql(
-  keys: readonly MinuteKey[],
-  computedAtMs: number,
-  source: RecomputeSource,
-): string {
+export function recomputeSql({ source, keys }: RecomputeBatch, computedAtMs: number): string {
   if (keys.length === 0) throw new Error('no minutes to recompute');
   const devices = [...new Set(keys.map((k) => k.device_id))].map(stringLiteral).join(', ');
   const minutes = keys.map((k) => k.minute);
   const from = Math.min(...minutes);
   const to = Math.max(...minutes) + 60;
-  const tuples = keys.map((k) => `(${stringLiteral(k.device_id)}, toDateTime(${k.minute}))`).join(', ');
-  const [table, minute, time] =
-    source === 'recent'
-      ? [Tables.minuteSource, 'minute', 'minute']
-      : [Tables.raw, 'toStartOfMinute(ts) AS minute', 'ts'];
+  const recent = source === 'recent';
+  if (recent && from + 60 !== to) throw new Error('a recent batch holds one minute');
+  const rows = recent
+    ? `SELECT device_id, minute, ts_ms, (ts_ms, message_id) AS order_key,
+           tenant_id, product_id, site_id, metric, value
+    FROM ${Tables.minuteSource} FINAL
+    ARRAY JOIN metric_names AS metric, metric_values AS value
+    WHERE minute = toDateTime(${from}) AND device_id IN (${devices})`
+    : `SELECT device_id, toStartOfMinute(ts) AS minute, ts_ms, (ts_ms, message_id) AS order_key,
+           tenant_id, product_id, site_id, metric, value
+    FROM ${Tables.raw} FINAL
+    ARRAY JOIN metric_names AS metric, metric_values AS value
+    WHERE device_id IN (${devices}) AND ts >= toDateTime(${from}) AND ts < toDateTime(${to})`;
+  // Devices × minutes of a raw batch hold more than its keys.
+  const keysOnly = recent
+    ? ''
+    : `WHERE (device_id, minute) IN (${keys
+        .map((k) => `(${stringLiteral(k.device_id)}, toDateTime(${k.minute}))`)
+        .join(', ')})\n`;
   return `INSERT INTO ${Tables.minute}
   (device_id, metric, minute, tenant_id, product_id, site_id, samples, value_sum, value_min, value_max,
    value_first, value_last, first_ts_ms, last_ts_ms, computed_at_ms)
@@ -60,34 +76,34 @@ SELECT device_id, metric, minute,
        min(ts_ms), max(ts_ms), ${Math.floor(computedAtMs)}
 FROM
 (
-    SELECT device_id, ${minute}, ts_ms, (ts_ms, message_id) AS order_key,
-           tenant_id, product_id, site_id, metric, value
-    FROM ${table} FINAL
-    ARRAY JOIN metric_names AS metric, metric_values AS value
-    WHERE device_id IN (${devices}) AND ${time} >= toDateTime(${from}) AND ${time} < toDateTime(${to})
+    ${rows}
 )
-WHERE (device_id, minute) IN (${tuples})
-GROUP BY device_id, metric, minute`;
+${keysOnly}GROUP BY device_id, metric, minute`;
 }
 
 /**
- * Cuts the due (device, minute)s into statements of at most `maxKeys`, each reading one source, in
- * (minute, device) order: a statement's keys then lie together in its table's sort order and it
- * reads only their granules (spread over the whole table otherwise).
+ * Cuts the due (device, minute)s into statements of at most `maxKeys`, in (minute, device) order, so
+ * a statement's keys lie together in its table's sort order and it reads only their granules (spread
+ * over the whole table otherwise). Minutes from `recentFrom` on are read from telemetry_1m_source,
+ * one minute per statement; older ones from telemetry_raw.
  */
 export function recomputeBatches(
   due: readonly MinuteKey[],
   maxKeys: number,
   recentFrom: number,
-): { source: RecomputeSource; keys: MinuteKey[] }[] {
+): RecomputeBatch[] {
   const sorted = [...due].sort(
     (a, b) => a.minute - b.minute || (a.device_id < b.device_id ? -1 : a.device_id > b.device_id ? 1 : 0),
   );
-  const batches: { source: RecomputeSource; keys: MinuteKey[] }[] = [];
+  const batches: RecomputeBatch[] = [];
   for (const key of sorted) {
-    const source: RecomputeSource = key.minute >= recentFrom ? 'recent' : 'raw';
+    const source = key.minute >= recentFrom ? 'recent' : 'raw';
     const last = batches.at(-1);
-    if (last && last.source === source && last.keys.length < maxKeys) last.keys.push(key);
+    const fits =
+      last?.source === source &&
+      last.keys.length < maxKeys &&
+      (source === 'raw' || last.keys[0].minute === key.minute);
+    if (fits) last.keys.push(key);
     else batches.push({ source, keys: [key] });
   }
   return batches;
