@@ -300,12 +300,15 @@ async function runStep({
       `${formatNumber(Math.round(mix.snapshotsPerSecond))} snapshots/s, time ×${mix.timeCompression.toFixed(1)}) for ${plan.stepMs / 1000} s`,
   );
   await fleet.connect();
+  // Rows of this step: the table's rows now minus before (the last step drained or stalled).
+  const rowsBefore = await store.rows();
+  const stepRows = async () => (await store.rows()) - rowsBefore;
   const samples: StepResult['samples'] = [];
   const metricsBefore = await scrape(apps);
   const started = Date.now();
   const sampler = poll(1_000, async () => {
     const stats = fleet.stats();
-    const [rows, texts] = await Promise.all([store.rows(prefix), scrape(apps)]);
+    const [rows, texts] = await Promise.all([stepRows(), scrape(apps)]);
     samples.push({
       atMs: Date.now() - started,
       sent: stats.sent,
@@ -327,7 +330,7 @@ async function runStep({
   let lastChange = publishedAt;
   let drained = false;
   while (Date.now() - publishedAt < plan.drainTimeoutMs) {
-    const rows = await store.rows(prefix);
+    const rows = await stepRows();
     if (rows !== lastRows) [lastRows, lastChange] = [rows, Date.now()];
     if (rows >= stats.acked) {
       drained = true;
