@@ -1,3 +1,4 @@
+import { errorMessage } from '@dmp/contracts';
 import {
   Inject,
   Injectable,
@@ -52,7 +53,7 @@ class ClickHouseLifecycle implements OnModuleInit, OnApplicationShutdown {
       } catch (error) {
         if (Date.now() >= deadline) throw error;
         this.logger.warn(
-          `ClickHouse migrations failed (attempt ${attempt}), retrying: ${error instanceof Error ? error.message : String(error)}`,
+          `ClickHouse migrations failed (attempt ${attempt}), retrying: ${errorMessage(error)}`,
         );
         await sleep(Math.min(5_000, 250 * 2 ** attempt));
       }

@@ -1,4 +1,5 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { errorMessage } from '@dmp/contracts';
 import {
   context,
   ROOT_CONTEXT,
@@ -193,7 +194,7 @@ export class ClickHouseRepository {
       this.metrics?.insertRows.inc(labels, rows.length);
     } catch (error) {
       this.metrics?.insertErrors.inc(labels);
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorMessage(error);
       for (const span of spans) {
         span.recordException(error instanceof Error ? error : new Error(message));
         span.setStatus({ code: 2, message });

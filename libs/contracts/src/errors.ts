@@ -26,3 +26,7 @@ export class DmpError extends Error {
     this.name = 'DmpError';
   }
 }
+
+/** An error's message, or the thrown value as text (anything may be thrown). */
+export const errorMessage = (error: unknown): string =>
+  error instanceof Error ? error.message : String(error);

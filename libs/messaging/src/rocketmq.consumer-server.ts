@@ -1,4 +1,4 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, errorMessage } from '@dmp/contracts';
 import { AGE_BUCKETS, extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
@@ -16,7 +16,7 @@ import { asDmpError, MessagingErrorCode } from './rocketmq.errors';
 import { rocketMqClientLogger } from './rocketmq.logger';
 import type { RocketMqProducer } from './rocketmq.producer';
 import { ATTR, processAttributes, ROCKETMQ_SYSTEM, serverAttributes, TRACER_NAME } from './rocketmq.semconv';
-import { ClientMetrics, errorMessage, Sleeper, withTimeout } from './rocketmq.util';
+import { ClientMetrics, Sleeper, withTimeout } from './rocketmq.util';
 
 export interface RocketMqConsumerServerOptions {
   endpoints: string;

@@ -1,11 +1,10 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, errorMessage } from '@dmp/contracts';
 import {
   BadRequestException,
   PayloadTooLargeException,
   RequestHeaderFieldsTooLargeException,
   UnsupportedException,
 } from 'rocketmq-client-nodejs';
-import { errorMessage } from './rocketmq.util';
 
 /** Stable codes of @dmp/messaging errors. */
 export const MessagingErrorCode = {

@@ -1,4 +1,4 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, errorMessage } from '@dmp/contracts';
 import { injectTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { context, SpanKind, trace, type Link } from '@opentelemetry/api';
@@ -7,7 +7,7 @@ import { StartupSafeProducer } from './rocketmq.clients';
 import { isPermanentSendError, MessagingErrorCode, toSendError } from './rocketmq.errors';
 import { rocketMqClientLogger } from './rocketmq.logger';
 import { ATTR, ROCKETMQ_SYSTEM, serverAttributes, TRACER_NAME } from './rocketmq.semconv';
-import { ClientMetrics, errorMessage, Sleeper, withTimeout } from './rocketmq.util';
+import { ClientMetrics, Sleeper, withTimeout } from './rocketmq.util';
 
 export interface RocketMqProducerOptions {
   /** Proxy gRPC endpoints, e.g. `127.0.0.1:8081` (`;`-separated for several). */

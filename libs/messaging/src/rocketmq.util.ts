@@ -73,6 +73,3 @@ export class Sleeper {
     for (const done of [...this.waiting]) done();
   }
 }
-
-export const errorMessage = (error: unknown): string =>
-  error instanceof Error ? error.message : String(error);

@@ -1,3 +1,4 @@
+import { errorMessage } from '@dmp/contracts';
 import { Controller, Get, Header } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import { HealthRegistry } from './health.registry';
@@ -29,7 +30,7 @@ export class ObservabilityController {
           const result = await check();
           return result.up ? session.up(result.detail ?? {}) : session.down(result.detail ?? {});
         } catch (error) {
-          return session.down({ message: error instanceof Error ? error.message : String(error) });
+          return session.down({ message: errorMessage(error) });
         }
       }),
     );

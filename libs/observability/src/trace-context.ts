@@ -1,3 +1,4 @@
+import { errorMessage } from '@dmp/contracts';
 import {
   context,
   propagation,
@@ -39,7 +40,7 @@ export function linkTo(carrier: TraceCarrier | undefined): Link | undefined {
 /** Records an error on a span and marks it failed. */
 export function recordFailure(span: Span, error: unknown): void {
   span.recordException(error instanceof Error ? error : new Error(String(error)));
-  span.setStatus({ code: 2, message: error instanceof Error ? error.message : String(error) });
+  span.setStatus({ code: 2, message: errorMessage(error) });
 }
 
 /**

@@ -1,4 +1,5 @@
 import { ClickHouseRepository, dropPartitionsBefore, Tables } from '@dmp/clickhouse';
+import { errorMessage } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import {
   Inject,
@@ -187,9 +188,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         })
         .catch((error: unknown) => {
           this.failures.inc();
-          this.logger.warn(
-            `aggregation failed, retrying: ${error instanceof Error ? error.message : String(error)}`,
-          );
+          this.logger.warn(`aggregation failed, retrying: ${errorMessage(error)}`);
         })
         .finally(() => this.schedule(this.config.data.aggregation.intervalMs));
     }, delayMs);

@@ -1,4 +1,4 @@
-import { DmpError, type NormalizedTelemetry } from '@dmp/contracts';
+import { DmpError, errorMessage, type NormalizedTelemetry } from '@dmp/contracts';
 import type { RocketMqProducer } from '@dmp/messaging';
 import { injectTraceContext, type MetricsRegistry } from '@dmp/observability';
 import { Logger } from '@nestjs/common';
@@ -127,7 +127,7 @@ export class TelemetryCleaner {
       await this.sender.add(letter);
     } catch (error) {
       const refused = error instanceof DmpError && !error.retryable;
-      const text = error instanceof Error ? error.message : String(error);
+      const text = errorMessage(error);
       throw new DmpError(
         refused ? CleaningErrorCode.DeadLetterRefused : CleaningErrorCode.DeadLetterFailed,
         `the dead letter of cleaned ${source.topic} message ${source.messageId} (${letter.code}) ` +

@@ -1,8 +1,9 @@
 import type { DeadLetterRow } from '@dmp/clickhouse';
 import {
-  decodeDeadLetterBatch,
-  DeadLetterProperty,
   deadLetterPayload,
+  DeadLetterProperty,
+  decodeDeadLetterBatch,
+  errorMessage,
   isDeadLetterBatch,
 } from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
@@ -35,7 +36,7 @@ export function toDeadLetterRows(message: RocketMqMessage, now = Date.now()): De
     return [
       {
         ...row,
-        error_message: `undecodable dead-letter batch (${error instanceof Error ? error.message : String(error)}); the body is the batch`,
+        error_message: `undecodable dead-letter batch (${errorMessage(error)}); the body is the batch`,
       },
     ];
   }

@@ -1,4 +1,4 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, errorMessage } from '@dmp/contracts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const StorageErrorCode = {
@@ -225,7 +225,7 @@ export class BatchWriter<T> {
             batch[0].reject(
               new DmpError(
                 StorageErrorCode.Unstorable,
-                `ClickHouse refused the message: ${message(error)}`,
+                `ClickHouse refused the message: ${errorMessage(error)}`,
                 false,
                 {
                   cause: error,
@@ -249,7 +249,7 @@ export class BatchWriter<T> {
           );
           const failure = new DmpError(
             StorageErrorCode.Unavailable,
-            `ClickHouse insert failed after ${attempt} attempt(s): ${message(error)}`,
+            `ClickHouse insert failed after ${attempt} attempt(s): ${errorMessage(error)}`,
             true,
             { cause: error },
           );
@@ -262,5 +262,3 @@ export class BatchWriter<T> {
     }
   }
 }
-
-const message = (error: unknown) => (error instanceof Error ? error.message : String(error));

@@ -1,4 +1,5 @@
 import { applyRetention, ClickHouseRepository, Tables } from '@dmp/clickhouse';
+import { errorMessage } from '@dmp/contracts';
 import {
   Inject,
   Injectable,
@@ -42,9 +43,7 @@ export class RetentionService implements OnApplicationBootstrap, OnModuleDestroy
           `${Tables.raw}: dropped partitions older than ${days} days: ${result.droppedPartitions.join(', ')}`,
         );
     } catch (error) {
-      this.logger.warn(
-        `retention of ${Tables.raw} failed: ${error instanceof Error ? error.message : String(error)}`,
-      );
+      this.logger.warn(`retention of ${Tables.raw} failed: ${errorMessage(error)}`);
     }
   }
 }

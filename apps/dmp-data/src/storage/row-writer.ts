@@ -1,4 +1,5 @@
 import { ClickHouseRepository, isDataError } from '@dmp/clickhouse';
+import { errorMessage } from '@dmp/contracts';
 import { Logger } from '@nestjs/common';
 import type { Link } from '@opentelemetry/api';
 import { BatchWriter, MAX_BATCH_LINKS, type BatchWriterOptions } from './batch-writer';
@@ -42,11 +43,11 @@ export class ClickHouseRowWriter<T> {
         isItemError: isDataError,
         onRetry: (error, attempt, items, delayMs) =>
           this.logger.warn(
-            `insert of ${items} ${options.items} failed (attempt ${attempt}), retrying in ${delayMs} ms: ${text(error)}`,
+            `insert of ${items} ${options.items} failed (attempt ${attempt}), retrying in ${delayMs} ms: ${errorMessage(error)}`,
           ),
         onFailed: (error, items, retryable) =>
           this.logger.error(
-            `insert of ${items.length} ${options.items} failed for good (${retryable ? 'redelivered later' : options.refused}): ${text(error)}`,
+            `insert of ${items.length} ${options.items} failed for good (${retryable ? 'redelivered later' : options.refused}): ${errorMessage(error)}`,
           ),
       },
     );
@@ -64,5 +65,3 @@ export class ClickHouseRowWriter<T> {
     return this.writer.close();
   }
 }
-
-const text = (error: unknown) => (error instanceof Error ? error.message : String(error));

@@ -1,4 +1,5 @@
 import { ClickHouseRepository, isDataError, Tables } from '@dmp/clickhouse';
+import { errorMessage } from '@dmp/contracts';
 import { AGE_BUCKETS, MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, type Context, type Link } from '@opentelemetry/api';
@@ -43,11 +44,11 @@ export class TelemetryBatchWriter {
       isItemError: isDataError,
       onRetry: (error, attempt, items, delayMs) =>
         this.logger.warn(
-          `insert of ${items} message(s) failed (attempt ${attempt}), retrying in ${delayMs} ms: ${errorText(error)}`,
+          `insert of ${items} message(s) failed (attempt ${attempt}), retrying in ${delayMs} ms: ${errorMessage(error)}`,
         ),
       onFailed: (error, items, retryable) =>
         this.logger.error(
-          `insert of ${items.length} message(s) failed for good (${retryable ? 'redelivered later' : 'dead-lettered'}): ${errorText(error)}`,
+          `insert of ${items.length} message(s) failed for good (${retryable ? 'redelivered later' : 'dead-lettered'}): ${errorMessage(error)}`,
         ),
     });
     this.batchRows = metrics.histogram(
@@ -128,5 +129,3 @@ export class TelemetryBatchWriter {
     for (const { rows } of items) this.endToEnd.observe(Math.max(0, (now - rows.raw.ts_ms) / 1000));
   }
 }
-
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));

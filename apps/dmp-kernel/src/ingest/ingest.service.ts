@@ -1,4 +1,10 @@
-import { DmpError, type DeviceMetadata, type NormalizedTelemetry, type TelemetryKind } from '@dmp/contracts';
+import {
+  type DeviceMetadata,
+  DmpError,
+  errorMessage,
+  type NormalizedTelemetry,
+  type TelemetryKind,
+} from '@dmp/contracts';
 import { extractTraceContext, MetricsRegistry, recordFailure, startSpanLazily } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
 import { context, SpanKind, SpanStatusCode, trace, type Link, type Span } from '@opentelemetry/api';
@@ -162,13 +168,7 @@ export class IngestService {
       if (error instanceof PrecedingItemFailedError) return this.answerHeld(span, message, kind);
       recordFailure(span, error);
       const failure =
-        error instanceof DmpError
-          ? error
-          : new DmpError(
-              KernelErrorCode.Internal,
-              error instanceof Error ? error.message : String(error),
-              true,
-            );
+        error instanceof DmpError ? error : new DmpError(KernelErrorCode.Internal, errorMessage(error), true);
       if (failure.retryable) held.add(stream);
       return this.answer(
         span,

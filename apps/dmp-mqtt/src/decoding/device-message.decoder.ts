@@ -1,9 +1,10 @@
 import {
+  type DevicePayload,
   devicePayloadSchema,
+  type DeviceTopic,
+  errorMessage,
   parseDeviceTopic,
   RejectCode,
-  type DevicePayload,
-  type DeviceTopic,
   type TelemetryEnvelope,
   type TelemetryKind,
 } from '@dmp/contracts';
@@ -102,7 +103,7 @@ export class DeviceMessageDecoder {
       raw =
         format === 'json' ? JSON.parse(this.utf8.decode(input.payload)) : this.decodeProtobuf(input.payload);
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorMessage(error);
       return reject(
         RejectCode.MalformedPayload,
         `not ${format === 'json' ? 'JSON' : 'a DevicePayload'}: ${reason}`,

@@ -1,4 +1,4 @@
-import type { TelemetryEnvelope } from '@dmp/contracts';
+import { errorMessage, type TelemetryEnvelope } from '@dmp/contracts';
 import {
   HealthRegistry,
   linkTo,
@@ -111,7 +111,7 @@ export class KernelForwarder implements OnApplicationShutdown {
     if (this.failedCalls === 1 || now - this.lastFailureLogAt >= FAILURE_LOG_INTERVAL_MS) {
       this.lastFailureLogAt = now;
       this.log.warn(
-        `Ingest call (${size} message(s)) failed, ${this.failedCalls} in a row; retrying: ${describe(error)}`,
+        `Ingest call (${size} message(s)) failed, ${this.failedCalls} in a row; retrying: ${errorMessage(error)}`,
       );
     }
   }
@@ -179,8 +179,4 @@ export function alignOutcomes(
     else byId.set(outcome.messageId, [outcome]);
   }
   return messages.map((m) => byId.get(m.messageId)?.shift());
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

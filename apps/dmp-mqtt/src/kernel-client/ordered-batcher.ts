@@ -1,4 +1,4 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, errorMessage } from '@dmp/contracts';
 
 /**
  * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
@@ -298,7 +298,7 @@ export class OrderedBatcher<T> {
         const reason = outcome
           ? `${outcome.errorCode || 'retryable'}: ${outcome.errorMessage ?? ''}`
           : failure !== undefined
-            ? describeError(failure)
+            ? errorMessage(failure)
             : 'no outcome for this message in the answer';
         this.retry(entry, reason);
       }
@@ -392,8 +392,4 @@ export class OrderedBatcher<T> {
     else if (index === 0 && queue[0].state === 'waiting') this.schedule(queue[0]);
     return true;
   }
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
