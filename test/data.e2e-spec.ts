@@ -859,10 +859,7 @@ describe('dmp-data', () => {
     await repository.command(
       `INSERT INTO telemetry_1m_marks (marked_at, device_id, minute) VALUES (now() - 3 * 86400, '${stale}', toDateTime(60))`,
     );
-    await repository.command(
-      `INSERT INTO ${Tables.minuteSource} (minute, device_id, ts_ms, message_id, metric_names, metric_values)
-       VALUES (toStartOfMinute(now() - 4 * 86400), '${stale}', 1, 'stale', ['power'], [1])`,
-    );
+    await insertStaleSourceDay(stale);
 
     app = await startApp('dmp-data', appEnv, { label: `dmp-data-e2e-${run}-4` });
     const expected = expectedAggregates(messages);
@@ -872,16 +869,37 @@ describe('dmp-data', () => {
       { timeoutMs: 30_000, intervalMs: 300 },
     );
     assert.deepEqual(await fromRaw(devices), expected);
-    for (const table of [Tables.minuteMarks, Tables.minuteSource])
-      await waitFor(
-        `the stale day of ${table} dropped`,
-        async () => {
-          const [row] = await repository.query<{ n: string }>(
-            `SELECT count() AS n FROM ${table} WHERE device_id = '${stale}'`,
-          );
-          return Number(row.n) === 0;
-        },
-        { timeoutMs: 10_000, intervalMs: 300 },
-      );
+    for (const table of [Tables.minuteMarks, Tables.minuteSource]) await staleDayDropped(table, stale);
   });
+
+  it("drops telemetry_1m_source's old days with the aggregation off too (its view fills it anyway)", async () => {
+    await app?.stop();
+    const stale = `e2e-${run}-stale-off`;
+    await insertStaleSourceDay(stale);
+    app = await startApp(
+      'dmp-data',
+      { ...appEnv, DATA_AGGREGATION_ENABLED: 'false' },
+      { label: `dmp-data-e2e-${run}-5` },
+    );
+    await staleDayDropped(Tables.minuteSource, stale);
+  });
+
+  /** A row of telemetry_1m_source four days old (its day is older than the three kept). */
+  const insertStaleSourceDay = (deviceId: string) =>
+    repository.command(
+      `INSERT INTO ${Tables.minuteSource} (minute, device_id, ts_ms, message_id, metric_names, metric_values)
+       VALUES (toStartOfMinute(now() - 4 * 86400), '${deviceId}', 1, 'stale', ['power'], [1])`,
+    );
+
+  const staleDayDropped = (table: string, deviceId: string) =>
+    waitFor(
+      `the stale day of ${table} dropped`,
+      async () => {
+        const [row] = await repository.query<{ n: string }>(
+          `SELECT count() AS n FROM ${table} WHERE device_id = '${deviceId}'`,
+        );
+        return Number(row.n) === 0;
+      },
+      { timeoutMs: 10_000, intervalMs: 300 },
+    );
 });

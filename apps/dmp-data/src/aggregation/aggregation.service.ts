@@ -82,7 +82,6 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
   }
 
   onApplicationBootstrap(): void {
-    if (!this.config.data.aggregation.enabled) return;
     this.schedule(0);
   }
 
@@ -149,7 +148,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         await this.clickhouse.insertRows(Tables.minuteProgress, [{ id: 0, marks_until: next }]);
       cursor = next;
     }
-    await this.prune(cursor, now);
+    await this.prune(cursor);
     return total;
   }
 
@@ -160,11 +159,8 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     return Number(row?.until ?? 0);
   }
 
-  /**
-   * Drops the days of the log that ended more than KEEP_DAYS_BEHIND before the cursor, and the days
-   * of telemetry_1m_source that ended a day before the SOURCE_DAYS it is read for (`now`: server).
-   */
-  private async prune(cursor: number, now: number): Promise<void> {
+  /** Drops the days of the log that ended more than KEEP_DAYS_BEHIND before the cursor, and old source days. */
+  private async prune(cursor: number): Promise<void> {
     if (Date.now() - this.lastPruneAt < PRUNE_INTERVAL_MS) return;
     this.lastPruneAt = Date.now();
     await dropPartitionsBefore(
@@ -172,17 +168,20 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
       Tables.minuteMarks,
       `toDateTime(${cursor - KEEP_DAYS_BEHIND * 86_400})`,
     );
-    await dropPartitionsBefore(
-      this.clickhouse,
-      Tables.minuteSource,
-      `toDateTime(${now - (SOURCE_DAYS + 1) * 86_400})`,
-    );
+    await this.dropOldSourceDays();
+  }
+
+  /** Drops the days of telemetry_1m_source that ended a day before the SOURCE_DAYS it is read for. */
+  private async dropOldSourceDays(): Promise<void> {
+    await dropPartitionsBefore(this.clickhouse, Tables.minuteSource, `now() - ${(SOURCE_DAYS + 1) * 86_400}`);
   }
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
+    const { enabled, intervalMs } = this.config.data.aggregation;
     this.timer = setTimeout(() => {
-      this.running = this.runOnce()
+      // Disabled, it still drops the old days of telemetry_1m_source: its view fills it anyway.
+      this.running = (enabled ? this.runOnce() : this.dropOldSourceDays().then(() => 0))
         .then((count) => {
           if (count > 0) this.logger.debug(`recomputed ${count} device-minute(s)`);
         })
@@ -190,7 +189,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
           this.failures.inc();
           this.logger.warn(`aggregation failed, retrying: ${errorMessage(error)}`);
         })
-        .finally(() => this.schedule(this.config.data.aggregation.intervalMs));
+        .finally(() => this.schedule(enabled ? intervalMs : PRUNE_INTERVAL_MS));
     }, delayMs);
     this.timer.unref();
   }
