@@ -197,6 +197,12 @@ describe('dmp-data', () => {
     const where = `device_id IN (${stringList(devices)})`;
     return readMinuteAggregates(repository, recomputedFromRaw(where), where);
   };
+  /** Waits until telemetry_1m of these devices holds exactly `expected`. */
+  const aggregatesBecome = (what: string, devices: Iterable<string>, expected: MinuteAggregate[]) =>
+    waitFor(what, async () => JSON.stringify(await aggregates(devices)) === JSON.stringify(expected), {
+      timeoutMs: 30_000,
+      intervalMs: 300,
+    });
   let storedDevices: string[] = [];
   let storedMessages: NormalizedTelemetry[] = [];
 
@@ -521,11 +527,7 @@ describe('dmp-data', () => {
   it('keeps telemetry_1m equal to a recomputation from deduplicated raw data, through duplicates and late data', async () => {
     assert.ok(app && storedDevices.length > 0, 'the messages of the previous test are stored');
     const expected = expectedAggregates(storedMessages);
-    await waitFor(
-      'telemetry_1m for the stored messages',
-      async () => JSON.stringify(await aggregates(storedDevices)) === JSON.stringify(expected),
-      { timeoutMs: 30_000, intervalMs: 300 },
-    );
+    await aggregatesBecome('telemetry_1m for the stored messages', storedDevices, expected);
     assert.deepEqual(await aggregates(storedDevices), expected);
     assert.deepEqual(await fromRaw(storedDevices), expected);
 
@@ -539,11 +541,7 @@ describe('dmp-data', () => {
     await sendAll([late, storedMessages[0], storedMessages[2]]);
     const after = expectedAggregates([...storedMessages, late]);
     assert.notDeepEqual(after, expected);
-    await waitFor(
-      'telemetry_1m recomputed with the late message',
-      async () => JSON.stringify(await aggregates(storedDevices)) === JSON.stringify(after),
-      { timeoutMs: 30_000, intervalMs: 300 },
-    );
+    await aggregatesBecome('telemetry_1m recomputed with the late message', storedDevices, after);
     assert.deepEqual(await fromRaw(storedDevices), after);
     storedMessages.push(late);
     // The late message's mark is read (the cursor passes it) some seconds after the recomputation it
@@ -571,11 +569,7 @@ describe('dmp-data', () => {
     );
     await sendAll(messages);
     const expected = expectedAggregates(messages);
-    await waitFor(
-      'telemetry_1m for the minutes of three days ago',
-      async () => JSON.stringify(await aggregates(devices)) === JSON.stringify(expected),
-      { timeoutMs: 30_000, intervalMs: 300 },
-    );
+    await aggregatesBecome('telemetry_1m for the minutes of three days ago', devices, expected);
     assert.deepEqual(await fromRaw(devices), expected);
     assert.ok((await statements('raw')) > fromRawBefore, 'recomputed from telemetry_raw');
   });
@@ -863,11 +857,7 @@ describe('dmp-data', () => {
 
     app = await startApp('dmp-data', appEnv, { label: `dmp-data-e2e-${run}-4` });
     const expected = expectedAggregates(messages);
-    await waitFor(
-      'telemetry_1m computed after the restart',
-      async () => JSON.stringify(await aggregates(devices)) === JSON.stringify(expected),
-      { timeoutMs: 30_000, intervalMs: 300 },
-    );
+    await aggregatesBecome('telemetry_1m computed after the restart', devices, expected);
     assert.deepEqual(await fromRaw(devices), expected);
     for (const table of [Tables.minuteMarks, Tables.minuteSource]) await staleDayDropped(table, stale);
   });

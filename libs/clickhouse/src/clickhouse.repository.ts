@@ -52,14 +52,14 @@ interface ClickHouseMetrics {
 const BATCH_SIZE_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000];
 const tracer = trace.getTracer('@dmp/clickhouse');
 
+/** ClickHouse's default `max_query_size`, in bytes. */
+const MAX_QUERY_SIZE_DEFAULT = 262_144;
+
 /**
  * DMP's access to ClickHouse: ping, a few SQL helpers for migrations and tests, and traced,
  * measured JSONEachRow inserts. Works against 18.16 (no query parameters, no unknown settings are
  * ever sent) and current releases alike.
  */
-/** ClickHouse's default `max_query_size`, in bytes. */
-const MAX_QUERY_SIZE_DEFAULT = 262_144;
-
 export class ClickHouseRepository {
   readonly database: string;
   private readonly client: ClickHouseClient;
@@ -121,10 +121,9 @@ export class ClickHouseRepository {
     return this.version;
   }
 
-  /** A statement without result (DDL, ALTER, INSERT … SELECT). */
   /**
-   * A statement without result rows. Its size is not capped by the server's `max_query_size`
-   * (256 KiB by default), which would refuse a generated statement (a long IN list) forever.
+   * A statement without result (DDL, ALTER, INSERT … SELECT). Its size is not capped by the server's
+   * `max_query_size` (256 KiB by default), which would refuse a generated one (a long IN list) forever.
    */
   async command(sql: string): Promise<void> {
     const bytes = Buffer.byteLength(sql);
