@@ -862,6 +862,23 @@ describe('dmp-data', () => {
     for (const table of [Tables.minuteMarks, Tables.minuteSource]) await staleDayDropped(table, stale);
   });
 
+  it('moves its cursor only past marks: a pass over an empty log writes no progress', async () => {
+    assert.ok(app, 'dmp-data runs');
+    const seconds = async (sql: string) =>
+      Number((await repository.query<{ s: string }>(`SELECT toUInt32(${sql}) AS s`))[0].s);
+    const cursor = () => seconds(`(SELECT max(marks_until) FROM ${Tables.minuteProgress})`);
+    const lastMark = () => seconds(`(SELECT max(marked_at) FROM ${Tables.minuteMarks})`);
+    const passed = async () => (await cursor()) > (await lastMark());
+    await waitFor('the cursor past every mark', passed, { timeoutMs: 30_000, intervalMs: 300 });
+    const idle = await cursor();
+    await sleep(3_000); // ≈ 10 passes (DATA_AGGREGATION_INTERVAL_MS 300)
+    assert.equal(await cursor(), idle, 'no progress without marks');
+
+    await sendAll([telemetry(`e2e-${run}-cursor`, 0, Date.now() - 120_000, { power: 1 })]);
+    await waitFor('the new mark', async () => (await lastMark()) >= idle, { timeoutMs: 30_000 });
+    await waitFor('the cursor past the new mark', passed, { timeoutMs: 30_000, intervalMs: 300 });
+  });
+
   it("drops telemetry_1m_source's old days with the aggregation off too (its view fills it anyway)", async () => {
     await app?.stop();
     const stale = `e2e-${run}-stale-off`;
