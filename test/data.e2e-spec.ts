@@ -108,13 +108,16 @@ function telemetry(deviceId: string, i: number, base: number, metrics: Metrics):
   };
 }
 
+/** The Unix second a millisecond timestamp's minute starts at (telemetry_1m's `minute`). */
+const minuteOfMs = (ms: number) => Math.floor(ms / 60_000) * 60;
+
 /** What telemetry_1m must hold for these (distinct) messages: numeric and boolean metrics per minute. */
 function expectedAggregates(messages: NormalizedTelemetry[]): MinuteAggregate[] {
   const groups = new Map<string, { m: NormalizedTelemetry; value: number }[]>();
   for (const m of messages)
     for (const [metric, value] of Object.entries(m.metrics)) {
       if (typeof value === 'string') continue;
-      const key = JSON.stringify([m.deviceId, metric, Math.floor(m.ts / 60_000) * 60]);
+      const key = JSON.stringify([m.deviceId, metric, minuteOfMs(m.ts)]);
       groups.set(key, [...(groups.get(key) ?? []), { m, value: Number(value) }]);
     }
   const order = (a: { m: NormalizedTelemetry }, b: { m: NormalizedTelemetry }) =>
@@ -344,7 +347,6 @@ describe('dmp-data', () => {
     const old = repository.forDatabase(`${database}_upgrade7`);
     const row = (deviceId: string, ts: number, metrics: Metrics) =>
       toTelemetryRows(telemetry(deviceId, 0, ts, metrics)).raw;
-    const minuteOf = (ms: number) => Math.floor(ms / 60_000) * 60;
     try {
       await applyMigrations(old, migrations.slice(0, 6));
       const now = Date.now();
@@ -361,10 +363,15 @@ describe('dmp-data', () => {
            FROM ${Tables.minuteSource} ORDER BY device_id`,
         ),
         [
-          { device_id: 'after', minute: minuteOf(now), metric_names: ['power', 'on'], metric_values: [3, 1] },
+          {
+            device_id: 'after',
+            minute: minuteOfMs(now),
+            metric_names: ['power', 'on'],
+            metric_values: [3, 1],
+          },
           {
             device_id: 'recent',
-            minute: minuteOf(now - 86_400_000),
+            minute: minuteOfMs(now - 86_400_000),
             metric_names: ['power'],
             metric_values: [1],
           },
@@ -576,7 +583,7 @@ describe('dmp-data', () => {
 
   it("runs a recomputation statement longer than ClickHouse's max_query_size (256 KiB)", async () => {
     const [message] = storedMessages;
-    const minute = Math.floor(message.ts / 60_000) * 60;
+    const minute = minuteOfMs(message.ts);
     const keys = [
       { device_id: message.deviceId, minute },
       ...Array.from({ length: 4_000 }, (_, i) => ({ device_id: `${'x'.repeat(58)}-${i}`, minute })),

@@ -60,7 +60,7 @@ export function recomputeSql({ source, keys }: RecomputeBatch, computedAtMs: num
     FROM ${Tables.raw} FINAL
     ARRAY JOIN metric_names AS metric, metric_values AS value
     WHERE device_id IN (${devices}) AND ts >= toDateTime(${from}) AND ts < toDateTime(${to})`;
-  // Devices × minutes of a raw batch hold more than its keys.
+  // A raw batch's devices × minutes cover more (device, minute)s than its keys: keep only those.
   const keysOnly = recent
     ? ''
     : `WHERE (device_id, minute) IN (${keys
