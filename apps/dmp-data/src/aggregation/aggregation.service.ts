@@ -16,6 +16,7 @@ import {
   minuteKeyOf,
   marksPerSecondSql,
   pageEnds,
+  RECOMPUTE_SOURCES,
   recomputeBatches,
   recomputeSql,
   SOURCE_DAYS,
@@ -28,8 +29,8 @@ const MARKS_PER_PAGE = 100_000;
 /** Days of the mark log kept behind the cursor (for inspection), then dropped by the day. */
 const KEEP_DAYS_BEHIND = 1;
 const PRUNE_INTERVAL_MS = 3_600_000;
-/** (device, minute)s remembered with the snapshot they were recomputed from (see `recent`). */
-const RECENT_MAX = 200_000;
+/** (device, minute)s remembered with the snapshot they were recomputed from (see `recomputedAt`). */
+const RECOMPUTED_MAX = 200_000;
 
 interface MarkedMinute extends MinuteKey {
   first_marked: number;
@@ -59,7 +60,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
    * recomputed from a snapshot that had their rows (marked before the snapshot's second) are skipped.
    * Lost on restart, or evicted: then recomputed once more.
    */
-  private readonly recent = new LRUCache<string, number>({ max: RECENT_MAX });
+  private readonly recomputedAt = new LRUCache<string, number>({ max: RECOMPUTED_MAX });
   private readonly recomputed: Counter;
   private readonly runSeconds: Histogram<'source'>;
   private readonly failures: Counter;
@@ -78,6 +79,8 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
       'Duration of one recomputation statement, by the table it read (recent: telemetry_1m_source)',
       ['source'],
     );
+    // Exported from the start, so a panel's rate over it is 0, not absent, until the first statement.
+    for (const source of RECOMPUTE_SOURCES) this.runSeconds.zero({ source });
     this.failures = metrics.counter('dmp_data_aggregation_errors_total', 'Failed aggregation runs');
   }
 
@@ -128,7 +131,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
       const due: MinuteKey[] = [];
       for (const m of marked) {
         if (m.minute > watermark) held = Math.min(held, m.first_marked);
-        else if ((this.recent.get(minuteKeyOf(m)) ?? 0) <= m.last_marked)
+        else if ((this.recomputedAt.get(minuteKeyOf(m)) ?? 0) <= m.last_marked)
           due.push({ device_id: m.device_id, minute: m.minute });
       }
       for (const batch of recomputeBatches(due, maxKeys, now - SOURCE_DAYS * 86_400)) {
@@ -136,7 +139,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         // The snapshot of the source is taken after `now`: the rows are versioned by it.
         await this.clickhouse.command(recomputeSql(batch, now * 1000));
         stop();
-        for (const key of batch.keys) this.recent.set(minuteKeyOf(key), now);
+        for (const key of batch.keys) this.recomputedAt.set(minuteKeyOf(key), now);
         this.recomputed.inc(batch.keys.length);
         total += batch.keys.length;
       }

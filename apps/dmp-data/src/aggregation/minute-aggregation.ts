@@ -26,11 +26,13 @@ export function minuteMarks(rows: Iterable<TelemetryRawRow>): MinuteMarkRow[] {
 export const SOURCE_DAYS = 2;
 
 /**
- * One recomputation statement. `recent`: keys of one minute, read from `telemetry_1m_source` (ordered
- * by minute, then device). `raw`: keys of any minutes, read from `telemetry_raw` (ordered by device).
+ * The table a recomputation statement reads. `recent`: keys of one minute, from `telemetry_1m_source`
+ * (ordered by minute, then device). `raw`: keys of any minutes, from `telemetry_raw` (ordered by device).
  */
+export const RECOMPUTE_SOURCES = ['recent', 'raw'] as const;
+
 export interface RecomputeBatch {
-  source: 'recent' | 'raw';
+  source: (typeof RECOMPUTE_SOURCES)[number];
   keys: MinuteKey[];
 }
 
