@@ -20,6 +20,7 @@ import { RocketMqProducer } from '@dmp/messaging';
 import {
   freePort,
   getJaegerTrace,
+  metricSum,
   readMetric,
   silentClientLogger,
   silentNestLogger,
@@ -200,12 +201,26 @@ describe('dmp-data', () => {
     const where = `device_id IN (${stringList(devices)})`;
     return readMinuteAggregates(repository, recomputedFromRaw(where), where);
   };
-  /** Waits until telemetry_1m of these devices holds exactly `expected`. */
-  const aggregatesBecome = (what: string, devices: Iterable<string>, expected: MinuteAggregate[]) =>
-    waitFor(what, async () => JSON.stringify(await aggregates(devices)) === JSON.stringify(expected), {
-      timeoutMs: 30_000,
-      intervalMs: 300,
-    });
+  /**
+   * Waits until telemetry_1m of these devices holds exactly `expected`; on a timeout, says what it
+   * held, what was still pending and what the running aggregator had counted.
+   */
+  const aggregatesBecome = (what: string, devices: string[], expected: MinuteAggregate[]) => {
+    let seen = 'nothing read';
+    return waitFor(
+      () => `${what} (last seen: ${seen})`,
+      async () => {
+        const rows = await aggregates(devices);
+        const metrics = app ? await (await fetch(`${app.baseUrl}/metrics`)).text() : '';
+        const counted = ['minutes_total', 'run_seconds_count', 'errors_total']
+          .map((name) => `${name} ${metricSum(metrics, `dmp_data_aggregation_${name}`)}`)
+          .join(', ');
+        seen = `${rows.length}/${expected.length} row(s), ${await pendingMarks(devices)} minute(s) pending; aggregator ${counted}`;
+        return JSON.stringify(rows) === JSON.stringify(expected);
+      },
+      { timeoutMs: 30_000, intervalMs: 300 },
+    );
+  };
   let storedDevices: string[] = [];
   let storedMessages: NormalizedTelemetry[] = [];
 
@@ -863,6 +878,13 @@ describe('dmp-data', () => {
     await insertStaleSourceDay(stale);
 
     app = await startApp('dmp-data', appEnv, { label: `dmp-data-e2e-${run}-4` });
+    // Exported from the start, before any statement read that table: a dashboard's rate is 0, not absent.
+    const exposition = await (await fetch(`${app.baseUrl}/metrics`)).text();
+    for (const source of ['recent', 'raw'])
+      assert.match(
+        exposition,
+        new RegExp(`^dmp_data_aggregation_run_seconds_count\\{[^}]*source="${source}"`, 'm'),
+      );
     const expected = expectedAggregates(messages);
     await aggregatesBecome('telemetry_1m computed after the restart', devices, expected);
     assert.deepEqual(await fromRaw(devices), expected);
