@@ -15,7 +15,7 @@ import {
   stringList,
   Tables,
 } from '@dmp/clickhouse';
-import type { DmpError, NormalizedTelemetry } from '@dmp/contracts';
+import { errorMessage, type DmpError, type NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
   freePort,
@@ -205,21 +205,24 @@ describe('dmp-data', () => {
    * Waits until telemetry_1m of these devices holds exactly `expected`; on a timeout, says what it
    * held, what was still pending and what the running aggregator had counted.
    */
-  const aggregatesBecome = (what: string, devices: string[], expected: MinuteAggregate[]) => {
-    let seen = 'nothing read';
-    return waitFor(
-      () => `${what} (last seen: ${seen})`,
-      async () => {
-        const rows = await aggregates(devices);
-        const metrics = app ? await (await fetch(`${app.baseUrl}/metrics`)).text() : '';
-        const counted = ['minutes_total', 'run_seconds_count', 'errors_total']
-          .map((name) => `${name} ${metricSum(metrics, `dmp_data_aggregation_${name}`)}`)
-          .join(', ');
-        seen = `${rows.length}/${expected.length} row(s), ${await pendingMarks(devices)} minute(s) pending; aggregator ${counted}`;
-        return JSON.stringify(rows) === JSON.stringify(expected);
-      },
-      { timeoutMs: 30_000, intervalMs: 300 },
-    );
+  const aggregatesBecome = async (what: string, devices: Iterable<string>, expected: MinuteAggregate[]) => {
+    try {
+      await waitFor(
+        what,
+        async () => JSON.stringify(await aggregates(devices)) === JSON.stringify(expected),
+        { timeoutMs: 30_000, intervalMs: 300 },
+      );
+    } catch (error) {
+      const metrics = app ? await (await fetch(`${app.baseUrl}/metrics`)).text() : '';
+      const counted = ['minutes_total', 'run_seconds_count', 'errors_total']
+        .map((name) => `${name} ${metricSum(metrics, `dmp_data_aggregation_${name}`)}`)
+        .join(', ');
+      throw new Error(
+        `${errorMessage(error)} (then: ${(await aggregates(devices)).length}/${expected.length} row(s), ` +
+          `${await pendingMarks(devices)} minute(s) pending; aggregator ${counted})`,
+        { cause: error },
+      );
+    }
   };
   let storedDevices: string[] = [];
   let storedMessages: NormalizedTelemetry[] = [];
@@ -905,8 +908,10 @@ describe('dmp-data', () => {
 
     // Written the way the writer writes it. Not sent through RocketMQ: after the kill -9 above, a FIFO
     // queue the killed consumer held stays blocked until DATA_INVISIBLE_MS (60 s) passed.
-    await repository.command(
-      `INSERT INTO ${Tables.minuteMarks} (marked_at, device_id, minute) VALUES (now(), 'e2e-${run}-cursor', toStartOfMinute(now() - 120))`,
+    await repository.insertRows(
+      Tables.minuteMarks,
+      [{ device_id: `e2e-${run}-cursor`, minute: minuteOfMs(Date.now() - 120_000) }],
+      { columns: ['device_id', 'minute'] },
     );
     assert.ok((await lastMark()) >= idle, 'the new mark is at or after the cursor');
     await waitFor('the cursor past the new mark', passed, { timeoutMs: 30_000, intervalMs: 300 });
