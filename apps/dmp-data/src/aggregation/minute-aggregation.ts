@@ -22,7 +22,10 @@ export function minuteMarks(rows: Iterable<TelemetryRawRow>): MinuteMarkRow[] {
   return [...marks.values()];
 }
 
-/** Days of minutes recomputed from `telemetry_1m_source`; older ones from `telemetry_raw` (migration 007). */
+/**
+ * Days of minutes recomputed from `telemetry_1m_source`; older ones from `telemetry_raw`. One more day is
+ * kept; migration 007 copies that many (3) as a literal.
+ */
 export const SOURCE_DAYS = 2;
 
 /**

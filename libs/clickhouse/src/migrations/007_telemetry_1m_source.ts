@@ -8,7 +8,8 @@ import type { Migration } from './migration';
  * insert into `telemetry_raw`; same key as raw (the minute follows from `ts_ms`), so FINAL collapses
  * redeliveries the same way. Daily partitions: the aggregator reads it for the minutes of the last
  * two days and drops older days; older minutes are recomputed from `telemetry_raw`. The migration
- * copies the last three days of raw rows (run twice, the copies collapse under FINAL).
+ * copies the last three days of raw rows (run twice, the copies collapse under FINAL): the days
+ * the aggregator keeps, its SOURCE_DAYS + 1, written out because a migration must not change later.
  */
 export const telemetryMinuteSource: Migration = {
   version: 7,
