@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { metricSum } from '@dmp/testing';
 import {
+  cpuBudget,
   cpuPercent,
   hopRates,
   fleetMix,
   headline,
   judgeStep,
+  microsPerMessage,
   parseMachineStat,
   parseProcStat,
   parseVmRss,
@@ -175,6 +177,28 @@ describe('headline', () => {
       bestSustainedTarget: undefined,
       peak: 700,
     });
+  });
+});
+
+describe('cpuBudget', () => {
+  it('splits the CPU per stored message between the apps and the rest, and gives the rates two cores allow', () => {
+    // 2,000 msg/s stored; the apps use 120 % of a core, publisher and servers 60 %.
+    const budget = cpuBudget(
+      { 'dmp-mqtt': 60, 'dmp-kernel': 30, 'dmp-data': 30, bench: 20, clickhouse: 40 },
+      2_000,
+      ['dmp-mqtt', 'dmp-kernel', 'dmp-data'],
+      2,
+    );
+    assert.equal(budget.appsUs, 600);
+    assert.equal(budget.othersUs, 300);
+    assert.equal(budget.allUs, 900);
+    assert.equal(Math.round(budget.ceiling), 2_222);
+    assert.equal(Math.round(budget.ceilingWithoutApps), 6_667);
+  });
+
+  it('has no figure for a step that stored nothing', () => {
+    assert.ok(Number.isNaN(microsPerMessage(50, 0)));
+    assert.ok(Number.isNaN(cpuBudget({ bench: 10 }, 0, [], 2).ceilingWithoutApps));
   });
 });
 

@@ -214,3 +214,46 @@ export function hopRates(
     names.map((name) => [name, slope(window.map((s) => ({ x: s.atMs / 1000, y: s.hops![name] })))]),
   );
 }
+
+/** The target of issue #8: messages a second, end to end, on this machine with the whole stack on it. */
+export const TARGET_RATE = 20_000;
+
+/** µs of one core per message, from a process's CPU (% of one core) over a window and the messages/s then. */
+export const microsPerMessage = (cpuPercent: number, messagesPerSecond: number) =>
+  messagesPerSecond > 0 ? (cpuPercent * 10_000) / messagesPerSecond : Number.NaN;
+
+export interface CpuBudget {
+  /** µs of one core per stored message: the apps, every other tracked process (publisher, servers), all. */
+  appsUs: number;
+  othersUs: number;
+  allUs: number;
+  /** The rate the machine's cores allow at that cost (msg/s)… */
+  ceiling: number;
+  /** …and the rate they would allow if the apps cost nothing: what the publisher and servers leave. */
+  ceilingWithoutApps: number;
+}
+
+/** Where a step's CPU went per stored message, and the rates the machine's cores allow at that cost. */
+export function cpuBudget(
+  cpuPercentByProcess: Readonly<Record<string, number>>,
+  storedPerSecond: number,
+  apps: readonly string[],
+  cores: number,
+): CpuBudget {
+  let appsPercent = 0;
+  let othersPercent = 0;
+  for (const [name, percent] of Object.entries(cpuPercentByProcess)) {
+    if (apps.includes(name)) appsPercent += percent;
+    else othersPercent += percent;
+  }
+  const appsUs = microsPerMessage(appsPercent, storedPerSecond);
+  const othersUs = microsPerMessage(othersPercent, storedPerSecond);
+  const allUs = appsUs + othersUs;
+  return {
+    appsUs,
+    othersUs,
+    allUs,
+    ceiling: (cores * 1e6) / allUs,
+    ceilingWithoutApps: (cores * 1e6) / othersUs,
+  };
+}

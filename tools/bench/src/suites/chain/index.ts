@@ -1,6 +1,7 @@
 import { freePort, metricSum, stack, startApp, type RunningApp } from '@dmp/testing';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeviceFleet } from '../../../../simulator/src/device-fleet';
 import {
@@ -11,12 +12,15 @@ import {
   type SuiteResult,
 } from '../../suite';
 import {
+  cpuBudget,
   fleetMix,
   headline,
   hopRates,
   judgeStep,
+  microsPerMessage,
   stepPlan,
   summarizeLatencies,
+  TARGET_RATE,
   type LatencySummary,
   type StepPlan,
   type StepSample,
@@ -50,6 +54,8 @@ const LATENCY_SAMPLES = 2_000;
 const PROBE_DEVICES = 5_000;
 /** The index of the pipeline's warm-up step (device prefix `b{run}s-1`). */
 const WARM_UP = -1;
+/** The processes of the pipeline itself; the rest (publisher, servers) is what the machine leaves them. */
+const APPS: readonly RunningApp['name'][] = ['dmp-mqtt', 'dmp-kernel', 'dmp-data'];
 /** Production-like head sampling (the chain test traces everything; at these rates that is its own load). */
 const TRACE_SAMPLE_RATIO = '0.01';
 
@@ -440,6 +446,19 @@ function report({
   const bestStep = steps.find((s) => s.target === best.bestSustainedTarget);
   const lost = steps.reduce((sum, s) => sum + s.lost, 0);
   const round = (v: number) => Math.round(v);
+  const cores = availableParallelism();
+  const cpuOf = (r: StepResult['resources'], name: string) =>
+    r.processes.find((p) => p.name === name)?.cpuPercent;
+  const budgetOf = (s: StepResult) =>
+    cpuBudget(
+      Object.fromEntries(s.resources.processes.map((p) => [p.name, p.cpuPercent])),
+      s.verdict.throughput,
+      APPS,
+      cores,
+    );
+  // Per message, the step that stored the most costs the least: the machine's best case.
+  const peakStep = steps.find((s) => s.verdict.throughput === best.peak);
+  const peakBudget = peakStep && budgetOf(peakStep);
   const measurements: Measurement[] = [
     {
       name: 'pipeline: best sustained end to end (kept up)',
@@ -463,17 +482,39 @@ function report({
       value: (best.bestSustained / rawClickhouse.rowsPerSecond) * 100,
       unit: '%',
     },
+    // What the machine allows: its cores ÷ the CPU a message costs (the table of CPU per message has each step).
+    {
+      name: `CPU budget per message at ${formatNumber(TARGET_RATE)} msg/s on ${cores} cores`,
+      value: (cores * 1e6) / TARGET_RATE,
+      unit: 'µs',
+    },
+    {
+      name: 'raw MQTT: publisher, subscriber and Mosquitto per message',
+      value: round(
+        microsPerMessage(
+          (cpuOf(rawMqttResources, 'bench') ?? 0) + (cpuOf(rawMqttResources, 'mosquitto') ?? 0),
+          rawMqtt.receivedPerSecond,
+        ),
+      ),
+      unit: 'µs',
+    },
+    {
+      name: 'peak step: CPU per stored message, all',
+      value: round(peakBudget?.allUs ?? Number.NaN),
+      unit: 'µs',
+    },
+    {
+      name: '  … of which publisher and servers',
+      value: round(peakBudget?.othersUs ?? Number.NaN),
+      unit: 'µs',
+    },
+    {
+      name: '  … ceiling if the apps cost nothing',
+      value: round(peakBudget?.ceilingWithoutApps ?? Number.NaN),
+      unit: 'msg/s',
+    },
   ];
-  const names = [
-    'dmp-mqtt',
-    'dmp-kernel',
-    'dmp-data',
-    'bench',
-    'mosquitto',
-    'rocketmq',
-    'clickhouse',
-    'redis',
-  ];
+  const names = [...APPS, 'bench', 'mosquitto', 'rocketmq', 'clickhouse', 'redis'];
   const resourceRow = (label: string, r: StepResult['resources']) => [
     label,
     ...names.map((n) => usageCell(r.processes.find((p) => p.name === n))),
@@ -542,16 +583,23 @@ function report({
         ],
       },
       {
-        // Steadier than the saturation point on a noisy machine: what each process spends per message.
-        title: 'CPU per message stored (µs of one core per stored message: CPU % ÷ stored/s)',
-        columns: ['offered/s', ...names, 'all'],
+        // Steadier than the saturation point on a noisy machine: what each process spends per message,
+        // and the rates the machine's cores allow at that cost, with the apps and without them.
+        title: `CPU per message stored (µs of one core per stored message: CPU % ÷ stored/s); ceilings: ${cores} cores ÷ µs per message`,
+        columns: ['offered/s', ...names, 'all', 'apps', 'others', 'ceiling/s', 'ceiling/s, apps free'],
         rows: steps.map((s) => {
-          const perMessage = (percent: number) => round((percent * 10_000) / s.verdict.throughput);
-          const cpu = names.map((n) => s.resources.processes.find((p) => p.name === n)?.cpuPercent);
+          const budget = budgetOf(s);
           return [
             s.target,
-            ...cpu.map((percent) => (percent === undefined ? '-' : perMessage(percent))),
-            perMessage(cpu.reduce<number>((sum, percent) => sum + (percent ?? 0), 0)),
+            ...names.map((n) => {
+              const percent = cpuOf(s.resources, n);
+              return percent === undefined ? '-' : round(microsPerMessage(percent, s.verdict.throughput));
+            }),
+            round(budget.allUs),
+            round(budget.appsUs),
+            round(budget.othersUs),
+            round(budget.ceiling),
+            round(budget.ceilingWithoutApps),
           ];
         }),
       },
