@@ -504,7 +504,7 @@ function report({
       unit: 'µs',
     },
     {
-      name: '  … of which publisher and servers',
+      name: '  … of which the others (servers, bench process)',
       value: round(peakBudget?.othersUs ?? Number.NaN),
       unit: 'µs',
     },
