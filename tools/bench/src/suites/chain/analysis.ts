@@ -223,13 +223,13 @@ export const microsPerMessage = (cpuPercent: number, messagesPerSecond: number) 
   messagesPerSecond > 0 ? (cpuPercent * 10_000) / messagesPerSecond : Number.NaN;
 
 export interface CpuBudget {
-  /** µs of one core per stored message: the apps, every other tracked process (publisher, servers), all. */
+  /** µs of one core per stored message: the apps, every other tracked process (servers, bench process), all. */
   appsUs: number;
   othersUs: number;
   allUs: number;
   /** The rate the machine's cores allow at that cost (msg/s)… */
   ceiling: number;
-  /** …and the rate they would allow if the apps cost nothing: what the publisher and servers leave. */
+  /** …and the rate they would allow if the apps cost nothing: what the others leave. */
   ceilingWithoutApps: number;
 }
 

@@ -447,8 +447,8 @@ function report({
   const lost = steps.reduce((sum, s) => sum + s.lost, 0);
   const round = (v: number) => Math.round(v);
   const cores = availableParallelism();
-  const cpuOf = (r: StepResult['resources'], name: string) =>
-    r.processes.find((p) => p.name === name)?.cpuPercent;
+  const usageOf = (r: StepResult['resources'], name: string) => r.processes.find((p) => p.name === name);
+  const cpuOf = (r: StepResult['resources'], name: string) => usageOf(r, name)?.cpuPercent;
   const budgetOf = (s: StepResult) =>
     cpuBudget(
       Object.fromEntries(s.resources.processes.map((p) => [p.name, p.cpuPercent])),
@@ -517,7 +517,7 @@ function report({
   const names = [...APPS, 'bench', 'mosquitto', 'rocketmq', 'clickhouse', 'redis'];
   const resourceRow = (label: string, r: StepResult['resources']) => [
     label,
-    ...names.map((n) => usageCell(r.processes.find((p) => p.name === n))),
+    ...names.map((n) => usageCell(usageOf(r, n))),
     round(r.machineBusyPercent),
   ];
   return {
