@@ -4,3 +4,4 @@ export * from './stack';
 export * from './quiet';
 export * from './minute-aggregates';
 export * from './telemetry-entries';
+export * from './emqx-http-auth';
