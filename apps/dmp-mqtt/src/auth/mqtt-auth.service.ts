@@ -21,8 +21,9 @@ export interface AuthzAnswer {
 
 /**
  * What EMQX sends, as configured in docker/emqx/emqx.conf (`${clientid}` … placeholders, always JSON
- * strings; an absent value arrives as ""). Unknown extra fields are ignored: adding a placeholder to
- * the EMQX template must not turn every answer into "deny".
+ * strings; an absent value arrives as "", an empty client id as the random one EMQX assigned, `peerhost`
+ * as inet:ntoa prints it). Unknown extra fields are ignored: adding a placeholder to the EMQX template
+ * must not turn every answer into "deny". test/emqx-contract.e2e-spec.ts renders them from emqx.conf.
  */
 const authnRequestSchema = z.object({
   clientid: z.string().max(65_535),
@@ -54,7 +55,8 @@ export type Endpoint = 'authn' | 'authz';
 /**
  * The decisions behind `POST /auth/mqtt/authn` and `/authz` (EMQX's HTTP authenticator and authorizer).
  * Every failure — malformed request, registry unreachable, anything thrown — is a "deny", never an error
- * status: EMQX reads any status other than 200/204 as "ignore", and a 204 from an authorizer as "allow".
+ * status: EMQX 5.8 reads any status other than 200/204 as "ignore" (authn) or no match (authz), and a
+ * 204 from either as "allow" (emqx_authn_http:authenticate/2, emqx_authz_http:authorize/4).
  */
 @Injectable()
 export class MqttAuthService {
