@@ -524,11 +524,11 @@ describe('dmp-mqtt', () => {
     assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
   });
 
-  it('on SIGTERM stops taking messages, hands off and acknowledges what it holds, and ends its session', async () => {
+  it('on SIGTERM (hand-over) stops taking messages, hands off and acknowledges what it holds, and ends its session', async () => {
     const name = uniqueName('drain');
     const kernel = await KernelStandIn.start();
     kernel.delayMs = 300; // a slow kernel: messages are in flight when SIGTERM comes
-    const app = await startMqttApp(name, kernel);
+    const app = await startMqttApp(name, kernel, { MQTT_STOP_MODE: 'hand-over' });
     const fleet = new DeviceFleet({
       url: stack.mqtt.url,
       devices: 20,
@@ -551,9 +551,41 @@ describe('dmp-mqtt', () => {
 
     // Everything was acknowledged and the session ended: a new instance with the same id gets nothing again.
     kernel.delayMs = 0;
-    const again = await startMqttApp(name, kernel);
+    const again = await startMqttApp(name, kernel, { MQTT_STOP_MODE: 'hand-over' });
     running.push({ app: again });
     await sleep(1_500);
     assert.equal(kernel.acceptedFrom(name).length, accepted.length, 'nothing redelivered');
+  });
+  it('on SIGTERM (keep-session, the default) loses nothing while it is the only replica: what devices publish meanwhile comes after the restart', async () => {
+    const name = uniqueName('restart');
+    const kernel = await KernelStandIn.start();
+    kernel.delayMs = 300; // a slow kernel: messages are in flight when SIGTERM comes
+    const first = await startMqttApp(name, kernel);
+    const fleet = new DeviceFleet({
+      url: stack.mqtt.url,
+      devices: 10,
+      rate: 100,
+      deviceIdPrefix: name,
+      heartbeatIntervalMs: 0,
+    });
+    running.push({ kernel, fleet });
+    await fleet.connect();
+    // 4 s of traffic; the replica stops in the middle of it and is away while the rest is published.
+    const published = fleet.run({ count: 400 });
+    await waitFor(
+      'messages in flight',
+      async () => (await readMetric(first.baseUrl, 'dmp_mqtt_in_flight')) > 0,
+    );
+    assert.notEqual(await first.stop('SIGTERM'), 1, 'shuts down cleanly on SIGTERM');
+    const beforeRestart = new Set(kernel.acceptedFrom(name).map((m) => m.messageId)).size;
+    await published;
+    const sent = fleet.forwardable();
+    assert.ok(beforeRestart < countOf(sent), 'some messages were published while no replica ran');
+
+    kernel.delayMs = 0;
+    const second = await startMqttApp(name, kernel);
+    running.push({ app: second });
+    await waitForAll(kernel, name, countOf(sent));
+    assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
   });
 });

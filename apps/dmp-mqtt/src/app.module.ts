@@ -33,6 +33,7 @@ export class AppModule {
           // Refused payloads up to this size are still received, counted and acknowledged.
           maximumPacketSize: Math.max(1024 * 1024, 4 * ingest.maxPayloadBytes),
           drainTimeoutMs: ingest.drainTimeoutMs,
+          stopMode: ingest.stopMode,
         }),
         RedisModule.forRoot(config.redis),
         IngestModule,

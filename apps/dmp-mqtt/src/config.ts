@@ -32,6 +32,15 @@ export const ingestSection = z
     MQTT_MAX_PAYLOAD_BYTES: int(64 * 1024, 64, 16 * 1024 * 1024),
     /** On SIGTERM: how long to wait for in-flight messages to be handed off and acknowledged. */
     MQTT_DRAIN_TIMEOUT_MS: int(15_000, 0, 600_000),
+    /**
+     * What a graceful stop does with the subscription. `keep-session`: stay subscribed, take nothing new,
+     * finish what is in flight and disconnect keeping the session — the broker queues this replica's share
+     * until it is back (or, once the session expires, hands it to the other replicas): nothing is lost,
+     * even with one replica. `hand-over`: unsubscribe first so the other replicas take new messages at
+     * once, drain, end the session — what devices publish while no replica is subscribed is dropped by
+     * the broker, so use it only to scale down with other replicas running.
+     */
+    MQTT_STOP_MODE: z.enum(['keep-session', 'hand-over']).default('keep-session'),
     /** Micro-batching of the hand-off to dmp-kernel: a batch closes at this many messages… */
     KERNEL_BATCH_MAX_MESSAGES: int(500, 1, 10_000),
     /** …or this long after its first message, whichever comes first. */
@@ -58,6 +67,7 @@ export const ingestSection = z
     keepaliveSeconds: e.MQTT_KEEPALIVE_SECONDS,
     maxPayloadBytes: e.MQTT_MAX_PAYLOAD_BYTES,
     drainTimeoutMs: e.MQTT_DRAIN_TIMEOUT_MS,
+    stopMode: e.MQTT_STOP_MODE,
     kernel: {
       maxBatchMessages: e.KERNEL_BATCH_MAX_MESSAGES,
       batchLingerMs: e.KERNEL_BATCH_LINGER_MS,

@@ -39,6 +39,8 @@ export interface MqttIngestOptions {
   /** Packets larger than this are discarded by the broker instead of being sent (memory guard). */
   maximumPacketSize: number;
   drainTimeoutMs: number;
+  /** See MQTT_STOP_MODE (apps/dmp-mqtt/src/config.ts). */
+  stopMode: 'keep-session' | 'hand-over';
 }
 
 type State = 'idle' | 'running' | 'draining' | 'closed';
@@ -72,10 +74,14 @@ type Stream = MqttClient['stream'];
  * is stable per replica: after a crash, a reconnect, or a message that could not be handed off (the
  * handler answers `redeliver`, and this transport replaces the connection), the broker sends again
  * everything unacknowledged. With a clean session Mosquitto would drop the in-flight messages of a
- * closed connection instead of handing them to another group member. The cost: while a replica is down
- * its persistent session keeps receiving its share of the group's messages until it comes back or the
- * session expires — so a graceful shutdown unsubscribes first, drains, and ends the session (Session
- * Expiry 0 on DISCONNECT) when nothing is left unacknowledged.
+ * closed connection instead of handing them to another group member. While a replica is down its
+ * persistent session keeps receiving its share of the group's messages until it comes back or the
+ * session expires (then the broker hands them to the other members). A graceful stop uses that: it
+ * stays subscribed, takes nothing new, finishes what is in flight and disconnects keeping the session
+ * (MQTT_STOP_MODE=keep-session) — nothing is lost even with one replica, and the next start gets its
+ * share again. `hand-over` unsubscribes first and ends the session once drained (Session Expiry 0 on
+ * DISCONNECT): the others take over at once, but with no other member subscribed the broker drops what
+ * devices publish meanwhile (EMQX answers them PUBACK 0x10).
  */
 @Injectable()
 export class MqttIngestServer extends Server implements CustomTransportStrategy, BeforeApplicationShutdown {
@@ -270,6 +276,8 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   }
 
   private onPublish(packet: IPublishPacket): void {
+    // Stopping with the session kept: left unacknowledged, the broker sends it again to the next start.
+    if (this.state !== 'running' && this.keepsSession()) return;
     const receivedAt = preciseNow();
     this.lastDeliveryAt = receivedAt;
     const connection = this.connectionFor(this.client!.stream);
@@ -420,10 +428,17 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     }
   }
 
+  /** A graceful stop keeps the session (and the subscription in it) for the next start. */
+  private keepsSession(): boolean {
+    return this.options.stopMode === 'keep-session' && this.options.sessionExpirySeconds > 0;
+  }
+
   /**
-   * Graceful stop: unsubscribe (new messages go to the other group members), keep processing what the
-   * broker already assigned to this session, wait until everything is acknowledged, then disconnect —
-   * ending the session when nothing is left in it, keeping it for the next start otherwise.
+   * Graceful stop (see the class comment). keep-session: take nothing new, wait until what is in flight
+   * is acknowledged, disconnect keeping the session. hand-over: unsubscribe (new messages go to the
+   * other group members), keep processing what the broker already assigned to this session, wait until
+   * everything is acknowledged, then disconnect — ending the session when nothing is left in it,
+   * keeping it for the next start otherwise.
    */
   private drain(): Promise<void> {
     this.drained ??= this.runDrain();
@@ -438,7 +453,8 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     }
     this.state = 'draining';
     const deadline = Date.now() + this.options.drainTimeoutMs;
-    if (client.connected) {
+    const handOver = !this.keepsSession();
+    if (handOver && client.connected) {
       try {
         await withTimeout(
           client.unsubscribeAsync(
@@ -450,17 +466,22 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
         this.log.warn(`unsubscribe failed: ${describe(error)}`);
       }
     }
-    this.subscribed = false;
-    this.log.log(`draining: unsubscribed, ${this.inFlight.size} message(s) in flight`);
-    // Settled = nothing in flight and nothing new for a moment (the session may still hold queued messages).
+    if (handOver) this.subscribed = false;
+    this.log.log(
+      handOver
+        ? `draining: unsubscribed, ${this.inFlight.size} message(s) in flight`
+        : `draining: taking nothing new (the session keeps it), ${this.inFlight.size} message(s) in flight`,
+    );
+    // Settled = nothing in flight and, handing over, nothing new for a moment (the session may still hold
+    // queued messages).
     while (
       Date.now() < deadline &&
-      (this.inFlight.size > 0 || preciseNow() - this.lastDeliveryAt < QUIET_MS)
+      (this.inFlight.size > 0 || (handOver && preciseNow() - this.lastDeliveryAt < QUIET_MS))
     ) {
       await sleep(10);
     }
     const left = this.inFlight.size;
-    const endSession = left === 0 && client.connected && this.options.sessionExpirySeconds > 0;
+    const endSession = handOver && left === 0 && client.connected && this.options.sessionExpirySeconds > 0;
     if (left > 0)
       this.log.warn(`drain timed out with ${left} message(s) unacknowledged; the session keeps them`);
     else this.log.log('drained: every received message is acknowledged');
