@@ -47,7 +47,8 @@ class ClickHouseLifecycle implements OnModuleInit, OnApplicationShutdown {
         );
         this.logger.log(
           `ClickHouse ${report.server}, database ${this.repository.database}: ` +
-            `${report.applied.length} migration(s) applied, ${report.alreadyApplied} already there`,
+            `${report.applied.length} migration(s) applied, ${report.alreadyApplied} already there` +
+            (report.waiting.length > 0 ? `, ${report.waiting.join(', ')} waiting for a newer server` : ''),
         );
         return;
       } catch (error) {

@@ -16,8 +16,14 @@ export const atLeast = (version: ServerVersion, major: number, minor = 0): boole
 /**
  * What DMP's schema uses when the server has it. Everything else in the schema runs on 18.16.
  * - table TTL (`ALTER TABLE … MODIFY TTL`): 19.6; older servers drop expired partitions instead.
+ * - `LowCardinality(String)`: production-ready (no experimental setting) from 19.3; migration 008.
+ * - `DateTime64` with `fromUnixTimestamp64Milli`: 20.5; migration 009's millisecond ALIAS columns.
  * - `input_format_defaults_for_omitted_fields`: 19.4 (DMP never relies on it: every column is sent).
  */
 export const serverFeatures = (version: ServerVersion) => ({
   tableTtl: atLeast(version, 19, 6),
+  lowCardinality: atLeast(version, 19, 3),
+  dateTime64: atLeast(version, 20, 5),
 });
+
+export type ServerFeature = keyof ReturnType<typeof serverFeatures>;

@@ -109,8 +109,11 @@ export const DEAD_LETTER_RECORD_COLUMNS = [
   'payload_size',
 ] as const satisfies readonly (keyof DeadLetterRow)[];
 
-/** A dead letter read back from ClickHouse (JSONEachRow output quotes UInt64 columns: `received_at_ms`). */
+/**
+ * A dead letter read back from ClickHouse. JSONEachRow output quotes UInt64 columns (`received_at_ms`)
+ * up to 25.7 and writes them as numbers from 25.8 (`output_format_json_quote_64bit_integers` = 0).
+ */
 export type DeadLetterRecord = Omit<
   Pick<DeadLetterRow, (typeof DEAD_LETTER_RECORD_COLUMNS)[number]>,
   'received_at_ms'
-> & { received_at_ms: string };
+> & { received_at_ms: string | number };

@@ -5,6 +5,8 @@ import { deadLetters } from './004_dead_letters';
 import { alarms } from './005_alarms';
 import { telemetryMinuteMarks } from './006_telemetry_1m_marks';
 import { telemetryMinuteSource } from './007_telemetry_1m_source';
+import { lowCardinality } from './008_low_cardinality';
+import { millisecondTimes } from './009_millisecond_times';
 import type { Migration } from './migration';
 
 export * from './migration';
@@ -19,4 +21,6 @@ export const migrations: readonly Migration[] = [
   alarms,
   telemetryMinuteMarks,
   telemetryMinuteSource,
+  lowCardinality,
+  millisecondTimes,
 ];

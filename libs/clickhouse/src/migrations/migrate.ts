@@ -1,4 +1,5 @@
 import type { ClickHouseRepository } from '../clickhouse.repository';
+import { serverFeatures } from '../server-version';
 import { identifier, stringLiteral } from '../sql';
 import type { Migration } from './migration';
 
@@ -11,6 +12,8 @@ export interface MigrationReport {
   server: string;
   applied: string[];
   alreadyApplied: number;
+  /** Migrations waiting for a server feature this server lacks (`Migration.requires`). */
+  waiting: string[];
 }
 
 const SCHEMA_MIGRATIONS = `CREATE TABLE IF NOT EXISTS schema_migrations
@@ -53,16 +56,22 @@ export async function applyMigrations(
       `schema_migrations has versions this build does not know (${unknown.join(', ')}): newer schema?`,
     );
 
+  const features = serverFeatures(server);
   const applied: string[] = [];
+  const waiting: string[] = [];
   for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
     if (done.has(migration.version)) continue;
+    const label = `${String(migration.version).padStart(3, '0')}_${migration.name}`;
+    if (migration.requires && !features[migration.requires]) {
+      waiting.push(label);
+      continue;
+    }
     for (const statement of migration.statements({ database, server })) await repository.command(statement);
     await repository.command(
       `INSERT INTO schema_migrations (version, name, applied_at) VALUES (${migration.version}, ${stringLiteral(migration.name)}, now())`,
     );
-    const label = `${String(migration.version).padStart(3, '0')}_${migration.name}`;
     applied.push(label);
     logger?.log(`ClickHouse migration ${label} applied to ${database}`);
   }
-  return { server: server.raw, applied, alreadyApplied: done.size };
+  return { server: server.raw, applied, alreadyApplied: done.size, waiting };
 }
