@@ -244,6 +244,35 @@ async function dryRun(options: DryRunOptions): Promise<void> {
 // backtest
 // ---------------------------------------------------------------------------------------------
 
+/** What a back-test reads: devices and the range of device time `[from, to)`, epoch milliseconds. */
+export interface BacktestRange {
+  from: number;
+  to: number;
+  device?: readonly string[];
+}
+
+const rangeSql = ({ from, to }: BacktestRange) =>
+  `ts_ms >= ${Math.floor(from)} AND ts_ms < ${Math.floor(to)}`;
+const deviceSql = ({ device }: BacktestRange) =>
+  device?.length ? ` AND device_id IN (${device.map(stringLiteral).join(', ')})` : '';
+
+/**
+ * The statements of a back-test (ClickHouse 18.16: values quoted, no query parameters): the devices
+ * with data in the range, the metrics `telemetry_latest` knows as booleans, one device's messages.
+ */
+export const backtestSql = {
+  devices: (range: BacktestRange) =>
+    `SELECT device_id FROM telemetry_raw WHERE ${rangeSql(range)}${deviceSql(range)} GROUP BY device_id ORDER BY device_id`,
+  booleans: (range: BacktestRange) =>
+    `SELECT device_id, metric FROM telemetry_latest FINAL WHERE value_type = 'bool'${deviceSql(range)}`,
+  messages: (range: BacktestRange, deviceId: string) =>
+    `SELECT device_id, message_id, kind, ts_ms, seq, tenant_id, product_id, site_id, metric_names, metric_values,
+       text_names, text_values, received_at_ms
+FROM telemetry_raw FINAL
+WHERE device_id = ${stringLiteral(deviceId)} AND ${rangeSql(range)}
+ORDER BY ts_ms, message_id`,
+};
+
 interface BacktestOptions {
   rules: string;
   from: number;
@@ -331,31 +360,17 @@ export async function backtest(options: BacktestOptions): Promise<BacktestReport
     }
   };
   try {
-    const range = `ts_ms >= ${Math.floor(options.from)} AND ts_ms < ${Math.floor(options.to)}`;
-    const deviceFilter = options.device?.length
-      ? ` AND device_id IN (${options.device.map(stringLiteral).join(', ')})`
-      : '';
-    const devices = (
-      await clickhouse.query<{ device_id: string }>(
-        `SELECT device_id FROM telemetry_raw WHERE ${range}${deviceFilter} GROUP BY device_id ORDER BY device_id`,
-      )
-    ).map((r) => r.device_id);
+    const devices = (await clickhouse.query<{ device_id: string }>(backtestSql.devices(options))).map(
+      (r) => r.device_id,
+    );
     const booleans = new Set(
-      (
-        await clickhouse.query<{ device_id: string; metric: string }>(
-          `SELECT device_id, metric FROM telemetry_latest FINAL WHERE value_type = 'bool'${deviceFilter}`,
-        )
-      ).map((r) => `${r.device_id}\u0000${r.metric}`),
+      (await clickhouse.query<{ device_id: string; metric: string }>(backtestSql.booleans(options))).map(
+        (r) => `${r.device_id}\u0000${r.metric}`,
+      ),
     );
     for (const deviceId of devices) {
       report.devices += 1;
-      const rows = await clickhouse.query<RawRow>(
-        `SELECT device_id, message_id, kind, ts_ms, seq, tenant_id, product_id, site_id, metric_names, metric_values,
-                text_names, text_values, received_at_ms
-         FROM telemetry_raw FINAL
-         WHERE device_id = ${stringLiteral(deviceId)} AND ${range}
-         ORDER BY ts_ms, message_id`,
-      );
+      const rows = await clickhouse.query<RawRow>(backtestSql.messages(options, deviceId));
       let device: RuleDevice = { deviceId, tenantId: '', productId: '', siteId: '', tags: {} };
       for (const row of rows) {
         report.messages += 1;
