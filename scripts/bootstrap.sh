@@ -22,15 +22,16 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 # chdb-core embeds the ClickHouse engine; test/clickhouse-current.e2e-spec.ts serves it through
-# tools/chdb/server.py. Only the engine is needed: its pandas/pyarrow dependencies serve DataFrame
-# output, which DMP never asks for (--no-deps: 560 MB instead of 890 MB).
-CHDB_VERSION=26.9.0
+# tools/chdb/server.py. Installed with pip --target (no venv module needed; one abi3 wheel for every
+# Python 3.9+), without its pandas/pyarrow dependencies: they serve DataFrame output, which DMP never
+# asks for (560 MB instead of 890 MB).
+CHDB_PIN=chdb-core==26.9.0
 CHDB_DIR=.tools/chdb
-if [ "$(cat "$CHDB_DIR/.version" 2>/dev/null)" != "$CHDB_VERSION" ]; then
-  echo "bootstrap: installing chdb-core $CHDB_VERSION into $CHDB_DIR"
+if [ "$(cat "$CHDB_DIR/.installed" 2>/dev/null)" != "$CHDB_PIN" ]; then
+  echo "bootstrap: installing $CHDB_PIN into $CHDB_DIR"
   rm -rf "$CHDB_DIR"
-  python3 -m venv "$CHDB_DIR"
-  "$CHDB_DIR/bin/pip" install --quiet --disable-pip-version-check --no-deps "chdb-core==$CHDB_VERSION"
-  "$CHDB_DIR/bin/python" -c 'import chdb.session'
-  echo "$CHDB_VERSION" >"$CHDB_DIR/.version"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+    --target "$CHDB_DIR" "$CHDB_PIN"
+  PYTHONPATH="$CHDB_DIR" python3 -c 'import chdb.session'
+  echo "$CHDB_PIN" >"$CHDB_DIR/.installed"
 fi

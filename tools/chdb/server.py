@@ -8,7 +8,7 @@ the query string and/or the body (an INSERT's rows follow it); `database`, `defa
 other parameter taken as a setting of that request (`param_*` bind query parameters, as the server
 does), reset after it. Errors answer 500 with the engine's own `Code: N. DB::Exception: …` text.
 
-Usage: server.py DATA_DIR — prints `{"port": N, "version": "…"}` on one line once it listens, and
+Usage: python3 tools/chdb/server.py DATA_DIR — prints `{"port": N, "version": "…"}` on one line once it listens, and
 serves until stdin closes (so it never outlives the test that started it).
 """
 
@@ -19,9 +19,11 @@ import sys
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import chdb.session
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".tools" / "chdb"))
+import chdb.session  # noqa: E402  (installed by scripts/bootstrap.sh, found through the line above)
 
 # Request parameters that are not settings.
 NOT_SETTINGS = {

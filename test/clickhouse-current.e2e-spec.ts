@@ -1,0 +1,585 @@
+/**
+ * Every statement DMP sends to ClickHouse, on a current engine and on the local stack's 18.16: the
+ * schema through the real migrations (gated on the `version()` each engine reports), telemetry, alarms
+ * and dead letters through dmp-data's own writers, the per-minute aggregation through its aggregator,
+ * retention, the CLI's back-test and dead-letter queries, and every SQL block of docs/analysts.md.
+ *
+ * The current engine is chdb-core (ClickHouse 26.x in-process, installed by scripts/bootstrap.sh),
+ * served over ClickHouse's HTTP interface by tools/chdb/server.py, so the code under test talks to it
+ * through @clickhouse/client exactly as to a server. No statement is written here: each comes from the
+ * code that issues it. DMP sends no query parameters (18.16 has none): values are quoted literals.
+ * Own database `dmp_test_current_<random>` on each engine, dropped at the end.
+ */
+import {
+  applyMigrations,
+  applyRetention,
+  ClickHouseRepository,
+  migrations,
+  serverFeatures,
+  Tables,
+  type DeadLetterRecord,
+  type ServerVersion,
+} from '@dmp/clickhouse';
+import type { AlarmEvent, NormalizedTelemetry } from '@dmp/contracts';
+import type { RocketMqMessage } from '@dmp/messaging';
+import { MetricsRegistry } from '@dmp/observability';
+import {
+  readMinuteAggregates,
+  recomputedFromRaw,
+  REPO_ROOT,
+  roundedSum,
+  byMinuteKey,
+  stack,
+  waitFor,
+  type MinuteAggregate,
+} from '@dmp/testing';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, it } from 'node:test';
+import { isDeepStrictEqual } from 'node:util';
+import { MinuteAggregator } from '../apps/dmp-data/src/aggregation/aggregation.service';
+import { AlarmWriter } from '../apps/dmp-data/src/alarms/alarm.writer';
+import { cleanTelemetry } from '../apps/dmp-data/src/cleaning/clean-telemetry';
+import {
+  toCleaningDeadLetter,
+  toCleaningDeadLetterBatch,
+  type CleaningDeadLetter,
+} from '../apps/dmp-data/src/cleaning/cleaning-dead-letter';
+import { loadDataConfig } from '../apps/dmp-data/src/config';
+import { toDeadLetterRows } from '../apps/dmp-data/src/dead-letters/dead-letter-row';
+import { DeadLetterWriter } from '../apps/dmp-data/src/dead-letters/dead-letter.writer';
+import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
+import { toTelemetryRows } from '../apps/dmp-data/src/storage/telemetry-rows';
+import { deadLetterQuery } from '../tools/cli/src/commands/dead-letters';
+import { backtest } from '../tools/cli/src/commands/rules';
+
+interface Engine {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** chdb behind tools/chdb/server.py, on a free port, with its data in a temporary folder. */
+async function startCurrentEngine(): Promise<Engine> {
+  if (!existsSync(join(REPO_ROOT, '.tools/chdb/.installed')))
+    throw new Error('chdb-core is not installed in .tools/chdb: run scripts/bootstrap.sh');
+  const dir = await mkdtemp(join(tmpdir(), 'dmp-chdb-'));
+  const child = spawn('python3', [join(REPO_ROOT, 'tools/chdb/server.py'), dir], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const exited = once(child, 'exit');
+  const line = await Promise.race([
+    once(createInterface({ input: child.stdout }), 'line').then(([first]) => String(first)),
+    exited.then(([code]) => {
+      throw new Error(`tools/chdb/server.py exited (${String(code)}) before listening`);
+    }),
+  ]);
+  const { port } = JSON.parse(line) as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      child.stdin.end();
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const engines: { name: string; start(): Promise<Engine> }[] = [
+  { name: 'a current ClickHouse (chdb-core 26.x)', start: startCurrentEngine },
+  {
+    name: 'ClickHouse 18.16 (local stack)',
+    start: () => Promise.resolve({ url: stack.clickhouse.url, stop: () => Promise.resolve() }),
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// The data set: the one docs/analysts.md shows (3 devices, 30 messages 20 s apart on 2026-11-21,
+// cleaning's four examples), plus 2 minutes of recent data (the aggregator's other source, and the
+// back-test's history). Millisecond parts in every timestamp.
+// ---------------------------------------------------------------------------------------------
+
+const DEVICES = ['dev-001', 'dev-002', 'dev-003'];
+const SITES = ['site-a', 'site-a', 'site-b'];
+const HISTORY_START = Date.UTC(2026, 10, 21, 10, 0, 0);
+const RECENT_START = Math.floor((Date.now() - 30 * 60_000) / 60_000) * 60_000;
+/** The recent temperatures of dev-001 (+1 °C per further device), 10 s apart. */
+const RECENT_TEMPS = [20, 22, 24, 26, 27, 26, 23, 21, 20, 22, 26, 25];
+
+type Entry = Omit<NormalizedTelemetry, 'metrics'> & { metrics: Record<string, unknown> };
+
+function entry(
+  device: number,
+  messageId: string,
+  kind: Entry['kind'],
+  ts: number,
+  metrics: Entry['metrics'],
+): Entry {
+  return {
+    deviceId: DEVICES[device],
+    messageId,
+    kind,
+    ts,
+    metrics,
+    receivedAt: ts + 150,
+    tenantId: 'tenant-1',
+    productId: 'thermo',
+    siteId: SITES[device],
+  };
+}
+
+function dataSet(): Entry[] {
+  const entries: Entry[] = [];
+  DEVICES.forEach((id, d) => {
+    for (let n = 0; n < 30; n++) {
+      const snapshot = n % 10 === 0;
+      entries.push(
+        entry(
+          d,
+          `${id}-${String(n).padStart(4, '0')}`,
+          snapshot ? 'snapshot' : 'telemetry',
+          HISTORY_START + n * 20_000 + d * 1_000 + ((n * 37) % 1000),
+          {
+            temp: Math.round((20 + d + 2 * Math.sin(n / 4)) * 10) / 10,
+            hum: 40 + (n % 7),
+            door: n % 8 === 0,
+            ...(snapshot ? { mode: n < 20 ? 'eco' : 'boost', fw: '1.4.2' } : {}),
+          },
+        ),
+      );
+    }
+    RECENT_TEMPS.forEach((temp, n) =>
+      entries.push(
+        entry(
+          d,
+          `${id}-r${String(n).padStart(3, '0')}`,
+          'telemetry',
+          RECENT_START + n * 10_000 + d * 1_000 + 7 * n,
+          {
+            temp: temp + d,
+            door: n === 5,
+          },
+        ),
+      ),
+    );
+  });
+  const late = HISTORY_START + 9 * 60_000;
+  entries.push(
+    entry(0, 'dev-001-0031', 'telemetry', late, { temp: Infinity, hum: 41, door: false }),
+    entry(1, 'dev-002-0031', 'telemetry', late + 1_000, { temp: 21.5, hum: 130, door: false }),
+    entry(1, 'dev-002-0032', 'telemetry', late + 21_000, { temp: -Infinity, hum: -3, door: true }),
+    {
+      ...entry(2, 'dev-003-0031', 'telemetry', Date.now() + 86_400_000, { temp: 22 }),
+      receivedAt: late + 60_000,
+    },
+  );
+  return entries;
+}
+
+/** The aggregates of the stored messages, computed here, by their definition (docs/analysts.md). */
+function expectedAggregates(stored: Iterable<NormalizedTelemetry>): MinuteAggregate[] {
+  const byKey = new Map<string, MinuteAggregate & { firstKey: string; lastKey: string }>();
+  const order = (m: NormalizedTelemetry) => `${String(m.ts).padStart(15, '0')} ${m.messageId}`;
+  for (const m of stored)
+    for (const [metric, raw] of Object.entries(m.metrics)) {
+      if (typeof raw === 'string') continue;
+      const value = Number(raw);
+      const minute = Math.floor(m.ts / 60_000) * 60;
+      const key = `${m.deviceId} ${metric} ${minute}`;
+      const a = byKey.get(key);
+      if (!a) {
+        byKey.set(key, {
+          device_id: m.deviceId,
+          metric,
+          minute,
+          samples: 1,
+          value_sum: value,
+          value_min: value,
+          value_max: value,
+          value_first: value,
+          value_last: value,
+          firstKey: order(m),
+          lastKey: order(m),
+        });
+        continue;
+      }
+      a.samples += 1;
+      a.value_sum += value;
+      a.value_min = Math.min(a.value_min, value);
+      a.value_max = Math.max(a.value_max, value);
+      if (order(m) < a.firstKey) [a.firstKey, a.value_first] = [order(m), value];
+      if (order(m) > a.lastKey) [a.lastKey, a.value_last] = [order(m), value];
+    }
+  return [...byKey.values()].map(({ firstKey: _f, lastKey: _l, ...a }) => roundedSum(a)).sort(byMinuteKey);
+}
+
+const docsSql = async () => {
+  const text = await readFile(join(REPO_ROOT, 'docs/analysts.md'), 'utf8');
+  return [...text.matchAll(/^[ \t]*```sql\n([\s\S]*?)^[ \t]*```/gm)].map((m) => m[1].trim());
+};
+
+/** `-- ClickHouse 20.5+ …` as a block's first line: the release it needs. */
+const docsBlockNeeds = (sql: string) => {
+  const match = /^--\s*ClickHouse (\d+)\.(\d+)\+/.exec(sql);
+  return match ? { major: Number(match[1]), minor: Number(match[2]) } : undefined;
+};
+
+const dateTime64Text = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
+
+for (const engine of engines)
+  describe(`DMP's ClickHouse statements on ${engine.name}`, () => {
+    const database = `dmp_test_current_${randomBytes(4).toString('hex')}`;
+    const config = loadDataConfig({
+      DATA_AGGREGATION_LATENESS_MS: '0',
+      DATA_AGGREGATION_MAX_KEYS: '7',
+      DATA_BATCH_MAX_WAIT_MS: '50',
+      DATA_CLEAN_MAX_AGE_MS: '0',
+      DATA_CLEAN_METRIC_RANGES: '{"hum": [0, 100]}',
+    });
+    const stored = new Map<string, NormalizedTelemetry>();
+    const letters: CleaningDeadLetter[] = [];
+    let running: Engine;
+    let url: string;
+    let repository: ClickHouseRepository;
+    let server: ServerVersion;
+    let features: ReturnType<typeof serverFeatures>;
+    let telemetry: TelemetryBatchWriter;
+
+    before(async () => {
+      running = await engine.start();
+      url = running.url;
+      // A short request timeout: the aggregator reads marks up to `now − timeout − 1 s`.
+      repository = new ClickHouseRepository({ ...stack.clickhouse, url, database, requestTimeoutMs: 2_000 });
+      telemetry = new TelemetryBatchWriter(
+        repository,
+        new MetricsRegistry('clickhouse-current-test'),
+        config,
+      );
+    });
+
+    after(async () => {
+      await telemetry?.close();
+      const admin = repository?.forDatabase('default');
+      await admin?.command(`DROP DATABASE IF EXISTS ${database}`);
+      await Promise.all([admin?.close(), repository?.close()]);
+      await running?.stop();
+    });
+
+    it('creates the schema through the migrations, with the types the server has', async () => {
+      const first = await applyMigrations(repository, migrations);
+      server = await repository.serverVersion();
+      features = serverFeatures(server);
+      assert.equal(first.server, server.raw);
+      if (engine.start === startCurrentEngine) assert.ok(server.major >= 26, `chdb reports ${server.raw}`);
+      const labels = migrations.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`);
+      const waiting = migrations.filter((m) => m.requires && !features[m.requires]);
+      assert.deepEqual(
+        first.waiting,
+        labels.filter((_, i) => waiting.includes(migrations[i])),
+      );
+      assert.deepEqual([...first.applied, ...first.waiting].sort(), labels);
+      const second = await applyMigrations(repository, migrations);
+      assert.deepEqual(second.applied, []);
+      assert.equal(second.alreadyApplied, first.applied.length);
+
+      const type = async (table: string, column: string) =>
+        (
+          await repository.query<{ type: string }>(
+            `SELECT type FROM system.columns WHERE database = '${database}' AND table = '${table}' AND name = '${column}'`,
+          )
+        )[0]?.type;
+      assert.equal(
+        await type(Tables.latest, 'metric'),
+        features.lowCardinality ? 'LowCardinality(String)' : 'String',
+      );
+      assert.equal(
+        await type(Tables.raw, 'metric_names'),
+        features.lowCardinality ? 'Array(LowCardinality(String))' : 'Array(String)',
+      );
+      assert.equal(await type(Tables.raw, 'ts64'), features.dateTime64 ? "DateTime64(3, 'UTC')" : undefined);
+    });
+
+    it('stores telemetry, alarms and dead letters as dmp-data does; FINAL collapses what was redelivered', async () => {
+      const now = Date.now();
+      for (const e of dataSet()) {
+        const result = cleanTelemetry(e, config.cleaning, now);
+        if (result.kind === 'accepted') stored.set(result.telemetry.messageId, result.telemetry);
+        if (result.kind === 'rejected' || result.removed.length > 0)
+          letters.push(
+            toCleaningDeadLetter(
+              result,
+              e,
+              { topic: 'dmp_telemetry', messageId: `rmq-${e.messageId}` },
+              'dmp_data',
+              now,
+            ),
+          );
+      }
+      assert.equal(letters.length, 4);
+      await Promise.all([...stored.values()].map((m) => telemetry.store(toTelemetryRows(m))));
+      // Redelivered: the first five messages of each device, in batches of their own.
+      const again = [...stored.values()].filter((m) => /-000[0-4]$/.test(m.messageId));
+      await Promise.all(again.map((m) => telemetry.store(toTelemetryRows(m))));
+
+      const [raw] = await repository.query<{ rows: number; ids: number }>(
+        `SELECT count() AS rows, uniqExact(message_id) AS ids FROM ${Tables.raw} FINAL`,
+      );
+      assert.deepEqual([Number(raw.rows), Number(raw.ids)], [stored.size, stored.size]);
+
+      // telemetry_latest: the newest value of every metric by device time, whatever the arrival order.
+      const newest = new Map<
+        string,
+        { device_id: string; metric: string; value: number; text_value: string }
+      >();
+      for (const m of [...stored.values()].sort((a, b) => a.ts - b.ts))
+        for (const [metric, v] of Object.entries(m.metrics))
+          newest.set(`${m.deviceId} ${metric}`, {
+            device_id: m.deviceId,
+            metric,
+            value: typeof v === 'string' ? 0 : Number(v),
+            text_value: typeof v === 'string' ? v : '',
+          });
+      const latest = await repository.query<{
+        device_id: string;
+        metric: string;
+        value: number;
+        text_value: string;
+      }>(
+        `SELECT device_id, metric, value, text_value FROM ${Tables.latest} FINAL ORDER BY device_id, metric`,
+      );
+      assert.deepEqual(
+        latest.map((r) => ({ ...r, value: Number(r.value) })),
+        [...newest.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v),
+      );
+
+      if (features.dateTime64) {
+        const times = await repository.query<{ message_id: string; t: string; r: string }>(
+          `SELECT message_id, toString(ts64) AS t, toString(received_at64) AS r FROM ${Tables.raw} FINAL WHERE device_id = 'dev-002'`,
+        );
+        assert.ok(times.length > 0);
+        for (const row of times) {
+          const m = stored.get(row.message_id);
+          assert.deepEqual([row.t, row.r], [dateTime64Text(m!.ts), dateTime64Text(m!.receivedAt)]);
+        }
+      }
+
+      // Alarms: pending (v1), raised (v2), then v2 again.
+      const alarms = new AlarmWriter(repository, config.alarms);
+      const base: AlarmEvent = {
+        eventId: 'alm-1:1',
+        alarmId: 'alm-1',
+        version: 1,
+        transition: 'pending',
+        state: 'pending',
+        deviceId: 'dev-001',
+        ruleId: 'temperature-high',
+        ruleName: 'Temperature high',
+        severity: 'major',
+        message: 'Temperature 31 °C on dev-001',
+        tenantId: 'tenant-1',
+        productId: 'thermo',
+        siteId: 'site-a',
+        ts: RECENT_START,
+        startedAt: RECENT_START,
+        raisedAt: 0,
+        acknowledgedAt: 0,
+        acknowledgedBy: '',
+        clearedAt: 0,
+        messageId: 'dev-001-r003',
+        values: { temp: 26, door: false },
+        rulesetVersion: 'v1',
+      };
+      const raised: AlarmEvent = {
+        ...base,
+        eventId: 'alm-1:2',
+        version: 2,
+        transition: 'raised',
+        state: 'active',
+        ts: RECENT_START + 30_000,
+        raisedAt: RECENT_START + 30_000,
+      };
+      await Promise.all([alarms.store(base), alarms.store(raised)]);
+      await alarms.store(raised);
+      await alarms.close();
+      assert.deepEqual(
+        (
+          await repository.query<{ state: string; version: number }>(
+            'SELECT state, version FROM alarms FINAL',
+          )
+        ).map((r) => [r.state, Number(r.version)]),
+        [['active', 2]],
+      );
+      const [events] = await repository.query<{ n: number }>('SELECT count() AS n FROM alarm_events FINAL');
+      assert.equal(Number(events.n), 2);
+
+      // Dead letters: cleaning's batch, as dmp-data's dead-letter consumer stores it — twice.
+      const batch = toCleaningDeadLetterBatch('dmp_dead_letter', 'dmp_data', letters);
+      const message: RocketMqMessage = {
+        topic: batch.topic,
+        messageId: `rmq-batch-${database}`,
+        body: batch.body,
+        keys: batch.keys ?? [],
+        properties: batch.properties ?? {},
+        deliveryAttempt: 1,
+        bornTimestamp: new Date(now),
+      };
+      const deadLetters = new DeadLetterWriter(repository, config.deadLetters);
+      for (let delivery = 0; delivery < 2; delivery++)
+        await Promise.all(toDeadLetterRows(message, now).map((row) => deadLetters.store(row)));
+      await deadLetters.close();
+      const all = await repository.query<DeadLetterRecord>(
+        deadLetterQuery({ limit: 100, oldestFirst: true }),
+      );
+      assert.deepEqual(
+        all.map((r) => [r.device_id, r.error_code, Number(r.received_at_ms)]),
+        letters
+          .map((l) => [l.deviceId, l.code, Number(l.entry.properties.dmp_received_at)])
+          .sort((a, b) => Number(a[2]) - Number(b[2])),
+      );
+      const notFinite = await repository.query<DeadLetterRecord>(
+        deadLetterQuery({
+          code: 'DMP_ERR_CLEAN_NOT_FINITE',
+          device: 'dev-002',
+          since: HISTORY_START,
+          limit: 10,
+        }),
+      );
+      assert.deepEqual(
+        // The payload is the original message (±Infinity written 1e999, which JSON.parse reads back).
+        notFinite.map((r) => (JSON.parse(r.payload_text) as { messageId: string }).messageId),
+        ['dev-002-0032'],
+      );
+    });
+
+    it('recomputes the per-minute aggregates: equal to the raw rows, recent and backfilled minutes, late data', async () => {
+      const metrics = new MetricsRegistry('clickhouse-current-aggregator');
+      const aggregator = new MinuteAggregator(repository, config, metrics);
+      const read = () => readMinuteAggregates(repository, `${Tables.minute} FINAL`, '1 = 1');
+      const converge = async (expected: MinuteAggregate[]) => {
+        let got: MinuteAggregate[] = [];
+        await waitFor(
+          () => `telemetry_1m to equal the raw rows (${got.length} of ${expected.length} minutes)`,
+          async () => {
+            await aggregator.runOnce();
+            got = await read();
+            return isDeepStrictEqual(got, expected);
+          },
+          { timeoutMs: 60_000, intervalMs: 500 },
+        );
+      };
+      const expected = expectedAggregates(stored.values());
+      assert.ok(
+        expected.some((a) => a.minute * 1000 < Date.now() - 3 * 86_400_000),
+        'backfilled minutes',
+      );
+      assert.ok(
+        expected.some((a) => a.minute * 1000 >= RECENT_START),
+        'recent minutes',
+      );
+      await converge(expected);
+      assert.deepEqual(await read(), expected);
+      assert.deepEqual(await readMinuteAggregates(repository, recomputedFromRaw('1 = 1'), '1 = 1'), expected);
+      // Both recomputation statements ran: from telemetry_1m_source (recent) and telemetry_raw (older).
+      const runs = await metrics.registry.getSingleMetricAsString('dmp_data_aggregation_run_seconds');
+      for (const source of ['recent', 'raw'])
+        assert.match(runs, new RegExp(`_count\\{[^}]*source="${source}"[^}]*\\} [1-9]`), source);
+
+      // A late message in a minute already computed: the minute is recomputed.
+      const late: NormalizedTelemetry = {
+        ...stored.get('dev-003-r000')!,
+        messageId: 'dev-003-late',
+        ts: RECENT_START + 59_999,
+        metrics: { temp: 40 },
+      };
+      await telemetry.store(toTelemetryRows(late));
+      stored.set(late.messageId, late);
+      await converge(expectedAggregates(stored.values()));
+    });
+
+    it('back-tests a rule set against the history (dmp rules backtest)', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'dmp-backtest-current-'));
+      try {
+        await writeFile(
+          join(dir, 'hot.yaml'),
+          'rules:\n  - id: hot\n    when: state.latest.temp > 25\n    clear: state.latest.temp < 22\n    actions: [{ alarm: { severity: minor } }]\n',
+        );
+        const history = [...stored.values()]
+          .filter((m) => m.deviceId === 'dev-001' && m.ts >= RECENT_START)
+          .sort((a, b) => a.ts - b.ts);
+        const expected: [string, number][] = [];
+        let open = false;
+        for (const m of history) {
+          const temp = Number(m.metrics.temp);
+          if (!open && temp > 25) expected.push(['raised', m.ts]);
+          else if (open && temp < 22) expected.push(['cleared', m.ts]);
+          else continue;
+          open = !open;
+        }
+        assert.ok(expected.length >= 2, 'the history raises and clears the rule');
+        const report = await backtest({
+          rules: dir,
+          from: RECENT_START,
+          to: RECENT_START + 5 * 60_000,
+          device: ['dev-001'],
+          clickhouseUrl: url,
+          database,
+        });
+        assert.equal(report.messages, history.length);
+        assert.deepEqual(
+          report.transitions.map((t) => [t.transition, Date.parse(t.ts)]),
+          expected,
+        );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('runs every SQL example of docs/analysts.md (those for newer servers where the server has them)', async () => {
+      const blocks = await docsSql();
+      assert.ok(blocks.length >= 15, `${blocks.length} SQL blocks`);
+      let ran = 0;
+      for (const sql of blocks) {
+        const needs = docsBlockNeeds(sql);
+        if (
+          needs &&
+          (server.major < needs.major || (server.major === needs.major && server.minor < needs.minor))
+        )
+          continue;
+        const rows = await repository.query<Record<string, unknown>>(sql).catch((error: unknown) => {
+          throw new Error(`docs/analysts.md block failed on ${server.raw}:\n${sql}\n${String(error)}`);
+        });
+        assert.ok(rows.length > 0, `no rows from:\n${sql}`);
+        ran++;
+      }
+      assert.ok(ran > 0);
+    });
+
+    it('keeps DATA_RETENTION_DAYS: table TTL where the server has it, partition drops on 18.16', async () => {
+      const count = async (where: string) =>
+        Number(
+          (await repository.query<{ n: number }>(`SELECT count() AS n FROM ${Tables.raw} WHERE ${where}`))[0]
+            .n,
+        );
+      const recent = await count(`ts >= now() - 86400`);
+      assert.ok(recent > 0 && (await count(`ts < now() - 3 * 86400`)) > 0);
+      const result = await applyRetention(repository, { table: Tables.raw, days: 3 });
+      assert.equal(result.method, features.tableTtl ? 'ttl' : 'drop_partitions');
+      if (features.tableTtl) {
+        const [table] = await repository.query<{ q: string }>(
+          `SELECT create_table_query AS q FROM system.tables WHERE database = '${database}' AND name = '${Tables.raw}'`,
+        );
+        assert.match(table.q, /TTL ts \+ toIntervalDay\(3\)/);
+      } else
+        assert.deepEqual(result.droppedPartitions, [
+          new Date(HISTORY_START).toISOString().slice(0, 7).replace('-', ''),
+        ]);
+      await waitFor('the expired rows gone', async () => (await count(`ts < now() - 3 * 86400`)) === 0);
+      assert.equal(await count(`ts >= now() - 86400`), recent);
+    });
+  });
