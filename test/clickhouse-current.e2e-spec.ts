@@ -74,12 +74,11 @@ async function startCurrentEngine(): Promise<Engine> {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const exited = once(child, 'exit');
-  const line = await Promise.race([
-    once(createInterface({ input: child.stdout }), 'line').then(([first]) => String(first)),
-    exited.then(([code]) => {
-      throw new Error(`tools/chdb/server.py exited (${String(code)}) before listening`);
-    }),
-  ]);
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout }).once('line', resolve);
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`tools/chdb/server.py exited (${code}) before listening`)));
+  });
   const { port } = JSON.parse(line) as { port: number };
   return {
     url: `http://127.0.0.1:${port}`,
