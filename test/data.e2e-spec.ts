@@ -300,9 +300,11 @@ describe('dmp-data', () => {
       '007_telemetry_1m_source',
     ]);
     assert.equal(first.server, '18.16.1');
+    // Newer types wait for a newer server (test/clickhouse-current.e2e-spec.ts runs them on 26.x).
+    assert.deepEqual(first.waiting, ['008_low_cardinality', '009_millisecond_times']);
     const second = await applyMigrations(repository, migrations);
     assert.deepEqual(second.applied, []);
-    assert.equal(second.alreadyApplied, migrations.length);
+    assert.equal(second.alreadyApplied, first.applied.length);
 
     const tables = await repository.query<{ name: string; engine: string; sorting_key?: string }>(
       `SELECT name, engine FROM system.tables WHERE database = '${database}' ORDER BY name`,
@@ -328,7 +330,7 @@ describe('dmp-data', () => {
     const [recorded] = await repository.query<{ n: string }>(
       'SELECT count() AS n FROM schema_migrations FINAL',
     );
-    assert.equal(Number(recorded.n), migrations.length);
+    assert.equal(Number(recorded.n), first.applied.length);
   });
 
   it('carries the pending marks of telemetry_1m_dirty over to the mark log, not the done ones', async () => {
