@@ -51,6 +51,7 @@ const tracer = trace.getTracer('dmp-kernel');
 @Injectable()
 export class RuleProcessor {
   private readonly evaluations: Counter<'rule' | 'result'>;
+  private readonly errors: Counter<'rule' | 'code'>;
   private readonly evalSeconds: Histogram;
   private readonly duplicates: Counter;
   private readonly group: string;
@@ -72,6 +73,11 @@ export class RuleProcessor {
       'dmp_kernel_rule_evaluations_total',
       'Rule conditions evaluated, by rule and result (match | no_match | no_data | error)',
       ['rule', 'result'],
+    );
+    this.errors = metrics.counter(
+      'dmp_kernel_rule_errors_total',
+      'Rule conditions (when or clear) that failed on a message, by rule and code (DMP_ERR_RULE_BUDGET: stopped by the evaluation budget; DMP_ERR_RULE_EVALUATION: any other error)',
+      ['rule', 'code'],
     );
     this.evalSeconds = metrics.histogram(
       'dmp_kernel_rule_eval_seconds',
@@ -146,8 +152,9 @@ export class RuleProcessor {
     });
     stopTimer();
     let matched = 0;
-    for (const { ruleId, result } of evaluation.results) {
+    for (const { ruleId, result, code } of evaluation.results) {
       this.evaluations.inc({ rule: ruleId, result });
+      if (code) this.errors.inc({ rule: ruleId, code });
       if (result === 'match') matched += 1;
     }
     span.setAttributes({

@@ -233,7 +233,7 @@ async function dryRun(options: DryRunOptions): Promise<void> {
     );
     console.log(`  matched: ${matched.length ? matched.join(', ') : '(none)'}`);
     for (const r of result.results.filter((r) => r.result === 'error'))
-      console.log(`  error in ${r.ruleId}: ${r.error}`);
+      console.log(`  error in ${r.ruleId}: ${r.code}: ${r.error}`);
     for (const t of result.transitions) console.log(`  ${t.ruleId}: ${describeTransition(t)}`);
     for (const a of result.actions) console.log(`  ${a.ruleId} (${a.trigger}): would ${describeAction(a)}`);
   }

@@ -1,5 +1,7 @@
 import type { MetricValue } from '@dmp/contracts';
 import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-js';
+import { charge, metered, rangeSize, RuleErrorCode, type RuleErrorCode as ErrorCode } from './budget';
+import { patternError, regexMatches } from './regex';
 
 /**
  * The expression language of rules: CEL (Common Expression Language) through @marcbachmann/cel-js.
@@ -15,6 +17,8 @@ import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-j
  *
  * Numbers are CEL doubles. CEL itself refuses `double + int` (`temperature + 1`); DMP adds those
  * mixed-arithmetic overloads (+ - * /) because every metric is a double and authors write integers.
+ *
+ * Every evaluation runs on a step budget (./budget.ts), and `matches()` uses RE2 (./regex.ts).
  */
 
 export class CelMessage {
@@ -147,10 +151,94 @@ export function compileExpression(source: string, expect: 'bool' | 'any'): Compi
   } catch (error) {
     return failure(error, source);
   }
+  const invalidPattern = instrument(parsed.ast);
+  if (invalidPattern)
+    return { ok: false, offset: invalidPattern.offset, message: `CEL: ${invalidPattern.message}` };
   return {
     ok: true,
-    expression: { source, required: requiredKeys(parsed.ast), run: (context) => parsed(context) as unknown },
+    expression: {
+      source,
+      required: requiredKeys(parsed.ast),
+      run: (context) => metered(() => parsed(context) as unknown),
+    },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Budget and RE2: hooks on the checked AST
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * cel-js has no run-time cost limit and its `matches()` is a backtracking RegExp that cannot be
+ * replaced by registering another overload. Both are hooked on the checked AST instead: once checked,
+ * each call and comprehension node evaluates through its `handle` function, which is wrapped here —
+ * comprehensions charge the size of their range, `matches` calls on strings go to RE2. The engine's
+ * specs fail if a cel-js upgrade changes these internals (budget and RE2 specs in cel.spec.ts).
+ * Returns the first literal pattern that RE2 refuses, so that it fails at load time, with its offset.
+ */
+function instrument(root: ASTNode): { offset: number; message: string } | undefined {
+  let invalid: { offset: number; message: string } | undefined;
+  const seen = new Set<object>();
+  const visit = (value: unknown): void => {
+    if (!value || typeof value !== 'object' || seen.has(value)) return;
+    seen.add(value);
+    if (Array.isArray(value)) return value.forEach(visit);
+    if (isNode(value)) {
+      hook(value);
+      visit(value.meta.alternate);
+      visit(value.meta.macro);
+      return visit(value.args);
+    }
+    // Comprehension arguments, macro descriptions: plain objects holding nodes (not contexts or types).
+    if (Object.getPrototypeOf(value) === Object.prototype) Object.values(value).forEach(visit);
+  };
+  const hook = (node: HookableNode): void => {
+    const original = node.handle;
+    if (typeof original !== 'function') return;
+    if (node.op === 'comprehension') {
+      node.handle = (range: unknown, ...rest: unknown[]) => {
+        charge(rangeSize(range));
+        return original(range, ...rest);
+      };
+      return;
+    }
+    const patternNode = matchesPattern(node);
+    if (!patternNode) return;
+    const literal = patternNode.op === 'value' && typeof patternNode.args === 'string';
+    if (literal) {
+      const error = patternError(patternNode.args as string);
+      if (error) invalid ??= { offset: patternNode.start ?? 0, message: `matches(): ${error}` };
+    }
+    node.handle = (values: unknown, ...rest: unknown[]) => {
+      const [text, pattern] = values as unknown[];
+      if (typeof text === 'string' && typeof pattern === 'string')
+        return regexMatches(text, pattern, literal);
+      return original(values, ...rest); // other types: cel-js says there is no such overload
+    };
+  };
+  visit(root);
+  return invalid;
+}
+
+interface HookableNode {
+  op: string;
+  args: unknown;
+  start?: number;
+  meta: { alternate?: unknown; macro?: unknown };
+  handle?: (...args: unknown[]) => unknown;
+}
+
+function isNode(value: object): value is HookableNode {
+  return 'op' in value && typeof value.op === 'string' && 'meta' in value && 'args' in value;
+}
+
+/** The pattern argument of `text.matches(pattern)` (cel-js has no global `matches(text, pattern)`). */
+function matchesPattern(node: HookableNode): HookableNode | undefined {
+  if (node.op !== 'rcall' || !Array.isArray(node.args) || node.args[0] !== 'matches') return undefined;
+  const args: unknown = node.args[2];
+  if (!Array.isArray(args) || args.length !== 1) return undefined;
+  const pattern: unknown = args[0];
+  return pattern && typeof pattern === 'object' && isNode(pattern) ? pattern : undefined;
 }
 
 function failure(error: unknown, source: string): { ok: false; offset: number; message: string } {
@@ -163,27 +251,27 @@ function failure(error: unknown, source: string): { ok: false; offset: number; m
 /** The outcome of a condition for one message. */
 export type ConditionResult = 'match' | 'no_match' | 'no_data' | 'error';
 
+/** The outcome, and for `error` its stable code and what went wrong. */
+export type ConditionOutcome =
+  { result: 'match' | 'no_match' | 'no_data' } | { result: 'error'; code: ErrorCode; error: string };
+
 /**
  * Evaluates a condition. A metric the expression needs but the message (or state) lacks gives
- * `no_data` without evaluating (see requiredKeys); other evaluation errors (wrong types…) give `error`
- * (`conditionError` says which). Neither changes a condition: absent or unusable data decides nothing.
+ * `no_data` without evaluating (see requiredKeys); other evaluation errors (wrong types…, the budget
+ * spent) give `error` with its code. Neither changes a condition: absent or unusable data decides nothing.
  */
-export function testCondition(expression: CompiledExpression, context: CelContext): ConditionResult {
-  if (!hasRequired(expression.required, context)) return 'no_data';
+export function evaluateCondition(expression: CompiledExpression, context: CelContext): ConditionOutcome {
+  if (!hasRequired(expression.required, context)) return { result: 'no_data' };
   try {
-    return expression.run(context) === true ? 'match' : 'no_match';
+    return { result: expression.run(context) === true ? 'match' : 'no_match' };
   } catch (error) {
-    return (error as { code?: string }).code === 'no_such_key' ? 'no_data' : 'error';
-  }
-}
-
-/** Why a condition evaluates to `error` (evaluates it again: for the rare error case only). */
-export function conditionError(expression: CompiledExpression, context: CelContext): string {
-  try {
-    expression.run(context);
-    return '';
-  } catch (error) {
-    return (error as Error).message?.split('\n')[0] ?? String(error);
+    const code = (error as { code?: string }).code;
+    if (code === 'no_such_key') return { result: 'no_data' };
+    return {
+      result: 'error',
+      code: code === RuleErrorCode.BudgetExceeded ? code : RuleErrorCode.EvaluationFailed,
+      error: (error as Error).message?.split('\n')[0] ?? String(error),
+    };
   }
 }
 

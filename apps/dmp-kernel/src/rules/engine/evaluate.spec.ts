@@ -223,8 +223,40 @@ rules:
     );
     const r = h.send(0, { mode: 'eco' });
     assert.equal(r.results[0].result, 'error');
+    assert.equal(r.results[0].code, 'DMP_ERR_RULE_EVALUATION');
     assert.match(r.results[0].error ?? '', /no such overload/);
     assert.deepEqual(r.transitions, []);
+  });
+
+  it('stops a rule that runs out of its budget on what a device sent, and the other rules go on', () => {
+    const h = new Harness(
+      ruleSet(`
+rules:
+  - id: pairs
+    when: msg.metrics.exists(a, msg.metrics.exists(b, a != b && msg.metrics[a] == msg.metrics[b]))
+    actions: [{ alarm: { severity: info } }]
+  - id: hot
+    when: has(msg.metrics.temp) && msg.metrics.temp > 30.0
+    actions: [{ route: { topic: hot } }]
+`),
+    );
+    // 200 distinct metrics: 200² pairs compared, beyond the budget.
+    const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`m${i}`, 1000 + i]));
+    const r = h.send(0, { ...wide, temp: 31 });
+    assert.deepEqual(
+      r.results.map(({ ruleId, result, code }) => [ruleId, result, code]),
+      [
+        ['pairs', 'error', 'DMP_ERR_RULE_BUDGET'],
+        ['hot', 'match', undefined],
+      ],
+    );
+    assert.deepEqual(r.transitions, [], 'an exhausted budget decides nothing');
+    assert.deepEqual(
+      r.actions.map((a) => a.ruleId),
+      ['hot'],
+    );
+    // A narrow message of the same device is evaluated in full.
+    assert.equal(h.send(1_000, { a: 1, b: 1 }).results[0].result, 'match');
   });
 
   it('keeps the newest value per metric when an older message arrives late', () => {

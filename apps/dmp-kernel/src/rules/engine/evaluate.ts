@@ -11,13 +11,13 @@ import {
   CelDevice,
   CelMessage,
   CelState,
-  conditionError,
+  evaluateCondition,
   renderTemplate,
-  testCondition,
   toPlain,
   type CelContext,
   type ConditionResult,
 } from './cel';
+import type { RuleErrorCode } from './budget';
 import type {
   ActionTrigger,
   CommandAction,
@@ -147,7 +147,11 @@ export interface WebhookPayload {
 
 export interface RuleResult {
   ruleId: string;
+  /** The outcome of `when`. */
   result: ConditionResult;
+  /** Set when `when` or `clear` failed: DMP_ERR_RULE_BUDGET, DMP_ERR_RULE_EVALUATION. */
+  code?: RuleErrorCode;
+  /** What went wrong (prefixed `clear:` when it was the clear condition). */
   error?: string;
 }
 
@@ -223,12 +227,13 @@ export function evaluateMessage(
 
   for (const rule of ruleSet.rules) {
     if (!inScope(rule, message, device)) continue;
-    const result = testCondition(rule.when, context);
-    results.push(
-      result === 'error'
-        ? { ruleId: rule.id, result, error: conditionError(rule.when, context) }
-        : { ruleId: rule.id, result },
-    );
+    const outcome = evaluateCondition(rule.when, context);
+    const { result } = outcome;
+    const ruleResult: RuleResult =
+      outcome.result === 'error'
+        ? { ruleId: rule.id, result, code: outcome.code, error: outcome.error }
+        : { ruleId: rule.id, result };
+    results.push(ruleResult);
 
     if (result === 'match')
       for (const action of rule.actions)
@@ -281,7 +286,7 @@ export function evaluateMessage(
               {},
             ),
           );
-      } else if (rule.clear ? testCondition(rule.clear, context) === 'match' : result === 'no_match') {
+      } else if (rule.clear ? clears(rule.clear, ruleResult, context) : result === 'no_match') {
         step(
           rule,
           transitionOf(ruleSet, rule, current, 'cleared', message.ts, state.values, message.messageId, {}),
@@ -296,6 +301,20 @@ export function evaluateMessage(
     transitions.push(endCondition(ruleSet, activation, message.ts, state.values, message.messageId));
   }
   return { results, transitions, actions, state };
+}
+
+/** Whether the clear condition holds; its error, if any, goes to the rule's result. */
+function clears(
+  clear: NonNullable<CompiledRule['clear']>,
+  ruleResult: RuleResult,
+  context: CelContext,
+): boolean {
+  const outcome = evaluateCondition(clear, context);
+  if (outcome.result === 'error' && !ruleResult.code) {
+    ruleResult.code = outcome.code;
+    ruleResult.error = `clear: ${outcome.error}`;
+  }
+  return outcome.result === 'match';
 }
 
 const ruleIds = new WeakMap<RuleSet, ReadonlySet<string>>();
