@@ -5,9 +5,14 @@ import type { Counter, Gauge } from 'prom-client';
 import { Agent, RetryAgent, request } from 'undici';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import type { PlannedWebhook } from '../rules/engine';
+import { egressConnector } from './egress-connector';
+import { EgressPolicy, WebhookErrorCode } from './egress-policy';
 
-/** How a delivery ended. `misconfigured`: a `${secret:NAME}` it refers to is not configured. */
-export type WebhookResult = 'ok' | 'failed' | 'rejected' | 'dropped' | 'misconfigured';
+/**
+ * How a delivery ended. `misconfigured`: a `${secret:NAME}` it refers to is not configured;
+ * `refused`: its address is not public and not allowed (egress-policy.ts).
+ */
+export type WebhookResult = 'ok' | 'failed' | 'rejected' | 'dropped' | 'misconfigured' | 'refused';
 
 interface Job {
   webhook: PlannedWebhook;
@@ -28,6 +33,8 @@ const tracer = trace.getTracer('dmp-kernel');
  * - `X-DMP-Delivery` carries the delivery id (stable per cause): receivers can deduplicate.
  * - URLs and headers may refer to secrets (`${secret:NAME}`, from KERNEL_WEBHOOK_SECRETS), so rule files
  *   under version control hold no credentials.
+ * - Egress policy: only public addresses, or those in KERNEL_WEBHOOK_ALLOW_NETWORKS, are connected to
+ *   (checked on the resolved address itself); redirects are not followed (a 3xx is `rejected`).
  */
 @Injectable()
 export class WebhookDispatcher {
@@ -48,7 +55,9 @@ export class WebhookDispatcher {
     this.agent = new Agent({
       headersTimeout: webhook.timeoutMs,
       bodyTimeout: webhook.timeoutMs,
-      connectTimeout: webhook.timeoutMs,
+      connect: egressConnector(EgressPolicy.allowing(allowedNetworks(config)), {
+        timeout: webhook.timeoutMs,
+      }),
     });
     this.dispatcher = new RetryAgent(this.agent, {
       maxRetries: webhook.maxRetries,
@@ -76,7 +85,7 @@ export class WebhookDispatcher {
     });
     this.results = metrics.counter(
       'dmp_kernel_webhook_total',
-      'Webhook deliveries, by result (ok | failed | rejected | dropped | misconfigured)',
+      'Webhook deliveries, by result (ok | failed | rejected | dropped | misconfigured | refused)',
       ['result'],
     );
     this.queued = metrics.gauge('dmp_kernel_webhook_queued', 'Webhook deliveries waiting or in progress');
@@ -201,6 +210,11 @@ export class WebhookDispatcher {
       return 'rejected';
     } catch (error) {
       recordFailure(span, error);
+      const refusal = refusalOf(error);
+      if (refusal) {
+        this.log.error(`webhook ${webhook.deliveryId} of rule ${webhook.ruleId} refused: ${refusal}`);
+        return 'refused';
+      }
       this.log.warn(
         `webhook ${webhook.deliveryId} of rule ${webhook.ruleId} failed after retries: ${(error as Error).message}`,
       );
@@ -209,4 +223,16 @@ export class WebhookDispatcher {
       span.end();
     }
   }
+}
+
+/** KERNEL_WEBHOOK_ALLOW_NETWORKS: networks webhooks may reach although they are not public. */
+function allowedNetworks(config: KernelConfig): readonly string[] {
+  return (config.rules.webhook as { allowNetworks?: readonly string[] }).allowNetworks ?? [];
+}
+
+/** The policy's refusal, possibly wrapped by undici (errors of a connection attempt may come as `cause`). */
+function refusalOf(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++)
+    if ((e as { code?: unknown }).code === WebhookErrorCode.EgressRefused) return (e as Error).message;
+  return undefined;
 }
