@@ -1,4 +1,12 @@
-import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api';
+import {
+  diag,
+  DiagLogLevel,
+  type Attributes,
+  type Context,
+  type DiagLogger,
+  type Link,
+  type SpanKind,
+} from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
@@ -10,9 +18,12 @@ import {
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
   type ReadableSpan,
+  type Sampler,
+  type SamplingResult,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { hasDeviceParent } from './trace-context';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -71,7 +82,7 @@ export function startTelemetry(options: TelemetryOptions, logger?: DiagLogger): 
       [ATTR_SERVICE_NAME]: options.serviceName,
     }),
     autoDetectResources: false,
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio) }),
+    sampler: new DmpSampler(options.sampleRatio),
     spanProcessors: [processor],
     instrumentations: [
       new HttpInstrumentation({ ignoreIncomingRequestHook: isScrape }),
@@ -80,6 +91,38 @@ export function startTelemetry(options: TelemetryOptions, logger?: DiagLogger): 
   });
   sdk.start();
   return { shutdown: () => sdk.shutdown() };
+}
+
+/**
+ * DMP's head sampler: parent-based between DMP's own services (a hop follows the decision made where
+ * the trace entered the platform), the trace-id ratio (OTEL_TRACES_SAMPLE_RATIO) for new traces — and for
+ * spans whose parent is a device's context (extractDeviceTraceContext): a device's sampled flag is not
+ * trusted, the ratio decides on its trace id, the same way in every service.
+ */
+export class DmpSampler implements Sampler {
+  private readonly ratio: Sampler;
+  private readonly parentBased: Sampler;
+
+  constructor(sampleRatio: number) {
+    this.ratio = new TraceIdRatioBasedSampler(sampleRatio);
+    this.parentBased = new ParentBasedSampler({ root: this.ratio });
+  }
+
+  shouldSample(
+    context: Context,
+    traceId: string,
+    spanName: string,
+    spanKind: SpanKind,
+    attributes: Attributes,
+    links: Link[],
+  ): SamplingResult {
+    const sampler = hasDeviceParent(context) ? this.ratio : this.parentBased;
+    return sampler.shouldSample(context, traceId, spanName, spanKind, attributes, links);
+  }
+
+  toString(): string {
+    return `DmpSampler{device parents and roots: ${this.ratio.toString()}, others: parent-based}`;
+  }
 }
 
 /**

@@ -1,7 +1,8 @@
 import {
-  extractTraceContext,
+  extractDeviceTraceContext,
   injectTraceContext,
   startSpanLazily,
+  withoutSampledFlag,
   type TraceCarrier,
 } from '@dmp/observability';
 import { Injectable } from '@nestjs/common';
@@ -19,7 +20,9 @@ import type { MqttDeliveryEnd, MqttMessage } from '../transport/mqtt-message';
 
 /**
  * The two spans of one device message (OTel messaging conventions; MQTT has no instrumentation):
- *  - `receive devices/+/{channel}` (CLIENT): the broker delivering it; parent = the device's trace context;
+ *  - `receive devices/+/{channel}` (CLIENT): the broker delivering it; parent = the device's trace context
+ *    (its trace id joins the device's trace, but its sampled flag is ignored: the platform's head sampler
+ *    decides what is recorded, see extractDeviceTraceContext);
  *  - `process devices/+/{channel}` (CONSUMER), its child: decoding, validation and the hand-off to
  *    dmp-kernel, until the PUBACK. Its context travels to the kernel in `traceparent`/`tracestate`, so the
  *    kernel's span is its child: one trace per message, device → dmp-mqtt → dmp-kernel → …
@@ -33,7 +36,7 @@ export class MessageTracing {
   private readonly tracer = trace.getTracer('dmp-mqtt');
 
   start(message: MqttMessage, ctx: MqttContext, device: DeviceTraceInfo): MessageSpans {
-    const parent = extractTraceContext(device.carrier, ROOT_CONTEXT);
+    const parent = extractDeviceTraceContext(device.carrier, ROOT_CONTEXT);
     const template = ctx.getSubscription() || message.topic;
     // The identifying attributes on both spans; the descriptive ones once, on the process span (span
     // attributes are a good share of the tracing cost at tens of thousands of spans per second).
@@ -100,11 +103,12 @@ export class MessageSpans {
 
   /**
    * Trace context for the next hop: the process span's. With tracing off (no SDK) that is empty, and the
-   * device's own context is passed on unchanged so the kernel can still join the device's trace.
+   * device's own context is passed on so the kernel can still join the device's trace — without its
+   * sampled flag, which would make the kernel record whatever the device asks for.
    */
   carrier(): TraceCarrier {
     const carrier = injectTraceContext(this.context);
-    return carrier.traceparent ? carrier : this.deviceCarrier;
+    return carrier.traceparent ? carrier : withoutSampledFlag(this.deviceCarrier);
   }
 
   outcome(outcome: 'forwarded' | 'rejected' | 'filtered' | 'redeliver', attributes: Attributes = {}): void {
