@@ -306,6 +306,7 @@ describe('rules end to end', { timeout: 300_000 }, () => {
           KERNEL_MQTT_CLIENT_ID: `rules-e2e-kernel-${run}`,
           KERNEL_WEBHOOK_RETRY_BASE_MS: '100',
           KERNEL_WEBHOOK_SECRETS: JSON.stringify({ TEAM: 'operations' }),
+          KERNEL_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32', // the test's receiver is on loopback
           KERNEL_REDIS_NAMESPACE: NAMESPACE,
           ADMIN_TOKEN,
         },
