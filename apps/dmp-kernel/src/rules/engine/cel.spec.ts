@@ -108,7 +108,7 @@ describe('matches() with RE2', () => {
 
   it('charges the text it reads to the budget', () => {
     assert.throws(
-      () => metered(() => regexMatches('a'.repeat(STEP_BUDGET * 10), 'b', true)),
+      () => metered((text) => regexMatches(text, 'b', true), 'a'.repeat(STEP_BUDGET * 10)),
       (error: { code?: string }) => error.code === RuleErrorCode.BudgetExceeded,
     );
     const perElement = compile('msg.metrics.all(k, msg.metrics.all(j, msg.metrics[j].matches("^x+$")))');

@@ -159,7 +159,7 @@ export function compileExpression(source: string, expect: 'bool' | 'any'): Compi
     expression: {
       source,
       required: requiredKeys(parsed.ast),
-      run: (context) => metered(() => parsed(context) as unknown),
+      run: (context) => metered<CelContext, unknown>(parsed, context),
     },
   };
 }
