@@ -3,6 +3,7 @@ import {
   httpSection,
   int,
   kernelGrpcSection,
+  list,
   loadConfig,
   mqttSection,
   redisSection,
@@ -11,6 +12,7 @@ import {
 } from '@dmp/config';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { parseNetwork } from './actions/egress-policy';
 
 /** dmp-kernel's own settings. */
 const kernelSection = z
@@ -140,6 +142,13 @@ const rulesSection = z
         ctx.addIssue({ code: 'custom', message: 'must be a JSON object of strings' });
         return z.NEVER;
       }),
+    /** Networks webhooks may reach although not public (loopback, private, link-local…): comma-separated CIDRs. */
+    KERNEL_WEBHOOK_ALLOW_NETWORKS: list('').transform((networks, ctx) => {
+      const invalid = networks.filter((n) => !parseNetwork(n));
+      if (invalid.length === 0) return networks;
+      ctx.addIssue({ code: 'custom', message: `not CIDR notation: ${invalid.join(', ')}` });
+      return z.NEVER;
+    }),
   })
   .transform((e) => ({
     dir: e.KERNEL_RULES_DIR,
@@ -164,6 +173,7 @@ const rulesSection = z
       retryBaseMs: e.KERNEL_WEBHOOK_RETRY_BASE_MS,
       retryMaxMs: e.KERNEL_WEBHOOK_RETRY_MAX_MS,
       secrets: e.KERNEL_WEBHOOK_SECRETS,
+      allowNetworks: e.KERNEL_WEBHOOK_ALLOW_NETWORKS,
     },
   }));
 

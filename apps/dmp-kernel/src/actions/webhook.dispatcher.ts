@@ -55,7 +55,7 @@ export class WebhookDispatcher {
     this.agent = new Agent({
       headersTimeout: webhook.timeoutMs,
       bodyTimeout: webhook.timeoutMs,
-      connect: egressConnector(EgressPolicy.allowing(allowedNetworks(config)), {
+      connect: egressConnector(EgressPolicy.allowing(config.rules.webhook.allowNetworks), {
         timeout: webhook.timeoutMs,
       }),
     });
@@ -223,11 +223,6 @@ export class WebhookDispatcher {
       span.end();
     }
   }
-}
-
-/** KERNEL_WEBHOOK_ALLOW_NETWORKS: networks webhooks may reach although they are not public. */
-function allowedNetworks(config: KernelConfig): readonly string[] {
-  return (config.rules.webhook as { allowNetworks?: readonly string[] }).allowNetworks ?? [];
 }
 
 /** The policy's refusal, possibly wrapped by undici (errors of a connection attempt may come as `cause`). */
