@@ -35,6 +35,9 @@ COPY --from=build --chown=1000:1000 /src/package.json ./package.json
 COPY --from=build --chown=1000:1000 /src/node_modules ./node_modules
 COPY --from=build --chown=1000:1000 /src/dist ./dist
 COPY --from=build /src/main-path /app/main-path
+# dmp-kernel's default rule set (KERNEL_RULES_DIR, relative to /app). A named volume mounted here
+# starts as a copy of it, and keeps what the admin API writes across restarts.
+COPY --chown=1000:1000 rules ./rules
 RUN ln -s "$(cat /app/main-path)" /app/main.js
 USER 1000:1000
 # GET /health: 200 when every dependency the app registered is up (apps with HTTP_PORT only).

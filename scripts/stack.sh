@@ -398,6 +398,18 @@ stack_admin() {
     -Drocketmq.namesrv.addr=127.0.0.1:9876 -cp "$ROCKETMQ_LIB/*" "$TPL_DIR/rocketmq/StackAdmin.java" "$@"
 }
 
+# DMP's topics and groups are listed once, in docker/rocketmq/ (what docker-compose.yml's rocketmq-init
+# applies); the stack adds its tests' own from scripts/stack/rocketmq-{topics,groups}.txt.
+rocketmq_list() { echo "$CONF_DIR/rocketmq/$1.txt"; }
+rocketmq_lists() {
+  local kind
+  mkdir -p "$CONF_DIR/rocketmq"
+  for kind in topics groups; do
+    cat "$REPO_DIR/docker/rocketmq/$kind.txt" "$TPL_DIR/rocketmq-$kind.txt" > "$(rocketmq_list "$kind").tmp"
+    mv "$(rocketmq_list "$kind").tmp" "$(rocketmq_list "$kind")"
+  done
+}
+
 namesrv_healthy() { port_open 9876; }
 namesrv_start() {
   mkdir -p "$DATA_DIR/rocketmq"
@@ -420,9 +432,10 @@ up_rocketmq() {
   rocketmq_fetch
   launch rocketmq-namesrv 60 namesrv_healthy namesrv_start
   launch rocketmq-proxy 120 proxy_healthy proxy_start
-  log "rocketmq: applying topics ($TPL_DIR/rocketmq-topics.txt) and groups ($TPL_DIR/rocketmq-groups.txt)"
+  rocketmq_lists
+  log "rocketmq: applying topics and groups (docker/rocketmq/{topics,groups}.txt, then the stack's test ones)"
   local out
-  if ! out="$(stack_admin apply "$TPL_DIR/rocketmq-topics.txt" "$TPL_DIR/rocketmq-groups.txt" 2>&1)"; then
+  if ! out="$(stack_admin apply "$(rocketmq_list topics)" "$(rocketmq_list groups)" 2>&1)"; then
     printf '%s\n' "$out" >&2
     die "rocketmq: creating topics/groups failed"
   fi
@@ -492,7 +505,7 @@ check_rocketmq() {
   printf '%s\n' "$out" | sed 's/^/  /'
   while read -r t type _; do
     grep -qE "topic $t +.*message.type=$type" <<< "$out" || { echo "  rocketmq: topic $t with message.type=$type missing"; return 1; }
-  done < <(sed 's/#.*//' "$TPL_DIR/rocketmq-topics.txt" | awk 'NF')
+  done < <(rocketmq_lists && sed 's/#.*//' "$(rocketmq_list topics)" | awk 'NF')
 }
 
 # ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ export const dataSection = z
       .default('dmp_data'),
     /**
      * Concurrent receive calls. A FIFO queue stays locked from a receive until its messages are
-     * acked, so one poller per queue (32 per telemetry topic, scripts/stack/rocketmq-topics.txt)
+     * acked, so one poller per queue (32 per telemetry topic, docker/rocketmq/topics.txt)
      * keeps every queue busy.
      */
     DATA_RECEIVE_POLLERS: int(32, 1, 256),

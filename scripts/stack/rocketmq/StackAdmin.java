@@ -5,7 +5,7 @@
 //
 // Commands (name server address comes from -Drocketmq.namesrv.addr or NAMESRV_ADDR, default 127.0.0.1:9876):
 //   check                          exit 0 when the cluster has a registered master broker
-//   apply TOPICS_FILE GROUPS_FILE  create/update topics ("topic message_type") and groups ("group orderly")
+//   apply TOPICS_FILE GROUPS_FILE  create/update topics ("topic message_type") and groups ("group orderly [retry_max_times]")
 //   show                           print the non-system topics (with attributes) and groups
 
 import java.nio.file.Files;
@@ -157,6 +157,9 @@ public class StackAdmin {
                 SubscriptionGroupConfig sg = new SubscriptionGroupConfig();
                 sg.setGroupName(group);
                 sg.setConsumeMessageOrderly(orderly);
+                if (g.length > 2) {
+                    sg.setRetryMaxTimes(Integer.parseInt(g[2]));
+                }
                 admin.createAndUpdateSubscriptionGroupConfig(b.getKey(), sg);
                 SubscriptionGroupConfig got = admin.examineSubscriptionGroupConfig(b.getKey(), group);
                 if (got == null || got.isConsumeMessageOrderly() != orderly) {
