@@ -11,8 +11,18 @@ npm run --silent build
 bash scripts/stack.sh up
 
 LOG_DIR="$DMP_ROOT/.stack/logs"
-# Local development credentials (the apps refuse to start without an admin token).
-export ADMIN_TOKEN="${ADMIN_TOKEN:-dmp-local-admin-token}"
+# Local secrets, made once at random and kept in .stack/ (the apps refuse to start without an admin
+# token and an auth secret, and refuse placeholders): ADMIN_TOKEN is what `npm run dmp` needs too.
+SECRETS_FILE="$DMP_ROOT/.stack/local-secrets.env"
+if [[ ! -s "$SECRETS_FILE" ]]; then
+  mkdir -p "$(dirname "$SECRETS_FILE")"
+  (umask 077 && printf 'ADMIN_TOKEN=%s\nMQTT_AUTH_HTTP_SECRET=%s\n' \
+    "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" > "$SECRETS_FILE")
+fi
+secret_of() { sed -n "s/^$1=//p" "$SECRETS_FILE"; }
+export ADMIN_TOKEN="${ADMIN_TOKEN:-$(secret_of ADMIN_TOKEN)}"
+export MQTT_AUTH_HTTP_SECRET="${MQTT_AUTH_HTTP_SECRET:-$(secret_of MQTT_AUTH_HTTP_SECRET)}"
+echo "local admin token and auth secret: $SECRETS_FILE"
 # The simulator's fleet, registered below so that dmp-mqtt accepts its devices.
 devices=1000 prefix=sim
 args=("$@")
@@ -47,7 +57,7 @@ echo "registering $devices simulated devices ($prefix-…)"
 node dist/tools/cli/src/main.js devices register --prefix "$prefix" --count "$devices" >/dev/null
 
 cat <<INFO
-DMP is running (logs in $LOG_DIR):
+DMP is running (logs in $LOG_DIR; admin token in $SECRETS_FILE):
   health/metrics  http://127.0.0.1:3001  dmp-mqtt · :3002 dmp-kernel · :3003 dmp-data
   traces          http://127.0.0.1:16686/api/traces?service=dmp-mqtt&limit=5   (Jaeger query API)
   metrics         http://127.0.0.1:9090/graph                                   (Prometheus)

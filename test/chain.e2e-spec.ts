@@ -101,6 +101,7 @@ describe('the chain, end to end', () => {
           MQTT_SHARE_GROUP: `chain${run}`,
           MQTT_CLIENT_ID: `chain-${run}`,
           ADMIN_TOKEN: adminToken,
+          MQTT_AUTH_HTTP_SECRET: randomBytes(24).toString('hex'),
         },
         { label: `chain-${run}-dmp-mqtt` },
       ),

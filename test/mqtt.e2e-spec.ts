@@ -141,6 +141,7 @@ function startMqttApp(
       // This suite is about transport, decoding and hand-off; the registry, dedup and rate limits
       // have their own suite (edge.e2e-spec.ts).
       ADMIN_TOKEN: `${name}-admin`,
+      MQTT_AUTH_HTTP_SECRET: `${name}-auth-http-secret`,
       DEVICE_REGISTRY_REQUIRED: 'false',
       DEVICE_RATE_LIMIT_PER_SECOND: '0',
       OTEL_ENABLED: 'true',

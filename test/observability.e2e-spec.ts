@@ -405,6 +405,7 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
           MQTT_CLIENT_ID: `obs-${run}`,
           MQTT_RECEIVE_MAXIMUM: String(RECEIVE_MAXIMUM),
           ADMIN_TOKEN: adminToken,
+          MQTT_AUTH_HTTP_SECRET: randomBytes(24).toString('hex'),
         },
         { label: `obs-${run}-dmp-mqtt` },
       ),

@@ -6,6 +6,7 @@ import {
   list,
   loadConfig,
   mqttSection,
+  optionalSecret,
   redisSection,
   rocketmqSection,
   telemetrySection,
@@ -44,7 +45,7 @@ const kernelSection = z
      */
     KERNEL_GRPC_MAX_MESSAGE_BYTES: int(16 * 1024 * 1024, 1024),
     /** Bearer token of the admin API (`/rules`, `/alarms`); without it those endpoints answer 503. */
-    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    ADMIN_TOKEN: optionalSecret(16),
   })
   .transform((e) => ({
     snapshotMaxInFlight: e.KERNEL_SNAPSHOT_MAX_IN_FLIGHT,

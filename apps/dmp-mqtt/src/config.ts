@@ -6,8 +6,10 @@ import {
   kernelGrpcSection,
   loadConfig,
   mqttSection,
+  optionalSecret,
   redisSection,
   rocketmqSection,
+  secret,
   telemetrySection,
 } from '@dmp/config';
 import { z } from 'zod';
@@ -88,18 +90,19 @@ export const ingestSection = z
 export const edgeSection = z
   .object({
     /** Bearer token of the admin endpoints (`/admin/devices`). Required: there is no default. */
-    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+    ADMIN_TOKEN: secret(16),
     /**
      * The MQTT service account (superuser for EMQX: dmp-mqtt itself, and `dmp dead-letters replay`).
      * Defaults to MQTT_USERNAME / MQTT_PASSWORD, the credentials dmp-mqtt connects with.
      */
     MQTT_SERVICE_USERNAME: z.string().min(1).optional(),
-    MQTT_SERVICE_PASSWORD: z.string().min(1).optional(),
+    MQTT_SERVICE_PASSWORD: optionalSecret(),
     /**
-     * When set, EMQX's calls to /auth/mqtt/* must carry it in the `x-dmp-auth-secret` header (configure
-     * it under `headers` of both HTTP sources in emqx.conf); calls without it are denied.
+     * EMQX's calls to /auth/mqtt/* must carry it in the `x-dmp-auth-secret` header (emqx.conf sends it
+     * from DMP_MQTT_AUTH_HTTP_SECRET); calls without it are denied. Required: whoever reaches port 3001
+     * could otherwise answer "allow" for itself.
      */
-    MQTT_AUTH_HTTP_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+    MQTT_AUTH_HTTP_SECRET: secret(16),
     /**
      * Only registered, enabled devices get through (DMP_ERR_UNKNOWN_DEVICE otherwise). `false` lets any
      * well-formed device id through — for development against an unprovisioned broker only.

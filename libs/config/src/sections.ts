@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { bool, int, list } from './env';
+import { optionalSecret, refineUrlPassword } from './secrets';
 
 /** Configuration sections shared by the apps; each app picks the ones it needs. */
 
@@ -29,7 +30,7 @@ export const mqttSection = z
       .regex(/^mqtts?:\/\//, 'must start with mqtt:// or mqtts://')
       .default('mqtt://127.0.0.1:1883'),
     MQTT_USERNAME: z.string().optional(),
-    MQTT_PASSWORD: z.string().optional(),
+    MQTT_PASSWORD: optionalSecret(),
     MQTT_CLIENT_ID_PREFIX: z.string().default('dmp-mqtt'),
     MQTT_SHARE_GROUP: z
       .string()
@@ -58,6 +59,7 @@ export const redisSection = z
     REDIS_URL: z
       .string()
       .regex(/^rediss?:\/\//)
+      .superRefine(refineUrlPassword)
       .default('redis://127.0.0.1:6379'),
   })
   .transform((e) => ({ url: e.REDIS_URL }));
@@ -86,7 +88,8 @@ export const clickhouseSection = z
   .object({
     CLICKHOUSE_URL: z.url().default('http://127.0.0.1:8123'),
     CLICKHOUSE_USER: z.string().default('default'),
-    CLICKHOUSE_PASSWORD: z.string().default(''),
+    /** Unset: no password (the local stack's `default` user); docker/ sets one. */
+    CLICKHOUSE_PASSWORD: optionalSecret(),
     CLICKHOUSE_DATABASE: z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
@@ -97,7 +100,7 @@ export const clickhouseSection = z
   .transform((e) => ({
     url: e.CLICKHOUSE_URL,
     username: e.CLICKHOUSE_USER,
-    password: e.CLICKHOUSE_PASSWORD,
+    password: e.CLICKHOUSE_PASSWORD ?? '',
     database: e.CLICKHOUSE_DATABASE,
     requestTimeoutMs: e.CLICKHOUSE_REQUEST_TIMEOUT_MS,
   }));

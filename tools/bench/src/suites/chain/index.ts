@@ -193,6 +193,7 @@ async function runChain(options: BenchOptions): Promise<SuiteResult> {
           MQTT_CLIENT_ID: `bench-${run}-mqtt`,
           MQTT_SESSION_EXPIRY_SECONDS: '0',
           ADMIN_TOKEN: `bench-${run}-${randomBytes(12).toString('hex')}`,
+          MQTT_AUTH_HTTP_SECRET: randomBytes(24).toString('hex'),
           DEVICE_REGISTRY_REQUIRED: 'false',
           DEVICE_RATE_LIMIT_PER_SECOND: '0',
         },
