@@ -68,7 +68,7 @@ proc_pattern() {
 }
 proc_ports() {
   case "$1" in
-    mosquitto) echo "1883" ;;
+    mosquitto) echo "1883 1884" ;;
     redis) echo "6379" ;;
     clickhouse) echo "8123 9000" ;;
     prometheus) echo "9090" ;;

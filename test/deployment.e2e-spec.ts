@@ -15,7 +15,15 @@
  * ClickHouse, a linkage command reaches the device, a rule changed through the admin API survives a
  * kernel restart, and every service's healthcheck command that can run here passes.
  */
-import { REPO_ROOT, stack, TEST_LOG_DIR, waitFor } from '@dmp/testing';
+import {
+  applyEmqxEnvOverrides,
+  emqxHttpSources,
+  parseHocon,
+  REPO_ROOT,
+  stack,
+  TEST_LOG_DIR,
+  waitFor,
+} from '@dmp/testing';
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import assert from 'node:assert/strict';
@@ -277,6 +285,15 @@ describe('docker/ deployment (validated offline)', () => {
     const kernel = environmentOf(compose, 'dmp-kernel', vars);
     const edge = environmentOf(compose, 'dmp-mqtt', vars);
     assert.equal(hostPort(edge.KERNEL_GRPC_URL).port, hostPort(kernel.KERNEL_GRPC_URL).port, 'gRPC port');
+    // MQTT: each app connects to a listener of emqx.conf (dmp-mqtt to its own, zone dmp_ingest).
+    const listeners = (parseHocon(read('emqx/emqx.conf')).listeners ?? {}) as Record<
+      string,
+      Record<string, { bind?: string; zone?: string }>
+    >;
+    const tcp = Object.values(listeners.tcp ?? {});
+    const listenerOf = (url: string) => tcp.find((l) => l.bind?.split(':').at(-1) === new URL(url).port);
+    assert.ok(listenerOf(kernel.MQTT_URL), `dmp-kernel ${kernel.MQTT_URL}: no EMQX listener on that port`);
+    assert.equal(listenerOf(edge.MQTT_URL)?.zone, 'dmp_ingest', `dmp-mqtt ${edge.MQTT_URL}: its own zone`);
     const scrape = parse(read('prometheus/prometheus.yml')) as {
       scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[] }[];
     };
@@ -324,7 +341,7 @@ const onPath = (program: string) =>
 
 /** Healthchecks whose server cannot run on this machine, and why. Every other one must pass. */
 const HEALTHCHECKS_SKIPPED: Record<string, string> = {
-  emqx: 'EMQX is not installable here (Mosquitto stands in for it as emqx:1883, without `emqx ctl`)',
+  emqx: 'EMQX is not installable here (Mosquitto stands in for it as emqx:1883/1884, without `emqx ctl`)',
   grafana: 'Grafana is not installable here (its dashboards are checked offline above)',
 };
 
@@ -646,7 +663,7 @@ describe(
         deviceId,
         secret: deviceSecret,
       });
-      // Mosquitto stands in for EMQX (emqx:1883 inside compose's network).
+      // Mosquitto stands in for EMQX (emqx:1883 for devices and dmp-kernel, 1884 for dmp-mqtt).
       device = await mqtt.connectAsync(stack.mqtt.url, {
         clientId: deviceId,
         protocolVersion: 5,
@@ -686,7 +703,12 @@ describe(
 
     it("answers EMQX's authentication calls only with the shared secret compose gives both", async () => {
       // As emqx.conf calls it, with the secret of the emqx service's environment (x-dmp-auth-secret).
-      const secret = environmentOf(compose, 'emqx', vars).DMP_MQTT_AUTH_HTTP_SECRET;
+      const emqx = emqxHttpSources(
+        applyEmqxEnvOverrides(parseHocon(read('emqx/emqx.conf')), environmentOf(compose, 'emqx', vars)),
+      );
+      const secret = emqx.authn.headers['x-dmp-auth-secret'];
+      assert.equal(emqx.authz.headers['x-dmp-auth-secret'], secret, 'both sources send the secret');
+      assert.equal(secret, environmentOf(compose, 'dmp-mqtt', vars).MQTT_AUTH_HTTP_SECRET);
       const authn = async (username: string, password: string, headers: Record<string, string>) => {
         const response = await fetch(`${http('dmp-mqtt')}/auth/mqtt/authn`, {
           method: 'POST',

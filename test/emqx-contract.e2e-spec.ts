@@ -58,9 +58,13 @@ function deploymentHeaderOverrides(secret: string): Record<string, string> {
       .filter(([name]) => /^EMQX_.*__HEADERS$/.test(name))
       .map(([name, value]) => [name, interpolate(String(value))]),
   );
-  if (Object.keys(fromCompose).length > 0) return fromCompose;
-  const headers = `{"content-type" = "application/json", "x-dmp-auth-secret" = "${secret}"}`;
-  return { [fileSources.authn.headersEnvName]: headers, [fileSources.authz.headersEnvName]: headers };
+  // Both sources' headers come from compose: without them EMQX would call dmp-mqtt without the secret.
+  assert.deepEqual(
+    Object.keys(fromCompose).sort(),
+    [fileSources.authn.headersEnvName, fileSources.authz.headersEnvName].sort(),
+    "the emqx service sets both HTTP sources' headers",
+  );
+  return fromCompose;
 }
 
 const overrides = deploymentHeaderOverrides(authSecret);
