@@ -237,7 +237,8 @@ packages_for() {
 }
 
 install_packages() {
-  local pkgs=(curl iproute2 procps util-linux) s
+  # wget and openssl: the deployment test runs compose's healthchecks and docker/tls/make-certs.sh.
+  local pkgs=(curl iproute2 procps util-linux wget openssl) s
   for s in "$@"; do
     # Java and Maven may come from elsewhere (e.g. an SDK install): only install when the commands are missing
     if [[ "$s" == rocketmq ]] && command -v java >/dev/null && command -v javac >/dev/null && command -v mvn >/dev/null; then
