@@ -17,7 +17,16 @@
  */
 import { createClient } from '@clickhouse/client';
 import { RejectCode, TELEMETRY_PROTO_PACKAGE, TELEMETRY_PROTO_PATH } from '@dmp/contracts';
-import { freePort, readMetric, REPO_ROOT, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import {
+  freePort,
+  readMetric,
+  REPO_ROOT,
+  stack,
+  startApp,
+  waitFor,
+  type RunningApp,
+  callAdminApi,
+} from '@dmp/testing';
 import mqtt, { type MqttClient } from 'mqtt';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -517,21 +526,8 @@ describe('the edge: only real devices, only good data, nothing good lost', () =>
   let publisher: Publisher | undefined;
   const secrets = new Map<string, string>();
 
-  const admin = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${mqttApp.baseUrl}/admin/devices${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${adminToken}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    return {
-      status: response.status,
-      body: (text ? JSON.parse(text) : undefined) as Record<string, unknown>,
-    };
-  };
+  const admin = (method: string, path: string, body?: unknown) =>
+    callAdminApi(`${mqttApp.baseUrl}/admin/devices${path}`, adminToken, method, body);
 
   /** As EMQX's HTTP authenticator/authorizer sends it (emqx.conf body templates, JSON, shared secret header). */
   const emqx = async (endpoint: 'authn' | 'authz', body: unknown, secret: string | null = authSecret) => {

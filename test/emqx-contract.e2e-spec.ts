@@ -22,6 +22,7 @@ import {
   type EmqxHttpSource,
   type HoconObject,
   type RunningApp,
+  callAdminApi,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -117,21 +118,8 @@ describe('EMQX ↔ dmp-mqtt contract (docker/emqx/emqx.conf rendered as EMQX 5.8
   const secrets = new Map<string, string>();
   const device = (n: number) => `${prefix}-d${n}`;
 
-  const admin = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${app.baseUrl}/admin/devices${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${adminToken}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    return {
-      status: response.status,
-      body: (text ? JSON.parse(text) : undefined) as Record<string, unknown>,
-    };
-  };
+  const admin = (method: string, path: string, body?: unknown) =>
+    callAdminApi(`${app.baseUrl}/admin/devices${path}`, adminToken, method, body);
 
   /** EMQX's authentication outcome for a CONNECT, and dmp-mqtt's answer explicit. */
   const connect = async (

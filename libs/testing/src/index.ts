@@ -5,3 +5,4 @@ export * from './quiet';
 export * from './minute-aggregates';
 export * from './telemetry-entries';
 export * from './emqx-http-auth';
+export * from './admin-api';
