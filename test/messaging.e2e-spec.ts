@@ -117,6 +117,11 @@ async function drain(group: string, topic: string): Promise<string[]> {
 }
 
 const handledFor = (key: string) => handled.filter((h) => h.key === key);
+/** The ended process span of a message: its `dmp.messaging.outcome` says how it was settled. */
+const processSpanOf = (messageId: string) =>
+  spans
+    .getFinishedSpans()
+    .find((s) => s.name.startsWith('process ') && s.attributes['messaging.message.id'] === messageId);
 
 describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () => {
   const metrics = new MetricsRegistry('messaging-e2e');
@@ -380,8 +385,10 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
     // The dead letter continues the trace of the failed message.
     const [first] = handledFor(key);
     assert.ok(dead.properties.get('traceparent')?.includes(first.span!.traceId));
-    // Settled (acked): never handled again.
-    await sleep(3_000);
+    // Settled (acked, so never handled again) once its process span ends as dead-lettered: a failed
+    // ack would end it as 'retry'.
+    const processed = await waitFor('the poison message settled', () => processSpanOf(messageId));
+    assert.equal(processed.attributes['dmp.messaging.outcome'], 'dead_letter');
     assert.equal(handledFor(key).length, 1);
   });
 
@@ -445,10 +452,13 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
     try {
       const key = `slow-${run}`;
       behaviour.set(key, () => sleep(14_000));
-      await producer.send({ topic: NORMAL, body: Buffer.from('slow'), keys: [key] });
-      await waitFor('the slow message handled', () => handledFor(key).length > 0);
-      // Past the 10 s invisibility: without renewal RocketMQ would hand it out again meanwhile.
-      await sleep(17_000);
+      const { messageId } = await producer.send({ topic: NORMAL, body: Buffer.from('slow'), keys: [key] });
+      // Settled when the 14 s handler is done, past the 10 s invisibility: without renewal RocketMQ
+      // refuses the ack of the expired receipt handle (outcome 'retry') and hands the message out again.
+      const processed = await waitFor('the slow message settled', () => processSpanOf(messageId), {
+        timeoutMs: 30_000,
+      });
+      assert.equal(processed.attributes['dmp.messaging.outcome'], 'ack');
       assert.equal(handledFor(key).length, 1);
       const text = await metrics.registry.metrics();
       assert.match(
