@@ -8,6 +8,7 @@ import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
+  readMetric,
   readMinuteAggregates,
   recomputedFromRaw,
   REPO_ROOT,
@@ -37,7 +38,15 @@ const topics = {
 const DEVICES = 100;
 /** Per device: 4 messages a second, so 400 msg/s in all. */
 const SEND_INTERVAL_MS = 250;
+/** How long the broker-restart run sends (the kill run sends until its kills are over). */
 const LOAD_MS = 75_000;
+/** Messages an instance stores after its start before it is killed (≈ 2.5 s of its half of the load). */
+const STORED_BEFORE_KILL = 500;
+/**
+ * Messages the surviving instance stores alone before the killed one comes back (≈ 1 s of its half: the
+ * queues the killed one was reading stay blocked until their messages' invisibility ends).
+ */
+const STORED_ALONE = 200;
 /** One message in this many is sent twice, as a producer retry would. */
 const DUPLICATE_EVERY = 20;
 
@@ -93,14 +102,25 @@ describe('dmp-data through crashes and broker restarts', () => {
     await Promise.all([admin.close(), repository.close()]);
   });
 
+  /** Device messages an instance has stored since it started. */
+  const stored = (app: RunningApp | undefined) =>
+    readMetric(app!.baseUrl, 'dmp_data_messages_total', { outcome: 'stored' });
+
   /**
-   * Sends, per device in order, a message every SEND_INTERVAL_MS for LOAD_MS, retrying each until RocketMQ
-   * takes it (as dmp-kernel does), and runs `chaos` meanwhile. Returns the distinct messages sent.
+   * Sends, per device in order, a message every SEND_INTERVAL_MS — for `loadMs`, or until `chaos` is over —
+   * retrying each until RocketMQ takes it (as dmp-kernel does), and runs `chaos` meanwhile. Returns the
+   * distinct messages sent.
    */
-  async function underLoad(label: string, chaos: () => Promise<void>): Promise<NormalizedTelemetry[]> {
+  async function underLoad(
+    label: string,
+    chaos: () => Promise<void>,
+    loadMs?: number,
+  ): Promise<NormalizedTelemetry[]> {
     const sent: NormalizedTelemetry[] = [];
     const base = Date.now() - 15 * 60_000;
-    const end = Date.now() + LOAD_MS;
+    const end = Date.now() + (loadMs ?? 0);
+    let chaosOver = false;
+    const loading = () => !stopping && (loadMs === undefined ? !chaosOver : Date.now() < end);
     const send = async (message: NormalizedTelemetry) => {
       for (;;) {
         try {
@@ -120,7 +140,7 @@ describe('dmp-data through crashes and broker restarts', () => {
     };
     const device = async (d: number) => {
       const deviceId = `soak-${run}-${label}-${d}`;
-      for (let i = 0; Date.now() < end && !stopping; i++) {
+      for (let i = 0; loading(); i++) {
         const paced = sleep(SEND_INTERVAL_MS);
         const message: NormalizedTelemetry = {
           deviceId,
@@ -141,7 +161,8 @@ describe('dmp-data through crashes and broker restarts', () => {
         await paced;
       }
     };
-    await Promise.all([...Array.from({ length: DEVICES }, (_, d) => device(d)), chaos()]);
+    const chaosDone = chaos().finally(() => (chaosOver = true));
+    await Promise.all([...Array.from({ length: DEVICES }, (_, d) => device(d)), chaosDone]);
     return sent;
   }
 
@@ -198,15 +219,42 @@ describe('dmp-data through crashes and broker restarts', () => {
 
   it('stores every message exactly once, and exact aggregates, while its instances are killed with kill -9', async () => {
     const kills: number[] = [];
+    const started = Date.now();
     const sent = await underLoad('kill', async () => {
       for (const index of [0, 1, 0]) {
-        await sleep(18_000);
+        // Mid-stream: both instances store their share since their start, and the one to kill holds
+        // messages it received and has not settled yet.
+        await waitFor(
+          `both instances storing, instance ${index} with messages in flight`,
+          async () =>
+            (await Promise.all(instances.map(stored))).every((count) => count >= STORED_BEFORE_KILL) &&
+            (await readMetric(instances[index]!.baseUrl, 'dmp_rocketmq_in_flight', {
+              group: appEnv.DATA_CONSUMER_GROUP,
+            })) > 0,
+          { timeoutMs: 60_000 },
+        );
         assert.equal(await instances[index]!.stop('SIGKILL'), null, 'killed by the signal');
         kills.push(index);
-        await sleep(2_000);
+        const survivor = instances[1 - index];
+        const before = await stored(survivor);
+        await waitFor(
+          'the surviving instance storing alone',
+          async () => (await stored(survivor)) >= before + STORED_ALONE,
+          { timeoutMs: 60_000 },
+        );
         await startInstance(index);
       }
+      // The load goes on until the last instance restarted stores its share again.
+      const restarted = instances[0];
+      await waitFor(
+        'the restarted instance storing',
+        async () => (await stored(restarted)) >= STORED_BEFORE_KILL,
+        {
+          timeoutMs: 60_000,
+        },
+      );
     });
+    console.log(`# ${sent.length} messages sent in ${Math.round((Date.now() - started) / 1000)} s, 3 kills`);
     assert.equal(kills.length, 3);
     await assertExact(sent);
     for (const app of instances) assert.equal((await fetch(`${app!.baseUrl}/health`)).status, 200);
@@ -214,13 +262,17 @@ describe('dmp-data through crashes and broker restarts', () => {
 
   it("stores every message exactly once, and exact aggregates, while RocketMQ's broker restarts", async () => {
     let restartsDone = 0;
-    const sent = await underLoad('broker', async () => {
-      for (const pauseMs of [15_000, 15_000]) {
-        await sleep(pauseMs);
-        await restartBroker();
-        restartsDone++;
-      }
-    });
+    const sent = await underLoad(
+      'broker',
+      async () => {
+        for (const pauseMs of [15_000, 15_000]) {
+          await sleep(pauseMs);
+          await restartBroker();
+          restartsDone++;
+        }
+      },
+      LOAD_MS,
+    );
     assert.equal(restartsDone, 2);
     await assertExact(sent);
     for (const app of instances) assert.equal((await fetch(`${app!.baseUrl}/health`)).status, 200);
