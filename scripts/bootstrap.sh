@@ -17,8 +17,11 @@ if [ "$(current_major)" != "$NODE_MAJOR" ]; then
 fi
 echo "bootstrap: node $(node --version), npm $(npm --version)"
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# Reinstalled when the lockfile's content changed (a fresh checkout makes it look newer than any
+# install). A linked node_modules (a git worktree's) is a shared install: never reinstall through it.
+if [ ! -L node_modules ] && { [ ! -d node_modules ] || ! cmp -s package-lock.json node_modules/.dmp-package-lock.json; }; then
   npm ci --no-fund --no-audit
+  cp package-lock.json node_modules/.dmp-package-lock.json
 fi
 
 # chdb-core embeds the ClickHouse engine; test/clickhouse-current.e2e-spec.ts serves it through
