@@ -11,6 +11,8 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json nest-cli.json ./
+# npm scripts run through scripts/with-env.sh (the project's toolchain; here the image's Node).
+COPY scripts/env.sh scripts/with-env.sh scripts/bootstrap.sh ./scripts/
 COPY libs ./libs
 COPY apps ./apps
 COPY tools ./tools
