@@ -6,6 +6,7 @@ import {
   kernelGrpcSection,
   loadConfig,
   mqttSection,
+  num,
   optionalSecret,
   redisSection,
   rocketmqSection,
@@ -118,7 +119,7 @@ export const edgeSection = z
     DEVICE_UNKNOWN_CACHE_TTL_MS: int(5_000, 0, 3_600_000),
     DEVICE_CACHE_MAX_ENTRIES: int(200_000, 1, 10_000_000),
     /** Token bucket per device: sustained messages per second (0: no limit)… */
-    DEVICE_RATE_LIMIT_PER_SECOND: z.coerce.number().min(0).max(1_000_000).default(20),
+    DEVICE_RATE_LIMIT_PER_SECOND: num(20, 0, 1_000_000),
     /** …and bucket size (the burst a device may send at once). */
     DEVICE_RATE_LIMIT_BURST: int(100, 1, 1_000_000),
     /** A device's message id seen again within this window is a duplicate (0: off). */
