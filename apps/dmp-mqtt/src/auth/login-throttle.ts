@@ -5,10 +5,12 @@ import { takeToken, type TokenBucket, type TokenBucketLimits } from '../rate-lim
  * Throttling of failed logins, per device id and per peer — the guard that keeps a flood of wrong
  * passwords from turning into a flood of scrypt checks (docs/devices.md, "Login abuse").
  *
- * Each id and each peer has a token bucket (the project's one, rate-limit/token-bucket.ts) that only
- * failed logins drain: a login is let through to the password check while both buckets hold a token,
- * and a failure then takes one from each. A success costs nothing — a gateway behind one address may
- * reconnect thousands of devices at once — and refills its id's bucket.
+ * Each id and each peer has a token bucket (the project's one, rate-limit/token-bucket.ts). A login
+ * takes a token from both before its password check ({@link LoginThrottle.admit}) — so concurrent
+ * attempts cannot all pass a bucket that holds one token — and gets them back if it succeeds or is never
+ * checked ({@link LoginThrottle.succeeded}, {@link LoginThrottle.release}): only failures keep them. A
+ * gateway behind one address may reconnect thousands of devices at once: their successes cost nothing
+ * (concurrent checks are bounded by the scrypt gate far below the per-peer burst).
  *
  * Bounded lockout. An id whose failures emptied its bucket is refused for 1/perSecond seconds per
  * token, and the bucket is full again `burst / perSecond` after the failures stop. While a flood goes
@@ -52,53 +54,56 @@ export class LoginThrottle {
     });
   }
 
-  /** Whether a login of `id` from `peerhost` may go on to the password check. Changes nothing. */
-  check(id: string, peerhost: string | undefined): ThrottleVerdict {
+  /** Takes a token for a login of `id` from `peerhost`, or says why it may not go on to the password check. */
+  admit(id: string, peerhost: string | undefined): ThrottleVerdict {
     const now = this.now();
     const peer = peerKey(peerhost);
-    if (peer !== undefined && !hasToken(this.peers.get(peer), now, this.limits.perPeer))
-      return 'throttled_peer';
+    if (peer !== undefined && !take(this.peers, peer, now, this.limits.perPeer)) return 'throttled_peer';
     if (peer !== undefined && this.trusted.has(pair(id, peer))) return 'ok';
-    return hasToken(this.ids.get(id), now, this.limits.perId) ? 'ok' : 'throttled_id';
+    if (take(this.ids, id, now, this.limits.perId)) return 'ok';
+    if (peer !== undefined) refund(this.peers.get(peer), this.limits.perPeer);
+    return 'throttled_id';
   }
 
-  /** The password check failed (or the id is unknown or disabled). */
-  failed(id: string, peerhost: string | undefined): void {
-    const now = this.now();
+  /** The admitted login was not checked after all (overloaded, registry unreachable): tokens back. */
+  release(id: string, peerhost: string | undefined): void {
     const peer = peerKey(peerhost);
-    drain(this.ids, id, now, this.limits.perId);
-    if (peer !== undefined) drain(this.peers, peer, now, this.limits.perPeer);
+    if (peer !== undefined) {
+      refund(this.peers.get(peer), this.limits.perPeer);
+      if (this.trusted.has(pair(id, peer))) return;
+    }
+    refund(this.ids.get(id), this.limits.perId);
   }
 
-  /** The login succeeded: the id's failures are forgiven and this peer is trusted for it. */
+  /** The login succeeded: the id's failures are forgiven, the peer's token is back, the pair trusted. */
   succeeded(id: string, peerhost: string | undefined): void {
     this.ids.delete(id);
     const peer = peerKey(peerhost);
-    if (peer !== undefined) this.trusted.set(pair(id, peer), true);
+    if (peer === undefined) return;
+    refund(this.peers.get(peer), this.limits.perPeer);
+    this.trusted.set(pair(id, peer), true);
   }
 }
 
 const pair = (id: string, peer: string) => `${id}\0${peer}`;
 
-/** Would a token be there now? (takeToken on a copy: the bucket itself is not touched.) */
-function hasToken(bucket: TokenBucket | undefined, now: number, limits: TokenBucketLimits): boolean {
-  if (limits.perSecond <= 0 || !bucket) return true;
-  return takeToken({ ...bucket }, now, limits);
-}
-
-function drain(
+function take(
   buckets: LRUCache<string, TokenBucket>,
   key: string,
   now: number,
   limits: TokenBucketLimits,
-): void {
-  if (limits.perSecond <= 0) return;
+): boolean {
+  if (limits.perSecond <= 0) return true;
   let bucket = buckets.get(key);
   if (!bucket) {
     bucket = { tokens: limits.burst, at: now };
     buckets.set(key, bucket);
   }
-  takeToken(bucket, now, limits);
+  return takeToken(bucket, now, limits);
+}
+
+function refund(bucket: TokenBucket | undefined, limits: TokenBucketLimits): void {
+  if (bucket) bucket.tokens = Math.min(limits.burst, bucket.tokens + 1);
 }
 
 /**

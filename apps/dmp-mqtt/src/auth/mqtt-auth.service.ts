@@ -141,24 +141,24 @@ export class MqttAuthService {
         if (!isDeviceUsername(username)) return 'not_a_device';
         if (!clientIdAllowed(username, clientid)) return 'client_id_mismatch';
         if (isReservedDeviceId(this.identity, username)) return 'reserved_id';
-        const throttled = this.throttle.check(username, peerhost);
+        const throttled = this.throttle.admit(username, peerhost);
         if (throttled !== 'ok') return throttled;
-        // Unknown, disabled and wrong secret cost the same scrypt: timing tells no id apart.
-        const device = await this.registry.lookup(username);
-        const failure: DenyReason | undefined = !device
-          ? 'unknown_device'
-          : device.status !== 'enabled'
-            ? 'disabled'
-            : undefined;
-        const ok = failure
-          ? await burnSecretCheck(password)
-          : await this.registry.verifyCredentials(username, password);
-        if (ok) {
-          this.throttle.succeeded(username, peerhost);
-          return 'allow';
+        let ok: boolean;
+        let failure: DenyReason | undefined;
+        try {
+          // Unknown, disabled and wrong secret cost the same scrypt: timing tells no id apart.
+          const device = await this.registry.lookup(username);
+          failure = !device ? 'unknown_device' : device.status !== 'enabled' ? 'disabled' : undefined;
+          ok = failure
+            ? await burnSecretCheck(password)
+            : await this.registry.verifyCredentials(username, password);
+        } catch (error) {
+          this.throttle.release(username, peerhost); // never checked: not a failure
+          throw error;
         }
-        this.throttle.failed(username, peerhost);
-        return failure ?? 'wrong_secret';
+        if (!ok) return failure ?? 'wrong_secret';
+        this.throttle.succeeded(username, peerhost);
+        return 'allow';
       },
       body,
     );
