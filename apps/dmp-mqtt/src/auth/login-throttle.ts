@@ -6,11 +6,10 @@ import { takeToken, type TokenBucket, type TokenBucketLimits } from '../rate-lim
  * passwords from turning into a flood of scrypt checks (docs/devices.md, "Login abuse").
  *
  * Each id and each peer has a token bucket (the project's one, rate-limit/token-bucket.ts). A login
- * takes a token from both before its password check ({@link LoginThrottle.admit}) — so concurrent
- * attempts cannot all pass a bucket that holds one token — and gets them back if it succeeds or is never
- * checked ({@link LoginThrottle.succeeded}, {@link LoginThrottle.release}): only failures keep them. A
- * gateway behind one address may reconnect thousands of devices at once: their successes cost nothing
- * (concurrent checks are bounded by the scrypt gate far below the per-peer burst).
+ * takes its id's token before the password check ({@link LoginThrottle.admit}) — so concurrent attempts
+ * cannot all pass a bucket that holds one token — and gets it back if it succeeds or is never checked; a
+ * failure also takes one from its peer's bucket ({@link LoginThrottle.failed}). A gateway behind one
+ * address may reconnect thousands of devices at once: their successes cost nothing.
  *
  * Bounded lockout. An id whose failures emptied its bucket is refused for 1/perSecond seconds per
  * token, and the bucket is full again `burst / perSecond` after the failures stop. While a flood goes
@@ -58,30 +57,36 @@ export class LoginThrottle {
   admit(id: string, peerhost: string | undefined): ThrottleVerdict {
     const now = this.now();
     const peer = peerKey(peerhost);
-    if (peer !== undefined && !take(this.peers, peer, now, this.limits.perPeer)) return 'throttled_peer';
-    if (peer !== undefined && this.trusted.has(pair(id, peer))) return 'ok';
-    if (take(this.ids, id, now, this.limits.perId)) return 'ok';
-    if (peer !== undefined) refund(this.peers.get(peer), this.limits.perPeer);
-    return 'throttled_id';
+    // The peer's bucket is only looked at here and drained by failures: a gateway's reconnect storm of
+    // hundreds of concurrent (successful) logins must not run it dry. Concurrent failures from one
+    // peer overshoot by at most what the scrypt gate lets in.
+    if (peer !== undefined) {
+      const bucket = this.peers.get(peer);
+      if (bucket && this.limits.perPeer.perSecond > 0 && !takeToken({ ...bucket }, now, this.limits.perPeer))
+        return 'throttled_peer';
+      if (this.trusted.has(pair(id, peer))) return 'ok';
+    }
+    return take(this.ids, id, now, this.limits.perId) ? 'ok' : 'throttled_id';
   }
 
-  /** The admitted login was not checked after all (overloaded, registry unreachable): tokens back. */
+  /** The admitted login failed: its peer pays a token too. */
+  failed(peerhost: string | undefined): void {
+    const peer = peerKey(peerhost);
+    if (peer !== undefined) take(this.peers, peer, this.now(), this.limits.perPeer);
+  }
+
+  /** The admitted login was not checked after all (overloaded, registry unreachable): token back. */
   release(id: string, peerhost: string | undefined): void {
     const peer = peerKey(peerhost);
-    if (peer !== undefined) {
-      refund(this.peers.get(peer), this.limits.perPeer);
-      if (this.trusted.has(pair(id, peer))) return;
-    }
+    if (peer !== undefined && this.trusted.has(pair(id, peer))) return;
     refund(this.ids.get(id), this.limits.perId);
   }
 
-  /** The login succeeded: the id's failures are forgiven, the peer's token is back, the pair trusted. */
+  /** The login succeeded: the id's failures are forgiven and the pair trusted. */
   succeeded(id: string, peerhost: string | undefined): void {
     this.ids.delete(id);
     const peer = peerKey(peerhost);
-    if (peer === undefined) return;
-    refund(this.peers.get(peer), this.limits.perPeer);
-    this.trusted.set(pair(id, peer), true);
+    if (peer !== undefined) this.trusted.set(pair(id, peer), true);
   }
 }
 

@@ -156,7 +156,10 @@ export class MqttAuthService {
           this.throttle.release(username, peerhost); // never checked: not a failure
           throw error;
         }
-        if (!ok) return failure ?? 'wrong_secret';
+        if (!ok) {
+          this.throttle.failed(peerhost);
+          return failure ?? 'wrong_secret';
+        }
         this.throttle.succeeded(username, peerhost);
         return 'allow';
       },
