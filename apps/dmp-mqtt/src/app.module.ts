@@ -28,6 +28,7 @@ export class AppModule {
           shareGroup: mqtt.shareGroup,
           subscriptions: mqtt.topics.map((filter) => ({ filter, pattern: DEVICE_MESSAGE })),
           receiveMaximum: mqtt.receiveMaximum,
+          maxInFlightBytes: ingest.maxInFlightBytes,
           sessionExpirySeconds: ingest.sessionExpirySeconds,
           keepaliveSeconds: ingest.keepaliveSeconds,
           // Refused payloads up to this size are still received, counted and acknowledged.

@@ -4,8 +4,10 @@ import {
   httpSection,
   int,
   kernelGrpcSection,
+  list,
   loadConfig,
   mqttSection,
+  num,
   optionalSecret,
   redisSection,
   rocketmqSection,
@@ -32,6 +34,11 @@ export const ingestSection = z
     MQTT_KEEPALIVE_SECONDS: int(30, 5, 0xffff),
     /** Larger payloads are rejected (DMP_ERR_PAYLOAD_TOO_LARGE) before any parsing. */
     MQTT_MAX_PAYLOAD_BYTES: int(64 * 1024, 64, 16 * 1024 * 1024),
+    /**
+     * Payload bytes held unacknowledged at most: intake pauses above it, as at MQTT_RECEIVE_MAXIMUM
+     * messages (which alone would allow 8000 × 64 KiB = 512 MiB of large messages).
+     */
+    MQTT_MAX_IN_FLIGHT_BYTES: int(64 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),
     /** On SIGTERM: how long to wait for in-flight messages to be handed off and acknowledged. */
     MQTT_DRAIN_TIMEOUT_MS: int(15_000, 0, 600_000),
     /**
@@ -68,6 +75,7 @@ export const ingestSection = z
     sessionExpirySeconds: e.MQTT_SESSION_EXPIRY_SECONDS,
     keepaliveSeconds: e.MQTT_KEEPALIVE_SECONDS,
     maxPayloadBytes: e.MQTT_MAX_PAYLOAD_BYTES,
+    maxInFlightBytes: e.MQTT_MAX_IN_FLIGHT_BYTES,
     drainTimeoutMs: e.MQTT_DRAIN_TIMEOUT_MS,
     stopMode: e.MQTT_STOP_MODE,
     kernel: {
@@ -118,9 +126,27 @@ export const edgeSection = z
     DEVICE_UNKNOWN_CACHE_TTL_MS: int(5_000, 0, 3_600_000),
     DEVICE_CACHE_MAX_ENTRIES: int(200_000, 1, 10_000_000),
     /** Token bucket per device: sustained messages per second (0: no limit)… */
-    DEVICE_RATE_LIMIT_PER_SECOND: z.coerce.number().min(0).max(1_000_000).default(20),
+    DEVICE_RATE_LIMIT_PER_SECOND: num(20, 0, 1_000_000),
     /** …and bucket size (the burst a device may send at once). */
     DEVICE_RATE_LIMIT_BURST: int(100, 1, 1_000_000),
+    /**
+     * Login abuse (docs/devices.md, "Login abuse"). Failed logins per device id: a bucket of this many…
+     */
+    MQTT_AUTH_FAILURES_PER_ID_BURST: int(10, 1, 1_000_000),
+    /** …refilled at this many per minute (0: no per-id throttle); an emptied id is refused at once. */
+    MQTT_AUTH_FAILURES_PER_ID_PER_MINUTE: num(6, 0, 6_000_000),
+    /** The same per peer address (IPv6 by /64): bucket… */
+    MQTT_AUTH_FAILURES_PER_PEER_BURST: int(100, 1, 1_000_000),
+    /** …and refill per minute (0: no per-peer throttle). */
+    MQTT_AUTH_FAILURES_PER_PEER_PER_MINUTE: num(60, 0, 6_000_000),
+    /** scrypt checks at once (libuv's pool has 4 threads for everything)… */
+    MQTT_AUTH_MAX_CONCURRENT_HASHES: int(2, 1, 64),
+    /** …and waiting; beyond it a login is denied at once (EMQX gives up after 5 s anyway). */
+    MQTT_AUTH_MAX_QUEUED_HASHES: int(32, 0, 10_000),
+    /** Client-id prefixes the service account may also use, besides `{MQTT_CLIENT_ID_PREFIX}-`. */
+    MQTT_SERVICE_CLIENT_ID_PREFIXES: list('dmp-cli-'),
+    /** Names no device may take, besides the service account's: exact, or a prefix ending in `*`. */
+    DEVICE_RESERVED_IDS: list('dmp-kernel,dmp-kernel-*'),
     /** A device's message id seen again within this window is a duplicate (0: off). */
     DEDUP_MESSAGE_ID_WINDOW_MS: int(600_000, 0, 7 * 86_400_000),
     /** The same content (kind, ts, metrics) under a new message id within this window is a duplicate (0: off). */
@@ -141,6 +167,20 @@ export const edgeSection = z
       cacheMaxEntries: e.DEVICE_CACHE_MAX_ENTRIES,
     },
     rateLimit: { perSecond: e.DEVICE_RATE_LIMIT_PER_SECOND, burst: e.DEVICE_RATE_LIMIT_BURST },
+    login: {
+      perId: {
+        burst: e.MQTT_AUTH_FAILURES_PER_ID_BURST,
+        perSecond: e.MQTT_AUTH_FAILURES_PER_ID_PER_MINUTE / 60,
+      },
+      perPeer: {
+        burst: e.MQTT_AUTH_FAILURES_PER_PEER_BURST,
+        perSecond: e.MQTT_AUTH_FAILURES_PER_PEER_PER_MINUTE / 60,
+      },
+      maxConcurrentHashes: e.MQTT_AUTH_MAX_CONCURRENT_HASHES,
+      maxQueuedHashes: e.MQTT_AUTH_MAX_QUEUED_HASHES,
+    },
+    serviceClientIdPrefixes: e.MQTT_SERVICE_CLIENT_ID_PREFIXES,
+    reservedIds: e.DEVICE_RESERVED_IDS,
     dedup: {
       messageIdWindowMs: e.DEDUP_MESSAGE_ID_WINDOW_MS,
       contentWindowMs: e.DEDUP_CONTENT_WINDOW_MS,
@@ -192,6 +232,9 @@ export function loadMqttConfig(env?: Record<string, string | undefined>) {
   const service = {
     username: config.edge.service.username ?? config.mqtt.username,
     password: config.edge.service.password ?? config.mqtt.password,
+    clientIds: [clientId],
+    clientIdPrefixes: [`${config.mqtt.clientIdPrefix}-`, ...config.edge.serviceClientIdPrefixes],
+    reservedIds: config.edge.reservedIds,
   };
   return { ...config, ingest: { ...config.ingest, clientId }, edge: { ...config.edge, service } };
 }

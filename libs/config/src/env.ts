@@ -31,16 +31,30 @@ export function loadConfig<S extends Sections>(sections: S, env: Env = process.e
   return config as Parsed<S>;
 }
 
+/**
+ * A variable that is set must say something. `X=` (an empty or blank value, as a template or a compose
+ * file leaves it) is refused rather than read as 0 or false — `Number('')` is 0, and
+ * `MQTT_SESSION_EXPIRY_SECONDS=` would silently end the session, with its in-flight messages, on every
+ * disconnect. Unset takes the default.
+ */
+const present = z.string().refine((v) => v.trim() !== '', {
+  message: 'is empty: set a value, or unset the variable for its default',
+});
+
+/** Number from an environment string, with bounds (decimals allowed). */
+export const num = (fallback: number, min = -Number.MAX_VALUE, max = Number.MAX_VALUE) =>
+  present.pipe(z.coerce.number<string>().min(min).max(max)).default(fallback);
+
 /** Integer from an environment string, with bounds. */
 export const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
+  present.pipe(z.coerce.number<string>().int().min(min).max(max)).default(fallback);
 
 /** Boolean from an environment string: true/false/1/0/yes/no. */
 export const bool = (fallback: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'])
-    .default(fallback ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+  present
+    .pipe(z.enum(['true', 'false', '1', '0', 'yes', 'no']))
+    .transform((v) => v === 'true' || v === '1' || v === 'yes')
+    .default(fallback);
 
 /** Comma-separated list. */
 export const list = (fallback: string) =>

@@ -15,6 +15,15 @@ export const RejectCode = {
 } as const;
 export type RejectCode = (typeof RejectCode)[keyof typeof RejectCode];
 
+/** Codes of the device admin API and of device authentication (docs/devices.md). */
+export const DeviceErrorCode = {
+  /** A device id that is, or could be, a service account's name or client id (409). */
+  ReservedDeviceId: 'DMP_ERR_RESERVED_DEVICE_ID',
+  /** Too many password checks running and queued: the login is denied at once (retryable). */
+  AuthOverloaded: 'DMP_ERR_AUTH_OVERLOADED',
+} as const;
+export type DeviceErrorCode = (typeof DeviceErrorCode)[keyof typeof DeviceErrorCode];
+
 export class DmpError extends Error {
   constructor(
     readonly code: string,

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clientIdAllowed, deviceMayAccess, isDeviceUsername } from './acl';
+import {
+  clientIdAllowed,
+  deviceMayAccess,
+  isDeviceUsername,
+  isReservedDeviceId,
+  isServiceClientId,
+} from './acl';
 
 describe('device ACL', () => {
   it('lets a device publish only on its own channels', () => {
@@ -45,5 +51,26 @@ describe('device ACL', () => {
     assert.equal(isDeviceUsername('sensor_01.a:b-c'), true);
     for (const name of ['', 'a b', 'x/y', 'dev#', 'ü', 'x'.repeat(65)])
       assert.equal(isDeviceUsername(name), false);
+  });
+
+  const service = {
+    username: 'dmp-mqtt',
+    clientIds: ['ingest-a'],
+    clientIdPrefixes: ['dmp-mqtt-', 'dmp-cli-'],
+    reservedIds: ['dmp-kernel', 'dmp-kernel-*'],
+  };
+
+  it('knows the service client ids', () => {
+    for (const id of ['ingest-a', 'dmp-mqtt-host1', 'dmp-cli-replay-1a2b'])
+      assert.equal(isServiceClientId(service, id), true, id);
+    for (const id of ['dev-1', 'dmp-mqtt', 'ingest-ab', 'x-dmp-mqtt-1', ''])
+      assert.equal(isServiceClientId(service, id), false, id);
+  });
+
+  it('reserves the names of service accounts and their client ids', () => {
+    for (const id of ['dmp-mqtt', 'dmp-mqtt-host1', 'ingest-a', 'dmp-kernel', 'dmp-kernel-h-12', 'dmp-cli-x'])
+      assert.equal(isReservedDeviceId(service, id), true, id);
+    for (const id of ['dev-1', 'dmp-kernelx', 'dmp', 'my-dmp-mqtt'])
+      assert.equal(isReservedDeviceId(service, id), false, id);
   });
 });

@@ -11,6 +11,12 @@ import { DEVICE_ID_PATTERN, deviceCommandTopic, parseDeviceTopic } from '@dmp/co
  * Topics. A device publishes only on its own channels, `devices/{ownId}/{telemetry|event|snapshot|heartbeat}`,
  * and subscribes only to its own `devices/{ownId}/command` — no wildcards, no shared subscriptions, no
  * other device's topics. Everything else is denied.
+ *
+ * The service account (dmp-mqtt itself, `dmp dead-letters replay`) is a superuser, but only under a
+ * service client id: this replica's MQTT_CLIENT_ID, or one starting with `{MQTT_CLIENT_ID_PREFIX}-` or a
+ * MQTT_SERVICE_CLIENT_ID_PREFIXES entry. No device may take a name that is or could be a service
+ * account's or its client id (DEVICE_RESERVED_IDS adds others, e.g. dmp-kernel's): a device whose client
+ * id is a service client id would take that connection's session over, with its in-flight messages.
  */
 export type MqttAction = 'publish' | 'subscribe';
 
@@ -21,4 +27,24 @@ export const clientIdAllowed = (deviceId: string, clientId: string) => clientId 
 export function deviceMayAccess(deviceId: string, action: MqttAction, topic: string): boolean {
   if (action === 'publish') return parseDeviceTopic(topic)?.deviceId === deviceId;
   return topic === deviceCommandTopic(deviceId);
+}
+
+/** The service account: its username and the client ids it connects with. */
+export interface ServiceIdentity {
+  username?: string;
+  /** Client ids matched exactly (this replica's own). */
+  clientIds: readonly string[];
+  /** Client-id prefixes of service connections (the other replicas, the CLI). */
+  clientIdPrefixes: readonly string[];
+  /** Further names no device may take: exact, or a prefix when ending in `*`. */
+  reservedIds: readonly string[];
+}
+
+export const isServiceClientId = (service: ServiceIdentity, clientId: string) =>
+  service.clientIds.includes(clientId) || service.clientIdPrefixes.some((p) => clientId.startsWith(p));
+
+/** A name no device may be registered or log in under. */
+export function isReservedDeviceId(service: ServiceIdentity, id: string): boolean {
+  if (id === service.username || isServiceClientId(service, id)) return true;
+  return service.reservedIds.some((r) => (r.endsWith('*') ? id.startsWith(r.slice(0, -1)) : id === r));
 }

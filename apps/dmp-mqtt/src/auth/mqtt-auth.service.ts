@@ -1,3 +1,4 @@
+import { DeviceErrorCode, DmpError } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -6,7 +7,16 @@ import type { Counter, Histogram } from 'prom-client';
 import { z } from 'zod';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
 import { DeviceRegistry } from '../devices/device-registry.service';
-import { clientIdAllowed, deviceMayAccess, isDeviceUsername } from './acl';
+import { burnSecretCheck, limitSecretChecks } from '../devices/device-secret';
+import {
+  clientIdAllowed,
+  deviceMayAccess,
+  isDeviceUsername,
+  isReservedDeviceId,
+  isServiceClientId,
+  type ServiceIdentity,
+} from './acl';
+import { LoginThrottle } from './login-throttle';
 
 /** EMQX 5 HTTP authenticator answer. `is_superuser` skips authorization for the connection. */
 export interface AuthnAnswer {
@@ -43,7 +53,12 @@ type DenyReason =
   | 'bad_request'
   | 'bad_shared_secret'
   | 'not_a_device'
+  | 'reserved_id'
+  | 'not_service_client'
   | 'client_id_mismatch'
+  | 'throttled_id'
+  | 'throttled_peer'
+  | 'overloaded'
   | 'unknown_device'
   | 'disabled'
   | 'wrong_secret'
@@ -64,7 +79,9 @@ export class MqttAuthService {
   private readonly denials: Counter<'endpoint' | 'reason'>;
   private readonly seconds: Histogram<'endpoint'>;
   private readonly service?: { username: string; password: Buffer };
+  private readonly identity: ServiceIdentity;
   private readonly sharedSecret?: Buffer;
+  private readonly throttle: LoginThrottle;
 
   constructor(
     private readonly registry: DeviceRegistry,
@@ -74,6 +91,24 @@ export class MqttAuthService {
   ) {
     const { username, password } = config.edge.service;
     if (username && password) this.service = { username, password: digest(password) };
+    this.identity = config.edge.service;
+    const { login } = config.edge;
+    this.throttle = new LoginThrottle({
+      perId: login.perId,
+      perPeer: login.perPeer,
+      maxEntries: config.edge.registry.cacheMaxEntries,
+      trustTtlMs: TRUSTED_PEER_TTL_MS,
+    });
+    const checks = limitSecretChecks(login.maxConcurrentHashes, login.maxQueuedHashes);
+    metrics.gauge(
+      'dmp_mqtt_auth_hash_checks',
+      'Password (scrypt) checks of logins running and waiting for a slot',
+      ['state'],
+      function () {
+        this.set({ state: 'running' }, checks.active);
+        this.set({ state: 'waiting' }, checks.waiting);
+      },
+    );
     if (config.edge.authHttpSecret) this.sharedSecret = digest(config.edge.authHttpSecret);
     this.decisions = metrics.counter(
       'dmp_mqtt_auth_total',
@@ -96,14 +131,36 @@ export class MqttAuthService {
         if (!this.sharedSecretOk(sharedSecret)) return 'bad_shared_secret';
         const request = authnRequestSchema.safeParse(body);
         if (!request.success) return 'bad_request';
-        const { clientid, username, password } = request.data;
-        if (this.isService(username, password)) return 'superuser';
+        const { clientid, username, password, peerhost } = request.data;
+        if (this.service && username === this.service.username) {
+          // Not throttled: a cheap comparison (no scrypt), and throttling would let anyone lock
+          // dmp-mqtt itself out. Its password is a checked secret, not guessable at any rate.
+          if (!isServiceClientId(this.identity, clientid)) return 'not_service_client';
+          return this.isService(username, password) ? 'superuser' : 'wrong_secret';
+        }
         if (!isDeviceUsername(username)) return 'not_a_device';
         if (!clientIdAllowed(username, clientid)) return 'client_id_mismatch';
-        const device = await this.registry.lookup(username);
-        if (!device) return 'unknown_device';
-        if (device.status !== 'enabled') return 'disabled';
-        if (!(await this.registry.verifyCredentials(username, password))) return 'wrong_secret';
+        if (isReservedDeviceId(this.identity, username)) return 'reserved_id';
+        const throttled = this.throttle.admit(username, peerhost);
+        if (throttled !== 'ok') return throttled;
+        let ok: boolean;
+        let failure: DenyReason | undefined;
+        try {
+          // Unknown, disabled and wrong secret cost the same scrypt: timing tells no id apart.
+          const device = await this.registry.lookup(username);
+          failure = !device ? 'unknown_device' : device.status !== 'enabled' ? 'disabled' : undefined;
+          ok = failure
+            ? await burnSecretCheck(password)
+            : await this.registry.verifyCredentials(username, password);
+        } catch (error) {
+          this.throttle.release(username, peerhost); // never checked: not a failure
+          throw error;
+        }
+        if (!ok) {
+          this.throttle.failed(peerhost);
+          return failure ?? 'wrong_secret';
+        }
+        this.throttle.succeeded(username, peerhost);
         return 'allow';
       },
       body,
@@ -119,10 +176,13 @@ export class MqttAuthService {
         const request = authzRequestSchema.safeParse(body);
         if (!request.success) return 'bad_request';
         const { clientid, username, topic, action } = request.data;
-        // Superusers skip EMQX's authorization; if asked anyway, the service account may do anything.
-        if (this.service && username === this.service.username) return 'allow';
+        // Superusers skip EMQX's authorization; if asked anyway, the service account may do anything —
+        // under a service client id only.
+        if (this.service && username === this.service.username)
+          return isServiceClientId(this.identity, clientid) ? 'allow' : 'not_service_client';
         if (!isDeviceUsername(username)) return 'not_a_device';
         if (!clientIdAllowed(username, clientid)) return 'client_id_mismatch';
+        if (isReservedDeviceId(this.identity, username)) return 'reserved_id';
         if (!deviceMayAccess(username, action, topic)) return 'topic_not_allowed';
         const device = await this.registry.lookup(username);
         if (!device) return 'unknown_device';
@@ -150,8 +210,12 @@ export class MqttAuthService {
     try {
       outcome = await check();
     } catch (error) {
-      outcome = 'error';
-      this.logger.warn({ endpoint, err: error }, `${endpoint} failed, denying`);
+      if (error instanceof DmpError && error.code === DeviceErrorCode.AuthOverloaded) {
+        outcome = 'overloaded';
+      } else {
+        outcome = 'error';
+        this.logger.warn({ endpoint, err: error }, `${endpoint} failed, denying`);
+      }
     } finally {
       stopTimer();
     }
@@ -175,6 +239,9 @@ export class MqttAuthService {
     return header !== undefined && timingSafeEqual(digest(header), this.sharedSecret);
   }
 }
+
+/** How long a device–address pair that logged in is exempt from the per-id throttle. */
+const TRUSTED_PEER_TTL_MS = 24 * 3_600_000;
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 

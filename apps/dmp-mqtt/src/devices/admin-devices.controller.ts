@@ -14,9 +14,10 @@ import {
   UseFilters,
   UseGuards,
 } from '@nestjs/common';
-import { DEVICE_ID_PATTERN } from '@dmp/contracts';
+import { DEVICE_ID_PATTERN, DeviceErrorCode } from '@dmp/contracts';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { z } from 'zod';
+import { isReservedDeviceId } from '../auth/acl';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
 import {
   registerDeviceSchema,
@@ -56,8 +57,15 @@ export class AdminDevicesController {
   @HttpCode(201)
   async register(@Body() body: unknown): Promise<RegisteredDeviceResponse> {
     const input = parse(registerDeviceSchema, body);
-    if (input.deviceId === this.config.edge.service.username) {
-      throw new ConflictException(`${input.deviceId} is the MQTT service account's name`);
+    if (isReservedDeviceId(this.config.edge.service, input.deviceId)) {
+      // Such a device could never log in (the broker's own account database or the service account
+      // answers for the name), or its client id would take a service connection's session over.
+      throw new ConflictException({
+        statusCode: 409,
+        error: 'Conflict',
+        code: DeviceErrorCode.ReservedDeviceId,
+        message: `${input.deviceId} is reserved: a service account's name or client id`,
+      });
     }
     const secret = input.secret ?? generateSecret();
     const now = new Date().toISOString();

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { generateSecret, hashSecret, verifySecret } from './device-secret';
+import {
+  burnSecretCheck,
+  generateSecret,
+  hashSecret,
+  limitSecretChecks,
+  verifySecret,
+} from './device-secret';
 
 describe('device secrets', () => {
   it('stores a salted scrypt hash that verifies the secret and nothing else', async () => {
@@ -42,5 +48,34 @@ describe('device secrets', () => {
     const secrets = new Set(Array.from({ length: 100 }, generateSecret));
     assert.equal(secrets.size, 100);
     for (const s of secrets) assert.match(s, /^[A-Za-z0-9_-]{32}$/);
+  });
+
+  it('costs about what a wrong secret costs for an unknown device, and never matches', async () => {
+    const hash = await hashSecret('s3cret-s3cret-s3cret');
+    const time = async (check: () => Promise<boolean>) => {
+      const started = performance.now();
+      assert.equal(await check(), false);
+      return performance.now() - started;
+    };
+    const wrong: number[] = [];
+    const burnt: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      wrong.push(await time(() => verifySecret('wrong-wrong-wrong', hash)));
+      burnt.push(await time(() => burnSecretCheck('s3cret-s3cret-s3cret')));
+    }
+    const ratio = Math.min(...wrong) / Math.min(...burnt);
+    assert.ok(ratio > 0.5 && ratio < 2, `wrong secret / unknown device = ${ratio.toFixed(2)}`);
+  });
+
+  it('refuses a check at once when too many run and wait', async () => {
+    const hash = await hashSecret('s3cret-s3cret-s3cret');
+    limitSecretChecks(1, 0);
+    try {
+      const first = verifySecret('s3cret-s3cret-s3cret', hash);
+      await assert.rejects(verifySecret('s3cret-s3cret-s3cret', hash), { code: 'DMP_ERR_AUTH_OVERLOADED' });
+      assert.equal(await first, true);
+    } finally {
+      limitSecretChecks(2, 32);
+    }
   });
 });

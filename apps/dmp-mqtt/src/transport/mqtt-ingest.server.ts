@@ -34,6 +34,11 @@ export interface MqttIngestOptions {
   subscriptions: readonly { filter: string; pattern: string }[];
   /** MQTT 5 Receive Maximum: unacknowledged QoS 1 messages the broker may have in flight to this replica. */
   receiveMaximum: number;
+  /**
+   * Payload bytes held unacknowledged at most (unset: no byte bound). The broker knows no such limit:
+   * above it the transport stops reading, exactly as at Receive Maximum messages.
+   */
+  maxInFlightBytes?: number;
   sessionExpirySeconds: number;
   keepaliveSeconds: number;
   /** Packets larger than this are discarded by the broker instead of being sent (memory guard). */
@@ -60,8 +65,9 @@ type Stream = MqttClient['stream'];
  * may name another message. Receive Maximum therefore bounds what is in flight in this process: the
  * broker stops sending and queues instead of us buffering or dropping. Not every broker keeps to it
  * (Mosquitto 2.0.11 overruns it once PUBACKs flow, eclipse-mosquitto/mosquitto#2301), so the transport
- * also enforces it itself: at Receive Maximum messages in flight it holds mqtt.js's callback, which stops
- * reading the socket (TCP backpressure) until acknowledgements make room. A PINGRESP then waits behind the
+ * also enforces it itself: at Receive Maximum messages in flight — or at `maxInFlightBytes` of payload,
+ * a bound MQTT has no word for (8000 messages of 64 KiB would be 512 MiB) — it holds mqtt.js's callback,
+ * which stops reading the socket (TCP backpressure) until acknowledgements make room. A PINGRESP then waits behind the
  * PUBLISHes read before it, and mqtt.js — whose keepalive counts only acknowledgements and PINGRESPs as
  * signs of life — would drop a healthy, busy connection (with every message in flight) as "Keepalive
  * timeout". So the transport keeps the keepalive itself while messages arrive or intake is paused: every
@@ -95,6 +101,8 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   private subscribed = false;
   private sessionPresent = false;
   private readonly inFlight = new Set<Delivery>();
+  /** Payload bytes of the messages in `inFlight`. */
+  private inFlightBytes = 0;
   private readonly filters: string[];
   private readonly patternByFilter: Map<string, string>;
   private readonly handlers = new Map<string, MessageHandler | null>();
@@ -116,7 +124,11 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     super();
     this.filters = options.subscriptions.map((s) => s.filter);
     this.patternByFilter = new Map(options.subscriptions.map((s) => [s.filter, s.pattern]));
-    this.metrics = createTransportMetrics(metrics, () => this.inFlight.size);
+    this.metrics = createTransportMetrics(
+      metrics,
+      () => this.inFlight.size,
+      () => this.inFlightBytes,
+    );
     this.metrics.receiveMaximum.set(options.receiveMaximum);
     health.register('mqtt', () => ({
       up: this.state === 'running' && this.client?.connected === true && this.subscribed,
@@ -127,6 +139,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
         sessionPresent: this.sessionPresent,
         clientId: this.options.clientId,
         inFlight: this.inFlight.size,
+        inFlightBytes: this.inFlightBytes,
       },
     }));
   }
@@ -193,7 +206,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     client.handleMessage = (packet, done) => {
       this.busy = true;
       this.onPublish(packet);
-      if (this.inFlight.size < this.options.receiveMaximum) done(DEFERRED_ACK);
+      if (!this.intakeFull()) done(DEFERRED_ACK);
       else this.pauseIntake(() => done(DEFERRED_ACK));
     };
     client.on('packetreceive', (packet) => {
@@ -289,6 +302,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     const subscription = matchingFilter(this.filters, packet.topic) ?? '';
     const delivery = new Delivery(connection, packet, subscription, receivedAt);
     this.inFlight.add(delivery);
+    this.inFlightBytes += delivery.bytes;
     if (packet.qos > 0) delivery.slot = connection.acks.add(delivery);
     void this.dispatch(delivery);
   }
@@ -360,7 +374,17 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     this.end(delivery, { acked: true, reasonCode, at: preciseNow() });
   }
 
-  /** Stops reading from the broker until the in-flight count is below Receive Maximum again. */
+  /**
+   * Messages or payload bytes in flight at their bound. The one condition intake pauses on, and resumes
+   * once false again: one message is always let in, however large (else a payload above the byte bound
+   * would stop intake for good).
+   */
+  private intakeFull(): boolean {
+    const { receiveMaximum, maxInFlightBytes = Infinity } = this.options;
+    return this.inFlight.size >= receiveMaximum || this.inFlightBytes >= maxInFlightBytes;
+  }
+
+  /** Stops reading from the broker until in flight is below its bounds again ({@link intakeFull}). */
   private pauseIntake(resume: () => void): void {
     this.resumeIntake = resume;
     this.pausedAt = preciseNow();
@@ -368,7 +392,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   }
 
   private maybeResumeIntake(): void {
-    if (!this.resumeIntake || this.inFlight.size >= this.options.receiveMaximum) return;
+    if (!this.resumeIntake || this.intakeFull()) return;
     const resume = this.resumeIntake;
     this.resumeIntake = undefined;
     this.metrics.intakePausedSeconds.inc((preciseNow() - this.pausedAt) / 1000);
@@ -379,6 +403,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     if (delivery.ended) return;
     delivery.ended = true;
     this.inFlight.delete(delivery);
+    this.inFlightBytes -= delivery.bytes;
     this.maybeResumeIntake();
     this.metrics.processSeconds.observe(
       { result: end.acked ? 'acked' : 'unacked' },
@@ -529,13 +554,18 @@ class Delivery {
   slot?: Slot<Delivery>;
   ended = false;
   readonly listeners: ((end: MqttDeliveryEnd) => void)[] = [];
+  /** Payload size, counted against MqttIngestOptions.maxInFlightBytes. */
+  readonly bytes: number;
 
   constructor(
     readonly connection: Connection,
     readonly packet: IPublishPacket,
     readonly subscription: string,
     readonly receivedAt: number,
-  ) {}
+  ) {
+    const { payload } = packet;
+    this.bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  }
 
   info(options: MqttIngestOptions, dispatchedAt: number): MqttDeliveryInfo {
     return {
@@ -576,10 +606,15 @@ interface TransportMetrics {
   redeliveries: Counter;
   unroutable: Counter;
   inFlight: Gauge;
+  inFlightBytes: Gauge;
   receiveMaximum: Gauge;
 }
 
-function createTransportMetrics(registry: MetricsRegistry, inFlight: () => number): TransportMetrics {
+function createTransportMetrics(
+  registry: MetricsRegistry,
+  inFlight: () => number,
+  inFlightBytes: () => number,
+): TransportMetrics {
   return {
     processSeconds: registry.histogram(
       'dmp_mqtt_process_seconds',
@@ -588,11 +623,11 @@ function createTransportMetrics(registry: MetricsRegistry, inFlight: () => numbe
     ),
     intakePauses: registry.counter(
       'dmp_mqtt_intake_pauses_total',
-      'Times reading from the broker stopped because Receive Maximum messages were in flight',
+      'Times reading from the broker stopped because Receive Maximum messages, or the in-flight byte bound, were in flight',
     ),
     intakePausedSeconds: registry.counter(
       'dmp_mqtt_intake_paused_seconds_total',
-      'Time spent not reading from the broker because Receive Maximum messages were in flight',
+      'Time spent not reading from the broker because Receive Maximum messages, or the in-flight byte bound, were in flight',
     ),
     redeliveries: registry.counter(
       'dmp_mqtt_redelivery_requests_total',
@@ -605,6 +640,14 @@ function createTransportMetrics(registry: MetricsRegistry, inFlight: () => numbe
       [],
       function () {
         this.set(inFlight());
+      },
+    ),
+    inFlightBytes: registry.gauge(
+      'dmp_mqtt_in_flight_bytes',
+      'Payload bytes of the MQTT messages received and not yet acknowledged (bounded by MQTT_MAX_IN_FLIGHT_BYTES)',
+      [],
+      function () {
+        this.set(inFlightBytes());
       },
     ),
     receiveMaximum: registry.gauge(
