@@ -663,7 +663,7 @@ describe('the edge: only real devices, only good data, nothing good lost', () =>
       emqx('authz', { clientid, username, topic, action });
 
     assert.deepEqual(await authn(device, device, secret), { result: 'allow', is_superuser: false });
-    assert.deepEqual(await authn('any-client', service.username, service.password), {
+    assert.deepEqual(await authn(clientId, service.username, service.password), {
       result: 'allow',
       is_superuser: true,
     });
@@ -710,7 +710,7 @@ describe('the edge: only real devices, only good data, nothing good lost', () =>
       { result: 'deny' },
       'unknown device',
     );
-    assert.deepEqual(await authz('svc', service.username, 'devices/anything/command', 'publish'), {
+    assert.deepEqual(await authz(clientId, service.username, 'devices/anything/command', 'publish'), {
       result: 'allow',
     });
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bool, int, list } from './env';
+import { bool, int, list, num } from './env';
 import { optionalSecret, refineUrlPassword } from './secrets';
 
 /** Configuration sections shared by the apps; each app picks the ones it needs. */
@@ -13,7 +13,7 @@ export const telemetrySection = z
   .object({
     OTEL_ENABLED: bool(true),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().default('http://127.0.0.1:4317'),
-    OTEL_TRACES_SAMPLE_RATIO: z.coerce.number().min(0).max(1).default(1),
+    OTEL_TRACES_SAMPLE_RATIO: num(1, 0, 1),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   })
   .transform((e) => ({
