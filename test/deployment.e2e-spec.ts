@@ -709,11 +709,16 @@ describe(
       const secret = emqx.authn.headers['x-dmp-auth-secret'];
       assert.equal(emqx.authz.headers['x-dmp-auth-secret'], secret, 'both sources send the secret');
       assert.equal(secret, environmentOf(compose, 'dmp-mqtt', vars).MQTT_AUTH_HTTP_SECRET);
-      const authn = async (username: string, password: string, headers: Record<string, string>) => {
+      const authn = async (
+        username: string,
+        password: string,
+        headers: Record<string, string>,
+        clientid = username,
+      ) => {
         const response = await fetch(`${http('dmp-mqtt')}/auth/mqtt/authn`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...headers },
-          body: JSON.stringify({ clientid: username, username, password, peerhost: '127.0.0.1' }),
+          body: JSON.stringify({ clientid, username, password, peerhost: '127.0.0.1' }),
         });
         return (await response.json()) as { result: string; is_superuser: boolean };
       };
@@ -728,7 +733,9 @@ describe(
         'deny',
       );
       const edge = environmentOf(compose, 'dmp-mqtt', vars);
-      assert.deepEqual(await authn(edge.MQTT_USERNAME, edge.MQTT_PASSWORD, withSecret), {
+      // The service account logs in only with a service client id: dmp-mqtt's are `dmp-mqtt-{host}`.
+      const replica = `${loadMqttConfig(edge).mqtt.clientIdPrefix}-replica-0`;
+      assert.deepEqual(await authn(edge.MQTT_USERNAME, edge.MQTT_PASSWORD, withSecret, replica), {
         result: 'allow',
         is_superuser: true,
       });
