@@ -4,7 +4,7 @@
  * another device's login, unknown and known ids must cost the same, and the service account is a
  * superuser under a service client id only. Timing is compared as ratios measured in the same run.
  */
-import { freePort, readMetric, startApp, type RunningApp } from '@dmp/testing';
+import { callAdminApi, readMetric, startAuthOnlyMqtt, type RunningApp } from '@dmp/testing';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -22,18 +22,8 @@ describe('login abuse (dmp-mqtt authn/authz)', () => {
   const secrets = new Map<string, string>();
   const device = (n: number) => `${prefix}-d${n}`;
 
-  const admin = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${app.baseUrl}/admin/devices${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${adminToken}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
-  };
+  const admin = (method: string, path: string, body?: unknown) =>
+    callAdminApi(`${app.baseUrl}/admin/devices${path}`, adminToken, method, body);
   const call = async (endpoint: 'authn' | 'authz', body: Record<string, string>) => {
     const response = await fetch(`${app.baseUrl}/auth/mqtt/${endpoint}`, {
       method: 'POST',
@@ -52,24 +42,13 @@ describe('login abuse (dmp-mqtt authn/authz)', () => {
   };
 
   before(async () => {
-    app = await startApp(
-      'dmp-mqtt',
+    app = await startAuthOnlyMqtt(
+      prefix,
+      { adminToken, authSecret, service },
       {
-        MQTT_SHARE_GROUP: `abuse${run}`,
-        MQTT_CLIENT_ID: prefix,
-        MQTT_TOPICS: `${prefix}/none`,
-        MQTT_SESSION_EXPIRY_SECONDS: '0',
-        KERNEL_GRPC_URL: `127.0.0.1:${await freePort()}`,
-        ADMIN_TOKEN: adminToken,
-        MQTT_AUTH_HTTP_SECRET: authSecret,
-        MQTT_SERVICE_USERNAME: service.username,
-        MQTT_SERVICE_PASSWORD: service.password,
         MQTT_AUTH_FAILURES_PER_ID_BURST: '3',
         MQTT_AUTH_FAILURES_PER_ID_PER_MINUTE: '60',
-        OTEL_ENABLED: 'false',
-        LOG_LEVEL: 'warn',
       },
-      { label: `${prefix}-dmp-mqtt` },
     );
     for (let n = 0; n < 12; n++) {
       const { status, body } = await admin('POST', '', { deviceId: device(n) });

@@ -13,11 +13,10 @@ import {
   emqxAuthnOutcome,
   emqxAuthzOutcome,
   emqxHttpSources,
-  freePort,
   parseHocon,
   REPO_ROOT,
   renderEmqxHttpRequest,
-  startApp,
+  startAuthOnlyMqtt,
   type EmqxClientInfo,
   type EmqxHttpSource,
   type HoconObject,
@@ -149,24 +148,7 @@ describe('EMQX ↔ dmp-mqtt contract (docker/emqx/emqx.conf rendered as EMQX 5.8
   const denied = { result: 'deny' };
 
   before(async () => {
-    app = await startApp(
-      'dmp-mqtt',
-      {
-        // Nothing to consume: a topic of its own, no session left behind on the shared broker.
-        MQTT_SHARE_GROUP: `emqxc${run}`,
-        MQTT_CLIENT_ID: prefix,
-        MQTT_TOPICS: `${prefix}/none`,
-        MQTT_SESSION_EXPIRY_SECONDS: '0',
-        KERNEL_GRPC_URL: `127.0.0.1:${await freePort()}`,
-        ADMIN_TOKEN: adminToken,
-        MQTT_AUTH_HTTP_SECRET: authSecret,
-        MQTT_SERVICE_USERNAME: service.username,
-        MQTT_SERVICE_PASSWORD: service.password,
-        OTEL_ENABLED: 'false',
-        LOG_LEVEL: 'warn',
-      },
-      { label: `${prefix}-dmp-mqtt` },
-    );
+    app = await startAuthOnlyMqtt(prefix, { adminToken, authSecret, service });
     for (const n of [1, 2, 3]) {
       const { status, body } = await admin('POST', '', { deviceId: device(n), tenantId: 't-emqxc' });
       assert.equal(status, 201, JSON.stringify(body));

@@ -105,3 +105,36 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   }
   return sum;
 }
+
+/**
+ * dmp-mqtt serving only its HTTP endpoints (admin API, EMQX's authn/authz): it subscribes to a topic of
+ * its own, leaves no session on the shared broker and has no kernel to hand off to.
+ */
+export async function startAuthOnlyMqtt(
+  prefix: string,
+  secrets: {
+    adminToken: string;
+    authSecret: string;
+    service: { username: string; password: string };
+  },
+  env: Record<string, string> = {},
+): Promise<RunningApp> {
+  return startApp(
+    'dmp-mqtt',
+    {
+      MQTT_SHARE_GROUP: prefix.replace(/[^A-Za-z0-9_-]/g, ''),
+      MQTT_CLIENT_ID: prefix,
+      MQTT_TOPICS: `${prefix}/none`,
+      MQTT_SESSION_EXPIRY_SECONDS: '0',
+      KERNEL_GRPC_URL: `127.0.0.1:${await freePort()}`,
+      ADMIN_TOKEN: secrets.adminToken,
+      MQTT_AUTH_HTTP_SECRET: secrets.authSecret,
+      MQTT_SERVICE_USERNAME: secrets.service.username,
+      MQTT_SERVICE_PASSWORD: secrets.service.password,
+      OTEL_ENABLED: 'false',
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
+    { label: `${prefix}-dmp-mqtt` },
+  );
+}
