@@ -108,7 +108,8 @@ export function metricSum(text: string, name: string, labels: Record<string, str
 
 /**
  * dmp-mqtt serving only its HTTP endpoints (admin API, EMQX's authn/authz): it subscribes to a topic of
- * its own, leaves no session on the shared broker and has no kernel to hand off to.
+ * its own, leaves no session on the shared broker and has no kernel to hand off to. `prefix` names its
+ * share group too, so it must be one (dmp-mqtt's config refuses anything else at start-up).
  */
 export async function startAuthOnlyMqtt(
   prefix: string,
@@ -122,7 +123,7 @@ export async function startAuthOnlyMqtt(
   return startApp(
     'dmp-mqtt',
     {
-      MQTT_SHARE_GROUP: prefix.replace(/[^A-Za-z0-9_-]/g, ''),
+      MQTT_SHARE_GROUP: prefix,
       MQTT_CLIENT_ID: prefix,
       MQTT_TOPICS: `${prefix}/none`,
       MQTT_SESSION_EXPIRY_SECONDS: '0',
