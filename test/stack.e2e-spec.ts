@@ -3,7 +3,8 @@
  * Run after `npm run stack:up` (the test command does it).
  */
 import { createClient } from '@clickhouse/client';
-import { silentClientLogger, stack, waitFor } from '@dmp/testing';
+import { mqttTraceProperties } from '@dmp/observability';
+import { silentClientLogger, stack, waitFor, within } from '@dmp/testing';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
@@ -43,6 +44,32 @@ describe('local stack', () => {
       assert.deepEqual(await received, { payload: 'hello', traceparent });
     } finally {
       await Promise.all([subscriber.endAsync(), publisher.endAsync()]);
+    }
+  });
+
+  it('Mosquitto acknowledges a QoS 1 message of an untraced hop (no empty user property list)', async () => {
+    // Mosquitto 2.0 never sends the PUBACK of a PUBLISH with an empty User Property list: a
+    // linkage command sent with tracing off would wait for its timeout and fail.
+    const publisher = await mqtt.connectAsync(stack.mqtt.url, {
+      protocolVersion: 5,
+      clientId: `pub-${randomUUID()}`,
+    });
+    try {
+      const topic = `dmp/stack-check/${randomUUID()}`;
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      for (const carrier of [{}, { traceparent }]) {
+        // For QoS 1, mqtt.js resolves once the broker's PUBACK arrived.
+        await within(
+          5000,
+          `the PUBACK of a message with ${JSON.stringify(mqttTraceProperties(carrier))}`,
+          publisher.publishAsync(topic, 'hello', {
+            qos: 1,
+            properties: { contentType: 'application/json', ...mqttTraceProperties(carrier) },
+          }),
+        );
+      }
+    } finally {
+      await publisher.endAsync();
     }
   });
 

@@ -26,6 +26,18 @@ export function injectTraceContext(ctx: Context = context.active()): TraceCarrie
   return carrier;
 }
 
+/**
+ * The MQTT 5 user properties that carry a trace context, or none at all: Mosquitto 2.0 never
+ * acknowledges a QoS 1 PUBLISH whose User Property list is present but empty (tracing off), so an
+ * empty carrier must not become an empty `userProperties`.
+ */
+export function mqttTraceProperties(carrier: TraceCarrier): { userProperties?: Record<string, string> } {
+  const userProperties: Record<string, string> = {};
+  if (carrier.traceparent) userProperties.traceparent = carrier.traceparent;
+  if (carrier.tracestate) userProperties.tracestate = carrier.tracestate;
+  return Object.keys(userProperties).length > 0 ? { userProperties } : {};
+}
+
 export function extractTraceContext(
   carrier: TraceCarrier | undefined,
   base: Context = context.active(),

@@ -1,5 +1,5 @@
 import { DmpError, deviceCommandTopic } from '@dmp/contracts';
-import { injectTraceContext, MetricsRegistry, recordFailure } from '@dmp/observability';
+import { injectTraceContext, MetricsRegistry, mqttTraceProperties, recordFailure } from '@dmp/observability';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -133,13 +133,7 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
       await Promise.race([
         client.publishAsync(topic, JSON.stringify(payload), {
           qos: 1,
-          properties: {
-            contentType: 'application/json',
-            userProperties: {
-              ...(carrier.traceparent ? { traceparent: carrier.traceparent } : {}),
-              ...(carrier.tracestate ? { tracestate: carrier.tracestate } : {}),
-            },
-          },
+          properties: { contentType: 'application/json', ...mqttTraceProperties(carrier) },
         }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
