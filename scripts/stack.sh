@@ -259,6 +259,7 @@ mosquitto_healthy() {
   mosquitto_sub -h 127.0.0.1 -p 1883 -V mqttv5 -t '$SYS/broker/version' -C 1 -W 3 | grep -q mosquitto
 }
 mosquitto_start() {
+  mkdir -p "$DATA_DIR/mosquitto"
   render "$TPL_DIR/mosquitto.conf" "$CONF_DIR/mosquitto.conf"
   start_proc mosquitto mosquitto -c "$CONF_DIR/mosquitto.conf"
 }

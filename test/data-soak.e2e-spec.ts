@@ -11,21 +11,19 @@ import {
   readMetric,
   readMinuteAggregates,
   recomputedFromRaw,
-  REPO_ROOT,
   silentNestLogger,
   stack,
+  stackScript,
   startApp,
   waitFor,
   type RunningApp,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 
 const run = randomBytes(4).toString('hex');
 const database = `dmp_test_soak_${run}`;
@@ -295,8 +293,5 @@ async function restartBroker(): Promise<void> {
     },
     { timeoutMs: 60_000, intervalMs: 250 },
   );
-  await promisify(execFile)(join(REPO_ROOT, 'scripts/stack.sh'), ['up', 'rocketmq'], {
-    cwd: REPO_ROOT,
-    timeout: 180_000,
-  });
+  await stackScript('up', 'rocketmq');
 }

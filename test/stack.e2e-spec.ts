@@ -4,7 +4,7 @@
  */
 import { createClient } from '@clickhouse/client';
 import { mqttTraceProperties } from '@dmp/observability';
-import { silentClientLogger, stack, waitFor, within } from '@dmp/testing';
+import { silentClientLogger, stack, stackScript, waitFor, within } from '@dmp/testing';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
@@ -70,6 +70,42 @@ describe('local stack', () => {
       }
     } finally {
       await publisher.endAsync();
+    }
+  });
+
+  it("Mosquitto keeps a persistent session's queued message across a restart", async () => {
+    // dmp-mqtt's session queues what devices send while it is away; the broker acknowledged those
+    // messages to the devices, so a broker restart must not lose them (EMQX keeps them too).
+    const topic = `dmp/stack-check/${randomUUID()}`;
+    const clientId = `persistent-${randomUUID()}`;
+    const session = {
+      protocolVersion: 5,
+      clientId,
+      clean: false,
+      properties: { sessionExpiryInterval: 300 },
+    } as const;
+    const subscriber = await mqtt.connectAsync(stack.mqtt.url, session);
+    await subscriber.subscribeAsync(topic, { qos: 1 });
+    await subscriber.endAsync();
+    const publisher = await mqtt.connectAsync(stack.mqtt.url, {
+      protocolVersion: 5,
+      clientId: `pub-${randomUUID()}`,
+    });
+    await publisher.publishAsync(topic, 'kept', { qos: 1 });
+    await publisher.endAsync();
+
+    await stackScript('down', 'mosquitto');
+    await stackScript('up', 'mosquitto');
+
+    // The listener is in place before the CONNACK: the queued message follows it at once.
+    const resumed = mqtt.connect(stack.mqtt.url, session);
+    try {
+      const received = new Promise<string>((resolve) =>
+        resumed.on('message', (_t, payload) => resolve(payload.toString())),
+      );
+      assert.equal(await within(10_000, 'the queued message after the restart', received), 'kept');
+    } finally {
+      await resumed.endAsync();
     }
   });
 

@@ -6,7 +6,9 @@ import {
   rocketmqSection,
   telemetrySection,
 } from '@dmp/config';
+import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT } from './app-process';
 
@@ -53,3 +55,15 @@ export async function getJaegerTrace(traceId: string): Promise<JaegerTrace | und
 
 export const servicesOf = (trace: JaegerTrace) =>
   new Set(trace.spans.map((span) => trace.processes[span.processID]?.serviceName));
+
+/**
+ * Runs scripts/stack.sh (e.g. `stackScript('down', 'mosquitto')`) on the stack the tests use, for a
+ * test that stops or restarts a server; rejects with the script's output when it fails.
+ */
+export async function stackScript(...args: string[]): Promise<void> {
+  await promisify(execFile)(join(REPO_ROOT, 'scripts/stack.sh'), args, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, DMP_STACK_DIR: stack.dir },
+    timeout: 180_000,
+  });
+}
