@@ -12,6 +12,7 @@ import {
   telemetryShardOf,
 } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
+import { HealthRegistry, MetricsRegistry } from '@dmp/observability';
 import {
   drainReceived,
   freePort,
@@ -27,7 +28,7 @@ import {
   type ReceivedTelemetry,
   type RunningApp,
 } from '@dmp/testing';
-import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -35,6 +36,9 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { TELEMETRY_LOADER_OPTIONS } from '../apps/dmp-kernel/src/ingest/grpc.options';
 import type { IngestOutcome, IngestResult } from '../apps/dmp-kernel/src/ingest/telemetry.proto-types';
+import { loadMqttConfig } from '../apps/dmp-mqtt/src/config';
+import { KernelForwarder } from '../apps/dmp-mqtt/src/kernel-client/kernel-forwarder.service';
+import { KernelIngestClient } from '../apps/dmp-mqtt/src/kernel-client/kernel-ingest.client';
 
 const EVENT_TOPIC = 'dmp_kernel_test_event';
 const SNAPSHOT_TOPIC = 'dmp_kernel_test_snapshot';
@@ -104,12 +108,20 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
   let collecting = true;
   let collectors: Promise<void>[] = [];
 
-  const ingest = (messages: TelemetryRequest[]) =>
+  const ingest = (messages: TelemetryRequest[], to = client, timeoutMs = 30_000) =>
     new Promise<IngestOutcome[]>((resolve, reject) =>
-      client.Ingest({ messages }, { deadline: Date.now() + 30_000 }, (error, result) =>
+      to.Ingest({ messages }, { deadline: Date.now() + timeoutMs }, (error, result) =>
         error ? reject(error) : resolve(result!.outcomes),
       ),
     );
+  const newClient = (url: string) => {
+    const definition = loadPackageDefinition(
+      loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
+    ) as unknown as {
+      dmp: { telemetry: { v1: { KernelIngest: new (url: string, creds: unknown) => IngestClient } } };
+    };
+    return new definition.dmp.telemetry.v1.KernelIngest(url, credentials.createInsecure());
+  };
   const receivedFor = (messageId: string) => received.filter((r) => r.telemetry.messageId === messageId);
   const orderOf = (deviceId: string) =>
     received
@@ -161,15 +173,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
       },
       { label },
     );
-    const definition = loadPackageDefinition(
-      loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
-    ) as unknown as {
-      dmp: { telemetry: { v1: { KernelIngest: new (url: string, creds: unknown) => IngestClient } } };
-    };
-    client = new definition.dmp.telemetry.v1.KernelIngest(
-      `127.0.0.1:${grpcPort}`,
-      credentials.createInsecure(),
-    );
+    client = newClient(`127.0.0.1:${grpcPort}`);
   });
 
   after(async () => {
@@ -388,5 +392,162 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
       orderOf(deviceId).slice(0, batch.length),
       batch.map((m) => m.messageId),
     );
+  });
+
+  /**
+   * A second kernel whose one lane per topic is full at 4 waiting messages, and whose packs linger
+   * 500 ms: what one call adds fills the lane until its pack goes.
+   */
+  describe('with a tiny lane bound', () => {
+    let small: RunningApp | undefined;
+    let smallUrl = '';
+    let smallClient: IngestClient;
+    const eventLane = `${EVENT_TOPIC}/0`;
+    const waitingInLanes = () => readMetric(small!.baseUrl, 'dmp_kernel_pack_waiting');
+    /** Ingests a last message and waits for it: the one shard's FIFO queue delivered everything before it. */
+    const drained = async (name: string) => {
+      const sentinel = message(`kernel-${run}-${name}-sentinel`, 0, 'KIND_EVENT');
+      assert.equal((await ingest([sentinel], smallClient))[0].accepted, true);
+      await waitReceived([sentinel.messageId]);
+    };
+
+    before(async () => {
+      const grpcPort = await freePort();
+      smallUrl = `127.0.0.1:${grpcPort}`;
+      small = await startApp(
+        'dmp-kernel',
+        {
+          KERNEL_GRPC_URL: smallUrl,
+          ROCKETMQ_TOPIC_EVENT: EVENT_TOPIC,
+          ROCKETMQ_TOPIC_SNAPSHOT: SNAPSHOT_TOPIC,
+          KERNEL_PACK_SHARDS: '1',
+          KERNEL_PACK_LANE_MAX_MESSAGES: '4',
+          KERNEL_PACK_LINGER_MS: '500',
+          KERNEL_RULES_ENABLED: 'false',
+          LOG_LEVEL: 'info',
+        },
+        { label: `${label}-small` },
+      );
+      smallClient = newClient(smallUrl);
+    });
+
+    after(async () => {
+      smallClient?.close();
+      await small?.stop('SIGKILL');
+    });
+
+    it('answers RESOURCE_EXHAUSTED (DMP_ERR_LANE_FULL) while a lane is full, taking nothing of the call', async () => {
+      const filling = Array.from({ length: 5 }, (_, i) => message(`kernel-${run}-fill`, i, 'KIND_EVENT'));
+      const first = ingest(filling, smallClient);
+      await waitFor('the first call waiting in its lane', async () => (await waitingInLanes()) >= 5, {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+      });
+      const refusedBatch = [message(`kernel-${run}-refused`, 0, 'KIND_EVENT')];
+      const refused = await ingest(refusedBatch, smallClient).then(
+        () => assert.fail('the call was taken'),
+        (error: ServiceError) => error,
+      );
+      assert.equal(refused.code, status.RESOURCE_EXHAUSTED);
+      assert.match(
+        refused.details,
+        new RegExp(`^DMP_ERR_LANE_FULL: lane ${eventLane} is full \\(5 messages`),
+      );
+      assert.equal(
+        await readMetric(small!.baseUrl, 'dmp_kernel_messages_total', { kind: 'event', outcome: 'full' }),
+        1,
+      );
+      assert.deepEqual(
+        (await first).map((o) => o.accepted),
+        filling.map(() => true),
+      );
+      await drained('full');
+      assert.equal(receivedFor(refusedBatch[0].messageId).length, 0, 'nothing of the refused call');
+    });
+
+    it("stores a burst through dmp-mqtt's forwarder exactly once: refused calls are retried with its backoff", async () => {
+      const mqttConfig = loadMqttConfig({
+        ADMIN_TOKEN: 'kernel-e2e-admin-token',
+        MQTT_AUTH_HTTP_SECRET: 'kernel-e2e-auth-secret',
+        KERNEL_GRPC_URL: smallUrl,
+        KERNEL_BATCH_MAX_MESSAGES: '10',
+        // A refused call comes back after the backoff, up to this long.
+        KERNEL_RETRY_DEADLINE_MS: '60000',
+      });
+      const mqttMetrics = new MetricsRegistry('dmp-mqtt-kernel-e2e');
+      const forwarder = new KernelForwarder(
+        mqttConfig,
+        new KernelIngestClient(smallUrl, mqttConfig.ingest.kernel.callTimeoutMs),
+        mqttMetrics,
+        new HealthRegistry(),
+      );
+      const fullBefore = await readMetric(small!.baseUrl, 'dmp_kernel_messages_total', { outcome: 'full' });
+      const devices = Array.from({ length: 20 }, (_, d) => `kernel-${run}-burst${d}`);
+      const burst = devices.flatMap((deviceId) =>
+        Array.from({ length: 5 }, (_, i) => ({
+          deviceId,
+          messageId: `${deviceId}-m${i}`,
+          kind: 'event' as const,
+          ts: Date.now() - 1_000 + i,
+          seq: i + 1,
+          metrics: { temp: 20 + i },
+          receivedAt: Date.now(),
+        })),
+      );
+      const delivery = new AbortController();
+      try {
+        const outcomes = await Promise.all(burst.map((m) => forwarder.forward(m, {}, delivery.signal)));
+        assert.deepEqual(
+          outcomes.filter((o) => !o.accepted),
+          [],
+          'every message taken in the end',
+        );
+      } finally {
+        await forwarder.onApplicationShutdown();
+      }
+      assert.ok(
+        (await readMetric(small!.baseUrl, 'dmp_kernel_messages_total', { outcome: 'full' })) > fullBefore,
+        'calls were refused on the way',
+      );
+      const retries = await mqttMetrics.registry.getSingleMetric('dmp_mqtt_kernel_retries_total')!.get();
+      assert.ok(retries.values[0].value > 0, 'and retried by dmp-mqtt');
+
+      await drained('burst');
+      const counts = burst.map((m) => [m.messageId, receivedFor(m.messageId).length]);
+      assert.deepEqual(
+        counts,
+        burst.map((m) => [m.messageId, 1]),
+        'each message stored exactly once',
+      );
+      for (const deviceId of devices)
+        assert.deepEqual(
+          orderOf(deviceId),
+          burst.filter((m) => m.deviceId === deviceId).map((m) => m.messageId),
+        );
+    });
+
+    it('drops the messages of a call whose deadline passed while they waited in their lane', async () => {
+      const cancelledBefore = await readMetric(small!.baseUrl, 'dmp_kernel_messages_total', {
+        outcome: 'cancelled',
+      });
+      // Gone before the pack's 500 ms linger is over.
+      const batch = Array.from({ length: 3 }, (_, i) => message(`kernel-${run}-late`, i, 'KIND_EVENT'));
+      const late = await ingest(batch, smallClient, 150).then(
+        () => assert.fail('answered within its deadline'),
+        (error: ServiceError) => error,
+      );
+      assert.equal(late.code, status.DEADLINE_EXCEEDED);
+      await waitFor(
+        'the kernel dropping them',
+        async () =>
+          (await readMetric(small!.baseUrl, 'dmp_kernel_messages_total', { outcome: 'cancelled' })) -
+            cancelledBefore ===
+          batch.length,
+        { timeoutMs: 10_000, intervalMs: 20 },
+      );
+      assert.equal(await waitingInLanes(), 0);
+      await drained('late');
+      for (const m of batch) assert.equal(receivedFor(m.messageId).length, 0, `${m.messageId} not sent`);
+    });
   });
 });

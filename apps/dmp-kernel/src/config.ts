@@ -40,6 +40,14 @@ const kernelSection = z
      */
     KERNEL_PACK_LINGER_MS: int(100, 0, 1_000),
     /**
+     * A lane (topic and shard) is full once this many device messages wait for its next send… An
+     * Ingest call that would add to a full lane adds nothing and answers RESOURCE_EXHAUSTED (code
+     * DMP_ERR_LANE_FULL); dmp-mqtt retries it with its backoff. The default is ten full packs.
+     */
+    KERNEL_PACK_LANE_MAX_MESSAGES: int(5_000, 1, 1_000_000),
+    /** …or this many bytes of their JSON: with 8 shards, two topics, at most 16 × this waits. */
+    KERNEL_PACK_LANE_MAX_BYTES: int(4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    /**
      * Largest gRPC message accepted or sent, in bytes (default 16 MiB); also the Ingest server's HTTP/2
      * receive window.
      */
@@ -54,6 +62,8 @@ const kernelSection = z
       maxItems: e.KERNEL_PACK_MAX_MESSAGES,
       maxBytes: e.KERNEL_PACK_MAX_BYTES,
       lingerMs: e.KERNEL_PACK_LINGER_MS,
+      maxWaitingItems: e.KERNEL_PACK_LANE_MAX_MESSAGES,
+      maxWaitingBytes: e.KERNEL_PACK_LANE_MAX_BYTES,
     },
     grpcMaxMessageBytes: e.KERNEL_GRPC_MAX_MESSAGE_BYTES,
     adminToken: e.ADMIN_TOKEN,

@@ -9,9 +9,9 @@ import { extractTraceContext, MetricsRegistry, recordFailure, startSpanLazily } 
 import { Inject, Injectable } from '@nestjs/common';
 import { context, SpanKind, SpanStatusCode, trace, type Link, type Span } from '@opentelemetry/api';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { toTelemetryEnvelope } from '../normalization/telemetry.mapper';
+import { toTelemetryEnvelope, type MappingResult } from '../normalization/telemetry.mapper';
 import { Normalizer } from '../normalization/normalizer';
-import { PrecedingItemFailedError } from '../publishing/lane-packer';
+import { ItemCancelledError, PrecedingItemFailedError } from '../publishing/lane-packer';
 import { TelemetryPublisher } from '../publishing/telemetry.publisher';
 import type { IngestOutcome, TelemetryMessage } from './telemetry.proto-types';
 
@@ -21,10 +21,32 @@ export const KernelErrorCode = {
   ShedSnapshot: 'DMP_ERR_SHED_SNAPSHOT',
   /** Not sent because an earlier message of the same device and topic failed (order). */
   PrecedingFailed: 'DMP_ERR_PRECEDING_FAILED',
+  /** The call was refused as a whole: a lane it would add to is full (answered RESOURCE_EXHAUSTED). */
+  LaneFull: 'DMP_ERR_LANE_FULL',
+  /** Not sent: the call was cancelled or its deadline passed before the message left its lane. */
+  CallCancelled: 'DMP_ERR_CALL_CANCELLED',
   Internal: 'DMP_ERR_INTERNAL',
 } as const;
 
-type Outcome = 'accepted' | 'invalid' | 'shed' | 'held' | 'failed' | 'rejected';
+/**
+ * An Ingest call refused before anything of it was handled: a lane (topic and shard) it would add to
+ * already holds KERNEL_PACK_LANE_MAX_MESSAGES or _BYTES waiting. Retryable: nothing of the call was sent.
+ */
+export class LaneFullError extends DmpError {
+  constructor(
+    readonly lane: string,
+    readonly waiting: { items: number; bytes: number },
+  ) {
+    super(
+      KernelErrorCode.LaneFull,
+      `lane ${lane} is full (${waiting.items} messages, ${waiting.bytes} bytes wait for RocketMQ); ` +
+        'nothing of this call was taken, retry later',
+      true,
+    );
+  }
+}
+
+type Outcome = 'accepted' | 'invalid' | 'shed' | 'held' | 'failed' | 'rejected' | 'full' | 'cancelled';
 
 const tracer = trace.getTracer('dmp-kernel');
 const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
@@ -53,7 +75,8 @@ export class IngestService {
   ) {
     this.messagesTotal = metrics.counter(
       'dmp_kernel_messages_total',
-      'Ingested messages by kind and outcome (accepted | invalid | shed | held | failed | rejected)',
+      'Ingested messages by kind and outcome (accepted | invalid | shed | held | failed | rejected | ' +
+        'full: call refused, a lane was full | cancelled: call cancelled or past its deadline, not sent)',
       ['kind', 'outcome'],
     );
     this.ingestSeconds = metrics.histogram('dmp_kernel_ingest_seconds', 'Time to answer one Ingest batch');
@@ -71,31 +94,67 @@ export class IngestService {
     );
   }
 
-  async ingest(messages: readonly TelemetryMessage[]): Promise<IngestOutcome[]> {
+  /**
+   * `signal`: aborts when the call is cancelled or its deadline passes. Then nothing more of the call
+   * is handed to the publisher, and what still waits in its lanes is dropped (answered `cancelled`;
+   * nobody reads the answer). Throws LaneFullError, before handling anything, when a lane the batch
+   * would add to is full.
+   */
+  async ingest(messages: readonly TelemetryMessage[], signal?: AbortSignal): Promise<IngestOutcome[]> {
     const stopTimer = this.ingestSeconds.startTimer();
     this.batchSize.observe(messages.length);
     const call = trace.getSpanContext(context.active());
     const callLink = call && { context: call };
-    // Enrichment: the batch's devices' metadata in one lookup (cache, else one Redis round trip); a
-    // failure is reported by each message.
-    const metadata = await this.normalizer
-      .lookup(messages.map((m) => m.deviceId))
-      .catch((error: unknown) => ({
-        error,
-      }));
-    /** `device\0topic` streams whose earlier message was shed or failed here: later ones must wait for it. */
-    const held = new Set<string>();
-    // ingestOne hands its message off before its first await, so this hands them all off in batch order.
-    const outcomes = await Promise.all(messages.map((m) => this.ingestOne(m, held, metadata, callLink)));
-    stopTimer();
-    return outcomes;
+    const mapped = messages.map((m) => toTelemetryEnvelope(m));
+    try {
+      if (signal?.aborted) return this.cancelled(messages, mapped);
+      // Enrichment: the batch's devices' metadata in one lookup (cache, else one Redis round trip); a
+      // failure is reported by each message.
+      const metadata = await this.normalizer
+        .lookup(messages.map((m) => m.deviceId))
+        .catch((error: unknown) => ({
+          error,
+        }));
+      if (signal?.aborted) return this.cancelled(messages, mapped);
+      // Checked in the turn that adds the batch: a lane holds at most its bound plus one batch.
+      const full = this.publisher.fullLane(
+        new Set(
+          mapped.flatMap((m) => (m.ok ? [this.publisher.laneOf(m.envelope.kind, m.envelope.deviceId)] : [])),
+        ),
+      );
+      if (full) {
+        for (const m of mapped) this.messagesTotal.inc({ kind: kindOf(m), outcome: 'full' });
+        throw new LaneFullError(full.lane, full);
+      }
+      /** `device\0topic` streams whose earlier message was shed or failed here: later ones must wait for it. */
+      const held = new Set<string>();
+      // ingestOne hands its message off before its first await, so this hands them all off in batch order.
+      return await Promise.all(
+        messages.map((m, i) => this.ingestOne(m, mapped[i], held, metadata, callLink, signal)),
+      );
+    } finally {
+      stopTimer();
+    }
+  }
+
+  /** The answer to a call cancelled before its messages were handed off: none of them is sent. */
+  private cancelled(
+    messages: readonly TelemetryMessage[],
+    mapped: readonly MappingResult[],
+  ): IngestOutcome[] {
+    return messages.map((message, i) => {
+      this.messagesTotal.inc({ kind: kindOf(mapped[i]), outcome: 'cancelled' });
+      return cancelledOutcome(message);
+    });
   }
 
   private async ingestOne(
     message: TelemetryMessage,
+    mapped: MappingResult,
     held: Set<string>,
     metadata: Map<string, DeviceMetadata> | { error: unknown },
     callLink?: Link,
+    signal?: AbortSignal,
   ): Promise<IngestOutcome> {
     const carrier = { traceparent: message.traceparent, tracestate: message.tracestate };
     const parent = extractTraceContext(carrier, context.active());
@@ -116,18 +175,24 @@ export class IngestService {
         'dmp.device.id': message.deviceId,
       }),
     );
-    const mapped = toTelemetryEnvelope(message);
-    const kind = mapped.ok ? mapped.envelope.kind : 'unknown';
+    const kind = kindOf(mapped);
     span.setAttribute('dmp.telemetry.kind', kind);
     this.inFlight.inc({ kind });
     try {
       if (!mapped.ok) return this.answer(span, message, kind, 'invalid', mapped.code, mapped.message, false);
       const { envelope } = mapped;
       return await context.with(trace.setSpan(parent, span), () =>
-        this.publish(span, message, envelope.kind, held, () => {
-          if (!(metadata instanceof Map)) throw metadata.error;
-          return this.normalizer.normalize(envelope, metadata.get(envelope.deviceId));
-        }),
+        this.publish(
+          span,
+          message,
+          envelope.kind,
+          held,
+          () => {
+            if (!(metadata instanceof Map)) throw metadata.error;
+            return this.normalizer.normalize(envelope, metadata.get(envelope.deviceId));
+          },
+          signal,
+        ),
       );
     } finally {
       this.inFlight.dec({ kind });
@@ -142,6 +207,7 @@ export class IngestService {
     kind: TelemetryKind,
     held: Set<string>,
     normalize: () => NormalizedTelemetry,
+    signal?: AbortSignal,
   ): Promise<IngestOutcome> {
     const stream = `${message.deviceId}\u0000${this.publisher.topicOf(kind)}`;
     if (held.has(stream)) return this.answerHeld(span, message, kind);
@@ -162,10 +228,14 @@ export class IngestService {
     }
     if (snapshot) this.snapshotsInFlight += 1;
     try {
-      await this.publisher.publish(normalize());
+      await this.publisher.publish(normalize(), signal);
       return this.answer(span, message, kind, 'accepted');
     } catch (error) {
       if (error instanceof PrecedingItemFailedError) return this.answerHeld(span, message, kind);
+      if (error instanceof ItemCancelledError) {
+        const { errorCode, errorMessage } = cancelledOutcome(message);
+        return this.answer(span, message, kind, 'cancelled', errorCode, errorMessage, true);
+      }
       recordFailure(span, error);
       const failure =
         error instanceof DmpError ? error : new DmpError(KernelErrorCode.Internal, errorMessage(error), true);
@@ -221,3 +291,13 @@ export class IngestService {
     };
   }
 }
+
+const kindOf = (mapped: MappingResult): string => (mapped.ok ? mapped.envelope.kind : 'unknown');
+
+const cancelledOutcome = (message: TelemetryMessage): IngestOutcome => ({
+  messageId: message.messageId,
+  accepted: false,
+  errorCode: KernelErrorCode.CallCancelled,
+  errorMessage: 'not sent: the call was cancelled or its deadline passed',
+  retryable: true,
+});

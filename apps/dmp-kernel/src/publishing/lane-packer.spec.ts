@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LanePacker, PrecedingItemFailedError } from './lane-packer';
+import { ItemCancelledError, LanePacker, PrecedingItemFailedError } from './lane-packer';
 
 /** A send that waits until released, recording each pack. */
-function gatedSend() {
-  const packs: { lane: string; items: number[] }[] = [];
+function gatedSend<T = number>() {
+  const packs: { lane: string; items: T[] }[] = [];
   const gates: (() => void)[] = [];
-  const send = (lane: string, items: readonly number[]) => {
+  const send = (lane: string, items: readonly T[]) => {
     packs.push({ lane, items: [...items] });
     return new Promise<void>((resolve) => gates.push(resolve));
   };
@@ -133,5 +133,118 @@ describe('LanePacker', () => {
     await flush();
     assert.deepEqual(packs, [[1, 2], [3, 4, 5], [6]], 'a full pack does not linger');
     await Promise.all(full);
+  });
+});
+
+describe('LanePacker bounds', () => {
+  it('is full at maxWaitingItems or maxWaitingBytes waiting in the lane, and not counting the send in flight', async () => {
+    const { send, release } = gatedSend();
+    const packer = new LanePacker<number>(
+      { maxItems: 100, maxBytes: 1_000, maxWaitingItems: 3, maxWaitingBytes: 50 },
+      send,
+    );
+    const done = [packer.add('a', 'k0', 0, 10)];
+    await flush();
+    assert.equal(packer.sending, 1, 'the first item is in a send');
+    assert.equal(packer.isFull('a'), false);
+    done.push(packer.add('a', 'k1', 1, 10), packer.add('a', 'k2', 2, 10));
+    assert.equal(packer.isFull('a'), false, 'two of three waiting');
+    done.push(packer.add('a', 'k3', 3, 10));
+    assert.equal(packer.isFull('a'), true, 'three waiting');
+    assert.deepEqual(packer.laneWaiting('a'), { items: 3, bytes: 30 });
+    assert.equal(packer.isFull('b'), false, 'another lane has its own bound');
+    done.push(packer.add('b', 'k4', 4, 50));
+    assert.equal(packer.isFull('b'), true, 'one item of maxWaitingBytes');
+    assert.equal(packer.waitingBytes, 80);
+    // The sends take what waits: the lanes have room again.
+    for (let i = 0; i < 3; i++) await release();
+    await Promise.all(done);
+    assert.equal(packer.isFull('a'), false);
+    assert.equal(packer.isFull('b'), false);
+    assert.deepEqual([packer.waiting, packer.waitingBytes, packer.sending], [0, 0, 0]);
+  });
+});
+
+describe('LanePacker cancellation', () => {
+  const outcome = (r: PromiseSettledResult<void>) =>
+    r.status === 'fulfilled'
+      ? 'stored'
+      : r.reason instanceof ItemCancelledError
+        ? 'cancelled'
+        : r.reason instanceof PrecedingItemFailedError
+          ? 'held'
+          : 'failed';
+
+  it('adds nothing for a signal that already aborted', async () => {
+    const { packs, send } = gatedSend();
+    const packer = new LanePacker<number>({ maxItems: 10, maxBytes: 1_000 }, send);
+    const result = await Promise.allSettled([packer.add('a', 'k', 1, 10, AbortSignal.abort('deadline'))]);
+    assert.deepEqual(result.map(outcome), ['cancelled']);
+    assert.equal(((result[0] as PromiseRejectedResult).reason as Error).cause, 'deadline');
+    await flush();
+    assert.deepEqual(packs, []);
+    assert.equal(packer.waiting, 0);
+  });
+
+  it('drops the waiting items of an aborted signal, with their keys behind them, never one in a send', async () => {
+    const { packs, send, release } = gatedSend<string>();
+    const packer = new LanePacker<string>({ maxItems: 10, maxBytes: 1_000 }, send);
+    const first = new AbortController();
+    const second = new AbortController();
+    const other = new AbortController();
+    // In the send in flight: the first call's d1.
+    const inFlight = packer.add('a', 'd', 'd1', 1, first.signal);
+    await flush();
+    // Waiting: the first call's d2 and e1, another call's d3 (behind d2) and f1, and a third call's g1.
+    const waiting = [
+      packer.add('a', 'd', 'd2', 1, first.signal),
+      packer.add('a', 'e', 'e1', 1, first.signal),
+      packer.add('a', 'd', 'd3', 1, second.signal),
+      packer.add('a', 'f', 'f1', 1, second.signal),
+      packer.add('b', 'g', 'g1', 1, other.signal),
+    ];
+    first.abort('cancelled');
+    const dropped = await Promise.allSettled(waiting.slice(0, 3));
+    assert.deepEqual(dropped.map(outcome), ['cancelled', 'cancelled', 'held']);
+    assert.equal(packer.waiting, 2);
+    for (let i = 0; i < 3; i++) await release();
+    assert.deepEqual((await Promise.allSettled([inFlight, ...waiting.slice(3)])).map(outcome), [
+      'stored',
+      'stored',
+      'stored',
+    ]);
+    assert.deepEqual(
+      packs.map((p) => p.items),
+      [['d1'], ['g1'], ['f1']],
+      "the send that started goes on; nothing of the call's waiting items, nor d3 behind d2",
+    );
+    // Aborting once its items were taken changes nothing.
+    other.abort('cancelled');
+    assert.deepEqual([packer.waiting, packer.waitingBytes, packer.sending], [0, 0, 0]);
+  });
+
+  it('leaves a lane whose items were all cancelled usable: no empty pack, no timer left, one send at a time', async () => {
+    const { packs, send, release } = gatedSend();
+    // Cancelled while its pack lingers (a linger no test would wait for)…
+    const patient = new LanePacker<number>({ maxItems: 10, maxBytes: 1_000, lingerMs: 600_000 }, send);
+    const call = new AbortController();
+    const lingering = patient.add('a', 'k', 1, 1, call.signal);
+    call.abort('deadline');
+    await assert.rejects(lingering, ItemCancelledError);
+    // …and after its send was scheduled, before it took its pack.
+    const packer = new LanePacker<number>({ maxItems: 10, maxBytes: 1_000 }, send);
+    const call2 = new AbortController();
+    const scheduled = packer.add('a', 'k', 2, 1, call2.signal);
+    call2.abort('cancelled');
+    await assert.rejects(scheduled, ItemCancelledError);
+    await flush();
+    assert.equal(packs.length, 0, 'no empty pack is sent');
+    const later = [packer.add('a', 'k', 3, 1), packer.add('a', 'k', 4, 1)];
+    await release();
+    await Promise.all(later);
+    assert.deepEqual(
+      packs.map((p) => p.items),
+      [[3, 4]],
+    );
   });
 });

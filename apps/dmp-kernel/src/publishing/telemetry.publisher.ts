@@ -60,19 +60,42 @@ export class TelemetryPublisher {
         this.set(packer.waiting);
       },
     );
+    metrics.gauge(
+      'dmp_kernel_pack_waiting_bytes',
+      'Bytes of the messages waiting for their lane (topic and shard)',
+      [],
+      function () {
+        this.set(packer.waitingBytes);
+      },
+    );
   }
 
   topicOf(kind: NormalizedTelemetry['kind']): string {
     return kind === 'snapshot' ? this.config.rocketmq.topics.snapshot : this.config.rocketmq.topics.event;
   }
 
+  /** The lane (`topic/shard`) a device's messages of a kind go through. */
+  laneOf(kind: NormalizedTelemetry['kind'], deviceId: string): string {
+    return `${this.topicOf(kind)}/${telemetryShardOf(deviceId, this.config.kernel.pack.shards)}`;
+  }
+
+  /**
+   * The first of these lanes that is full (KERNEL_PACK_LANE_MAX_MESSAGES / _BYTES), with what waits in
+   * it; undefined when every one has room.
+   */
+  fullLane(lanes: Iterable<string>): { lane: string; items: number; bytes: number } | undefined {
+    for (const lane of lanes) if (this.packer.isFull(lane)) return { lane, ...this.packer.laneWaiting(lane) };
+    return undefined;
+  }
+
   /**
    * Resolves once RocketMQ stored the pack carrying the message; throws DmpError (see
-   * RocketMqProducer.send), or PrecedingItemFailedError when an earlier message of the device failed.
+   * RocketMqProducer.send), PrecedingItemFailedError when an earlier message of the device failed, or
+   * ItemCancelledError when `signal` aborted while the message waited for its lane (it is not sent).
    * Hands the message to its lane before its first await: a device's messages published one after the
-   * other in one turn are stored in that order.
+   * other in one turn are stored in that order. Does not look at the lane's bound (see fullLane).
    */
-  async publish(telemetry: NormalizedTelemetry): Promise<void> {
+  async publish(telemetry: NormalizedTelemetry, signal?: AbortSignal): Promise<void> {
     const topic = this.topicOf(telemetry.kind);
     const shard = telemetryShardOf(telemetry.deviceId, this.config.kernel.pack.shards);
     const span = startSpanLazily(
@@ -100,6 +123,7 @@ export class TelemetryPublisher {
         telemetry.deviceId,
         { json, link: { context: span.spanContext() } },
         Buffer.byteLength(json),
+        signal,
       );
     } catch (error) {
       recordFailure(span, error);
