@@ -250,6 +250,8 @@ describe('Helm chart charts/dmp', () => {
     const drainMs = Number(envValue(container, 'MQTT_DRAIN_TIMEOUT_MS'));
     assert.ok(podSpec(sts).terminationGracePeriodSeconds! * 1000 >= drainMs + 10_000);
     assert.equal(envValue(container, 'MQTT_STOP_MODE'), 'keep-session');
+    // EMQX's auth calls reach every running pod: a pod without Redis still answers from its cache.
+    assert.equal(find(standard.manifests, 'Service', 'dmp-mqtt').spec?.publishNotReadyAddresses, true);
     // No MQTT_CLIENT_ID: the app's default `dmp-mqtt-<hostname>` is the pod's stable name.
     assert.equal(envValue(container, 'MQTT_CLIENT_ID'), undefined);
     assert.equal(
