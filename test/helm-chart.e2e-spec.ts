@@ -200,24 +200,37 @@ describe('Helm chart charts/dmp', () => {
   it('has the schema check refuse what the API would refuse', async () => {
     const statefulSet = standard.text.split(/^---$/m).find((doc) => /^kind: StatefulSet$/m.test(doc));
     assert.ok(statefulSet);
-    const cases = {
-      'an unknown field': statefulSet.replace(
-        'podManagementPolicy: Parallel',
-        'podManagementPolicy: Parallel\n  replica: 3',
-      ),
-      'a wrong type': statefulSet.replace(/replicas: \d+/, 'replicas: two'),
-      'two env vars of one name': statefulSet.replace(
-        /(\n\s+)- name: HTTP_HOST\n/,
-        (line, indent: string) =>
-          `${line}${indent.slice(1)}- name: HTTP_HOST\n${indent.slice(1)}  value: x\n`,
-      ),
-      'an unknown kind': 'apiVersion: apps/v1\nkind: StatefulSett\nmetadata: { name: x }\n',
-    };
-    for (const [what, doc] of Object.entries(cases)) {
+    const cases: [string, string, RegExp][] = [
+      [
+        'an unknown field',
+        statefulSet.replace('podManagementPolicy: Parallel', 'podManagementPolicy: Parallel\n  replica: 3'),
+        /unknown field "spec\.replica"/,
+      ],
+      [
+        'a wrong type',
+        statefulSet.replace(/replicas: \d+/, 'replicas: two'),
+        /cannot unmarshal string into .*replicas of type int32/,
+      ],
+      [
+        'two env vars of one name',
+        statefulSet.replace(
+          /\n( +)- name: HTTP_HOST\n( +)value: (.*)\n/,
+          (entry, dash: string, indent: string) => `${entry}${dash}- name: HTTP_HOST\n${indent}value: x\n`,
+        ),
+        /env: duplicate entries for key \[name="HTTP_HOST"\]/,
+      ],
+      [
+        'an unknown kind',
+        'apiVersion: apps/v1\nkind: StatefulSett\nmetadata: { name: x }\n',
+        /apps\/v1, Kind=StatefulSett is not a kind of the Kubernetes API/,
+      ],
+    ];
+    for (const [what, doc, reason] of cases) {
       assert.notEqual(doc, statefulSet, `${what}: the test's edit did not apply`);
       const { code, stdout } = await validate(doc);
       assert.equal(code, 1, `${what} was not refused: ${stdout}`);
       assert.match(stdout, /^INVALID /m);
+      assert.match(stdout, reason, what);
     }
   });
 
