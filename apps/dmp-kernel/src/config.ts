@@ -52,6 +52,12 @@ const kernelSection = z
      * receive window.
      */
     KERNEL_GRPC_MAX_MESSAGE_BYTES: int(16 * 1024 * 1024, 1024),
+    /**
+     * A client connection to the Ingest server is closed (GOAWAY, its calls finishing first) this long
+     * after it opened; the client reconnects and resolves the kernel's name again, so kernel pods added
+     * behind a headless Service get calls too (0: never).
+     */
+    KERNEL_GRPC_MAX_CONNECTION_AGE_MS: int(300_000, 0, 86_400_000),
     /** Bearer token of the admin API (`/rules`, `/alarms`); without it those endpoints answer 503. */
     ADMIN_TOKEN: optionalSecret(16),
   })
@@ -66,6 +72,7 @@ const kernelSection = z
       maxWaitingBytes: e.KERNEL_PACK_LANE_MAX_BYTES,
     },
     grpcMaxMessageBytes: e.KERNEL_GRPC_MAX_MESSAGE_BYTES,
+    grpcMaxConnectionAgeMs: e.KERNEL_GRPC_MAX_CONNECTION_AGE_MS,
     adminToken: e.ADMIN_TOKEN,
   }));
 

@@ -12,6 +12,9 @@ export const TELEMETRY_LOADER_OPTIONS = {
   oneofs: true,
 } as const;
 
+/** How long the calls of a connection past its age may take to finish before it is closed. */
+export const GRPC_CONNECTION_AGE_GRACE_MS = 30_000;
+
 /** `onServer` receives the grpc-js server (Nest's microservice does not expose it otherwise). */
 export function kernelGrpcOptions(config: KernelConfig, onServer?: (server: Server) => void): GrpcOptions {
   return {
@@ -23,6 +26,14 @@ export function kernelGrpcOptions(config: KernelConfig, onServer?: (server: Serv
       loader: TELEMETRY_LOADER_OPTIONS,
       maxReceiveMessageLength: config.kernel.grpcMaxMessageBytes,
       maxSendMessageLength: config.kernel.grpcMaxMessageBytes,
+      // Clients reconnect now and then, and find kernels started since (KERNEL_GRPC_MAX_CONNECTION_AGE_MS).
+      channelOptions:
+        config.kernel.grpcMaxConnectionAgeMs > 0
+          ? {
+              'grpc.max_connection_age_ms': config.kernel.grpcMaxConnectionAgeMs,
+              'grpc.max_connection_age_grace_ms': GRPC_CONNECTION_AGE_GRACE_MS,
+            }
+          : undefined,
       // On shutdown: refuse new calls, let in-flight Ingest calls (and their sends) finish.
       gracefulShutdown: true,
       onLoadPackageDefinition: (_definition: unknown, server: Server) => onServer?.(server),

@@ -1,10 +1,12 @@
 import { TELEMETRY_PROTO_PATH, type TelemetryEnvelope } from '@dmp/contracts';
+import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   encodeIngestBatch,
   encodeTelemetry,
+  KernelIngestClient,
   PROTO_LOADER_OPTIONS,
   type TelemetryMessage,
 } from './kernel-ingest.client';
@@ -68,5 +70,57 @@ describe('encodeTelemetry / encodeIngestBatch', () => {
       ],
     );
     assert.deepEqual(decodeBatch(encodeIngestBatch({ messages: [] })).messages, []);
+  });
+});
+
+/** A KernelIngest server on a loopback port that counts the calls it answers (every message accepted). */
+async function countingKernel(): Promise<{ port: number; calls: () => number; stop: () => void }> {
+  const server = new grpc.Server();
+  let calls = 0;
+  server.addService(definition['dmp.telemetry.v1.KernelIngest'] as grpc.ServiceDefinition, {
+    Ingest: (
+      call: grpc.ServerUnaryCall<{ messages: TelemetryMessage[] }, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) => {
+      calls++;
+      callback(null, { outcomes: call.request.messages.map(() => ({ result: 'RESULT_ACCEPTED' })) });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return { port, calls: () => calls, stop: () => server.forceShutdown() };
+}
+
+describe('KernelIngestClient', () => {
+  it('spreads its calls over every address the target resolves to (a headless Service)', async () => {
+    const kernels = await Promise.all([countingKernel(), countingKernel(), countingKernel()]);
+    // One name, several addresses: what DNS answers for a headless Service with three ready pods.
+    const client = new KernelIngestClient(
+      `ipv4:${kernels.map((k) => `127.0.0.1:${k.port}`).join(',')}`,
+      5_000,
+    );
+    try {
+      const message = encodeTelemetry(envelope(), {});
+      // Calls go in turn to the addresses connected so far: call until all three are (bounded).
+      for (let i = 0; i < 300 && kernels.some((k) => k.calls() === 0); i++) await client.ingest([message]);
+      assert.deepEqual(
+        kernels.map((k) => k.calls() > 0),
+        [true, true, true],
+        `every kernel gets calls, not the first one all: ${kernels.map((k) => k.calls()).join(', ')}`,
+      );
+      // Then strictly in turn.
+      const before = kernels.map((k) => k.calls());
+      for (let i = 0; i < 30; i++) assert.equal((await client.ingest([message])).length, 1);
+      assert.deepEqual(
+        kernels.map((k, n) => k.calls() - before[n]),
+        [10, 10, 10],
+      );
+    } finally {
+      client.close();
+      for (const k of kernels) k.stop();
+    }
   });
 });

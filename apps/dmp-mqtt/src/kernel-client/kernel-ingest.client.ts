@@ -109,6 +109,9 @@ type KernelIngestConstructor = new (
   options?: grpc.ChannelOptions,
 ) => KernelIngestStub;
 
+/** gRPC service config of the channel to dmp-kernel: round_robin over the resolved addresses. */
+export const KERNEL_SERVICE_CONFIG = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
+
 /**
  * dmp-kernel's `KernelIngest` service over @grpc/grpc-js directly rather than Nest's `ClientGrpc`: the
  * batcher works with promises, per-call deadlines and the channel's connectivity state (the health check),
@@ -135,6 +138,10 @@ export class KernelIngestClient {
       // Reconnect quickly after dmp-kernel restarts: messages wait meanwhile.
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2_000,
+      // Every address the target resolves to gets calls in turn. A name with several addresses (a
+      // headless Kubernetes Service, `dns:///dmp-kernel-grpc…`) spreads calls over every kernel pod
+      // instead of pinning them to the first (grpc-js' default, pick_first); one address behaves as before.
+      'grpc.service_config': KERNEL_SERVICE_CONFIG,
     });
   }
 

@@ -1,0 +1,1 @@
+../../../../docker/rocketmq/rocketmq-init.sh
