@@ -188,6 +188,21 @@ describe('local stack', () => {
     }
   });
 
+  it('Redis keeps its keys across a restart (the device registry lives there)', async () => {
+    const key = `dmp:stack-check:${randomUUID()}`;
+    const redis = new Redis(stack.redis.url);
+    await redis.set(key, 'kept', 'EX', 300);
+    redis.disconnect();
+    await stackScript('down', 'redis');
+    await stackScript('up', 'redis');
+    const restarted = new Redis(stack.redis.url);
+    try {
+      assert.equal(await restarted.get(key), 'kept');
+    } finally {
+      restarted.disconnect();
+    }
+  });
+
   it('Jaeger accepts an OTLP span and returns it through its query API', async () => {
     const service = `dmp-stack-check-${randomUUID().slice(0, 8)}`;
     const provider = new TracerProvider({
