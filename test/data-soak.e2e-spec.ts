@@ -11,17 +11,15 @@ import {
   readMetric,
   readMinuteAggregates,
   recomputedFromRaw,
+  restartRocketMqBroker,
   silentNestLogger,
   stack,
-  stackScript,
   startApp,
   waitFor,
   type RunningApp,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -265,7 +263,7 @@ describe('dmp-data through crashes and broker restarts', () => {
       async () => {
         for (const pauseMs of [15_000, 15_000]) {
           await sleep(pauseMs);
-          await restartBroker();
+          await restartRocketMqBroker();
           restartsDone++;
         }
       },
@@ -276,22 +274,3 @@ describe('dmp-data through crashes and broker restarts', () => {
     for (const app of instances) assert.equal((await fetch(`${app!.baseUrl}/health`)).status, 200);
   });
 });
-
-/** Stops the RocketMQ proxy with its embedded broker (SIGTERM, as an operator would) and starts it again. */
-async function restartBroker(): Promise<void> {
-  const pid = Number(readFileSync(join(stack.dir, 'run/rocketmq-proxy.pid'), 'utf8'));
-  process.kill(pid, 'SIGTERM');
-  await waitFor(
-    `RocketMQ proxy ${pid} to exit`,
-    () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    },
-    { timeoutMs: 60_000, intervalMs: 250 },
-  );
-  await stackScript('up', 'rocketmq');
-}

@@ -7,10 +7,12 @@ import {
   telemetrySection,
 } from '@dmp/config';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT } from './app-process';
+import { waitFor } from './wait';
 
 /** The stack's folder (pid files, logs, data): scripts/stack.sh's DMP_STACK_DIR, by default `.stack`. */
 const stackDirSection = z
@@ -66,4 +68,26 @@ export async function stackScript(...args: string[]): Promise<void> {
     env: { ...process.env, DMP_STACK_DIR: stack.dir },
     timeout: 180_000,
   });
+}
+
+/**
+ * Stops the RocketMQ proxy with its embedded broker (SIGTERM, as an operator would), leaving the name
+ * server up, and starts it again.
+ */
+export async function restartRocketMqBroker(): Promise<void> {
+  const pid = Number(readFileSync(join(stack.dir, 'run/rocketmq-proxy.pid'), 'utf8'));
+  process.kill(pid, 'SIGTERM');
+  await waitFor(
+    `RocketMQ proxy ${pid} to exit`,
+    () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
+  await stackScript('up', 'rocketmq');
 }
