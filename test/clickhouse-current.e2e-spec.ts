@@ -20,7 +20,7 @@ import {
   type DeadLetterRecord,
   type ServerVersion,
 } from '@dmp/clickhouse';
-import type { AlarmEvent, NormalizedTelemetry } from '@dmp/contracts';
+import { cleanTelemetry, type AlarmEvent, type NormalizedTelemetry } from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
 import {
@@ -46,7 +46,6 @@ import { after, before, describe, it } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { MinuteAggregator } from '../apps/dmp-data/src/aggregation/aggregation.service';
 import { AlarmWriter } from '../apps/dmp-data/src/alarms/alarm.writer';
-import { cleanTelemetry } from '../apps/dmp-data/src/cleaning/clean-telemetry';
 import {
   toCleaningDeadLetter,
   toCleaningDeadLetterBatch,

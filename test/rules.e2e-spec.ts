@@ -473,6 +473,75 @@ describe('rules end to end', { timeout: 300_000 }, () => {
     );
   });
 
+  it('evaluates only what storage keeps: a reading stamped a day ahead raises nothing, current data clears', async () => {
+    const id = dev('future');
+    await registerDevice(id, { siteId: 'plant-f' });
+    const DAY = 86_400_000;
+    const skipped = () =>
+      readMetric(kernel!.baseUrl, 'dmp_kernel_rule_skipped_total', { reason: 'DMP_ERR_CLEAN_TS_FUTURE' });
+    const skippedBefore = await skipped();
+
+    // 46 °C stamped a day ahead: storage refuses it (DMP_ERR_CLEAN_TS_FUTURE), so the rules do not see it.
+    const dayAhead = () => {
+      const now = Date.now();
+      return telemetry(id, { temp_f: 114.8 }, { ts: now + DAY, receivedAt: now });
+    };
+    await ingestAccepted([dayAhead()]);
+    await waitFor('the kernel to skip it', async () => (await skipped()) === skippedBefore + 1);
+    assert.deepEqual(await openAlarms(id), [], 'no alarm, not even pending');
+    assert.deepEqual(await redis.hkeys(`${NAMESPACE}:state:${id}`), [], 'the device state did not take it');
+
+    // A current hot reading raises the alarm (after its 2 s).
+    await ingestAccepted([telemetry(id, { temp_f: 114.8 })]);
+    const active = await waitFor('the alarm raised by current data', async () =>
+      (await openAlarms(id)).find((a) => a.state === 'active'),
+    );
+
+    // Another reading a day ahead (refused, as before), one a minute ahead (within the 5 min storage
+    // accepts), then a current cool one: it is what the device state holds now, so the alarm clears.
+    const minuteAhead = Date.now() + 60_000;
+    await ingestAccepted([dayAhead(), telemetry(id, { temp_f: 114.8 }, { ts: minuteAhead })]);
+    await ingestAccepted([telemetry(id, { temp_f: 68 })]); // 20 °C
+    await waitFor('the alarm cleared by current data', async () => (await openAlarms(id)).length === 0, {
+      timeoutMs: 20_000, // well before the minute-ahead reading's time
+    });
+    assert.equal(await skipped(), skippedBefore + 2);
+
+    const [cleared] = await waitFor('the cleared alarm in ClickHouse', async () => {
+      const rows = await clickhouse
+        .query<{ state: string; cleared_at_ms: string }>(
+          `SELECT state, cleared_at_ms FROM alarms FINAL WHERE alarm_id = '${active.id}'`,
+        )
+        .catch(() => []);
+      return rows[0]?.state === 'cleared' && rows;
+    });
+    assert.ok(Number(cleared.cleared_at_ms) < minuteAhead, 'dated by the current reading, not ahead');
+    // Storage kept exactly what the rules saw: the two current readings and the minute-ahead one.
+    const stored = await waitFor('the three stored readings', async () => {
+      const rows = await clickhouse
+        .query<{ metric_values: number[] }>(
+          `SELECT metric_values FROM telemetry_raw FINAL WHERE device_id = '${id}' ORDER BY ts_ms`,
+        )
+        .catch(() => []);
+      return rows.length >= 3 && rows;
+    });
+    assert.deepEqual(
+      stored.map((row) => row.metric_values.map(Number)),
+      [[46], [20], [46]],
+      'by device time: the current 46 and 20 °C, then the minute-ahead 46 °C; nothing a day ahead',
+    );
+    const refused = await waitFor('the refused readings dead-lettered', async () => {
+      const rows = await clickhouse
+        .query<{ error_code: string }>(`SELECT error_code FROM dead_letters FINAL WHERE device_id = '${id}'`)
+        .catch(() => []);
+      return rows.length >= 2 && rows;
+    });
+    assert.deepEqual(
+      refused.map((row) => row.error_code),
+      ['DMP_ERR_CLEAN_TS_FUTURE', 'DMP_ERR_CLEAN_TS_FUTURE'],
+    );
+  });
+
   it('sends a linkage command to the device, on its command topic, in the message trace', async () => {
     const id = dev('door');
     await registerDevice(id, { tags: { zone: 'lobby' } });

@@ -1,5 +1,6 @@
 import {
   bool,
+  cleaningSection,
   clickhouseSection,
   httpSection,
   int,
@@ -9,7 +10,6 @@ import {
 } from '@dmp/config';
 import { z } from 'zod';
 import { alarmsSection } from './alarms/alarms.config';
-import { cleaningSection } from './cleaning/cleaning.config';
 import { deadLettersSection } from './dead-letters/dead-letters.config';
 
 /** dmp-data's own settings: the RocketMQ consumer and the ClickHouse batch writer. */

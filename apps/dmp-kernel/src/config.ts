@@ -1,5 +1,6 @@
 import {
   bool,
+  cleaningSection,
   httpSection,
   int,
   kernelGrpcSection,
@@ -207,6 +208,8 @@ export function loadKernelConfig(env?: Record<string, string | undefined>) {
       kernel: kernelSection,
       enrichment: enrichmentSection,
       rules: rulesSection,
+      /** The same DATA_CLEAN_* limits as dmp-data's: rules see only what storage keeps. */
+      cleaning: cleaningSection,
     },
     env,
   );

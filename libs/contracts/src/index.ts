@@ -6,3 +6,4 @@ export * from './proto';
 export * from './dead-letter';
 export * from './devices';
 export * from './alarms';
+export * from './cleaning';

@@ -1,10 +1,15 @@
-import { DEAD_LETTER_BATCH_FORMAT, DeadLetterProperty, decodeDeadLetterBatch } from '@dmp/contracts';
+import { cleaningSection } from '@dmp/config';
+import {
+  CleanCode,
+  cleanTelemetry,
+  DEAD_LETTER_BATCH_FORMAT,
+  DeadLetterProperty,
+  decodeDeadLetterBatch,
+} from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { toDeadLetterRows } from '../dead-letters/dead-letter-row';
-import { CleanCode, cleanTelemetry } from './clean-telemetry';
-import { cleaningSection } from './cleaning.config';
 import {
   CleaningDeadLetterProperty,
   serializeEntry,

@@ -1,14 +1,16 @@
 import {
+  CleanCode,
   DEAD_LETTER_BATCH_FORMAT,
   DeadLetterProperty,
   deadLetterPropertyValue,
   DEVICE_ID_PATTERN,
   encodeDeadLetterBatch,
   MESSAGE_ID_PATTERN,
+  describeRemovals,
+  type CleaningResult,
   type DeadLetterEntry,
 } from '@dmp/contracts';
 import type { OutgoingMessage } from '@dmp/messaging';
-import { CleanCode, describeRemovals, isRecord, type CleaningResult } from './clean-telemetry';
 
 /** `dmp_source` of the dead letters cleaning writes. */
 export const DEAD_LETTER_SOURCE_CLEANING = 'dmp-data';
@@ -206,3 +208,6 @@ const validString = (value: unknown, pattern: RegExp): string | undefined =>
 function epochMillis(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -1,10 +1,17 @@
-import { DmpError, errorMessage, type NormalizedTelemetry } from '@dmp/contracts';
+import {
+  CleanCode,
+  cleanTelemetry,
+  describeRemovals,
+  DmpError,
+  errorMessage,
+  type CleaningLimits,
+  type NormalizedTelemetry,
+} from '@dmp/contracts';
 import type { RocketMqProducer } from '@dmp/messaging';
 import { injectTraceContext, type MetricsRegistry } from '@dmp/observability';
 import { Logger } from '@nestjs/common';
 import { context, ROOT_CONTEXT, trace, type Link } from '@opentelemetry/api';
 import type { Counter } from 'prom-client';
-import { CleanCode, cleanTelemetry, describeRemovals, type CleaningLimits } from './clean-telemetry';
 import {
   toCleaningDeadLetter,
   toCleaningDeadLetterBatch,

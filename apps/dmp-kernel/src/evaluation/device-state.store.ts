@@ -3,7 +3,7 @@ import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import type { DeviceState } from '../rules/engine';
+import { stateTimeOf, type DeviceState } from '../rules/engine';
 
 /**
  * A device's recent state for rules (`state.prev` / `state.latest` / `state.ts`) in Redis, shared by all
@@ -12,7 +12,9 @@ import type { DeviceState } from '../rules/engine';
  * messages of one topic in order and the next only once the previous is acknowledged, so a redelivery is
  * always of that last message and is recognized by it. Expires after KERNEL_STATE_TTL_DAYS without messages.
  *
- * Writes keep the newest value per metric (a late, older message does not overwrite it), atomically (Lua).
+ * Writes keep the newest value per metric, atomically (Lua), by the same time as the engine's `mergeState`
+ * (`stateTimeOf`: the message's ts, at most its receivedAt): a late, older message does not overwrite a
+ * newer value, and a value stamped ahead of its arrival does not hold off the next current one.
  */
 const METRIC_PREFIX = 'm:';
 const LAST_PREFIX = 'last:';
@@ -70,15 +72,16 @@ export class DeviceStateStore {
 
   /** Merges the message's metrics (newest wins) and records it as the topic's last completed message. */
   async save(message: NormalizedTelemetry, topic: string): Promise<void> {
+    const at = stateTimeOf(message);
     const args: (string | number)[] = [
       `${this.prefix}${message.deviceId}`,
       this.ttlSeconds,
       `${LAST_PREFIX}${topic}`,
       message.messageId,
-      message.ts,
+      at,
     ];
     for (const [name, value] of Object.entries(message.metrics))
-      args.push(`${METRIC_PREFIX}${name}`, JSON.stringify([value, message.ts]));
+      args.push(`${METRIC_PREFIX}${name}`, JSON.stringify([value, at]));
     await this.redis.dmpStateSave(...args);
   }
 }

@@ -1,4 +1,10 @@
-import { DmpError, normalizedTelemetrySchema, type NormalizedTelemetry } from '@dmp/contracts';
+import {
+  CleanCode,
+  describeRemovals,
+  DmpError,
+  type CleaningLimits,
+  type NormalizedTelemetry,
+} from '@dmp/contracts';
 import {
   processTelemetryEntry,
   telemetryEntriesOf,
@@ -6,7 +12,7 @@ import {
   type TelemetryEntry,
 } from '@dmp/messaging';
 import { MetricsRegistry, recordFailure } from '@dmp/observability';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, trace } from '@opentelemetry/api';
 import type { Counter, Histogram } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
@@ -26,6 +32,7 @@ import {
 } from '../rules/engine';
 import { RuleSetHolder } from '../rules/rule-set.holder';
 import { DeviceStateStore } from './device-state.store';
+import { ruleInputOf } from './rule-input';
 
 export const EvaluationErrorCode = {
   /** The body is not a NormalizedTelemetry: dead-lettered, never retried. */
@@ -33,6 +40,7 @@ export const EvaluationErrorCode = {
 } as const;
 
 const MAX_CONFLICT_ROUNDS = 3;
+const SKIP_LOG_INTERVAL_MS = 10_000;
 const EVAL_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05];
 const tracer = trace.getTracer('dmp-kernel');
 
@@ -47,6 +55,11 @@ const tracer = trace.getTracer('dmp-kernel');
  * A redelivered message whose evaluation had completed (its id is the topic's last completed message in
  * the device state) is skipped; one that failed halfway is evaluated again — transitions already written
  * are then simply not repeated (the conditions already moved), match actions may repeat (at-least-once).
+ *
+ * Rules see what storage keeps: each device message goes through the same cleaning as in dmp-data
+ * (`cleanTelemetry`, DATA_CLEAN_* limits) first. A message storage refuses (stamped too far ahead or too
+ * old, no metric left) is not evaluated and leaves the device's state alone; a metric storage removes is
+ * not seen. Both are counted in `dmp_kernel_rule_skipped_total{reason}` and logged (one line per 10 s).
  */
 @Injectable()
 export class RuleProcessor {
@@ -54,7 +67,12 @@ export class RuleProcessor {
   private readonly errors: Counter<'rule' | 'code'>;
   private readonly evalSeconds: Histogram;
   private readonly duplicates: Counter;
+  private readonly skipped: Counter<'reason'>;
   private readonly group: string;
+  private readonly limits: CleaningLimits;
+  private readonly log = new Logger('RuleProcessor');
+  private lastSkipLogAt = 0;
+  private unloggedSkips = 0;
 
   constructor(
     private readonly holder: RuleSetHolder,
@@ -69,6 +87,7 @@ export class RuleProcessor {
     @Inject(KERNEL_CONFIG) config: KernelConfig,
   ) {
     this.group = config.rules.group;
+    this.limits = config.cleaning;
     this.evaluations = metrics.counter(
       'dmp_kernel_rule_evaluations_total',
       'Rule conditions evaluated, by rule and result (match | no_match | no_data | error)',
@@ -89,6 +108,13 @@ export class RuleProcessor {
       'dmp_kernel_rule_duplicates_total',
       'Redelivered messages whose evaluation had already completed (skipped)',
     );
+    this.skipped = metrics.counter(
+      'dmp_kernel_rule_skipped_total',
+      'Telemetry rules did not see because storage refuses it (the DATA_CLEAN_* limits dmp-data applies), by DMP_ERR_CLEAN_* reason: messages for whole-message reasons, metric values for per-metric ones',
+      ['reason'],
+    );
+    // Every reason from the start: rate() and alerts see a series before the first refused message.
+    for (const reason of Object.values(CleanCode)) this.skipped.inc({ reason }, 0);
   }
 
   /**
@@ -106,10 +132,24 @@ export class RuleProcessor {
     }
     const invalid: string[] = [];
     const valid: { entry: TelemetryEntry; deviceId: string; telemetry: NormalizedTelemetry }[] = [];
+    const now = Date.now();
     entries.forEach((entry, index) => {
-      const telemetry = parse(entry.telemetry);
-      if (typeof telemetry !== 'string') valid.push({ entry, deviceId: telemetry.deviceId, telemetry });
-      else invalid.push(entries.length === 1 ? telemetry : `entry ${index}: ${telemetry}`);
+      const input = ruleInputOf(entry.telemetry, this.limits, now);
+      switch (input.kind) {
+        case 'evaluate':
+          valid.push({ entry, deviceId: input.telemetry.deviceId, telemetry: input.telemetry });
+          if (input.removed.length > 0) {
+            for (const removal of input.removed) this.skipped.inc({ reason: removal.code });
+            this.logSkipped(message, entry, `evaluated without ${describeRemovals(input.removed)}`);
+          }
+          return;
+        case 'skip':
+          this.skipped.inc({ reason: input.code });
+          this.logSkipped(message, entry, `not evaluated (${input.code}): ${input.detail}`);
+          return;
+        case 'invalid':
+          invalid.push(entries.length === 1 ? input.problem : `entry ${index}: ${input.problem}`);
+      }
     });
     await Promise.all(
       groupByDevice(valid).map(async (indexes) => {
@@ -121,6 +161,26 @@ export class RuleProcessor {
     );
     if (invalid.length > 0)
       throw new DmpError(EvaluationErrorCode.InvalidMessage, invalid.slice(0, 5).join('; '), false);
+  }
+
+  /** Refused data comes in floods (a fleet with a wrong clock): one line per interval, with the count of the others. */
+  private logSkipped(message: RocketMqMessage, entry: TelemetryEntry, what: string): void {
+    const now = Date.now();
+    if (now - this.lastSkipLogAt < SKIP_LOG_INTERVAL_MS) {
+      this.unloggedSkips++;
+      return;
+    }
+    const others = this.unloggedSkips > 0 ? ` (and ${this.unloggedSkips} more since the last report)` : '';
+    this.lastSkipLogAt = now;
+    this.unloggedSkips = 0;
+    const json = entry.telemetry as { deviceId?: unknown; messageId?: unknown } | null;
+    const id = (v: unknown) => (typeof v === 'string' ? v.slice(0, 128) : '?');
+    this.log.warn(
+      `rules: ${message.topic} message ${id(json?.messageId)} of device ${id(json?.deviceId)} ${what}, as storage refuses it${others}`.slice(
+        0,
+        2048,
+      ),
+    );
   }
 
   private async evaluate(ruleSet: RuleSet, telemetry: NormalizedTelemetry, topic: string): Promise<void> {
@@ -228,14 +288,4 @@ export class RuleProcessor {
         return this.webhooks.enqueue(action);
     }
   }
-}
-
-/** The entry as a NormalizedTelemetry, or what is wrong with it. */
-function parse(json: unknown): NormalizedTelemetry | string {
-  const result = normalizedTelemetrySchema.safeParse(json);
-  if (result.success) return result.data;
-  return `not a NormalizedTelemetry: ${result.error.issues
-    .slice(0, 3)
-    .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
-    .join('; ')}`;
 }

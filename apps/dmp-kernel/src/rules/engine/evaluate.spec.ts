@@ -35,14 +35,20 @@ class Harness {
   ids = 0;
   constructor(readonly rules: RuleSet) {}
 
-  send(offsetMs: number, metrics: NormalizedTelemetry['metrics'], now = T0 + offsetMs): MessageEvaluation {
+  /** A message measured at T0 + offsetMs (device clock) and received at T0 + receivedMs. */
+  send(
+    offsetMs: number,
+    metrics: NormalizedTelemetry['metrics'],
+    now = T0 + offsetMs,
+    receivedMs = offsetMs,
+  ): MessageEvaluation {
     const message: NormalizedTelemetry = {
       deviceId: device.deviceId,
       messageId: `m${offsetMs}`,
       kind: 'telemetry',
       ts: T0 + offsetMs,
       metrics,
-      receivedAt: T0 + offsetMs,
+      receivedAt: T0 + receivedMs,
       tenantId: device.tenantId,
       productId: device.productId,
       siteId: device.siteId,
@@ -181,6 +187,50 @@ describe('evaluateMessage: alarm lifecycle', () => {
     const again = new Harness(rules).send(0, { temp: 31 }).actions[0];
     assert.ok(first.kind === 'command' && again.kind === 'command');
     assert.equal(first.commandId, again.commandId);
+  });
+});
+
+describe('evaluateMessage: the device state (state.latest)', () => {
+  const rules = () => ruleSet(ALARM.replace('for: 10s', 'for: 0s'));
+
+  it('a value stamped ahead of its arrival does not hold off the next current one: current data clears', () => {
+    const h = new Harness(rules());
+    // The device's clock runs a minute ahead: measured "at 60 s", received at 0 s.
+    const hot = h.send(60_000, { temp: 46 }, T0, 0);
+    assert.deepEqual(
+      hot.transitions.map((t) => t.transition),
+      ['raised'],
+    );
+    assert.equal(h.state.ts.temp, T0, 'dated when it arrived, not a minute ahead');
+    // A current reading, one second later by the real clock: it replaces the value and clears the alarm.
+    const cool = h.send(1_000, { temp: 20 });
+    assert.deepEqual(cool.state.values, { temp: 20 });
+    assert.deepEqual(
+      cool.transitions.map((t) => t.transition),
+      ['cleared'],
+    );
+    assert.equal(h.activations.size, 0);
+  });
+
+  it('a late message (backfill) does not overwrite a newer value, and is evaluated on the newer one', () => {
+    const h = new Harness(rules());
+    h.send(10_000, { temp: 20 });
+    // Measured at 0 s, received at 20 s (from the device's buffer): the newer 20 °C stands.
+    const late = h.send(0, { temp: 46, humidity: 40 }, T0 + 20_000, 20_000);
+    assert.deepEqual(late.state.values, { temp: 20, humidity: 40 });
+    assert.deepEqual(late.state.ts, { temp: T0 + 10_000, humidity: T0 });
+    assert.deepEqual(late.transitions, []);
+  });
+
+  it('the same time replaces: arrival order breaks ties', () => {
+    const h = new Harness(rules());
+    h.send(0, { temp: 46 });
+    const r = h.send(0, { temp: 20 });
+    assert.deepEqual(r.state.values, { temp: 20 });
+    assert.deepEqual(
+      r.transitions.map((t) => t.transition),
+      ['cleared'],
+    );
   });
 });
 

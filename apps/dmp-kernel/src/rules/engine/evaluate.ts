@@ -410,14 +410,28 @@ export function acknowledge(
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * When a message's values were measured, as the device state orders them: its `ts`, but never later than
+ * `receivedAt` (when DMP received it). A device clock running ahead cannot date a value past the moment it
+ * arrived, so the next current message always replaces it — an alarm on `state.latest` can always be
+ * cleared by current data — while a late message (backfill from a device's buffer) still does not
+ * overwrite a newer value.
+ */
+export const stateTimeOf = (message: Pick<NormalizedTelemetry, 'ts' | 'receivedAt'>): number =>
+  Math.min(message.ts, message.receivedAt);
+
+/**
+ * The device's state after the message: each of its metrics replaces the known value unless that one is
+ * newer (by {@link stateTimeOf}; the same time replaces, so arrival order breaks ties).
+ */
 export function mergeState(before: DeviceState, message: NormalizedTelemetry): DeviceState {
   const values = { ...before.values };
   const ts = { ...before.ts };
+  const at = stateTimeOf(message);
   for (const [name, value] of Object.entries(message.metrics)) {
-    // An older message (device clock, redelivery) does not overwrite a newer value.
-    if ((ts[name] ?? -Infinity) > message.ts) continue;
+    if ((ts[name] ?? -Infinity) > at) continue;
     values[name] = value;
-    ts[name] = message.ts;
+    ts[name] = at;
   }
   return { values, ts };
 }

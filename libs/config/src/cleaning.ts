@@ -1,6 +1,6 @@
-import { int } from '@dmp/config';
-import { METRIC_NAME_PATTERN } from '@dmp/contracts';
+import { METRIC_NAME_PATTERN, type CleaningLimits, type MetricRange } from '@dmp/contracts';
 import { z } from 'zod';
+import { int } from './env';
 
 const DAY_MS = 86_400_000;
 
@@ -43,12 +43,13 @@ const metricRanges = z
   .pipe(metricRangesSchema);
 
 /**
- * Settings of dmp-data's cleaning of telemetry before it is stored (`cleaning/clean-telemetry.ts`).
- * Registered in loadDataConfig as `cleaning: cleaningSection`.
+ * The limits of telemetry cleaning (`cleanTelemetry` in @dmp/contracts): what dmp-data refuses to store,
+ * and — the same variables, so the two cannot disagree — what dmp-kernel keeps from its rules. Both apps
+ * register it as `cleaning: cleaningSection`; set the DATA_CLEAN_* variables alike for both.
  */
 export const cleaningSection = z
   .object({
-    /** A message whose device timestamp is further ahead of dmp-data's clock is refused (0: off). */
+    /** A message whose device timestamp is further ahead of the checking app's clock is refused (0: off). */
     DATA_CLEAN_MAX_FUTURE_MS: int(5 * 60_000, 0, 3_650 * DAY_MS),
     /** A message whose device timestamp is older than this is refused (0: off). Devices do backfill. */
     DATA_CLEAN_MAX_AGE_MS: int(365 * DAY_MS, 0, 36_500 * DAY_MS),
@@ -57,7 +58,7 @@ export const cleaningSection = z
     /** JSON object, metric name → [min, max] (a bound may be null); replaces the ±MAX_ABS_VALUE bounds. */
     DATA_CLEAN_METRIC_RANGES: metricRanges,
   })
-  .transform((e) => ({
+  .transform((e): CleaningLimits => ({
     maxFutureMs: e.DATA_CLEAN_MAX_FUTURE_MS,
     maxAgeMs: e.DATA_CLEAN_MAX_AGE_MS,
     maxAbsValue: e.DATA_CLEAN_MAX_ABS_VALUE,
@@ -66,11 +67,3 @@ export const cleaningSection = z
       Object.entries(e.DATA_CLEAN_METRIC_RANGES).map(([metric, [min, max]]) => [metric, { min, max }]),
     ),
   }));
-
-/** Configured bounds of one metric; `null`: the global ±DATA_CLEAN_MAX_ABS_VALUE on that side. */
-export interface MetricRange {
-  min: number | null;
-  max: number | null;
-}
-
-export type CleaningConfig = z.output<typeof cleaningSection>;

@@ -1,16 +1,22 @@
+import { z } from 'zod';
 import {
   MAX_METRICS,
   METRIC_NAME_PATTERN,
   metricValueSchema,
   normalizedTelemetrySchema,
   type NormalizedTelemetry,
-} from '@dmp/contracts';
-import { z } from 'zod';
-import type { CleaningConfig } from './cleaning.config';
+} from './telemetry';
 
 /**
- * Why cleaning removed something: the `reason` of `dmp_data_cleaned_total` and the `error_code` of its
- * `dead_letters` row. Stable: analysts and alerts select on them.
+ * Telemetry cleaning: the one definition of what DMP stores. dmp-data stores only what it accepts (and
+ * dead-letters the rest); dmp-kernel evaluates rules only on what it accepts, with the same limits
+ * (DATA_CLEAN_*, `cleaningSection` in @dmp/config), so no alarm stands on data that storage refused.
+ */
+
+/**
+ * Why cleaning removed something: the `reason` of `dmp_data_cleaned_total` (and of dmp-kernel's
+ * `dmp_kernel_rule_skipped_total`) and the `error_code` of the `dead_letters` row. Stable: analysts and
+ * alerts select on them.
  */
 export const CleanCode = {
   // ── the whole message is refused (nothing of it is stored) ──
@@ -18,9 +24,9 @@ export const CleanCode = {
   MissingField: 'DMP_ERR_CLEAN_MISSING_FIELD',
   /** A field is present but invalid (wrong type, pattern, bounds; more than 256 metrics). */
   InvalidField: 'DMP_ERR_CLEAN_INVALID_FIELD',
-  /** `ts` is more than DATA_CLEAN_MAX_FUTURE_MS ahead of dmp-data's clock. */
+  /** `ts` is more than DATA_CLEAN_MAX_FUTURE_MS ahead of the clock of the app that checks it. */
   TsFuture: 'DMP_ERR_CLEAN_TS_FUTURE',
-  /** `ts` is more than DATA_CLEAN_MAX_AGE_MS behind dmp-data's clock. */
+  /** `ts` is more than DATA_CLEAN_MAX_AGE_MS behind the clock of the app that checks it. */
   TsTooOld: 'DMP_ERR_CLEAN_TS_TOO_OLD',
   /** Every metric of the message was removed (below): nothing left to store. */
   NoMetricsLeft: 'DMP_ERR_CLEAN_NO_METRICS_LEFT',
@@ -34,8 +40,23 @@ export const CleanCode = {
 } as const;
 export type CleanCode = (typeof CleanCode)[keyof typeof CleanCode];
 
-/** The limits cleaning applies: the validated `cleaning` section of dmp-data's config. */
-export type CleaningLimits = Pick<CleaningConfig, 'maxFutureMs' | 'maxAgeMs' | 'maxAbsValue' | 'ranges'>;
+/** Configured bounds of one metric; `null`: the global ±DATA_CLEAN_MAX_ABS_VALUE on that side. */
+export interface MetricRange {
+  min: number | null;
+  max: number | null;
+}
+
+/** The limits cleaning applies: the validated `cleaning` section of dmp-data's and dmp-kernel's config. */
+export interface CleaningLimits {
+  /** DATA_CLEAN_MAX_FUTURE_MS (0: off). */
+  maxFutureMs: number;
+  /** DATA_CLEAN_MAX_AGE_MS (0: off). */
+  maxAgeMs: number;
+  /** DATA_CLEAN_MAX_ABS_VALUE (0: off). */
+  maxAbsValue: number;
+  /** DATA_CLEAN_METRIC_RANGES. A Map: a plain object would answer `ranges.constructor` for a metric named `constructor`. */
+  ranges: ReadonlyMap<string, MetricRange>;
+}
 
 /** One metric cleaning removed from a message that is otherwise stored. */
 export interface MetricRemoval {
@@ -182,7 +203,7 @@ const rejected = (code: CleanCode, detail: string, removed: MetricRemoval[]): Cl
   removed,
 });
 
-export const isRecord = (value: unknown): value is Record<string, unknown> =>
+const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const describeType = (value: unknown): string =>
