@@ -52,6 +52,7 @@ const REJECTION_LOG = { linesPerWindow: 20, windowMs: 10_000 };
 
 const REGISTRY_RETRY_BASE_MS = 100;
 const REGISTRY_RETRY_MAX_MS = 2_000;
+const DEFERRAL_LOG_INTERVAL_MS = 10_000;
 
 /**
  * One device message from the broker to dmp-kernel, through the edge's checks, in this order (the first
@@ -81,6 +82,7 @@ export class IngestService implements OnApplicationShutdown {
   private readonly registryRequired: boolean;
   private readonly registryWaitMs: number;
   private readonly leftBehind = new LeftBehind();
+  private lastDeferralLogAt = -Infinity;
   private readonly rateLimiter: DeviceRateLimiter;
   private readonly rejectionLog: RejectionLogLimiter;
   private readonly arrivalOrder = new ArrivalOrder();
@@ -158,6 +160,14 @@ export class IngestService implements OnApplicationShutdown {
       // redelivered by the broker once Redis is back (the transport replaces the connection then).
       const after = this.registry.whenAvailable();
       this.leftBehind.leave(ctx.signal, topic.deviceId, after);
+      if (performance.now() - this.lastDeferralLogAt >= DEFERRAL_LOG_INTERVAL_MS) {
+        this.lastDeferralLogAt = performance.now();
+        this.logger.warn(
+          { deviceId: topic.deviceId, topic: message.topic },
+          `device registry did not answer within ${this.registryWaitMs} ms: message left for redelivery once ` +
+            `Redis is back (one line per ${DEFERRAL_LOG_INTERVAL_MS / 1000} s; all in dmp_mqtt_deferred_total)`,
+        );
+      }
       return redeliverAfter(`device registry unavailable for ${this.registryWaitMs} ms`, after);
     }
     if (early) {

@@ -79,7 +79,10 @@ type Stream = MqttClient['stream'];
  * acknowledgement). Hence a persistent session (Clean Start 0, Session Expiry > 0) under a client id that
  * is stable per replica: after a crash, a reconnect, or a message that could not be handed off (the
  * handler answers `redeliver`, and this transport replaces the connection), the broker sends again
- * everything unacknowledged. With a clean session Mosquitto would drop the in-flight messages of a
+ * everything unacknowledged. A message that cannot be decided until something comes back (the device
+ * registry: `redeliver` with `after`) is the one exception to the PUBACK order: it is left unacknowledged
+ * without holding back the acknowledgements behind it, and the connection is replaced once `after`
+ * resolves. With a clean session Mosquitto would drop the in-flight messages of a
  * closed connection instead of handing them to another group member. While a replica is down its
  * persistent session keeps receiving its share of the group's messages until it comes back or the
  * session expires (then the broker hands them to the other members). A graceful stop uses that: it
