@@ -668,11 +668,21 @@ describe('dmp-mqtt', () => {
     assert.ok(!kernel.accepted.some((m) => m.messageId === waiting), 'not taken while Redis is away');
 
     await redis.up();
+    // Back: the cached device's entry was kept (read again, not looked up as unknown to the cache).
+    const misses = await readMetric(app.baseUrl, 'dmp_mqtt_device_lookups_total', { result: 'miss' });
+    await waitFor('the device change subscription restored', async () => {
+      fleet.publishChange(cached);
+      return (await readMetric(app.baseUrl, 'dmp_mqtt_device_lookups_total', { result: 'refresh' })) > 0;
+    });
     const sent = fleet.forwardable();
     await waitForAll(kernel, name, countOf(sent), 30_000);
     assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
     assert.ok((await readMetric(app.baseUrl, 'dmp_mqtt_redelivery_requests_total')) >= 1);
     assert.equal(await readMetric(app.baseUrl, 'dmp_mqtt_rejected_total'), 0, 'nothing refused');
+    assert.ok(
+      (await readMetric(app.baseUrl, 'dmp_mqtt_device_lookups_total', { result: 'miss' })) <= misses + 1,
+      'at most the uncached device is a miss after Redis came back',
+    );
   });
 
   it('on SIGTERM (hand-over) stops taking messages, hands off and acknowledges what it holds, and ends its session', async () => {
