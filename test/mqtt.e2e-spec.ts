@@ -675,10 +675,11 @@ describe('dmp-mqtt', () => {
       return (await readMetric(app.baseUrl, 'dmp_mqtt_device_lookups_total', { result: 'refresh' })) > 0;
     });
     const sent = fleet.forwardable();
+    // Every message of both devices at the kernel: none was refused (the rejection counters would also
+    // count other traffic on the shared broker, which reaches this share group too).
     await waitForAll(kernel, name, countOf(sent), 30_000);
     assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
     assert.ok((await readMetric(app.baseUrl, 'dmp_mqtt_redelivery_requests_total')) >= 1);
-    assert.equal(await readMetric(app.baseUrl, 'dmp_mqtt_rejected_total'), 0, 'nothing refused');
     assert.ok(
       (await readMetric(app.baseUrl, 'dmp_mqtt_device_lookups_total', { result: 'miss' })) <= misses + 1,
       'at most the uncached device is a miss after Redis came back',
