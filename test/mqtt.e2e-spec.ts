@@ -613,23 +613,17 @@ describe('dmp-mqtt', () => {
       'the messages in flight',
       async () => (await readMetric(first.baseUrl, 'dmp_mqtt_in_flight')) >= 40,
     );
-    assert.equal(
-      await readMetric(first.baseUrl, 'dmp_mqtt_rejected_total', { reason: 'DMP_ERR_RATE_LIMITED' }),
-      0,
-      'the first deliveries are within the limit',
-    );
     await first.stop('SIGKILL');
 
     kernel.answer = accept;
     const second = await startMqttApp(name, kernel, limits);
     running.push({ app: second });
+    // A refused message is acknowledged and never comes back: every message at the kernel means none of
+    // them was refused, on either side of the restart. (Not the rejection counters: other traffic on the
+    // shared broker reaches this share group too.)
     const sent = fleet.forwardable();
     await waitForAll(kernel, name, countOf(sent));
     assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
-    assert.equal(
-      await readMetric(second.baseUrl, 'dmp_mqtt_rejected_total', { reason: 'DMP_ERR_RATE_LIMITED' }),
-      0,
-    );
   });
 
   it("with Redis away, keeps cached devices flowing and takes an uncached device's message once Redis is back", async () => {
