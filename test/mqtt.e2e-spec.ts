@@ -6,6 +6,7 @@
  */
 import { TELEMETRY_PROTO_PATH } from '@dmp/contracts';
 import {
+  callAdminApi,
   freePort,
   getJaegerTrace,
   readMetric,
@@ -18,7 +19,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import mqtt from 'mqtt';
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -118,6 +124,59 @@ class KernelStandIn {
   }
 }
 
+/**
+ * A Redis of the test's own, which it may stop and start again: with an append-only file, so that what
+ * was registered is still there after the restart (the shared stack's Redis keeps nothing on disk).
+ */
+class OwnRedis {
+  private process?: ChildProcess;
+
+  private constructor(
+    readonly port: number,
+    private readonly dir: string,
+  ) {}
+
+  static async start(): Promise<OwnRedis> {
+    const redis = new OwnRedis(await freePort(), await mkdtemp(join(tmpdir(), 'dmp-e2e-redis-')));
+    await redis.up();
+    return redis;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async up(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', ''];
+    const child = spawn('redis-server', [...args, '--appendonly', 'yes', '--appendfsync', 'always'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    this.process = child;
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    await waitFor(
+      () => `Redis on port ${this.port} to accept connections (${output.slice(-300)})`,
+      () => child.exitCode === null && /Ready to accept connections/.test(output),
+      { timeoutMs: 20_000, intervalMs: 50 },
+    );
+  }
+
+  /** Stopped (SIGTERM): its clients' connections are refused until `up()`. */
+  async down(): Promise<void> {
+    const child = this.process;
+    this.process = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  async remove(): Promise<void> {
+    await this.down();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/;
 
 function uniqueName(label: string): string {
@@ -199,14 +258,20 @@ const countOf = (sent: Map<string, SentMessage[]>) =>
   [...sent.values()].reduce((n, list) => n + list.length, 0);
 
 describe('dmp-mqtt', () => {
-  const running: { app?: RunningApp; kernel?: KernelStandIn; fleet?: DeviceFleet; raw?: mqtt.MqttClient }[] =
-    [];
+  const running: {
+    app?: RunningApp;
+    kernel?: KernelStandIn;
+    fleet?: DeviceFleet;
+    raw?: mqtt.MqttClient;
+    redis?: OwnRedis;
+  }[] = [];
   afterEach(async () => {
     for (const r of running.splice(0)) {
       await r.fleet?.close().catch(() => undefined);
       await r.raw?.endAsync().catch(() => undefined);
       if (r.app && r.app.process.exitCode === null) await r.app.stop('SIGKILL');
       r.kernel?.down();
+      await r.redis?.remove();
     }
   });
 
@@ -523,6 +588,96 @@ describe('dmp-mqtt', () => {
     const sent = fleet.forwardable();
     await waitForAll(kernel, name, countOf(sent));
     assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
+  });
+
+  it('counts a message once: after a restart mid-stream its redelivered messages are not rate-limited', async () => {
+    const name = uniqueName('ratecrash');
+    const kernel = await KernelStandIn.start();
+    kernel.answer = busy;
+    // Each device sends 20 messages at 5/s, within 10/s and a burst of 5: all allowed on first delivery.
+    // After the crash the broker sends the 20 again at once (DUP flag): counted again, 15 of them would
+    // be refused as DMP_ERR_RATE_LIMITED.
+    const limits = { DEVICE_RATE_LIMIT_PER_SECOND: '10', DEVICE_RATE_LIMIT_BURST: '5' };
+    const first = await startMqttApp(name, kernel, limits);
+    const fleet = new DeviceFleet({
+      url: stack.mqtt.url,
+      devices: 2,
+      rate: 10,
+      deviceIdPrefix: name,
+      heartbeatIntervalMs: 0,
+    });
+    running.push({ kernel, fleet });
+    await fleet.connect();
+    await fleet.run({ count: 40 });
+    await waitFor(
+      'the messages in flight',
+      async () => (await readMetric(first.baseUrl, 'dmp_mqtt_in_flight')) >= 40,
+    );
+    await first.stop('SIGKILL');
+
+    kernel.answer = accept;
+    const second = await startMqttApp(name, kernel, limits);
+    running.push({ app: second });
+    // A refused message is acknowledged and never comes back: every message at the kernel means none of
+    // them was refused, on either side of the restart. (Not the rejection counters: other traffic on the
+    // shared broker reaches this share group too.)
+    const sent = fleet.forwardable();
+    await waitForAll(kernel, name, countOf(sent));
+    assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
+  });
+
+  it("with Redis away, keeps cached devices flowing and takes an uncached device's message once Redis is back", async () => {
+    const redis = await OwnRedis.start();
+    running.push({ redis });
+    const { name, kernel, app, fleet } = await startScenario(
+      'redisaway',
+      { devices: 2, rate: 0 },
+      { REDIS_URL: redis.url, DEVICE_REGISTRY_REQUIRED: 'true', DEVICE_REGISTRY_WAIT_MS: '1000' },
+    );
+    const [cached, uncached] = fleet.devices;
+    for (const device of fleet.devices) {
+      const { status, body } = await callAdminApi(`${app.baseUrl}/admin/devices`, `${name}-admin`, 'POST', {
+        deviceId: device.id,
+        tenantId: 't-e2e',
+      });
+      assert.equal(status, 201, JSON.stringify(body));
+    }
+    // Its first message puts the cached device in dmp-mqtt's cache; the other one is never looked up.
+    fleet.publishChange(cached);
+    await waitForAll(kernel, cached.id, 1);
+
+    await redis.down();
+    const waiting = fleet.publishChange(uncached).messageId!;
+    for (let i = 0; i < 5; i++) fleet.publishChange(cached);
+    // The uncached device's message waits DEVICE_REGISTRY_WAIT_MS, then is left unacknowledged for the
+    // broker to redeliver, without holding back the acknowledgements received after it: nothing stays
+    // in flight (before, it waited for Redis and every later PUBACK waited with it).
+    await waitForAll(kernel, cached.id, 6, 10_000);
+    await waitFor(
+      'every message acknowledged or left for redelivery while Redis is away',
+      async () => (await readMetric(app.baseUrl, 'dmp_mqtt_in_flight')) === 0,
+      { timeoutMs: 10_000, intervalMs: 100 },
+    );
+    assert.equal(await readMetric(app.baseUrl, 'dmp_mqtt_deferred_total'), 1);
+    assert.ok(!kernel.accepted.some((m) => m.messageId === waiting), 'not taken while Redis is away');
+
+    await redis.up();
+    // Back: the cached device's entry was kept (read again, not looked up as unknown to the cache).
+    const misses = await readMetric(app.baseUrl, 'dmp_mqtt_device_lookups_total', { result: 'miss' });
+    await waitFor('the device change subscription restored', async () => {
+      fleet.publishChange(cached);
+      return (await readMetric(app.baseUrl, 'dmp_mqtt_device_lookups_total', { result: 'refresh' })) > 0;
+    });
+    const sent = fleet.forwardable();
+    // Every message of both devices at the kernel: none was refused (the rejection counters would also
+    // count other traffic on the shared broker, which reaches this share group too).
+    await waitForAll(kernel, name, countOf(sent), 30_000);
+    assertArrivedInOrder(sent, kernel.acceptedFrom(name), { exactlyOnce: false });
+    assert.ok((await readMetric(app.baseUrl, 'dmp_mqtt_redelivery_requests_total')) >= 1);
+    assert.ok(
+      (await readMetric(app.baseUrl, 'dmp_mqtt_device_lookups_total', { result: 'miss' })) <= misses + 1,
+      'at most the uncached device is a miss after Redis came back',
+    );
   });
 
   it('on SIGTERM (hand-over) stops taking messages, hands off and acknowledges what it holds, and ends its session', async () => {

@@ -125,6 +125,12 @@ export const edgeSection = z
     /** …and how long "not registered" is (short: a newly registered device is seen through pub/sub anyway). */
     DEVICE_UNKNOWN_CACHE_TTL_MS: int(5_000, 0, 3_600_000),
     DEVICE_CACHE_MAX_ENTRIES: int(200_000, 1, 10_000_000),
+    /**
+     * How long a message waits for the registry when Redis does not answer and nothing is cached about
+     * its device. Past it the message is left unacknowledged, without holding back the acknowledgements
+     * of the messages behind it, and the broker redelivers it once Redis is back (docs/devices.md).
+     */
+    DEVICE_REGISTRY_WAIT_MS: int(2_000, 100, 60_000),
     /** Token bucket per device: sustained messages per second (0: no limit)… */
     DEVICE_RATE_LIMIT_PER_SECOND: num(20, 0, 1_000_000),
     /** …and bucket size (the burst a device may send at once). */
@@ -165,6 +171,7 @@ export const edgeSection = z
       cacheTtlMs: e.DEVICE_CACHE_TTL_MS,
       unknownCacheTtlMs: e.DEVICE_UNKNOWN_CACHE_TTL_MS,
       cacheMaxEntries: e.DEVICE_CACHE_MAX_ENTRIES,
+      waitMs: e.DEVICE_REGISTRY_WAIT_MS,
     },
     rateLimit: { perSecond: e.DEVICE_RATE_LIMIT_PER_SECOND, burst: e.DEVICE_RATE_LIMIT_BURST },
     login: {

@@ -19,6 +19,8 @@ export const RegistryErrorCode = {
 /** A cached answer: the device, or "not registered". */
 interface Entry {
   device?: StoredDevice;
+  /** The change subscription's generation it was read in; an older one may have missed a change. */
+  generation: number;
 }
 
 /** How long a successful password check is remembered (scrypt costs tens of ms per check). */
@@ -31,10 +33,14 @@ const VERIFIED_TTL_MS = 10 * 60_000;
  * - Lookups are cached for DEVICE_CACHE_TTL_MS (unknown ids for DEVICE_UNKNOWN_CACHE_TTL_MS), concurrent
  *   lookups of one id share one Redis call, and every change published on `dmp:device-changed` (by any
  *   replica or the admin API) drops the cached entry at once — so disabling a device takes effect within
- *   the pub/sub latency, milliseconds. After the subscription connection was lost the whole cache is
- *   dropped (changes may have been missed meanwhile).
- * - Redis unreachable: the last known answer is used even when expired; with none, the lookup fails
- *   with DMP_ERR_REGISTRY_UNAVAILABLE (retryable) and the message waits — it is not refused.
+ *   the pub/sub latency, milliseconds. After the subscription connection was lost every cached entry is
+ *   marked stale (changes may have been missed meanwhile), not dropped: the next lookup of a stale entry
+ *   reads Redis again and falls back to the entry if Redis does not answer. Dropping the cache would
+ *   leave every device uncached if Redis went away again (a flapping connection) — and an uncached
+ *   device's messages cannot be decided while Redis is away.
+ * - Redis unreachable: the last known answer is used even when expired or stale; with none, the lookup
+ *   fails with DMP_ERR_REGISTRY_UNAVAILABLE (retryable) and the message waits — it is not refused
+ *   ({@link whenAvailable} tells when to try again).
  * - Password checks (scrypt) that succeeded are remembered as an HMAC of the password under a key that
  *   lives only in this process, until the device changes or 10 minutes pass: reconnect storms cost one
  *   scrypt per device, not one per attempt.
@@ -51,12 +57,15 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
   private readonly hmacKey = randomBytes(32);
   private readonly subscriber: Redis;
   private subscribed = false;
+  /** Raised when the change subscription is (re)established: entries of older generations are stale. */
+  private generation = 0;
+  private available?: Promise<void>;
   private readonly invalidations: Counter;
   private readonly lookups: Counter<'result'>;
 
   constructor(
     private readonly repository: DeviceRepository,
-    @Inject(REDIS_CLIENT) redis: Redis,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(MQTT_APP_CONFIG) private readonly config: MqttAppConfig,
     metrics: MetricsRegistry,
   ) {
@@ -76,7 +85,7 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
     );
     this.lookups = metrics.counter(
       'dmp_mqtt_device_lookups_total',
-      'Device registry lookups, by result (hit | miss | stale | error)',
+      'Device registry lookups, by result (hit | miss | refresh | stale | error)',
       ['result'],
     );
   }
@@ -91,10 +100,12 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
         void this.subscribe();
         return;
       }
-      // ioredis subscribes again by itself after a reconnect; what changed meanwhile is unknown.
-      this.log.warn('device change subscription restored: dropping the whole device cache');
-      this.cache.clear();
-      this.verified.clear();
+      // ioredis subscribes again by itself after a reconnect; what changed meanwhile is unknown. Remembered
+      // password checks stay: they are bound to the cached entry's secret hash (see verifyCredentials).
+      this.log.warn(
+        'device change subscription restored: cached devices are read again on their next lookup',
+      );
+      this.generation++;
     });
     this.subscriber.on('error', () => undefined); // the main connection logs Redis errors
     try {
@@ -111,7 +122,7 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
     try {
       await this.subscriber.subscribe(DEVICE_CHANGED_CHANNEL);
       // Anything cached before the subscription may have missed a change.
-      if (this.subscribed === false && this.cache.size > 0) this.cache.clear();
+      if (!this.subscribed) this.generation++;
       this.subscribed = true;
     } catch (error) {
       this.log.warn(
@@ -130,13 +141,13 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
    */
   lookup(deviceId: string): Promise<StoredDevice | undefined> {
     const entry = this.cache.get(deviceId);
-    if (entry) {
+    if (entry?.generation === this.generation) {
       this.lookups.inc({ result: 'hit' });
       return Promise.resolve(entry.device);
     }
     const inflight = this.inflight.get(deviceId);
     if (inflight) return inflight.promise;
-    this.lookups.inc({ result: 'miss' });
+    this.lookups.inc({ result: entry ? 'refresh' : 'miss' });
     const token = Symbol(deviceId);
     const promise = this.load(deviceId, token);
     this.inflight.set(deviceId, { promise, token });
@@ -145,6 +156,31 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
     };
     promise.then(forget, forget);
     return promise;
+  }
+
+  /**
+   * Resolves once Redis is reachable (at once if it is): when a lookup that failed with
+   * DMP_ERR_REGISTRY_UNAVAILABLE is worth trying again.
+   */
+  whenAvailable(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    this.available ??= new Promise<void>((resolve) =>
+      this.redis.once('ready', () => {
+        this.available = undefined;
+        resolve();
+      }),
+    );
+    return this.available;
+  }
+
+  /** True when a lookup would be answered from the cache (no Redis call). */
+  isCached(deviceId: string): boolean {
+    return this.cache.get(deviceId)?.generation === this.generation;
+  }
+
+  /** The last answer cached about a device, however old (a fallback while Redis does not answer). */
+  lastKnown(deviceId: string): { device?: StoredDevice } | undefined {
+    return this.cache.get(deviceId, { allowStale: true });
   }
 
   /** Registered and enabled. */
@@ -175,13 +211,14 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async load(deviceId: string, token: symbol): Promise<StoredDevice | undefined> {
+    const generation = this.generation;
     try {
       const device = await this.repository.get(deviceId);
       // Cache only if no change announcement arrived while Redis answered (it replaces the token).
       if (this.inflight.get(deviceId)?.token === token) {
         const { unknownCacheTtlMs, cacheTtlMs } = this.config.edge.registry;
         const ttl = device ? cacheTtlMs : unknownCacheTtlMs;
-        if (ttl > 0) this.cache.set(deviceId, { device }, { ttl });
+        if (ttl > 0) this.cache.set(deviceId, { device, generation }, { ttl });
       }
       return device;
     } catch (error) {

@@ -22,11 +22,13 @@ import {
   ackWith,
   PubackReason,
   redeliver,
+  redeliverAfter,
   type MqttMessage,
   type MqttSettlement,
 } from '../transport/mqtt-message';
 import { ArrivalOrder, type Turn } from './arrival-order';
 import { IngestMetrics } from './ingest.metrics';
+import { LeftBehind } from './left-behind';
 import { MessageTracing, traceCarrierOf, type MessageSpans } from './message-tracing';
 import { RejectionLogLimiter } from './rejection-log';
 
@@ -50,18 +52,22 @@ const REJECTION_LOG = { linesPerWindow: 20, windowMs: 10_000 };
 
 const REGISTRY_RETRY_BASE_MS = 100;
 const REGISTRY_RETRY_MAX_MS = 2_000;
+const DEFERRAL_LOG_INTERVAL_MS = 10_000;
 
 /**
  * One device message from the broker to dmp-kernel, through the edge's checks, in this order (the first
  * that fails decides the reason code):
  *
  *   topic (DMP_ERR_WRONG_TOPIC) → heartbeat (filtered: counted, acknowledged, not forwarded) →
- *   known device (DMP_ERR_UNKNOWN_DEVICE: not registered or disabled) → rate limit (DMP_ERR_RATE_LIMITED) →
+ *   known device (DMP_ERR_UNKNOWN_DEVICE: not registered or disabled) →
  *   decode + validate (DMP_ERR_PAYLOAD_TOO_LARGE, _MALFORMED_PAYLOAD, _INVALID_PAYLOAD, _SPOOFED_DEVICE) →
- *   duplicate (DMP_ERR_DUPLICATE) → hand-off to dmp-kernel → the settlement the transport turns into a
- *   PUBACK (or a redelivery).
+ *   duplicate (DMP_ERR_DUPLICATE) → rate limit (DMP_ERR_RATE_LIMITED) → hand-off to dmp-kernel → the
+ *   settlement the transport turns into a PUBACK (or a redelivery).
  *
- * Identity and rate come before parsing so that unknown devices and floods cost no decoding. Every
+ * Identity comes before parsing so that unknown devices cost no decoding. The rate limit comes after the
+ * duplicate check so that a message is counted once: copies of accepted messages and the broker's
+ * redeliveries cost no token (a flood of a registered device is decoded before it is refused; Receive
+ * Maximum bounds how much of it is in flight). Every
  * refused message goes through {@link IngestService.reject}: sent with its raw payload to the dead-letter
  * topic, then counted by reason and acknowledged. Nothing refused is acknowledged before its dead letter
  * is stored; what cannot be decided yet (registry unreachable, dead-letter topic unreachable) waits, and
@@ -74,6 +80,9 @@ const REGISTRY_RETRY_MAX_MS = 2_000;
 export class IngestService implements OnApplicationShutdown {
   private readonly decoder: DeviceMessageDecoder;
   private readonly registryRequired: boolean;
+  private readonly registryWaitMs: number;
+  private readonly leftBehind = new LeftBehind();
+  private lastDeferralLogAt = -Infinity;
   private readonly rateLimiter: DeviceRateLimiter;
   private readonly rejectionLog: RejectionLogLimiter;
   private readonly arrivalOrder = new ArrivalOrder();
@@ -90,6 +99,7 @@ export class IngestService implements OnApplicationShutdown {
   ) {
     this.decoder = new DeviceMessageDecoder(config.ingest.maxPayloadBytes);
     this.registryRequired = config.edge.registry.required;
+    this.registryWaitMs = config.edge.registry.waitMs;
     this.rateLimiter = new DeviceRateLimiter(config.edge.rateLimit, config.edge.registry.cacheMaxEntries);
     if (!this.registryRequired)
       this.logger.warn('DEVICE_REGISTRY_REQUIRED=false: messages of unregistered devices are accepted');
@@ -142,10 +152,23 @@ export class IngestService implements OnApplicationShutdown {
     turn: Turn,
   ): Promise<MqttSettlement> {
     const early = await this.checkDevice(topic.deviceId, ctx.signal);
-    if (early === 'aborted') {
+    if (early === 'aborted' || early === 'timeout') {
       const spans = this.tracing.start(message, ctx, { carrier: userCarrier, deviceId: topic.deviceId });
       spans.outcome('redeliver', { 'dmp.handoff.abandoned': 'registry unavailable' });
-      return redeliver('device registry unavailable');
+      if (early === 'aborted') return redeliver('device registry unavailable');
+      // Past DEVICE_REGISTRY_WAIT_MS: out of the way of the connection's other acknowledgements, and
+      // redelivered by the broker once Redis is back (the transport replaces the connection then).
+      const after = this.registry.whenAvailable();
+      this.leftBehind.leave(ctx.signal, topic.deviceId, after);
+      if (performance.now() - this.lastDeferralLogAt >= DEFERRAL_LOG_INTERVAL_MS) {
+        this.lastDeferralLogAt = performance.now();
+        this.logger.warn(
+          { deviceId: topic.deviceId, topic: message.topic },
+          `device registry did not answer within ${this.registryWaitMs} ms: message left for redelivery once ` +
+            `Redis is back (one line per ${DEFERRAL_LOG_INTERVAL_MS / 1000} s; all in dmp_mqtt_deferred_total)`,
+        );
+      }
+      return redeliverAfter(`device registry unavailable for ${this.registryWaitMs} ms`, after);
     }
     if (early) {
       const spans = this.tracing.start(message, ctx, { carrier: userCarrier, deviceId: topic.deviceId });
@@ -185,48 +208,70 @@ export class IngestService implements OnApplicationShutdown {
         messageId: envelope.messageId,
       });
     }
+    // After the duplicate check: a message is counted once (see DeviceRateLimiter).
+    if (!this.rateLimiter.allow(topic.deviceId, { redelivery: ctx.isRedelivery() })) {
+      dedup.claim.release();
+      this.metrics.rateLimitHits.inc();
+      return this.reject(message, ctx, spans, topic, {
+        code: RejectCode.RateLimited,
+        detail: `device ${topic.deviceId} exceeds its message rate`,
+        messageId: envelope.messageId,
+      });
+    }
     return context.with(spans.context, () =>
       this.forward(message, ctx, spans, topic, decoded.message, dedup.claim, turn),
     );
   }
 
   /**
-   * Identity and rate: a rejection, undefined to go on, or 'aborted' when the registry stayed
-   * unreachable until the delivery ended (the message is then redelivered, not refused).
+   * Identity: a rejection, undefined to go on, or — when the registry stayed unreachable with nothing
+   * cached about the device — 'timeout' after DEVICE_REGISTRY_WAIT_MS, 'aborted' if the delivery ended
+   * first (the message is then redelivered, not refused).
    */
   private async checkDevice(
     deviceId: string,
     signal: AbortSignal,
-  ): Promise<Rejection | undefined | 'aborted'> {
+  ): Promise<Rejection | undefined | 'aborted' | 'timeout'> {
     if (this.registryRequired) {
-      const active = await this.withRegistry(() => this.registry.isActive(deviceId), signal);
-      if (active === 'aborted') return 'aborted';
+      let active = this.registry.isCached(deviceId)
+        ? await this.registry.isActive(deviceId)
+        : await this.withRegistry(() => this.registry.isActive(deviceId), signal);
+      // A lookup that hung past the deadline (a connection attempt) had no chance to fall back.
+      const known = active === 'timeout' ? this.registry.lastKnown(deviceId) : undefined;
+      if (known) active = known.device?.status === 'enabled';
+      if (active === 'aborted' || active === 'timeout') return active;
       if (!active)
         return {
           code: RejectCode.UnknownDevice,
           detail: `device ${deviceId} is not registered or is disabled`,
         };
     }
-    if (!this.rateLimiter.allow(deviceId)) {
-      this.metrics.rateLimitHits.inc();
-      return { code: RejectCode.RateLimited, detail: `device ${deviceId} exceeds its message rate` };
-    }
     return undefined;
   }
 
-  /** Retries a registry call while Redis is unreachable (and nothing is cached), until the delivery ends. */
-  private async withRegistry<T>(call: () => Promise<T>, signal: AbortSignal): Promise<T | 'aborted'> {
+  /**
+   * Retries a registry call while Redis is unreachable (and nothing is cached) for at most
+   * DEVICE_REGISTRY_WAIT_MS — a call that hangs (a connection attempt) counts too — and not beyond the
+   * delivery. The message's PUBACK, and those of every message received after it, wait meanwhile.
+   */
+  private async withRegistry<T>(
+    call: () => Promise<T>,
+    signal: AbortSignal,
+  ): Promise<T | 'aborted' | 'timeout'> {
+    const deadline = AbortSignal.any([signal, AbortSignal.timeout(this.registryWaitMs)]);
+    const ended = () => (signal.aborted ? 'aborted' : 'timeout');
     for (let attempt = 1; ; attempt++) {
       try {
-        return await call();
+        return await untilAborted(call(), deadline);
       } catch (error) {
+        if (deadline.aborted) return ended();
         if (!(error instanceof DmpError && error.retryable)) throw error;
-        if (attempt === 1) this.logger.warn(`waiting for the device registry: ${error.message}`);
+        if (attempt === 1) this.logger.debug(`waiting for the device registry: ${error.message}`);
         const delay = Math.min(REGISTRY_RETRY_MAX_MS, REGISTRY_RETRY_BASE_MS * 2 ** (attempt - 1));
         try {
-          await sleep(delay, undefined, { signal });
+          await sleep(delay, undefined, { signal: deadline });
         } catch {
-          return 'aborted';
+          return ended();
         }
       }
     }
@@ -246,6 +291,12 @@ export class IngestService implements OnApplicationShutdown {
     try {
       // The device's earlier messages go first (see ArrivalOrder); the batcher keeps that order.
       await turn.ready;
+      const behind = this.leftBehind.of(ctx.signal, topic.deviceId);
+      if (behind) {
+        turn.leave();
+        spans.outcome('redeliver', { 'dmp.handoff.abandoned': 'behind a message left for redelivery' });
+        return redeliverAfter('behind a message of its device left for redelivery', behind);
+      }
       const handOff = this.kernel.forward(envelope, spans.carrier(), ctx.signal);
       turn.leave();
       const outcome = await handOff;
@@ -327,4 +378,15 @@ export class IngestService implements OnApplicationShutdown {
     });
     return ackWith(PUBACK_FOR_REJECTION[reason] ?? PubackReason.ImplementationSpecificError);
   }
+}
+
+/** The promise's outcome, or a rejection once the signal aborts (the promise is left to settle alone). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  let onAbort: () => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new Error('aborted'));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DeviceRateLimiter, takeToken } from './token-bucket';
+import { costsToken, DeviceRateLimiter, takeToken } from './token-bucket';
 
 describe('takeToken', () => {
   it('lets a full bucket spend its burst at once, then refills at the rate', () => {
@@ -41,6 +41,21 @@ describe('DeviceRateLimiter', () => {
     now = 1_000;
     assert.equal(limiter.allow('a'), true);
     assert.equal(limiter.allow('a'), false);
+  });
+
+  it("counts a message once: the broker's redeliveries take no token, even from an empty bucket", () => {
+    const limiter = new DeviceRateLimiter({ perSecond: 1, burst: 3 }, 100, () => 0);
+    const first = [1, 2, 3, 4].map(() => limiter.allow('a', { redelivery: false }));
+    assert.deepEqual(first, [true, true, true, false], 'the burst, then refused');
+    // dmp-mqtt restarted or a hand-off failed: the broker sends the three accepted ones again (DUP).
+    const again = [1, 2, 3].map(() => limiter.allow('a', { redelivery: true }));
+    assert.deepEqual(again, [true, true, true]);
+    assert.equal(limiter.allow('a', { redelivery: false }), false, 'the bucket is still empty');
+  });
+
+  it('charges a first delivery and not a redelivery', () => {
+    assert.equal(costsToken({ redelivery: false }), true);
+    assert.equal(costsToken({ redelivery: true }), false);
   });
 
   it('allows everything when the rate is 0 (limit off)', () => {

@@ -2,8 +2,16 @@ import { LRUCache } from 'lru-cache';
 
 /**
  * Per-device rate limit: a token bucket per device. A bucket holds up to `burst` tokens and refills at
- * `perSecond`; every message takes one; a message finding the bucket empty is refused
- * (DMP_ERR_RATE_LIMITED). A device may thus send `burst` messages at once, then `perSecond` on average.
+ * `perSecond`; a message takes one; a message finding the bucket empty is refused (DMP_ERR_RATE_LIMITED).
+ * A device may thus send `burst` messages at once, then `perSecond` on average.
+ *
+ * A message is counted once ({@link costsToken}): when it first arrives and is not a duplicate. A copy
+ * the broker sends again (MQTT DUP flag: dmp-mqtt did not acknowledge it — a hand-off that failed, a
+ * stall downstream, a restart of dmp-mqtt) was counted when it first came, and a copy of a message
+ * already accepted is refused as a duplicate before the limit is looked at. Otherwise every redelivery
+ * after a stall or a restart would spend the device's burst again, and good data beyond it would be
+ * refused. A device that replays its offline buffer sends new messages (new message ids): each costs its
+ * token, so a replay passes at the device's pace (≤ `perSecond`) or within `burst` at once.
  *
  * Why not rate-limiter-flexible: it has no token bucket. Its memory limiter counts fixed windows (a
  * device can send twice the limit across a window boundary) and arms a timer per key; its
@@ -38,6 +46,20 @@ export function takeToken(bucket: TokenBucket, now: number, limits: TokenBucketL
   return true;
 }
 
+/** What decides a message's cost. */
+export interface MessageCost {
+  /** The broker sent it before (MQTT DUP flag): it was counted then. */
+  redelivery: boolean;
+}
+
+/**
+ * Whether a message takes a token. Called only for messages that are not duplicates (those are refused
+ * first), so a message is counted once per device and message id: on its first delivery.
+ */
+export function costsToken(message: MessageCost): boolean {
+  return !message.redelivery;
+}
+
 export class DeviceRateLimiter {
   private readonly buckets: LRUCache<string, TokenBucket>;
 
@@ -53,9 +75,9 @@ export class DeviceRateLimiter {
     return this.limits.perSecond > 0;
   }
 
-  /** True when the device may send this message now. */
-  allow(deviceId: string): boolean {
-    if (!this.enabled) return true;
+  /** True when the device may send this message now; takes its token if it {@link costsToken}. */
+  allow(deviceId: string, message: MessageCost = { redelivery: false }): boolean {
+    if (!this.enabled || !costsToken(message)) return true;
     const now = this.now();
     let bucket = this.buckets.get(deviceId);
     if (!bucket) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AckSequencer } from './ack-sequencer';
+import { AckSequencer, NO_ACK } from './ack-sequencer';
 import { matchesTopicFilter, matchingFilter, sharedSubscription } from './topic-filter';
 
 describe('AckSequencer', () => {
@@ -33,6 +33,27 @@ describe('AckSequencer', () => {
     const rest = acks.drain();
     assert.equal(rest.length, 3001);
     assert.equal(rest[0], 'stuck');
+    assert.equal(acks.size, 0);
+  });
+
+  it('lets the messages behind one left without acknowledgement (NO_ACK) go in their order', () => {
+    const released: [string, number][] = [];
+    const acks = new AckSequencer<string>((item, code) => released.push([item, code]));
+    const a = acks.add('a');
+    const waiting = acks.add('registry away');
+    const b = acks.add('b');
+    const c = acks.add('c');
+    acks.settle(b, 0);
+    acks.settle(waiting, NO_ACK);
+    assert.deepEqual(released, [], 'still behind the oldest');
+    acks.settle(a, 0);
+    assert.deepEqual(released, [
+      ['a', 0],
+      ['registry away', NO_ACK],
+      ['b', 0],
+    ]);
+    acks.settle(c, 0);
+    assert.deepEqual(released.at(-1), ['c', 0]);
     assert.equal(acks.size, 0);
   });
 

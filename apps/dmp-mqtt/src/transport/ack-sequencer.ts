@@ -7,7 +7,17 @@
  * A message that is never settled (left for redelivery) holds back the acknowledgements behind it; the
  * broker then stops sending once Receive Maximum messages are unacknowledged, and the connection is
  * replaced so the broker redelivers them.
+ *
+ * One exception: a message settled with {@link NO_ACK} is released in its turn without a PUBACK, and
+ * the messages behind it are acknowledged as they are settled. It stays unacknowledged in the broker's
+ * session (the broker redelivers it on the session's next connection), and its PUBACK, when a later
+ * connection sends it, comes after those of messages received after it: the rule above is waived for
+ * that one message, so that a message that cannot be decided for a while (the device registry away)
+ * does not stop every acknowledgement of the connection.
  */
+/** Settles a message without a PUBACK: it is released in its turn, and left to the broker to redeliver. */
+export const NO_ACK = -1;
+
 export class AckSequencer<T> {
   private slots: Slot<T>[] = [];
   private head = 0;
@@ -25,7 +35,10 @@ export class AckSequencer<T> {
     return slot;
   }
 
-  /** Marks a message processed; releases it and every processed message behind it once it is the oldest. */
+  /**
+   * Marks a message processed; releases it and every processed message behind it once it is the oldest.
+   * `reasonCode` is the PUBACK's, or {@link NO_ACK}.
+   */
   settle(slot: Slot<T>, reasonCode: number): void {
     if (slot.reasonCode !== undefined) return;
     slot.reasonCode = reasonCode;

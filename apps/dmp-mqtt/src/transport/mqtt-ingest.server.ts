@@ -7,7 +7,7 @@ import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, ty
 import { generate as generatePacket } from 'mqtt-packet';
 import { lastValueFrom } from 'rxjs';
 import type { Counter, Gauge, Histogram } from 'prom-client';
-import { AckSequencer, type Slot } from './ack-sequencer';
+import { AckSequencer, NO_ACK, type Slot } from './ack-sequencer';
 import { MqttContext, type MqttDeliveryInfo } from './mqtt.context';
 import {
   ackWith,
@@ -79,7 +79,10 @@ type Stream = MqttClient['stream'];
  * acknowledgement). Hence a persistent session (Clean Start 0, Session Expiry > 0) under a client id that
  * is stable per replica: after a crash, a reconnect, or a message that could not be handed off (the
  * handler answers `redeliver`, and this transport replaces the connection), the broker sends again
- * everything unacknowledged. With a clean session Mosquitto would drop the in-flight messages of a
+ * everything unacknowledged. A message that cannot be decided until something comes back (the device
+ * registry: `redeliver` with `after`) is the one exception to the PUBACK order: it is left unacknowledged
+ * without holding back the acknowledgements behind it, and the connection is replaced once `after`
+ * resolves. With a clean session Mosquitto would drop the in-flight messages of a
  * closed connection instead of handing them to another group member. While a replica is down its
  * persistent session keeps receiving its share of the group's messages until it comes back or the
  * session expires (then the broker hands them to the other members). A graceful stop uses that: it
@@ -348,6 +351,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     const qos0 = delivery.packet.qos === 0;
     if (settlement.action === 'redeliver') {
       if (qos0) this.end(delivery, { acked: false, reason: settlement.reason, at: preciseNow() });
+      else if (settlement.after) this.deferRedelivery(delivery, settlement.reason, settlement.after);
       else this.requestRedelivery(delivery.connection, settlement.reason);
       return;
     }
@@ -356,6 +360,10 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   }
 
   private writePuback(delivery: Delivery, reasonCode: number): void {
+    if (reasonCode === NO_ACK) {
+      this.end(delivery, { acked: false, reason: 'left for a later redelivery', at: preciseNow() });
+      return;
+    }
     const { stream } = delivery.connection;
     if (delivery.connection.signal.aborted || !stream.writable) {
       this.end(delivery, {
@@ -434,6 +442,22 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     if (!this.client?.connected) return;
     this.log.warn(`reconnecting so that the broker redelivers unacknowledged messages (${reason})`);
     this.client.reconnect();
+  }
+
+  /**
+   * A message that cannot be decided yet: out of the acknowledgement order (the messages behind it are
+   * acknowledged as they are settled), unacknowledged in the session, and redelivered by the broker once
+   * the connection is replaced — when `after` resolves (or earlier, if the connection goes for another
+   * reason).
+   */
+  private deferRedelivery(delivery: Delivery, reason: string, after: Promise<void>): void {
+    const { connection } = delivery;
+    this.metrics.deferred.inc();
+    connection.acks.settle(delivery.slot!, NO_ACK);
+    void after.then(
+      () => this.requestRedelivery(connection, reason),
+      () => this.requestRedelivery(connection, reason),
+    );
   }
 
   private onConnectionClosed(connection: Connection): void {
@@ -604,6 +628,7 @@ interface TransportMetrics {
   intakePauses: Counter;
   intakePausedSeconds: Counter;
   redeliveries: Counter;
+  deferred: Counter;
   unroutable: Counter;
   inFlight: Gauge;
   inFlightBytes: Gauge;
@@ -632,6 +657,10 @@ function createTransportMetrics(
     redeliveries: registry.counter(
       'dmp_mqtt_redelivery_requests_total',
       'Times a message could not be handed off and the connection was replaced for the broker to redeliver',
+    ),
+    deferred: registry.counter(
+      'dmp_mqtt_deferred_total',
+      'Messages left unacknowledged without holding back the acknowledgements behind them, redelivered once what they wait for is back (the device registry)',
     ),
     unroutable: registry.counter('dmp_mqtt_unroutable_total', 'Messages on a topic no handler serves'),
     inFlight: registry.gauge(

@@ -36,16 +36,27 @@ export type PubackReason = (typeof PubackReason)[keyof typeof PubackReason];
  * the transport acknowledges it with the reason code. `redeliver`: it could not be handed off; it is left
  * unacknowledged and the broker delivers it again (the transport reconnects to its persistent session).
  * A handler that throws is treated as `redeliver`.
+ *
+ * `redeliver` with `after` ({@link redeliverAfter}): the message cannot be decided until something comes
+ * back (the device registry). It is left unacknowledged *without* holding back the acknowledgements of
+ * the messages behind it (see AckSequencer's NO_ACK), and the connection is replaced — for the broker to
+ * redeliver it — once `after` resolves, not at once (at once, it would come back first on the new
+ * connection and hold everything behind it again).
  */
 export type MqttSettlement =
   | { readonly action: 'ack'; readonly reasonCode: PubackReason }
-  | { readonly action: 'redeliver'; readonly reason: string };
+  | { readonly action: 'redeliver'; readonly reason: string; readonly after?: Promise<void> };
 
 export const ackWith = (reasonCode: PubackReason = PubackReason.Success): MqttSettlement => ({
   action: 'ack',
   reasonCode,
 });
 export const redeliver = (reason: string): MqttSettlement => ({ action: 'redeliver', reason });
+export const redeliverAfter = (reason: string, after: Promise<void>): MqttSettlement => ({
+  action: 'redeliver',
+  reason,
+  after,
+});
 
 export function isMqttSettlement(value: unknown): value is MqttSettlement {
   if (typeof value !== 'object' || value === null) return false;
