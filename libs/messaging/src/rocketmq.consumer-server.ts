@@ -1,4 +1,4 @@
-import { DmpError, errorMessage } from '@dmp/contracts';
+import { DmpError, errorMessage, isForConsumerGroup } from '@dmp/contracts';
 import { AGE_BUCKETS, extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
@@ -46,7 +46,10 @@ export interface RocketMqConsumerServerOptions {
   producer?: RocketMqProducer;
   logger?: LoggerService;
   metrics?: MetricsRegistry;
-  /** After this many deliveries a retryable failure is dead-lettered too (default 16). */
+  /**
+   * After this many deliveries a retryable failure is dead-lettered too (default 16). Without
+   * `deadLetterTopic` there is no limit: failures are redelivered until they succeed.
+   */
   maxDeliveryAttempts?: number;
   /** Redelivery delay after the first failure, doubled per attempt (default 1 s)… */
   retryDelayMs?: number;
@@ -58,7 +61,39 @@ export interface RocketMqConsumerServerOptions {
   requestTimeoutMs?: number;
 }
 
-type Outcome = 'ack' | 'retry' | 'dead_letter' | 'discard';
+type Outcome = 'ack' | 'retry' | 'dead_letter' | 'skipped';
+
+/** What becomes of a message its handler failed on. */
+export type FailureSettlement =
+  | { action: 'dead_letter'; reason: 'non_retryable' | 'max_delivery_attempts' }
+  | { action: 'redeliver'; delayMs: number };
+
+/**
+ * Decides a failed delivery. With a dead-letter topic, a non-retryable failure, or any failure at the
+ * `maxDeliveryAttempts`-th delivery, is dead-lettered. Without one the message is never acknowledged:
+ * it is redelivered after the backoff for as long as it fails — the consumer waits for what it needs
+ * (ClickHouse) rather than drop what it was given; past the group's retry_max_times the broker moves
+ * it to its own `%DLQ%<group>` topic, where it is kept too.
+ */
+export function decideFailure(facts: {
+  retryable: boolean;
+  attempt: number;
+  maxDeliveryAttempts: number;
+  hasDeadLetterTopic: boolean;
+  delayMs: (attempt: number) => number;
+}): FailureSettlement {
+  if (facts.hasDeadLetterTopic) {
+    if (!facts.retryable) return { action: 'dead_letter', reason: 'non_retryable' };
+    if (facts.attempt >= facts.maxDeliveryAttempts)
+      return { action: 'dead_letter', reason: 'max_delivery_attempts' };
+  }
+  return { action: 'redeliver', delayMs: facts.delayMs(facts.attempt) };
+}
+
+/** Exponential redelivery delay: `baseMs` × 2^(attempt-1), capped at `maxMs`. */
+export function redeliveryDelay(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 20)));
+}
 
 /** One received, not yet settled message. RPCs on its receipt handle run one at a time (`op`). */
 interface Delivery {
@@ -88,9 +123,12 @@ const MAX_REMEMBERED_FAILURES = 10_000;
  * `@EventPattern(topic)` methods called with `(RocketMqMessage, RocketMqContext)`, each in a CONSUMER
  * span whose parent is the producer's context from the message properties.
  *
- * Settlement: handler resolves → ack; DmpError with retryable=false, or any error at the
- * `maxDeliveryAttempts`-th delivery → published to `deadLetterTopic` with the error, then ack;
- * other errors → redelivered after an exponential backoff (changeInvisibleDuration).
+ * Settlement (`decideFailure`): handler resolves → ack; DmpError with retryable=false, or any error at
+ * the `maxDeliveryAttempts`-th delivery → published to `deadLetterTopic` with the error, then ack;
+ * other errors, and every error of a consumer without a dead-letter topic → redelivered after an
+ * exponential backoff (changeInvisibleDuration). A failure is never acknowledged without a dead letter.
+ * A message `dmp dead-letters replay` put back for another consumer group (`dmp_replay_for_group`) is
+ * acknowledged unhandled (`skipped`).
  *
  * Order: messages of one message group are handled one after the other, in delivery order, even
  * when a receive batch holds several of them; when one is to be redelivered, the later ones of its
@@ -159,7 +197,7 @@ export class RocketMqConsumerServer
     ]);
     this.settled = metrics.counter(
       'dmp_rocketmq_settled_total',
-      'Received messages settled, by outcome (ack | retry | dead_letter | discard)',
+      'Received messages settled, by outcome (ack | retry | dead_letter | skipped)',
       ['topic', 'outcome'],
     );
     this.processSeconds = metrics.histogram(
@@ -397,6 +435,12 @@ export class RocketMqConsumerServer
       this.settled.inc({ topic: message.topic, outcome: 'retry' });
       return;
     }
+    if (!isForConsumerGroup(message.properties, this.options.group)) {
+      // A replay for another group of this topic: this group handled the original already.
+      const acked = await this.ack(delivery);
+      this.settled.inc({ topic: message.topic, outcome: acked ? 'skipped' : 'retry' });
+      return;
+    }
     const parent = extractTraceContext(
       { traceparent: message.properties.traceparent, tracestate: message.properties.tracestate },
       ROOT_CONTEXT,
@@ -458,17 +502,18 @@ export class RocketMqConsumerServer
     }
     const code = dmp?.code ?? MessagingErrorCode.HandlerFailed;
     const text = dmp?.message ?? errorMessage(error);
-    const permanent = dmp ? !dmp.retryable : false;
-    const exhausted = message.deliveryAttempt >= this.maxDeliveryAttempts;
+    const { deadLetterTopic, producer } = this.options;
+    const decision = decideFailure({
+      retryable: dmp ? dmp.retryable : true,
+      attempt: message.deliveryAttempt,
+      maxDeliveryAttempts: this.maxDeliveryAttempts,
+      hasDeadLetterTopic: !!deadLetterTopic && !!producer,
+      delayMs: (attempt) => this.retryDelay(attempt),
+    });
     const where = `${message.topic} message ${message.messageId} (attempt ${message.deliveryAttempt})`;
 
-    if (permanent || exhausted) {
-      const reason = permanent ? 'non_retryable' : 'max_delivery_attempts';
-      const { deadLetterTopic, producer } = this.options;
-      if (!deadLetterTopic || !producer) {
-        this.logger.error(`${where} discarded (${reason}, no dead-letter topic): ${code} ${text}`);
-        return (await this.ack(delivery)) ? 'discard' : 'retry';
-      }
+    if (decision.action === 'dead_letter' && deadLetterTopic && producer) {
+      const { reason } = decision;
       try {
         await producer.send({
           topic: deadLetterTopic,
@@ -488,7 +533,7 @@ export class RocketMqConsumerServer
       return (await this.ack(delivery)) ? 'dead_letter' : 'retry';
     }
 
-    const delayMs = this.retryDelay(message.deliveryAttempt);
+    const delayMs = decision.action === 'redeliver' ? decision.delayMs : this.retryDelay(1);
     if (chain) chain.blockedDelayMs = delayMs;
     this.logger.warn(`${where} failed, redelivery in ${delayMs} ms: ${code} ${text}`);
     await this.redeliver(delivery, delayMs);
@@ -523,12 +568,11 @@ export class RocketMqConsumerServer
       this.failures.delete(this.failures.keys().next().value!);
   }
 
-  /** Exponential: retryDelayMs × 2^(attempt-1), capped. */
   private retryDelay(attempt: number): number {
-    const base = this.options.retryDelayMs ?? 1_000;
-    return Math.min(
+    return redeliveryDelay(
+      attempt,
+      this.options.retryDelayMs ?? 1_000,
       this.options.maxRetryDelayMs ?? 60_000,
-      base * 2 ** Math.max(0, Math.min(attempt - 1, 20)),
     );
   }
 
