@@ -1,4 +1,10 @@
-import { DmpError, errorMessage, isForConsumerGroup } from '@dmp/contracts';
+import {
+  DeadLetterProperty,
+  deadLetterPropertyValue,
+  DmpError,
+  errorMessage,
+  isForConsumerGroup,
+} from '@dmp/contracts';
 import { AGE_BUCKETS, extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
@@ -90,6 +96,38 @@ export function decideFailure(facts: {
   return { action: 'redeliver', delayMs: facts.delayMs(facts.attempt) };
 }
 
+/**
+ * The properties of a consumer's dead letter: the original ones, and the error and origin under the
+ * names of @dmp/contracts `DeadLetterProperty`. Error texts are made values RocketMQ accepts
+ * (`deadLetterPropertyValue`): ClickHouse's span lines, and a proxy refuses a property with a control
+ * character — a dead letter that cannot be sent would be retried forever instead.
+ */
+export function consumerDeadLetterProperties(
+  message: RocketMqMessage,
+  group: string,
+  error: { code: string; text: string; reason: string },
+): Record<string, string> {
+  // The proxy hands system properties (`__SHARDINGKEY` = message group…) back as user properties;
+  // copied, they make the proxy see a FIFO message and reject it for the NORMAL dead-letter topic.
+  // The trace context is the dead letter's own (its send span is a child of this process span).
+  const original = Object.fromEntries(
+    Object.entries(message.properties).filter(
+      ([key]) => !key.startsWith('__') && key !== 'traceparent' && key !== 'tracestate',
+    ),
+  );
+  return {
+    ...original,
+    [DeadLetterProperty.errorCode]: deadLetterPropertyValue(error.code),
+    [DeadLetterProperty.errorMessage]: deadLetterPropertyValue(error.text),
+    [DeadLetterProperty.reason]: error.reason,
+    [DeadLetterProperty.sourceTopic]: message.topic,
+    [DeadLetterProperty.sourceMessageId]: message.messageId,
+    [DeadLetterProperty.consumerGroup]: group,
+    [DeadLetterProperty.deliveryAttempt]: String(message.deliveryAttempt),
+    ...(message.messageGroup ? { [DeadLetterProperty.sourceMessageGroup]: message.messageGroup } : {}),
+  };
+}
+
 /** Exponential redelivery delay: `baseMs` × 2^(attempt-1), capped at `maxMs`. */
 export function redeliveryDelay(attempt: number, baseMs: number, maxMs: number): number {
   return Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 20)));
@@ -114,7 +152,6 @@ interface GroupChain {
 
 const tracer = trace.getTracer(TRACER_NAME);
 const MAX_RECEIVE_BATCH = 32;
-const MAX_PROPERTY_VALUE = 1024;
 /** Messages whose failures are remembered locally (see `failures`). */
 const MAX_REMEMBERED_FAILURES = 10_000;
 
@@ -520,7 +557,7 @@ export class RocketMqConsumerServer
           body: message.body,
           keys: [...message.keys, message.messageId],
           ...(message.tag ? { tag: message.tag } : {}),
-          properties: this.deadLetterProperties(message, code, text, reason),
+          properties: consumerDeadLetterProperties(message, this.options.group, { code, text, reason }),
         });
       } catch (sendError) {
         this.logger.error(
@@ -538,28 +575,6 @@ export class RocketMqConsumerServer
     this.logger.warn(`${where} failed, redelivery in ${delayMs} ms: ${code} ${text}`);
     await this.redeliver(delivery, delayMs);
     return 'retry';
-  }
-
-  private deadLetterProperties(message: RocketMqMessage, code: string, text: string, reason: string) {
-    // The proxy hands system properties (`__SHARDINGKEY` = message group…) back as user properties;
-    // copied, they make the proxy see a FIFO message and reject it for the NORMAL dead-letter topic.
-    // The trace context is the dead letter's own (its send span is a child of this process span).
-    const original = Object.fromEntries(
-      Object.entries(message.properties).filter(
-        ([key]) => !key.startsWith('__') && key !== 'traceparent' && key !== 'tracestate',
-      ),
-    );
-    return {
-      ...original,
-      dmp_error_code: code,
-      dmp_error_message: text.slice(0, MAX_PROPERTY_VALUE),
-      dmp_dead_letter_reason: reason,
-      dmp_source_topic: message.topic,
-      dmp_source_message_id: message.messageId,
-      dmp_consumer_group: this.options.group,
-      dmp_delivery_attempt: String(message.deliveryAttempt),
-      ...(message.messageGroup ? { dmp_source_message_group: message.messageGroup } : {}),
-    };
   }
 
   private rememberFailure(messageId: string): void {
