@@ -99,8 +99,8 @@ export function decideFailure(facts: {
 /**
  * The properties of a consumer's dead letter: the original ones, and the error and origin under the
  * names of @dmp/contracts `DeadLetterProperty`. Error texts are made values RocketMQ accepts
- * (`deadLetterPropertyValue`): ClickHouse's span lines, and a proxy refuses a property with a control
- * character — a dead letter that cannot be sent would be retried forever instead.
+ * (`deadLetterPropertyValue`): ClickHouse's run over several lines, and the proxy refuses a property
+ * with a control character — a dead letter that cannot be sent would be retried forever instead.
  */
 export function consumerDeadLetterProperties(
   message: RocketMqMessage,
