@@ -16,7 +16,7 @@ import {
   type RocketMqMessage,
 } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
-import { drainReceived, silentClientLogger, silentNestLogger, stack, waitFor } from '@dmp/testing';
+import { drainReceived, metricSum, silentClientLogger, silentNestLogger, stack, waitFor } from '@dmp/testing';
 import { Controller, Module, UseFilters, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
@@ -353,6 +353,39 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
       text,
       new RegExp(`dmp_rocketmq_settled_total\\{[^}]*topic="${FIFO}",outcome="retry"[^}]*\\} [1-9]`),
     );
+  });
+
+  it('acknowledges unhandled a replay meant for another consumer group, and handles one meant for its own', async () => {
+    const [other, own] = [`replay-other-${run}`, `replay-own-${run}`];
+    const skipped = async () =>
+      metricSum(await metrics.registry.metrics(), 'dmp_rocketmq_settled_total', {
+        topic: NORMAL,
+        outcome: 'skipped',
+      });
+    const skippedBefore = await skipped();
+    await producer.send({
+      topic: NORMAL,
+      body: Buffer.from('replay'),
+      keys: [other],
+      properties: { dmp_replay_for_group: 'dmp_kernel_rules' },
+    });
+    await producer.send({
+      topic: NORMAL,
+      body: Buffer.from('replay'),
+      keys: [own],
+      properties: { dmp_replay_for_group: 'dmp_messaging_test' },
+    });
+    await waitFor('the replay for this group handled', () => handledFor(own).length > 0, {
+      timeoutMs: 30_000,
+    });
+    await waitFor(
+      'the replay for another group acknowledged',
+      async () => (await skipped()) > skippedBefore,
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    assert.deepEqual(handledFor(other), [], 'never handed to the handler');
   });
 
   it('dead-letters a message whose handler fails with a non-retryable DmpError, with the error and origin', async () => {

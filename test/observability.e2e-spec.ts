@@ -122,7 +122,11 @@ const EXPECTED_EMPTY: Record<string, string> = {
   'dmp-backlog › DmpKernelShedding': 'dmp_kernel_shed_total: only under pressure',
   'dmp-backlog › DmpRocketMqSendFailures': 'dmp_rocketmq_sent_total{result!="ok"}: only after failed sends',
   'dmp-backlog › DmpRocketMqDeadLetters':
-    'dmp_rocketmq_settled_total{outcome=~"dead_letter|discard"}: only after dead letters',
+    'dmp_rocketmq_settled_total{outcome="dead_letter"}: only after dead letters',
+  'dmp-backlog › DmpRocketMqRedelivering':
+    'dmp_rocketmq_settled_total{outcome="retry"}: only after a handler failed',
+  'dmp-backlog › DmpDeadLettersUnstored':
+    'dmp_rocketmq_settled_total{outcome="retry"} of the dead-letter topic: only after a dead letter could not be stored',
   'dmp-backlog › DmpRocketMqReceiveErrors': 'dmp_rocketmq_receive_errors_total: only after failed receives',
   'dmp-backlog › DmpClickHouseInsertErrors': 'dmp_clickhouse_insert_errors_total: only after failed inserts',
   'dmp-errors › DmpMqttRejectionRateHigh': 'dmp_mqtt_rejected_total: only after bad input',

@@ -78,7 +78,8 @@ function namedBy(env: (app: string) => Record<string, string>): Named {
       app: 'dmp-data',
       group: data.deadLetters.consumerGroup,
       orderly: false,
-      maxDeliveryAttempts: data.deadLetters.maxDeliveryAttempts,
+      // No limit of its own (it waits for ClickHouse): the broker's, before %DLQ%, must be days of retries.
+      maxDeliveryAttempts: 100_000,
     },
     {
       app: 'dmp-kernel',

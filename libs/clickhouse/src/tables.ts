@@ -107,6 +107,7 @@ export const DEAD_LETTER_RECORD_COLUMNS = [
   'payload',
   'payload_text',
   'payload_size',
+  'properties',
 ] as const satisfies readonly (keyof DeadLetterRow)[];
 
 /**

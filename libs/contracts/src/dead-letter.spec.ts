@@ -10,6 +10,7 @@ import {
   deadLetterPayload,
   deadLetterPropertyValue,
   DeadLetterProperty,
+  isForConsumerGroup,
 } from './dead-letter';
 import { deviceMetadataOf } from './devices';
 
@@ -75,5 +76,15 @@ describe('deviceMetadataOf', () => {
       siteId: '',
       tags: {},
     });
+  });
+});
+
+describe('isForConsumerGroup', () => {
+  it('lets every group handle a message, and only its group a replay meant for it', () => {
+    assert.equal(isForConsumerGroup({}, 'dmp_data'), true);
+    assert.equal(isForConsumerGroup({ [DeadLetterProperty.replayForGroup]: '' }, 'dmp_data'), true);
+    const replay = { [DeadLetterProperty.replayForGroup]: 'dmp_data' };
+    assert.equal(isForConsumerGroup(replay, 'dmp_data'), true);
+    assert.equal(isForConsumerGroup(replay, 'dmp_kernel_rules'), false);
   });
 });

@@ -45,6 +45,13 @@ export const DeadLetterProperty = {
   format: 'dmp_dead_letter_format',
   /** Entries in a batch. */
   count: 'dmp_dead_letter_count',
+  /** On a replayed message: the id of the dead letter (`dead_letters.message_id`) it replays. */
+  replayOf: 'dmp_replay_of',
+  /**
+   * On a message `dmp dead-letters replay` put back on its RocketMQ topic: the consumer group that gave
+   * up on it. Other groups of the topic, which handled the original already, acknowledge it unhandled.
+   */
+  replayForGroup: 'dmp_replay_for_group',
 } as const;
 export type DeadLetterPropertyName = (typeof DeadLetterProperty)[keyof typeof DeadLetterProperty];
 
@@ -53,6 +60,30 @@ export const DEAD_LETTERS_TABLE = 'dead_letters';
 
 /** `dmp_source` of the dead letters dmp-mqtt writes. */
 export const DEAD_LETTER_SOURCE_MQTT = 'dmp-mqtt';
+
+/** `source` of a `dead_letters` row that a RocketMQ consumer gave up on (its group in `source_instance`). */
+export const DEAD_LETTER_SOURCE_CONSUMER = 'rocketmq-consumer';
+
+/** The properties a consumer adds to the original ones when it dead-letters a message. */
+export const CONSUMER_DEAD_LETTER_PROPERTIES: readonly string[] = [
+  DeadLetterProperty.errorCode,
+  DeadLetterProperty.errorMessage,
+  DeadLetterProperty.reason,
+  DeadLetterProperty.sourceTopic,
+  DeadLetterProperty.sourceMessageId,
+  DeadLetterProperty.sourceMessageGroup,
+  DeadLetterProperty.consumerGroup,
+  DeadLetterProperty.deliveryAttempt,
+];
+
+/**
+ * Whether a consumer group should handle a message: a replayed one only by the group it is replayed
+ * for (`dmp_replay_for_group`), everything else by every group.
+ */
+export const isForConsumerGroup = (properties: Readonly<Record<string, string>>, group: string): boolean => {
+  const target = properties[DeadLetterProperty.replayForGroup];
+  return target === undefined || target === '' || target === group;
+};
 
 /** Longest property value written (RocketMQ allows 16 KiB of properties per message in total). */
 export const MAX_DEAD_LETTER_PROPERTY_LENGTH = 1024;

@@ -1,4 +1,10 @@
-import { DmpError, errorMessage } from '@dmp/contracts';
+import {
+  DeadLetterProperty,
+  deadLetterPropertyValue,
+  DmpError,
+  errorMessage,
+  isForConsumerGroup,
+} from '@dmp/contracts';
 import { AGE_BUCKETS, extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
@@ -46,7 +52,10 @@ export interface RocketMqConsumerServerOptions {
   producer?: RocketMqProducer;
   logger?: LoggerService;
   metrics?: MetricsRegistry;
-  /** After this many deliveries a retryable failure is dead-lettered too (default 16). */
+  /**
+   * After this many deliveries a retryable failure is dead-lettered too (default 16). Without
+   * `deadLetterTopic` there is no limit: failures are redelivered until they succeed.
+   */
   maxDeliveryAttempts?: number;
   /** Redelivery delay after the first failure, doubled per attempt (default 1 s)… */
   retryDelayMs?: number;
@@ -58,7 +67,71 @@ export interface RocketMqConsumerServerOptions {
   requestTimeoutMs?: number;
 }
 
-type Outcome = 'ack' | 'retry' | 'dead_letter' | 'discard';
+type Outcome = 'ack' | 'retry' | 'dead_letter' | 'skipped';
+
+/** What becomes of a message its handler failed on. */
+export type FailureSettlement =
+  | { action: 'dead_letter'; reason: 'non_retryable' | 'max_delivery_attempts' }
+  | { action: 'redeliver'; delayMs: number };
+
+/**
+ * Decides a failed delivery. With a dead-letter topic, a non-retryable failure, or any failure at the
+ * `maxDeliveryAttempts`-th delivery, is dead-lettered. Without one the message is never acknowledged:
+ * it is redelivered after the backoff for as long as it fails — the consumer waits for what it needs
+ * (ClickHouse) rather than drop what it was given; past the group's retry_max_times the broker moves
+ * it to its own `%DLQ%<group>` topic, where it is kept too.
+ */
+export function decideFailure(facts: {
+  retryable: boolean;
+  attempt: number;
+  maxDeliveryAttempts: number;
+  hasDeadLetterTopic: boolean;
+  delayMs: (attempt: number) => number;
+}): FailureSettlement {
+  if (facts.hasDeadLetterTopic) {
+    if (!facts.retryable) return { action: 'dead_letter', reason: 'non_retryable' };
+    if (facts.attempt >= facts.maxDeliveryAttempts)
+      return { action: 'dead_letter', reason: 'max_delivery_attempts' };
+  }
+  return { action: 'redeliver', delayMs: facts.delayMs(facts.attempt) };
+}
+
+/**
+ * The properties of a consumer's dead letter: the original ones, and the error and origin under the
+ * names of @dmp/contracts `DeadLetterProperty`. Error texts are made values RocketMQ accepts
+ * (`deadLetterPropertyValue`): ClickHouse's run over several lines, and the proxy refuses a property
+ * with a control character — a dead letter that cannot be sent would be retried forever instead.
+ */
+export function consumerDeadLetterProperties(
+  message: RocketMqMessage,
+  group: string,
+  error: { code: string; text: string; reason: string },
+): Record<string, string> {
+  // The proxy hands system properties (`__SHARDINGKEY` = message group…) back as user properties;
+  // copied, they make the proxy see a FIFO message and reject it for the NORMAL dead-letter topic.
+  // The trace context is the dead letter's own (its send span is a child of this process span).
+  const original = Object.fromEntries(
+    Object.entries(message.properties).filter(
+      ([key]) => !key.startsWith('__') && key !== 'traceparent' && key !== 'tracestate',
+    ),
+  );
+  return {
+    ...original,
+    [DeadLetterProperty.errorCode]: deadLetterPropertyValue(error.code),
+    [DeadLetterProperty.errorMessage]: deadLetterPropertyValue(error.text),
+    [DeadLetterProperty.reason]: error.reason,
+    [DeadLetterProperty.sourceTopic]: message.topic,
+    [DeadLetterProperty.sourceMessageId]: message.messageId,
+    [DeadLetterProperty.consumerGroup]: group,
+    [DeadLetterProperty.deliveryAttempt]: String(message.deliveryAttempt),
+    ...(message.messageGroup ? { [DeadLetterProperty.sourceMessageGroup]: message.messageGroup } : {}),
+  };
+}
+
+/** Exponential redelivery delay: `baseMs` × 2^(attempt-1), capped at `maxMs`. */
+export function redeliveryDelay(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 20)));
+}
 
 /** One received, not yet settled message. RPCs on its receipt handle run one at a time (`op`). */
 interface Delivery {
@@ -79,7 +152,6 @@ interface GroupChain {
 
 const tracer = trace.getTracer(TRACER_NAME);
 const MAX_RECEIVE_BATCH = 32;
-const MAX_PROPERTY_VALUE = 1024;
 /** Messages whose failures are remembered locally (see `failures`). */
 const MAX_REMEMBERED_FAILURES = 10_000;
 
@@ -88,9 +160,12 @@ const MAX_REMEMBERED_FAILURES = 10_000;
  * `@EventPattern(topic)` methods called with `(RocketMqMessage, RocketMqContext)`, each in a CONSUMER
  * span whose parent is the producer's context from the message properties.
  *
- * Settlement: handler resolves → ack; DmpError with retryable=false, or any error at the
- * `maxDeliveryAttempts`-th delivery → published to `deadLetterTopic` with the error, then ack;
- * other errors → redelivered after an exponential backoff (changeInvisibleDuration).
+ * Settlement (`decideFailure`): handler resolves → ack; DmpError with retryable=false, or any error at
+ * the `maxDeliveryAttempts`-th delivery → published to `deadLetterTopic` with the error, then ack;
+ * other errors, and every error of a consumer without a dead-letter topic → redelivered after an
+ * exponential backoff (changeInvisibleDuration). A failure is never acknowledged without a dead letter.
+ * A message `dmp dead-letters replay` put back for another consumer group (`dmp_replay_for_group`) is
+ * acknowledged unhandled (`skipped`).
  *
  * Order: messages of one message group are handled one after the other, in delivery order, even
  * when a receive batch holds several of them; when one is to be redelivered, the later ones of its
@@ -159,7 +234,7 @@ export class RocketMqConsumerServer
     ]);
     this.settled = metrics.counter(
       'dmp_rocketmq_settled_total',
-      'Received messages settled, by outcome (ack | retry | dead_letter | discard)',
+      'Received messages settled, by outcome (ack | retry | dead_letter | skipped)',
       ['topic', 'outcome'],
     );
     this.processSeconds = metrics.histogram(
@@ -397,6 +472,12 @@ export class RocketMqConsumerServer
       this.settled.inc({ topic: message.topic, outcome: 'retry' });
       return;
     }
+    if (!isForConsumerGroup(message.properties, this.options.group)) {
+      // A replay for another group of this topic: this group handled the original already.
+      const acked = await this.ack(delivery);
+      this.settled.inc({ topic: message.topic, outcome: acked ? 'skipped' : 'retry' });
+      return;
+    }
     const parent = extractTraceContext(
       { traceparent: message.properties.traceparent, tracestate: message.properties.tracestate },
       ROOT_CONTEXT,
@@ -458,24 +539,25 @@ export class RocketMqConsumerServer
     }
     const code = dmp?.code ?? MessagingErrorCode.HandlerFailed;
     const text = dmp?.message ?? errorMessage(error);
-    const permanent = dmp ? !dmp.retryable : false;
-    const exhausted = message.deliveryAttempt >= this.maxDeliveryAttempts;
+    const { deadLetterTopic, producer } = this.options;
+    const decision = decideFailure({
+      retryable: dmp ? dmp.retryable : true,
+      attempt: message.deliveryAttempt,
+      maxDeliveryAttempts: this.maxDeliveryAttempts,
+      hasDeadLetterTopic: !!deadLetterTopic && !!producer,
+      delayMs: (attempt) => this.retryDelay(attempt),
+    });
     const where = `${message.topic} message ${message.messageId} (attempt ${message.deliveryAttempt})`;
 
-    if (permanent || exhausted) {
-      const reason = permanent ? 'non_retryable' : 'max_delivery_attempts';
-      const { deadLetterTopic, producer } = this.options;
-      if (!deadLetterTopic || !producer) {
-        this.logger.error(`${where} discarded (${reason}, no dead-letter topic): ${code} ${text}`);
-        return (await this.ack(delivery)) ? 'discard' : 'retry';
-      }
+    if (decision.action === 'dead_letter' && deadLetterTopic && producer) {
+      const { reason } = decision;
       try {
         await producer.send({
           topic: deadLetterTopic,
           body: message.body,
           keys: [...message.keys, message.messageId],
           ...(message.tag ? { tag: message.tag } : {}),
-          properties: this.deadLetterProperties(message, code, text, reason),
+          properties: consumerDeadLetterProperties(message, this.options.group, { code, text, reason }),
         });
       } catch (sendError) {
         this.logger.error(
@@ -488,33 +570,11 @@ export class RocketMqConsumerServer
       return (await this.ack(delivery)) ? 'dead_letter' : 'retry';
     }
 
-    const delayMs = this.retryDelay(message.deliveryAttempt);
+    const delayMs = decision.action === 'redeliver' ? decision.delayMs : this.retryDelay(1);
     if (chain) chain.blockedDelayMs = delayMs;
     this.logger.warn(`${where} failed, redelivery in ${delayMs} ms: ${code} ${text}`);
     await this.redeliver(delivery, delayMs);
     return 'retry';
-  }
-
-  private deadLetterProperties(message: RocketMqMessage, code: string, text: string, reason: string) {
-    // The proxy hands system properties (`__SHARDINGKEY` = message group…) back as user properties;
-    // copied, they make the proxy see a FIFO message and reject it for the NORMAL dead-letter topic.
-    // The trace context is the dead letter's own (its send span is a child of this process span).
-    const original = Object.fromEntries(
-      Object.entries(message.properties).filter(
-        ([key]) => !key.startsWith('__') && key !== 'traceparent' && key !== 'tracestate',
-      ),
-    );
-    return {
-      ...original,
-      dmp_error_code: code,
-      dmp_error_message: text.slice(0, MAX_PROPERTY_VALUE),
-      dmp_dead_letter_reason: reason,
-      dmp_source_topic: message.topic,
-      dmp_source_message_id: message.messageId,
-      dmp_consumer_group: this.options.group,
-      dmp_delivery_attempt: String(message.deliveryAttempt),
-      ...(message.messageGroup ? { dmp_source_message_group: message.messageGroup } : {}),
-    };
   }
 
   private rememberFailure(messageId: string): void {
@@ -523,12 +583,11 @@ export class RocketMqConsumerServer
       this.failures.delete(this.failures.keys().next().value!);
   }
 
-  /** Exponential: retryDelayMs × 2^(attempt-1), capped. */
   private retryDelay(attempt: number): number {
-    const base = this.options.retryDelayMs ?? 1_000;
-    return Math.min(
+    return redeliveryDelay(
+      attempt,
+      this.options.retryDelayMs ?? 1_000,
       this.options.maxRetryDelayMs ?? 60_000,
-      base * 2 ** Math.max(0, Math.min(attempt - 1, 20)),
     );
   }
 

@@ -18,7 +18,7 @@ export const ATTR = {
   deliveryAttempt: 'messaging.rocketmq.message.delivery_attempt',
   serverAddress: 'server.address',
   serverPort: 'server.port',
-  /** DMP's own: how the consumer settled the message (ack | retry | dead_letter | discard). */
+  /** DMP's own: how the consumer settled the message (ack | retry | dead_letter | skipped). */
   outcome: 'dmp.messaging.outcome',
 } as const;
 

@@ -1,5 +1,6 @@
 import type { DeadLetterRow } from '@dmp/clickhouse';
 import {
+  DEAD_LETTER_SOURCE_CONSUMER,
   deadLetterPayload,
   DeadLetterProperty,
   decodeDeadLetterBatch,
@@ -78,7 +79,7 @@ function rowOf(
     received_at: Math.floor(receivedAtMs / 1000),
     received_at_ms: receivedAtMs,
     dead_lettered_at_ms: born ?? now,
-    source: p[DeadLetterProperty.source] || (consumerGroup ? 'rocketmq-consumer' : 'unknown'),
+    source: p[DeadLetterProperty.source] || (consumerGroup ? DEAD_LETTER_SOURCE_CONSUMER : 'unknown'),
     source_instance: p[DeadLetterProperty.sourceInstance] || consumerGroup,
     source_topic: p[DeadLetterProperty.sourceTopic] ?? '',
     source_message_id: p[DeadLetterProperty.sourceMessageId] ?? '',

@@ -14,8 +14,7 @@ export const deadLettersSection = z
       .default('dmp_data_dead_letter'),
     DEAD_LETTER_RECEIVE_POLLERS: int(2, 1, 64),
     DEAD_LETTER_MAX_IN_FLIGHT: int(2_000, 1, 100_000),
-    /** A dead letter whose insert keeps failing (ClickHouse away) is redelivered up to this many times. */
-    DEAD_LETTER_MAX_DELIVERY_ATTEMPTS: int(1_000, 1, 1_000_000),
+    DEAD_LETTER_MAX_RETRY_DELAY_MS: int(60_000, 1_000, 3_600_000),
     DEAD_LETTER_BATCH_MAX_ROWS: int(1_000, 1, 100_000),
     DEAD_LETTER_BATCH_MAX_WAIT_MS: int(500, 1, 600_000),
   })
@@ -23,7 +22,6 @@ export const deadLettersSection = z
     consumerGroup: e.DEAD_LETTER_CONSUMER_GROUP,
     pollers: e.DEAD_LETTER_RECEIVE_POLLERS,
     maxInFlight: e.DEAD_LETTER_MAX_IN_FLIGHT,
-    maxDeliveryAttempts: e.DEAD_LETTER_MAX_DELIVERY_ATTEMPTS,
     batch: {
       maxRows: e.DEAD_LETTER_BATCH_MAX_ROWS,
       maxWaitMs: e.DEAD_LETTER_BATCH_MAX_WAIT_MS,
@@ -33,6 +31,11 @@ export const deadLettersSection = z
       retryBaseMs: 200,
       retryMaxMs: 20_000,
     },
+    /**
+     * Redelivery after a failed insert: doubling from 1 s up to this. No attempt limit: a dead letter
+     * has nowhere else to go, so while ClickHouse is away the consumer waits and retries.
+     */
+    maxRetryDelayMs: e.DEAD_LETTER_MAX_RETRY_DELAY_MS,
   }));
 
 export type DeadLettersConfig = z.output<typeof deadLettersSection>;

@@ -12,7 +12,9 @@ import { DeadLetterWriter } from './dead-letter.writer';
  * its own so that the app can connect it as a second microservice next to the telemetry consumer —
  * `app.connectMicroservice({ strategy: app.get(DeadLetterConsumerServer) }, { inheritAppConfig: true })`.
  * It has no dead-letter topic itself: a dead letter that cannot be stored must not go back to the topic
- * it came from (it is retried, then logged and dropped after DEAD_LETTER_MAX_DELIVERY_ATTEMPTS).
+ * it came from, nor be dropped. It is redelivered (backoff up to DEAD_LETTER_MAX_RETRY_DELAY_MS) until
+ * ClickHouse takes it; only past the group's retry_max_times (docker/rocketmq/groups.txt: 100000, months
+ * of retries) would the broker move it to `%DLQ%<group>`.
  */
 export class DeadLetterConsumerServer extends RocketMqConsumerServer {}
 
@@ -55,7 +57,7 @@ export class DeadLettersModule {
             topics: [topic],
             pollers: config.pollers,
             maxInFlight: config.maxInFlight,
-            maxDeliveryAttempts: config.maxDeliveryAttempts,
+            maxRetryDelayMs: config.maxRetryDelayMs,
           },
           writer: DeadLetterWriter,
           health: 'dead-letters',

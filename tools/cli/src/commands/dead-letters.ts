@@ -4,8 +4,17 @@ import {
   stringLiteral,
   type DeadLetterRecord,
 } from '@dmp/clickhouse';
-import { clickhouseSection, loadConfig, mqttSection } from '@dmp/config';
-import { DEAD_LETTER_SOURCE_MQTT, DEAD_LETTERS_TABLE, parseDeviceTopic } from '@dmp/contracts';
+import { clickhouseSection, loadConfig, mqttSection, rocketmqSection } from '@dmp/config';
+import {
+  CONSUMER_DEAD_LETTER_PROPERTIES,
+  DEAD_LETTER_SOURCE_CONSUMER,
+  DEAD_LETTER_SOURCE_MQTT,
+  DEAD_LETTERS_TABLE,
+  DeadLetterProperty,
+  errorMessage,
+  parseDeviceTopic,
+} from '@dmp/contracts';
+import { RocketMqProducer } from '@dmp/messaging';
 import { Command, InvalidArgumentError } from 'commander';
 import mqtt from 'mqtt';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +30,13 @@ import { z } from 'zod';
  * after a flood, a dmp-kernel refusal after a fix. Payloads refused for what they are
  * (DMP_ERR_MALFORMED_PAYLOAD, _INVALID_PAYLOAD, _PAYLOAD_TOO_LARGE, _SPOOFED_DEVICE, _WRONG_TOPIC) or
  * duplicates are refused again, and dead-lettered again.
+ *
+ * A dead letter a RocketMQ consumer gave up on (source `rocketmq-consumer`: dmp-data's telemetry or alarm
+ * consumer, dmp-kernel's rule consumer) is sent again to its RocketMQ topic (ROCKETMQ_*), with its body,
+ * message group and properties, marked for the consumer group that gave up (`dmp_replay_for_group`): the
+ * other groups of the topic, which handled it already, acknowledge it unhandled. Storage is idempotent
+ * (rows keyed by message id in ReplacingMergeTree tables), so a replay stores a message once however
+ * often it is replayed.
  */
 const cliSection = z
   .object({
@@ -113,30 +129,93 @@ interface ReplayOptions {
   id?: string;
   code?: string;
   device?: string;
+  source?: string;
   since?: number;
   limit: number;
   dryRun?: boolean;
 }
 
+/** Where a dead letter is replayed to, or why it is not. */
+export type ReplayTarget =
+  | { via: 'mqtt'; topic: string }
+  | {
+      via: 'rocketmq';
+      topic: string;
+      /** The consumer group that gave up on it: the only one to handle the replay. */
+      group: string;
+      messageGroup?: string;
+      /** The original message's properties, marked as a replay for `group`. */
+      properties: Record<string, string>;
+    }
+  | { via: 'none'; why: string };
+
+/** Decides how a dead letter is replayed, from its row alone. */
+export function replayTarget(row: DeadLetterRecord): ReplayTarget {
+  if (row.source === DEAD_LETTER_SOURCE_MQTT)
+    return parseDeviceTopic(row.source_topic)
+      ? { via: 'mqtt', topic: row.source_topic }
+      : // Refused for its topic (or one with escaped control characters): no device would be heard.
+        { via: 'none', why: 'its topic is not a device topic' };
+  if (row.source !== DEAD_LETTER_SOURCE_CONSUMER)
+    return { via: 'none', why: `${row.source || 'unknown'} dead letters are refusals of their content` };
+  let stored: Record<string, string>;
+  try {
+    stored = JSON.parse(row.properties || '{}') as Record<string, string>;
+  } catch {
+    return { via: 'none', why: 'its properties are not JSON' };
+  }
+  const group = stored[DeadLetterProperty.consumerGroup] || row.source_instance;
+  if (!row.source_topic || !group) return { via: 'none', why: 'its topic or consumer group is unknown' };
+  const properties = Object.fromEntries(
+    Object.entries(stored).filter(([key]) => !CONSUMER_DEAD_LETTER_PROPERTIES.includes(key)),
+  );
+  const messageGroup = stored[DeadLetterProperty.sourceMessageGroup];
+  return {
+    via: 'rocketmq',
+    topic: row.source_topic,
+    group,
+    ...(messageGroup ? { messageGroup } : {}),
+    properties: {
+      ...properties,
+      [DeadLetterProperty.replayOf]: row.message_id,
+      [DeadLetterProperty.replayForGroup]: group,
+    },
+  };
+}
+
+type Replayable = { row: DeadLetterRecord; target: Exclude<ReplayTarget, { via: 'none' }> };
+
 async function replay(options: ReplayOptions): Promise<void> {
   if (options.id === undefined && options.code === undefined)
     throw new InvalidArgumentError('choose what to replay: --id ID, or --code CODE (with --since, --device)');
   const rows = await withClickHouse((ch) =>
-    ch.query<DeadLetterRecord>(
-      deadLetterQuery({ ...options, source: DEAD_LETTER_SOURCE_MQTT, oldestFirst: true }),
-    ),
+    ch.query<DeadLetterRecord>(deadLetterQuery({ ...options, oldestFirst: true })),
   );
-  // A topic that is not a device topic was refused for that (or carried escaped control characters).
-  const replayable = rows.filter((row) => parseDeviceTopic(row.source_topic));
-  const skipped = rows.length - replayable.length;
-  if (skipped > 0) console.error(`${skipped} dead letter(s) skipped: their topic is not a device topic`);
+  const replayable: Replayable[] = [];
+  for (const row of rows) {
+    const target = replayTarget(row);
+    if (target.via === 'none') console.error(`skipped ${row.message_id}: ${target.why}`);
+    else replayable.push({ row, target });
+  }
   if (options.dryRun || replayable.length === 0) {
-    for (const row of replayable)
-      console.log(`would replay ${row.message_id} (${row.error_code}) to ${row.source_topic}`);
+    for (const { row, target } of replayable)
+      console.log(`would replay ${row.message_id} (${row.error_code}) to ${describe(target)}`);
     console.error(`${replayable.length} dead letter(s) to replay${options.dryRun ? ' (dry run)' : ''}`);
     return;
   }
+  const viaMqtt = replayable.filter((r) => r.target.via === 'mqtt');
+  const viaRocketMq = replayable.filter((r) => r.target.via === 'rocketmq');
+  const failed = (await replayOverMqtt(viaMqtt)) + (await replayOverRocketMq(viaRocketMq));
+  console.error(`${replayable.length - failed} dead letter(s) replayed, ${failed} failed`);
+  if (failed > 0) process.exitCode = 2;
+}
 
+const describe = (target: Replayable['target']) =>
+  target.via === 'mqtt' ? target.topic : `RocketMQ ${target.topic} for ${target.group}`;
+
+/** Publishes dmp-mqtt's dead letters again with the MQTT service account; returns the failures. */
+async function replayOverMqtt(replayable: Replayable[]): Promise<number> {
+  if (replayable.length === 0) return 0;
   const { mqtt: broker, service } = loadConfig({ mqtt: mqttSection, service: cliSection });
   const client = await mqtt.connectAsync(broker.url, {
     protocolVersion: 5,
@@ -148,26 +227,61 @@ async function replay(options: ReplayOptions): Promise<void> {
   });
   let failed = 0;
   try {
-    for (const row of replayable) {
+    for (const { row, target } of replayable) {
       try {
-        await client.publishAsync(row.source_topic, Buffer.from(row.payload, 'base64'), {
+        await client.publishAsync(target.topic, Buffer.from(row.payload, 'base64'), {
           qos: 1,
           properties: {
             ...(row.content_type ? { contentType: row.content_type } : {}),
-            userProperties: { dmp_replay_of: row.message_id },
+            userProperties: { [DeadLetterProperty.replayOf]: row.message_id },
           },
         });
-        console.log(`replayed ${row.message_id} (${row.error_code}) to ${row.source_topic}`);
+        console.log(`replayed ${row.message_id} (${row.error_code}) to ${target.topic}`);
       } catch (error) {
         failed++;
-        console.error(`replay of ${row.message_id} failed: ${(error as Error).message}`);
+        console.error(`replay of ${row.message_id} failed: ${errorMessage(error)}`);
       }
     }
   } finally {
     await client.endAsync();
   }
-  console.error(`${replayable.length - failed} dead letter(s) replayed, ${failed} failed`);
-  if (failed > 0) process.exitCode = 2;
+  return failed;
+}
+
+/** Sends consumers' dead letters again to their RocketMQ topics; returns the failures. */
+async function replayOverRocketMq(replayable: Replayable[]): Promise<number> {
+  if (replayable.length === 0) return 0;
+  const { rocketmq } = loadConfig({ rocketmq: rocketmqSection });
+  const topics = [...new Set(replayable.map(({ target }) => target.topic))];
+  const producer = new RocketMqProducer({
+    endpoints: rocketmq.endpoints,
+    namespace: rocketmq.namespace,
+    topics,
+    serviceName: 'dmp-cli',
+  });
+  await producer.start();
+  let failed = 0;
+  try {
+    for (const { row, target } of replayable) {
+      if (target.via !== 'rocketmq') continue;
+      try {
+        await producer.send({
+          topic: target.topic,
+          body: Buffer.from(row.payload, 'base64'),
+          ...(target.messageGroup ? { messageGroup: target.messageGroup } : {}),
+          keys: row.source_message_id ? [row.source_message_id] : [],
+          properties: target.properties,
+        });
+        console.log(`replayed ${row.message_id} (${row.error_code}) to ${describe(target)}`);
+      } catch (error) {
+        failed++;
+        console.error(`replay of ${row.message_id} failed: ${errorMessage(error)}`);
+      }
+    }
+  } finally {
+    await producer.stop();
+  }
+  return failed;
 }
 
 const positiveInt = (value: string) => {
@@ -192,13 +306,16 @@ export function registerDeadLettersCommand(program: Command): void {
     .action((options: ListOptions) => list(options));
   deadLetters
     .command('replay')
-    .description('publish the raw payload again on its original MQTT topic, with the MQTT service account')
+    .description(
+      "send again: dmp-mqtt's refusals to their MQTT topic (MQTT service account), consumers' to their RocketMQ topic",
+    )
     .option(
       '--id <id>',
       'the dead letter with this id, as listed (the RocketMQ message id; <id>.<n> for the n-th of a batch)',
     )
     .option('--code <code>', 'dead letters with this DMP_ERR_* code')
     .option('--device <deviceId>', 'only this device')
+    .option('--source <source>', 'only from this source (dmp-mqtt, rocketmq-consumer)')
     .option('--since <when>', 'only since: 30s, 10m, 2h, 7d or an ISO time', (v) => parseSince(v))
     .option('--limit <n>', 'at most this many, oldest first', positiveInt, 1_000)
     .option('--dry-run', 'show what would be replayed')
