@@ -586,8 +586,8 @@ check_cluster_server() {
     "SELECT count() FROM system.clusters WHERE cluster = 'dmp'")" || return 1
   [[ "$n" == 4 ]] || { echo "  $1: cluster dmp has $n servers, expected 4"; return 1; }
   cluster_server_healthy "$1" && printf '  %s: shard %s replica %s\n' "$1" \
-    "$(curl -sf -m 5 "http://127.0.0.1:$port/" --data-binary "SELECT getMacro('shard')")" \
-    "$(curl -sf -m 5 "http://127.0.0.1:$port/" --data-binary "SELECT getMacro('replica')")"
+    "$(curl -sf -m 5 "http://127.0.0.1:$port/" --data-binary "SELECT substitution FROM system.macros WHERE macro = 'shard'")" \
+    "$(curl -sf -m 5 "http://127.0.0.1:$port/" --data-binary "SELECT substitution FROM system.macros WHERE macro = 'replica'")"
 }
 
 check_rocketmq() {
