@@ -50,7 +50,7 @@ export function clusterStatements(statement: string, layout: ClusterLayout): str
     // server a replica of it (named by both macros, unique in the cluster).
     const path = sharded
       ? `'/clickhouse/tables/{shard}/${db}/${localTable(name)}'`
-      : `'/clickhouse/tables/all/${db}/${localTable(name)}'`;
+      : `'/clickhouse/tables/all/${db}/${name}'`;
     const replica = sharded ? `'{replica}'` : `'{shard}-{replica}'`;
     const replicated = `Replicated${engine}(${[path, replica, ...(args.trim() ? [args.trim()] : [])].join(', ')})`;
     const local = `CREATE TABLE IF NOT EXISTS ${db}.${sharded ? localTable(name) : name} ON CLUSTER ${cluster}\n(\n${columns}\n)\nENGINE = ${replicated}\n${rest}`;

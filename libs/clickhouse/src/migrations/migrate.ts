@@ -17,7 +17,8 @@ export interface MigrationReport {
   waiting: string[];
 }
 
-const SCHEMA_MIGRATIONS = `CREATE TABLE IF NOT EXISTS schema_migrations
+/** The migration log, created before any migration runs. */
+export const SCHEMA_MIGRATIONS = `CREATE TABLE IF NOT EXISTS schema_migrations
 (
     version     UInt32,
     name        String,
