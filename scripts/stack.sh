@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Local DMP stack: real servers as native background processes on 127.0.0.1.
 #
-#   scripts/stack.sh up     [SERVICE...]   install what is missing, start, wait until healthy (idempotent)
-#   scripts/stack.sh down   [SERVICE...]   stop what `up` started (pid files): SIGTERM, then SIGKILL
-#   scripts/stack.sh status [SERVICE...]   one line per process: up/down, pid, ports (exit 3 if any is down)
-#   scripts/stack.sh check  [SERVICE...]   functional smoke test of running services
-#   scripts/stack.sh logs   NAME [-f]      tail a process log (NAME as printed by `status`)
+#   scripts/stack.sh up     [--cluster] [SERVICE...]   install what is missing, start, wait until healthy (idempotent)
+#   scripts/stack.sh down   [--cluster] [SERVICE...]   stop what `up` started (pid files): SIGTERM, then SIGKILL
+#   scripts/stack.sh status [--cluster] [SERVICE...]   one line per process: up/down, pid, ports (exit 3 if any is down)
+#   scripts/stack.sh check  [--cluster] [SERVICE...]   functional smoke test of running services
+#   scripts/stack.sh logs   NAME [-f]                  tail a process log (NAME as printed by `status`)
 #
-# SERVICE: mosquitto redis clickhouse prometheus jaeger rocketmq (default: all).
+# SERVICE: mosquitto redis clickhouse prometheus jaeger rocketmq (default: all of them; `down` without
+# SERVICE also stops the cluster profile).
+# --cluster: the ClickHouse cluster profile instead (or besides the SERVICEs named): ZooKeeper and the
+# four ClickHouse servers of cluster `dmp` (2 shards x 2 replicas), which can also be named one by one:
+# zookeeper clickhouse-s1r1 clickhouse-s1r2 clickhouse-s2r1 clickhouse-s2r2.
 # Everything (data, logs, pid files, rendered configs, binaries) lives in ${DMP_STACK_DIR:-<repo>/.stack};
 # configuration templates live in scripts/stack/. See scripts/stack/NOTES.md.
 set -euo pipefail
@@ -25,6 +29,9 @@ BIN_DIR="$STACK_DIR/bin"
 CACHE_DIR="$STACK_DIR/cache"
 
 ALL_SERVICES=(mosquitto redis clickhouse prometheus jaeger rocketmq)
+# The cluster profile (`--cluster`): ZooKeeper, then cluster `dmp`'s servers clickhouse-s<shard>r<replica>.
+CLUSTER_SERVERS=(clickhouse-s1r1 clickhouse-s1r2 clickhouse-s2r1 clickhouse-s2r2)
+CLUSTER_SERVICES=(zookeeper "${CLUSTER_SERVERS[@]}")
 
 # Jaeger v2 is built from the jaegertracing/jaeger Go module (v1.x tags of the module carry the
 # v2 binary in cmd/jaeger; see NOTES.md for why not `go install ...@v2.x`).
@@ -32,6 +39,8 @@ JAEGER_MODULE="github.com/jaegertracing/jaeger"
 JAEGER_MODULE_VERSION="v1.76.0"
 ROCKETMQ_VERSION="$(sed -n 's:.*<rocketmq.version>\(.*\)</rocketmq.version>.*:\1:p' "$TPL_DIR/rocketmq/pom.xml")"
 ROCKETMQ_LIB="$CACHE_DIR/rocketmq-$ROCKETMQ_VERSION/lib"
+ZOOKEEPER_VERSION="$(sed -n 's:.*<zookeeper.version>\(.*\)</zookeeper.version>.*:\1:p' "$TPL_DIR/zookeeper/pom.xml")"
+ZOOKEEPER_LIB="$CACHE_DIR/zookeeper-$ZOOKEEPER_VERSION/lib"
 JAVA_OPENS=(--add-opens java.base/java.lang=ALL-UNNAMED --add-opens java.base/java.nio=ALL-UNNAMED
   --add-opens java.base/java.util=ALL-UNNAMED --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
   --add-exports java.base/sun.nio.ch=ALL-UNNAMED)
@@ -64,6 +73,8 @@ proc_pattern() {
     jaeger) echo jaeger ;;
     rocketmq-namesrv) echo NamesrvStartup ;;
     rocketmq-proxy) echo ProxyStartup ;;
+    zookeeper) echo QuorumPeerMain ;;
+    clickhouse-s?r?) echo "conf/$1/config.xml" ;;
   esac
 }
 proc_ports() {
@@ -75,6 +86,9 @@ proc_ports() {
     jaeger) echo "4317 4318 16686 16685 13133" ;;
     rocketmq-namesrv) echo "9876" ;;
     rocketmq-proxy) echo "8081 8080 10911 10909 10912" ;;
+    zookeeper) echo "2181" ;;
+    # clickhouse-s<S>r<R>: HTTP 82SR, native 92SR, interserver (replica fetches) 93SR
+    clickhouse-s?r?) local sr="${1:12:1}${1:14:1}"; echo "82$sr 92$sr 93$sr" ;;
   esac
 }
 # Extra log files worth showing when a process fails.
@@ -83,6 +97,7 @@ extra_logs() {
     clickhouse) echo "$LOG_DIR/clickhouse/clickhouse-server.err.log" ;;
     rocketmq-namesrv) echo "$DATA_DIR/rocketmq/logs/rocketmqlogs/namesrv.log" ;;
     rocketmq-proxy) echo "$DATA_DIR/rocketmq/logs/rocketmqlogs/proxy.log $DATA_DIR/rocketmq/logs/rocketmqlogs/broker.log" ;;
+    clickhouse-s?r?) echo "$LOG_DIR/$1/clickhouse-server.err.log" ;;
   esac
 }
 service_procs() {
@@ -232,7 +247,8 @@ packages_for() {
     clickhouse) echo clickhouse-server clickhouse-client ;;
     prometheus) echo prometheus ;;
     jaeger) echo ca-certificates ;;
-    rocketmq) echo openjdk-17-jdk-headless maven ;;
+    rocketmq|zookeeper) echo openjdk-17-jdk-headless maven ;;
+    clickhouse-s?r?) echo clickhouse-server clickhouse-client ;;
   esac
 }
 
@@ -241,7 +257,7 @@ install_packages() {
   local pkgs=(curl iproute2 procps util-linux wget openssl) s
   for s in "$@"; do
     # Java and Maven may come from elsewhere (e.g. an SDK install): only install when the commands are missing
-    if [[ "$s" == rocketmq ]] && command -v java >/dev/null && command -v javac >/dev/null && command -v mvn >/dev/null; then
+    if [[ "$s" == rocketmq || "$s" == zookeeper ]] && command -v java >/dev/null && command -v javac >/dev/null && command -v mvn >/dev/null; then
       continue
     fi
     read -r -a more <<< "$(packages_for "$s")"
@@ -445,6 +461,68 @@ up_rocketmq() {
 }
 
 # ----------------------------------------------------------------------------------------------
+# cluster profile: ZooKeeper (jars from Maven) + ClickHouse cluster `dmp` = 2 shards x 2 replicas
+# ----------------------------------------------------------------------------------------------
+zookeeper_fetch() {
+  [[ -f "$ZOOKEEPER_LIB/.complete" ]] && return 0
+  log "resolving ZooKeeper $ZOOKEEPER_VERSION jars with Maven into $ZOOKEEPER_LIB"
+  rm -rf "$ZOOKEEPER_LIB"; mkdir -p "$ZOOKEEPER_LIB"
+  mvn -q -B -f "$TPL_DIR/zookeeper/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$ZOOKEEPER_LIB" > "$LOG_DIR/zookeeper-maven.log" 2>&1 ||
+    { tail -n 30 "$LOG_DIR/zookeeper-maven.log" >&2; die "zookeeper: Maven could not resolve the jars"; }
+  touch "$ZOOKEEPER_LIB/.complete"
+}
+# `srvr` answers with the server's mode once it serves (`ruok` says imok before that)
+zookeeper_healthy() {
+  [[ "$(exec 3<>/dev/tcp/127.0.0.1/2181 && printf 'srvr' >&3 && timeout 2 cat <&3)" == *"Mode: standalone"* ]]
+}
+zookeeper_start() {
+  mkdir -p "$DATA_DIR/zookeeper" "$CONF_DIR/zookeeper"
+  render "$TPL_DIR/zoo.cfg" "$CONF_DIR/zookeeper/zoo.cfg"
+  start_proc zookeeper java -Xms128m -Xmx256m -XX:+UseSerialGC -Dzookeeper.admin.enableServer=false \
+    -cp "$ZOOKEEPER_LIB/*" org.apache.zookeeper.server.quorum.QuorumPeerMain "$CONF_DIR/zookeeper/zoo.cfg"
+}
+up_zookeeper() {
+  zookeeper_fetch
+  launch zookeeper 60 zookeeper_healthy zookeeper_start
+}
+
+cluster_http_port() { proc_ports "$1" | awk '{print $1}'; }
+# answers, and reaches ZooKeeper (replicated tables and ON CLUSTER DDL need it)
+cluster_server_healthy() {
+  [[ "$(curl -s -m 2 "http://127.0.0.1:$(cluster_http_port "$1")/" \
+    --data-binary "SELECT count() > 0 FROM system.zookeeper WHERE path = '/'")" == 1 ]]
+}
+cluster_server_start() {
+  local name="$1" d="$CONF_DIR/$1" ports
+  read -r -a ports <<< "$(proc_ports "$name")"
+  mkdir -p "$d/config.d" "$DATA_DIR/$name" "$LOG_DIR/$name"
+  cp /etc/clickhouse-server/config.xml /etc/clickhouse-server/users.xml "$d/"
+  render "$TPL_DIR/clickhouse-cluster.xml" "$d/config.d/dmp-stack.xml"
+  sed -i -e "s#@NAME@#$name#g" -e "s#@SHARD@#0${name:12:1}#g" -e "s#@REPLICA@#r${name:14:1}#g" \
+      -e "s#@HTTP_PORT@#${ports[0]}#g" -e "s#@TCP_PORT@#${ports[1]}#g" -e "s#@INTERSERVER_PORT@#${ports[2]}#g" \
+      "$d/config.d/dmp-stack.xml"
+  (cd "$DATA_DIR/$name" && start_proc "$name" clickhouse-server --config-file="$d/config.xml")
+}
+CLUSTER_CHECK_NAME=""
+cluster_check_one() { cluster_server_healthy "$CLUSTER_CHECK_NAME"; }
+# up_cluster_servers NAME...: starts those not running at once (each takes seconds), then waits for each
+up_cluster_servers() {
+  local name
+  for name in "$@"; do
+    [[ -n "$(running_pid "$name")" ]] && continue
+    ensure_ports_free "$name"
+    log "starting $name"
+    cluster_server_start "$name"
+  done
+  for name in "$@"; do
+    CLUSTER_CHECK_NAME="$name"
+    wait_healthy "$name" 90 cluster_check_one
+    log "$name healthy (pid $(running_pid "$name"), http 127.0.0.1:$(cluster_http_port "$name"))"
+  done
+}
+
+# ----------------------------------------------------------------------------------------------
 # check: functional smoke test of running services
 # ----------------------------------------------------------------------------------------------
 check_mosquitto() {
@@ -501,6 +579,18 @@ check_jaeger() {
   done
   return 1
 }
+check_zookeeper() { zookeeper_healthy; }
+check_cluster_server() {
+  local port n
+  port="$(cluster_http_port "$1")"
+  n="$(curl -sf -m 5 "http://127.0.0.1:$port/" --data-binary \
+    "SELECT count() FROM system.clusters WHERE cluster = 'dmp'")" || return 1
+  [[ "$n" == 4 ]] || { echo "  $1: cluster dmp has $n servers, expected 4"; return 1; }
+  cluster_server_healthy "$1" && printf '  %s: shard %s replica %s\n' "$1" \
+    "$(curl -sf -m 5 "http://127.0.0.1:$port/" --data-binary "SELECT substitution FROM system.macros WHERE macro = 'shard'")" \
+    "$(curl -sf -m 5 "http://127.0.0.1:$port/" --data-binary "SELECT substitution FROM system.macros WHERE macro = 'replica'")"
+}
+
 check_rocketmq() {
   local out t type
   out="$(stack_admin show)" || return 1
@@ -513,19 +603,30 @@ check_rocketmq() {
 # ----------------------------------------------------------------------------------------------
 # commands
 # ----------------------------------------------------------------------------------------------
+# parse_services [--cluster] [SERVICE...]: SERVICES in the canonical start order. Neither: the default
+# stack (and, with DEFAULT_WITH_CLUSTER=1, the cluster profile after it).
 parse_services() {
-  local s
+  local s cluster=0 named=()
   SERVICES=()
-  (($#)) || { SERVICES=("${ALL_SERVICES[@]}"); return 0; }
   for s in "$@"; do
-    [[ " ${ALL_SERVICES[*]} " == *" $s "* ]] || die "unknown service '$s' (known: ${ALL_SERVICES[*]})"
+    if [[ "$s" == --cluster ]]; then cluster=1; continue; fi
+    [[ " ${ALL_SERVICES[*]} ${CLUSTER_SERVICES[*]} " == *" $s "* ]] ||
+      die "unknown service '$s' (known: ${ALL_SERVICES[*]} ${CLUSTER_SERVICES[*]}, or --cluster)"
+    named+=("$s")
   done
+  if ((${#named[@]} == 0 && cluster == 0)); then
+    SERVICES=("${ALL_SERVICES[@]}")
+    [[ "${DEFAULT_WITH_CLUSTER:-0}" == 1 ]] && SERVICES+=("${CLUSTER_SERVICES[@]}")
+    return 0
+  fi
+  ((cluster)) && named+=("${CLUSTER_SERVICES[@]}")
   # keep the canonical start order
-  for s in "${ALL_SERVICES[@]}"; do
-    [[ " $* " == *" $s "* ]] && SERVICES+=("$s")
+  for s in "${ALL_SERVICES[@]}" "${CLUSTER_SERVICES[@]}"; do
+    [[ " ${named[*]} " == *" $s "* ]] && SERVICES+=("$s")
   done
   return 0
 }
+is_cluster_server() { [[ "$1" == clickhouse-s?r? ]]; }
 
 cmd_up() {
   parse_services "$@"
@@ -535,17 +636,24 @@ cmd_up() {
   install_packages "${SERVICES[@]}"
   # the one slow step (cold: a few minutes) runs while the other services start
   [[ " ${SERVICES[*]} " == *" jaeger "* ]] && jaeger_build_start
+  local servers=()
   for s in "${SERVICES[@]}"; do
     [[ "$s" == jaeger ]] && continue
+    if is_cluster_server "$s"; then servers+=("$s"); continue; fi
     "up_$s"
   done
+  if ((${#servers[@]})); then
+    # without ZooKeeper the servers start, but cannot replicate
+    [[ -n "$(running_pid zookeeper)" ]] || die "zookeeper is not running: bring it up first (up --cluster)"
+    up_cluster_servers "${servers[@]}"
+  fi
   [[ " ${SERVICES[*]} " == *" jaeger "* ]] && up_jaeger
   log "up done in $((SECONDS - started))s"
   summary
 }
 
 cmd_down() {
-  parse_services "$@"
+  DEFAULT_WITH_CLUSTER=1 parse_services "$@"
   local i s p procs
   # reverse order: rocketmq proxy before name server, ...
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
@@ -588,7 +696,7 @@ cmd_check() {
   parse_services "$@"
   local s failed=()
   for s in "${SERVICES[@]}"; do
-    if "check_$s"; then
+    if if is_cluster_server "$s"; then check_cluster_server "$s"; else "check_$s"; fi; then
       log "check $s: OK"
     else
       log "check $s: FAILED"; failed+=("$s")
@@ -599,7 +707,7 @@ cmd_check() {
 
 cmd_logs() {
   local name="${1:-}"
-  [[ -n "$name" ]] || die "usage: $0 logs NAME [-f]   (NAME: mosquitto redis clickhouse prometheus jaeger rocketmq-namesrv rocketmq-proxy jaeger-build)"
+  [[ -n "$name" ]] || die "usage: $0 logs NAME [-f]   (NAME: mosquitto redis clickhouse prometheus jaeger rocketmq-namesrv rocketmq-proxy jaeger-build zookeeper ${CLUSTER_SERVERS[*]})"
   local f
   f="$(log_file "$name")"
   [[ -f "$f" ]] || die "no log file $f"
@@ -607,6 +715,21 @@ cmd_logs() {
 }
 
 summary() {
+  if [[ " ${SERVICES[*]} " == *" clickhouse-s"* || " ${SERVICES[*]} " == *" zookeeper "* ]]; then
+    cat <<EOF
+
+ClickHouse cluster profile ($STACK_DIR)
+  zookeeper         127.0.0.1:2181
+  cluster dmp       shard 1: http://127.0.0.1:8211 (native 9211), http://127.0.0.1:8212 (native 9212)
+                    shard 2: http://127.0.0.1:8221 (native 9221), http://127.0.0.1:8222 (native 9222)
+                    (ClickHouse 18.16; DMP: CLICKHOUSE_URL=http://127.0.0.1:8211 CLICKHOUSE_CLUSTER=dmp)
+EOF
+  fi
+  if [[ " ${SERVICES[*]} " != *" "@(mosquitto|redis|clickhouse|prometheus|jaeger|rocketmq)" "* ]]; then
+    echo
+    cmd_status "${SERVICES[@]}" || true
+    return 0
+  fi
   cat <<EOF
 
 DMP stack ($STACK_DIR)
@@ -622,7 +745,7 @@ EOF
   cmd_status "${SERVICES[@]}" || true
 }
 
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-}"

@@ -14,7 +14,10 @@ import {
   applyMigrations,
   applyRetention,
   ClickHouseRepository,
+  clusterStatements,
   migrations,
+  SCHEMA_MIGRATIONS,
+  stringLiteral,
   serverFeatures,
   Tables,
   type DeadLetterRecord,
@@ -301,6 +304,34 @@ for (const engine of engines)
         features.lowCardinality ? 'Array(LowCardinality(String))' : 'Array(String)',
       );
       assert.equal(await type(Tables.raw, 'ts64'), features.dateTime64 ? "DateTime64(3, 'UTC')" : undefined);
+    });
+
+    it('parses the cluster form of every migration statement and has the cluster insert settings (CLICKHOUSE_CLUSTER)', async () => {
+      // A cluster runs them for real in clickhouse-cluster.e2e-spec (18.16); here the current parser
+      // reads every one (formatQuery, 23.10+), and the settings DMP sends on a cluster exist.
+      const settings = (
+        await repository.query<{ name: string }>(
+          `SELECT name FROM system.settings WHERE name IN ('insert_distributed_sync', 'distributed_foreground_insert', 'insert_quorum', 'insert_quorum_timeout') ORDER BY name`,
+        )
+      ).map((r) => r.name);
+      const syncInsert = server.major >= 24 ? 'distributed_foreground_insert' : 'insert_distributed_sync';
+      for (const name of [syncInsert, 'insert_quorum', 'insert_quorum_timeout'])
+        assert.ok(settings.includes(name), `${server.raw} has no setting ${name}`);
+      if (server.major < 24) return;
+      const layout = { database, cluster: 'dmp' };
+      const statements = [
+        SCHEMA_MIGRATIONS,
+        ...migrations.flatMap((m) => m.statements({ database, server })),
+      ].flatMap((statement) => clusterStatements(statement, layout));
+      assert.ok(statements.length > migrations.length);
+      for (const sql of statements) {
+        const [parsed] = await repository
+          .query<{ q: string }>(`SELECT formatQuery(${stringLiteral(sql)}) AS q`)
+          .catch((error: unknown) => {
+            throw new Error(`${server.raw} cannot parse:\n${sql}\n${String(error)}`);
+          });
+        assert.ok(parsed.q.length > 0);
+      }
     });
 
     it('stores telemetry, alarms and dead letters as dmp-data does; FINAL collapses what was redelivered', async () => {

@@ -1,4 +1,9 @@
-import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import {
+  ClickHouseLogLevel,
+  createClient,
+  type ClickHouseClient,
+  type ClickHouseSettings,
+} from '@clickhouse/client';
 import { errorMessage } from '@dmp/contracts';
 import {
   context,
@@ -13,8 +18,8 @@ import {
 import type { MetricsRegistry } from '@dmp/observability';
 import type { Counter, Histogram } from 'prom-client';
 import { clickhouseErrorCode } from './errors';
-import { identifier } from './sql';
-import { parseServerVersion, type ServerVersion } from './server-version';
+import { identifier, stringLiteral } from './sql';
+import { atLeast, parseServerVersion, type ServerVersion } from './server-version';
 
 export interface ClickHouseConnectionOptions {
   url: string;
@@ -24,6 +29,11 @@ export interface ClickHouseConnectionOptions {
   /** Per request (default 30 s); inserts of a full batch stay far below it. */
   requestTimeoutMs?: number;
   maxOpenConnections?: number;
+  /**
+   * A cluster in the servers' `remote_servers` (CLICKHOUSE_CLUSTER): the schema is sharded and
+   * replicated across it (cluster.ts), and every insert waits until the shards stored their rows.
+   */
+  cluster?: string;
 }
 
 export interface InsertOptions {
@@ -40,7 +50,16 @@ export interface InsertOptions {
    * which 18.16 does not apply to fields merely missing from a JSONEachRow row.
    */
   columns?: readonly [string, ...string[]];
+  /**
+   * On a cluster: acknowledged only once every replica of the rows' shards has them (`insert_quorum`),
+   * so a reader on any replica sees them. While a replica is down the quorum cannot be met: the rows
+   * are then inserted without it (the same block, so what a shard already took is deduplicated).
+   */
+  quorum?: boolean;
 }
+
+/** Quorum failures an insert without quorum gets past: too few live replicas, an earlier quorum unmet, its timeout. */
+const QUORUM_UNREACHABLE = new Set([285, 286, 319]);
 
 interface ClickHouseMetrics {
   insertSeconds: Histogram<'table'>;
@@ -66,12 +85,14 @@ export class ClickHouseRepository {
   private readonly serverAttributes: Attributes;
   private readonly metrics?: ClickHouseMetrics;
   private version?: Promise<ServerVersion>;
+  private clusterSettings?: Promise<{ insert: ClickHouseSettings; quorum: ClickHouseSettings }>;
 
   constructor(
     private readonly options: ClickHouseConnectionOptions,
     deps: { metrics?: MetricsRegistry } = {},
   ) {
     this.database = identifier(options.database);
+    if (options.cluster !== undefined) identifier(options.cluster);
     this.client = createClient({
       url: options.url,
       username: options.username,
@@ -90,6 +111,11 @@ export class ClickHouseRepository {
       'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
     };
     if (deps.metrics) this.metrics = clickhouseMetrics(deps.metrics);
+  }
+
+  /** The cluster DMP's schema is spread over, or undefined on a single server. */
+  get cluster(): string | undefined {
+    return this.options.cluster;
   }
 
   /** A request not answered within this long fails: an insert acknowledged was committed within it. */
@@ -127,12 +153,50 @@ export class ClickHouseRepository {
    */
   async command(sql: string): Promise<void> {
     const bytes = Buffer.byteLength(sql);
+    const settings: ClickHouseSettings = {
+      ...(await this.insertSettings()),
+      ...(bytes > MAX_QUERY_SIZE_DEFAULT ? { max_query_size: String(bytes + 1) } : {}),
+    };
     await this.client.command({
       query: sql,
-      ...(bytes > MAX_QUERY_SIZE_DEFAULT
-        ? { clickhouse_settings: { max_query_size: String(bytes + 1) } }
-        : {}),
+      ...(Object.keys(settings).length > 0 ? { clickhouse_settings: settings } : {}),
     });
+  }
+
+  /**
+   * On a cluster, inserts through a Distributed table return once every shard stored its rows, not
+   * when they are queued for sending: `insert_distributed_sync` (18.16 and later), renamed
+   * `distributed_foreground_insert` in 24.1. Nothing on a single server.
+   */
+  private async insertSettings(quorum = false): Promise<ClickHouseSettings> {
+    const cluster = this.options.cluster;
+    if (cluster === undefined) return {};
+    this.clusterSettings ??= (async () => {
+      const version = await this.serverVersion();
+      const [shape] = await this.query<{ replicas: number }>(
+        `SELECT max(replica_num) AS replicas FROM system.clusters WHERE cluster = ${stringLiteral(cluster)}`,
+      );
+      const replicas = Number(shape?.replicas ?? 0);
+      if (replicas < 1) throw new Error(`ClickHouse has no cluster ${cluster} (CLICKHOUSE_CLUSTER)`);
+      // (the client's settings type lists the old name only)
+      const insert = (
+        atLeast(version, 24, 1) ? { distributed_foreground_insert: 1 } : { insert_distributed_sync: 1 }
+      ) as ClickHouseSettings;
+      return {
+        insert,
+        quorum: {
+          ...insert,
+          insert_quorum: String(replicas),
+          // Well within the request timeout: a replica that cannot confirm is treated as down.
+          insert_quorum_timeout: Math.min(10_000, Math.floor(this.requestTimeoutMs / 2)),
+        },
+      };
+    })().catch((error: unknown) => {
+      this.clusterSettings = undefined;
+      throw error;
+    });
+    const settings = await this.clusterSettings;
+    return quorum && settings.quorum.insert_quorum !== '1' ? settings.quorum : settings.insert;
   }
 
   /** A SELECT, rows as objects (64-bit integers arrive as strings, as ClickHouse quotes them in JSON). */
@@ -182,14 +246,26 @@ export class ClickHouseRepository {
     try {
       // The HTTP client span (if instrumented) belongs under the batch span, not under whichever
       // message's context happened to trigger the flush.
-      await context.with(trace.setSpan(ROOT_CONTEXT, batchSpan), () =>
-        this.client.insert({
-          table,
-          values: rows,
-          format: 'JSONEachRow',
-          ...(options.columns ? { columns: [...options.columns] as [string, ...string[]] } : {}),
-        }),
-      );
+      const insert = (settings: ClickHouseSettings) =>
+        context.with(trace.setSpan(ROOT_CONTEXT, batchSpan), () =>
+          this.client.insert({
+            table,
+            values: rows,
+            format: 'JSONEachRow',
+            ...(options.columns ? { columns: [...options.columns] as [string, ...string[]] } : {}),
+            ...(Object.keys(settings).length > 0 ? { clickhouse_settings: settings } : {}),
+          }),
+        );
+      const settings = await this.insertSettings(options.quorum);
+      try {
+        await insert(settings);
+      } catch (error) {
+        const code = clickhouseErrorCode(error);
+        if (settings.insert_quorum === undefined || code === undefined || !QUORUM_UNREACHABLE.has(code))
+          throw error;
+        for (const span of spans) span.addEvent('insert_quorum unreachable, inserted without', { code });
+        await insert(await this.insertSettings(false));
+      }
       this.metrics?.insertRows.inc(labels, rows.length);
     } catch (error) {
       this.metrics?.insertErrors.inc(labels);

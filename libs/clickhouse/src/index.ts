@@ -1,5 +1,6 @@
 export * from './clickhouse.repository';
 export * from './clickhouse.module';
+export * from './cluster';
 export * from './errors';
 export * from './server-version';
 export * from './sql';

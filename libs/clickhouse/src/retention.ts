@@ -1,4 +1,5 @@
 import type { ClickHouseRepository } from './clickhouse.repository';
+import { localTable } from './cluster';
 import { serverFeatures } from './server-version';
 import { identifier, stringLiteral } from './sql';
 
@@ -24,16 +25,27 @@ export async function applyRetention(
   identifier(timeColumn);
   const features = serverFeatures(await repository.serverVersion());
   if (features.tableTtl) {
-    await repository.command(`ALTER TABLE ${table} MODIFY TTL ${timeColumn} + toIntervalDay(${days})`);
+    await repository.command(
+      `ALTER TABLE ${onEveryShard(repository, table)} MODIFY TTL ${timeColumn} + toIntervalDay(${days})`,
+    );
     return { table, method: 'ttl', droppedPartitions: [] };
   }
   const droppedPartitions = await dropPartitionsBefore(repository, table, `now() - ${days * 86_400}`);
   return { table, method: 'drop_partitions', droppedPartitions };
 }
 
+/** `table`, or on a cluster its local tables on every server (the parts are there). */
+function onEveryShard(repository: ClickHouseRepository, table: string): string {
+  const cluster = repository.cluster;
+  return cluster === undefined
+    ? table
+    : `${repository.database}.${localTable(table)} ON CLUSTER ${identifier(cluster)}`;
+}
+
 /**
  * Drops every partition of `table` (partitioned by a DateTime column) whose newest row is older
- * than `cutoff` (a SQL DateTime expression); returns their ids.
+ * than `cutoff` (a SQL DateTime expression); returns their ids. On a cluster the parts of every
+ * shard are read (one replica each) and the partitions dropped on every server.
  */
 export async function dropPartitionsBefore(
   repository: ClickHouseRepository,
@@ -41,14 +53,19 @@ export async function dropPartitionsBefore(
   cutoff: string,
 ): Promise<string[]> {
   identifier(table);
+  const cluster = repository.cluster;
+  const parts = cluster === undefined ? 'system.parts' : `cluster(${identifier(cluster)}, system, parts)`;
+  const partsOf = cluster === undefined ? table : localTable(table);
   const expired = await repository.query<{ partition_id: string }>(
-    `SELECT partition_id FROM system.parts
-     WHERE database = ${stringLiteral(repository.database)} AND table = ${stringLiteral(table)} AND active
+    `SELECT partition_id FROM ${parts}
+     WHERE database = ${stringLiteral(repository.database)} AND table = ${stringLiteral(partsOf)} AND active
      GROUP BY partition_id
      HAVING max(max_time) < ${cutoff}
      ORDER BY partition_id`,
   );
   for (const { partition_id } of expired)
-    await repository.command(`ALTER TABLE ${table} DROP PARTITION ID ${stringLiteral(partition_id)}`);
+    await repository.command(
+      `ALTER TABLE ${onEveryShard(repository, table)} DROP PARTITION ID ${stringLiteral(partition_id)}`,
+    );
   return expired.map((p) => p.partition_id);
 }

@@ -34,7 +34,7 @@ export interface TelemetryRawRow {
   text_names: string[];
   text_values: string[];
   received_at_ms: number;
-  /** Unix seconds (DateTime) of the insert attempt. */
+  /** Unix seconds (DateTime) of the first insert attempt (a retried batch is the same block). */
   inserted_at: number;
 }
 

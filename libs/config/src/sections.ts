@@ -96,6 +96,14 @@ export const clickhouseSection = z
       .default('dmp'),
     /** Per request: a request not answered within it fails (an insert is then retried). */
     CLICKHOUSE_REQUEST_TIMEOUT_MS: int(30_000, 1_000, 3_600_000),
+    /**
+     * Unset: one server (the default). Set: the name of a cluster in the servers' `remote_servers`;
+     * the schema becomes replicated local tables plus Distributed tables sharded by device (docs/operations.md).
+     */
+    CLICKHOUSE_CLUSTER: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain cluster name (letters, digits, _)')
+      .optional(),
   })
   .transform((e) => ({
     url: e.CLICKHOUSE_URL,
@@ -103,6 +111,7 @@ export const clickhouseSection = z
     password: e.CLICKHOUSE_PASSWORD ?? '',
     database: e.CLICKHOUSE_DATABASE,
     requestTimeoutMs: e.CLICKHOUSE_REQUEST_TIMEOUT_MS,
+    ...(e.CLICKHOUSE_CLUSTER ? { cluster: e.CLICKHOUSE_CLUSTER } : {}),
   }));
 
 /** Address of dmp-kernel's gRPC ingest service, served by dmp-kernel and called by dmp-mqtt. */

@@ -33,6 +33,11 @@ export class TelemetryBatchWriter {
   private readonly batchRows: Histogram;
   private readonly endToEnd: Histogram;
   private readonly aggregation: boolean;
+  /**
+   * Rows already stamped with `inserted_at`: a retried batch is sent as the very same block, which a
+   * replicated table (a cluster) deduplicates instead of storing it again until FINAL or a merge.
+   */
+  private readonly stamped = new WeakSet<object>();
 
   constructor(
     private readonly clickhouse: ClickHouseRepository,
@@ -103,13 +108,18 @@ export class TelemetryBatchWriter {
 
   private async insert(items: readonly TelemetryWrite[]): Promise<void> {
     const insertedAt = toDateTimeSeconds(Date.now());
+    const stamp = (row: { inserted_at: number }) => {
+      if (this.stamped.has(row)) return;
+      row.inserted_at = insertedAt;
+      this.stamped.add(row);
+    };
     const raw = new Map<string, TelemetryWrite['rows']['raw']>();
     for (const { rows } of items) {
-      rows.raw.inserted_at = insertedAt;
+      stamp(rows.raw);
       raw.set(`${rows.raw.device_id}\u0000${rows.raw.message_id}\u0000${rows.raw.ts_ms}`, rows.raw);
     }
     const latest = newestPerMetric(items.flatMap(({ rows }) => rows.latest));
-    for (const row of latest) row.inserted_at = insertedAt;
+    for (const row of latest) stamp(row);
 
     const links = items.flatMap(({ link }) => (link ? [link] : [])).slice(0, MAX_BATCH_LINKS);
     const parents = items.map(({ parent }) => parent);
@@ -121,8 +131,13 @@ export class TelemetryBatchWriter {
     const marks = this.aggregation ? minuteMarks(raw.values()) : [];
     await Promise.all([
       this.clickhouse.insertRows(Tables.latest, latest, { links, parents }),
-      // Before the ack: after a crash the minutes to recompute are still recorded in ClickHouse.
-      this.clickhouse.insertRows(Tables.minuteMarks, marks, { links, columns: ['device_id', 'minute'] }),
+      // Before the ack: after a crash the minutes to recompute are still recorded in ClickHouse. On a
+      // cluster, on every replica before the ack (quorum): the aggregator may read any of them.
+      this.clickhouse.insertRows(Tables.minuteMarks, marks, {
+        links,
+        columns: ['device_id', 'minute'],
+        quorum: true,
+      }),
     ]);
 
     const now = Date.now();

@@ -14,7 +14,7 @@ export interface TelemetryRows {
 /**
  * One message → its `telemetry_raw` row (numbers and booleans as 0/1 in `metric_*`, text in
  * `text_*`, both in the message's key order) and one `telemetry_latest` row per metric.
- * `insertedAt` (ms) is stamped again at each insert attempt by the writer.
+ * `insertedAt` (ms) is stamped again by the writer at the first insert attempt (a retry sends the same rows).
  */
 export function toTelemetryRows(
   message: NormalizedTelemetry,

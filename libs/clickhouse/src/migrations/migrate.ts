@@ -1,4 +1,5 @@
 import type { ClickHouseRepository } from '../clickhouse.repository';
+import { clusterStatements, createDatabaseOnCluster } from '../cluster';
 import { serverFeatures } from '../server-version';
 import { identifier, stringLiteral } from '../sql';
 import type { Migration } from './migration';
@@ -16,7 +17,8 @@ export interface MigrationReport {
   waiting: string[];
 }
 
-const SCHEMA_MIGRATIONS = `CREATE TABLE IF NOT EXISTS schema_migrations
+/** The migration log, created before any migration runs. */
+export const SCHEMA_MIGRATIONS = `CREATE TABLE IF NOT EXISTS schema_migrations
 (
     version     UInt32,
     name        String,
@@ -28,6 +30,10 @@ ORDER BY version`;
 /**
  * Creates the database if it is missing, then applies the migrations not yet recorded in
  * `schema_migrations`, in order. Safe to run at every start-up and from several instances at once.
+ * On a cluster (`repository.cluster`) every statement runs in its cluster form (cluster.ts): `ON
+ * CLUSTER`, so each server gets its tables (a server down gets them when it is back), and
+ * `schema_migrations` is replicated on every server. Still idempotent and resumable: every form is
+ * `IF NOT EXISTS`, and a migration is recorded only after all its statements ran.
  */
 export async function applyMigrations(
   repository: ClickHouseRepository,
@@ -35,13 +41,21 @@ export async function applyMigrations(
   logger?: MigrationLogger,
 ): Promise<MigrationReport> {
   const database = identifier(repository.database);
+  const cluster = repository.cluster;
+  const layout = cluster === undefined ? undefined : { database, cluster };
+  const run = async (statement: string) => {
+    for (const sql of layout ? clusterStatements(statement, layout) : [statement])
+      await repository.command(sql);
+  };
   const admin = repository.forDatabase('default');
   try {
-    await admin.command(`CREATE DATABASE IF NOT EXISTS ${database}`);
+    await admin.command(
+      layout ? createDatabaseOnCluster(layout) : `CREATE DATABASE IF NOT EXISTS ${database}`,
+    );
   } finally {
     await admin.close();
   }
-  await repository.command(SCHEMA_MIGRATIONS);
+  await run(SCHEMA_MIGRATIONS);
 
   const server = await repository.serverVersion();
   const done = new Set(
@@ -66,7 +80,7 @@ export async function applyMigrations(
       waiting.push(label);
       continue;
     }
-    for (const statement of migration.statements({ database, server })) await repository.command(statement);
+    for (const statement of migration.statements({ database, server })) await run(statement);
     await repository.command(
       `INSERT INTO schema_migrations (version, name, applied_at) VALUES (${migration.version}, ${stringLiteral(migration.name)}, now())`,
     );

@@ -1,0 +1,287 @@
+/**
+ * DMP on a ClickHouse cluster (CLICKHOUSE_CLUSTER): the local stack's cluster profile
+ * (`scripts/stack.sh up --cluster`: ZooKeeper and cluster `dmp`, 2 shards × 2 replicas of 18.16 on
+ * 127.0.0.1:8211/8212/8221/8222), brought up here if it is not running, and only what this file
+ * started brought down again. The real migrations (twice), dmp-data's telemetry writer for many
+ * devices, its aggregator; one replica stopped while telemetry is stored. Own database
+ * `dmp_test_cluster_<random>`, dropped on every server at the end. The single-node stack is not used.
+ */
+import {
+  applyMigrations,
+  ClickHouseRepository,
+  localTable,
+  migrations,
+  Tables,
+  type TelemetryRawRow,
+} from '@dmp/clickhouse';
+import type { NormalizedTelemetry } from '@dmp/contracts';
+import { MetricsRegistry } from '@dmp/observability';
+import {
+  byMinuteKey,
+  readMinuteAggregates,
+  REPO_ROOT,
+  roundedSum,
+  stack,
+  waitFor,
+  type MinuteAggregate,
+} from '@dmp/testing';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isDeepStrictEqual, promisify } from 'node:util';
+import { MinuteAggregator } from '../apps/dmp-data/src/aggregation/aggregation.service';
+import { loadDataConfig } from '../apps/dmp-data/src/config';
+import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
+import { toTelemetryRows } from '../apps/dmp-data/src/storage/telemetry-rows';
+
+const SERVERS = {
+  'clickhouse-s1r1': 'http://127.0.0.1:8211',
+  'clickhouse-s1r2': 'http://127.0.0.1:8212',
+  'clickhouse-s2r1': 'http://127.0.0.1:8221',
+  'clickhouse-s2r2': 'http://127.0.0.1:8222',
+} as const;
+type Server = keyof typeof SERVERS;
+const CLUSTER_PROCS = ['zookeeper', ...Object.keys(SERVERS)];
+
+const stackSh = async (...args: string[]) =>
+  (
+    await promisify(execFile)(join(REPO_ROOT, 'scripts/stack.sh'), args, {
+      env: { ...process.env, DMP_STACK_DIR: stack.dir },
+      timeout: 180_000,
+    })
+  ).stdout;
+
+/** The cluster's processes `status --cluster` reports up. */
+const runningClusterProcs = async () => {
+  const out = await stackSh('status', '--cluster').catch((error: { stdout?: string }) => error.stdout ?? '');
+  return out
+    .split('\n')
+    .map((line) => line.split(/\s+/))
+    .filter(([name, state]) => CLUSTER_PROCS.includes(name) && state === 'up')
+    .map(([name]) => name);
+};
+
+const database = `dmp_test_cluster_${randomBytes(4).toString('hex')}`;
+const DEVICES = Array.from({ length: 120 }, (_, i) => `cl-dev-${String(i).padStart(3, '0')}`);
+/** Minutes well in the past: due for the aggregator at once (no lateness). */
+const START = Math.floor((Date.now() - 20 * 60_000) / 60_000) * 60_000;
+
+function message(device: number, n: number, extra: Partial<NormalizedTelemetry> = {}): NormalizedTelemetry {
+  const ts = START + n * 15_000 + device * 7 + (n % 3);
+  return {
+    deviceId: DEVICES[device],
+    messageId: `${DEVICES[device]}-${String(n).padStart(4, '0')}`,
+    kind: 'telemetry',
+    ts,
+    metrics: { temp: 20 + ((device * 7 + n * 3) % 11) / 2, hum: 40 + (n % 5) },
+    receivedAt: ts + 100,
+    tenantId: 'tenant-1',
+    productId: 'thermo',
+    siteId: 'site-a',
+    ...extra,
+  };
+}
+
+/** The aggregates of the stored messages, by their definition (docs/analysts.md). */
+function expectedAggregates(stored: Iterable<NormalizedTelemetry>): MinuteAggregate[] {
+  const byKey = new Map<string, MinuteAggregate & { first: string; last: string }>();
+  const order = (m: NormalizedTelemetry) => `${String(m.ts).padStart(15, '0')} ${m.messageId}`;
+  for (const m of stored)
+    for (const [metric, raw] of Object.entries(m.metrics)) {
+      const value = Number(raw);
+      const minute = Math.floor(m.ts / 60_000) * 60;
+      const key = `${m.deviceId} ${metric} ${minute}`;
+      const a = byKey.get(key);
+      if (!a) {
+        byKey.set(key, {
+          device_id: m.deviceId,
+          metric,
+          minute,
+          samples: 1,
+          value_sum: value,
+          value_min: value,
+          value_max: value,
+          value_first: value,
+          value_last: value,
+          first: order(m),
+          last: order(m),
+        });
+        continue;
+      }
+      a.samples += 1;
+      a.value_sum += value;
+      a.value_min = Math.min(a.value_min, value);
+      a.value_max = Math.max(a.value_max, value);
+      if (order(m) < a.first) [a.first, a.value_first] = [order(m), value];
+      if (order(m) > a.last) [a.last, a.value_last] = [order(m), value];
+    }
+  return [...byKey.values()].map(({ first: _f, last: _l, ...a }) => roundedSum(a)).sort(byMinuteKey);
+}
+
+describe('DMP on a ClickHouse cluster (2 shards × 2 replicas, 18.16)', { timeout: 240_000 }, () => {
+  const config = loadDataConfig({
+    CLICKHOUSE_CLUSTER: 'dmp',
+    DATA_AGGREGATION_LATENESS_MS: '0',
+    DATA_BATCH_MAX_WAIT_MS: '50',
+    DATA_INSERT_RETRY_MAX_MS: '60000',
+  });
+  const stored = new Map<string, NormalizedTelemetry>();
+  let startedHere: string[] = [];
+  let repository: ClickHouseRepository;
+  const onServer = new Map<Server, ClickHouseRepository>();
+  let writer: TelemetryBatchWriter;
+
+  const count = async (server: Server, sql: string) =>
+    Number((await onServer.get(server)!.query<{ n: number }>(sql))[0].n);
+  const localRows = (server: Server, table: string = Tables.raw) =>
+    count(server, `SELECT count() AS n FROM ${localTable(table)}`);
+  const store = (messages: NormalizedTelemetry[]) =>
+    Promise.all(
+      messages.map((m) => {
+        stored.set(m.messageId, m);
+        return writer.store(toTelemetryRows(m));
+      }),
+    );
+  /** Both replicas of each shard hold the same rows of `table` (`total` of them, when given). */
+  const replicasAgree = (table: string, total?: number) =>
+    waitFor(`the replicas of ${table} to agree`, async () => {
+      const [a, b, c, d] = await Promise.all(
+        (Object.keys(SERVERS) as Server[]).map((s) => localRows(s, table)),
+      );
+      return a === b && c === d && (total === undefined || a + c === total) && [a, c];
+    });
+
+  before(async () => {
+    const before = await runningClusterProcs();
+    await stackSh('up', '--cluster');
+    startedHere = CLUSTER_PROCS.filter((p) => !before.includes(p));
+    repository = new ClickHouseRepository({
+      ...stack.clickhouse,
+      url: SERVERS['clickhouse-s1r1'],
+      database,
+      cluster: 'dmp',
+      // The aggregator reads marks up to `now − timeout − 1 s`.
+      requestTimeoutMs: 5_000,
+    });
+    for (const [name, url] of Object.entries(SERVERS))
+      onServer.set(name as Server, new ClickHouseRepository({ ...stack.clickhouse, url, database }));
+    writer = new TelemetryBatchWriter(repository, new MetricsRegistry('clickhouse-cluster-test'), config);
+  });
+
+  after(async () => {
+    await writer?.close();
+    // Whatever a failed step left stopped is started again before the database is dropped everywhere.
+    await stackSh('up', '--cluster').catch(() => undefined);
+    await repository
+      ?.forDatabase('default')
+      .command(`DROP DATABASE IF EXISTS ${database} ON CLUSTER dmp`)
+      .catch(() => undefined);
+    await Promise.all([repository?.close(), ...[...onServer.values()].map((r) => r.close())]);
+    if (startedHere.length > 0) await stackSh('down', ...startedHere.reverse());
+  });
+
+  it('creates the schema on every server, ON CLUSTER, and again without changing anything', async () => {
+    const first = await applyMigrations(repository, migrations);
+    assert.equal(first.server, '18.16.1');
+    assert.ok(first.applied.length >= 7);
+    const second = await applyMigrations(repository, migrations);
+    assert.deepEqual(second.applied, []);
+    assert.equal(second.alreadyApplied, first.applied.length);
+    for (const server of Object.keys(SERVERS) as Server[]) {
+      const tables = await onServer
+        .get(server)!
+        .query<{ name: string; engine: string }>(
+          `SELECT name, engine FROM system.tables WHERE database = '${database}' ORDER BY name`,
+        );
+      const engine = new Map(tables.map((t) => [t.name, t.engine]));
+      assert.equal(engine.get(Tables.raw), 'Distributed', server);
+      assert.equal(engine.get(localTable(Tables.raw)), 'ReplicatedReplacingMergeTree', server);
+      assert.equal(engine.get(localTable(Tables.minuteMarks)), 'ReplicatedMergeTree', server);
+      assert.equal(engine.get(Tables.minuteProgress), 'ReplicatedReplacingMergeTree', server);
+      assert.equal(engine.get(`${Tables.minuteSource}_mv`), 'MaterializedView', server);
+      // The migration log is on every server: each one knows the schema is there.
+      await waitFor(`${server}'s schema_migrations`, async () =>
+        (await count(server, `SELECT uniqExact(version) AS n FROM ${Tables.migrations}`)) ===
+        first.applied.length
+          ? true
+          : undefined,
+      );
+    }
+  });
+
+  it("stores dmp-data's telemetry on both shards, each on both replicas; FINAL collapses redeliveries", async () => {
+    await store(DEVICES.flatMap((_, d) => [0, 1, 2, 3, 4].map((n) => message(d, n))));
+    const total = stored.size;
+    // Acknowledged means stored on the shards (synchronous Distributed inserts), whichever replica took it.
+    const shards = await Promise.all((Object.keys(SERVERS) as Server[]).map((s) => localRows(s)));
+    assert.equal(Math.max(shards[0], shards[1]) + Math.max(shards[2], shards[3]), total);
+    const [shard1, shard2] = await replicasAgree(Tables.raw, total);
+    assert.ok(shard1 > total / 4 && shard2 > total / 4, `${shard1} / ${shard2}`);
+    // Every device on exactly one shard.
+    const devicesOn = (server: Server) =>
+      count(server, `SELECT uniqExact(device_id) AS n FROM ${localTable(Tables.raw)}`);
+    assert.equal((await devicesOn('clickhouse-s1r1')) + (await devicesOn('clickhouse-s2r1')), DEVICES.length);
+
+    // Redelivered (another receive time: a different block, the same keys).
+    const again = DEVICES.slice(0, 40).map((_, d) => ({ ...message(d, 0), receivedAt: Date.now() }));
+    await Promise.all(again.map((m) => writer.store(toTelemetryRows(m))));
+    const [final] = await repository.query<{ n: number; ids: number }>(
+      `SELECT count() AS n, uniqExact(message_id) AS ids FROM ${Tables.raw} FINAL`,
+    );
+    assert.deepEqual([Number(final.n), Number(final.ids)], [total, total]);
+    const [latest] = await repository.query<{ n: number }>(`SELECT count() AS n FROM ${Tables.latest} FINAL`);
+    assert.equal(Number(latest.n), DEVICES.length * 2);
+  });
+
+  it('drops a retried batch: the same block is stored once on each shard', async () => {
+    const rows: TelemetryRawRow[] = DEVICES.map((_, d) => toTelemetryRows(message(d, 5)).raw);
+    for (const m of DEVICES.map((_, d) => message(d, 5))) stored.set(m.messageId, m);
+    const before = (await localRows('clickhouse-s1r1')) + (await localRows('clickhouse-s2r1'));
+    await repository.insertRows(Tables.raw, rows);
+    await repository.insertRows(Tables.raw, rows);
+    const after = (await localRows('clickhouse-s1r1')) + (await localRows('clickhouse-s2r1'));
+    assert.equal(after - before, rows.length);
+  });
+
+  it('keeps storing and acknowledging with a replica down; the replica catches up when back', async () => {
+    await stackSh('down', 'clickhouse-s1r2');
+    try {
+      const started = Date.now();
+      await store(DEVICES.flatMap((_, d) => [6, 7].map((n) => message(d, n))));
+      assert.ok(Date.now() - started < 30_000, `acknowledged after ${Date.now() - started} ms`);
+      const [final] = await repository.query<{ n: number }>(`SELECT count() AS n FROM ${Tables.raw} FINAL`);
+      assert.equal(Number(final.n), stored.size);
+    } finally {
+      await stackSh('up', 'clickhouse-s1r2');
+    }
+    // Shard 1's rows of the outage, written to clickhouse-s1r1 alone, reach clickhouse-s1r2 too.
+    await waitFor('clickhouse-s1r2 to have the rows stored while it was down', async () => {
+      const final = `SELECT count() AS n FROM ${localTable(Tables.raw)} FINAL`;
+      const [r1, r2] = await Promise.all([count('clickhouse-s1r1', final), count('clickhouse-s1r2', final)]);
+      return r1 === r2 && r1 > 0;
+    });
+    await replicasAgree(Tables.minuteMarks);
+  });
+
+  it('recomputes exact 1-minute aggregates from every shard', async () => {
+    const aggregator = new MinuteAggregator(repository, config, new MetricsRegistry('cluster-aggregator'));
+    const expected = expectedAggregates(stored.values());
+    let got: MinuteAggregate[] = [];
+    await waitFor(
+      () => `telemetry_1m to equal the stored messages (${got.length} of ${expected.length} rows)`,
+      async () => {
+        await aggregator.runOnce();
+        got = await readMinuteAggregates(repository, `${Tables.minute} FINAL`, '1 = 1');
+        return isDeepStrictEqual(got, expected);
+      },
+      { timeoutMs: 60_000, intervalMs: 1_000 },
+    );
+    assert.deepEqual(got, expected);
+    // On both shards, and both replicas of each.
+    assert.ok((await localRows('clickhouse-s1r1', Tables.minute)) > 0);
+    assert.ok((await localRows('clickhouse-s2r1', Tables.minute)) > 0);
+    await replicasAgree(Tables.minute);
+  });
+});
