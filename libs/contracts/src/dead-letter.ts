@@ -54,6 +54,13 @@ export const DEAD_LETTERS_TABLE = 'dead_letters';
 /** `dmp_source` of the dead letters dmp-mqtt writes. */
 export const DEAD_LETTER_SOURCE_MQTT = 'dmp-mqtt';
 
+/**
+ * `dmp_source` of the dead letters dmp-kernel writes for side effects of rules (commands, webhooks) it
+ * gave up on: the body is the kernel's outbox entry (JSON), and `dmp dead-letters replay` puts it back
+ * into the kernel's outbox, so it is carried out again with the same id.
+ */
+export const DEAD_LETTER_SOURCE_KERNEL_OUTBOX = 'dmp-kernel-outbox';
+
 /** Longest property value written (RocketMQ allows 16 KiB of properties per message in total). */
 export const MAX_DEAD_LETTER_PROPERTY_LENGTH = 1024;
 

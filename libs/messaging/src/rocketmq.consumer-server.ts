@@ -77,6 +77,14 @@ interface GroupChain {
   blockedDelayMs?: number;
 }
 
+/**
+ * The project's retry backoff: `baseMs` × 2^(attempt-1), capped at `maxMs` (attempt 1 waits `baseMs`).
+ * Redeliveries of consumers and retries of dmp-kernel's outbox both follow it.
+ */
+export function exponentialDelay(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 20)));
+}
+
 const tracer = trace.getTracer(TRACER_NAME);
 const MAX_RECEIVE_BATCH = 32;
 const MAX_PROPERTY_VALUE = 1024;
@@ -525,10 +533,10 @@ export class RocketMqConsumerServer
 
   /** Exponential: retryDelayMs × 2^(attempt-1), capped. */
   private retryDelay(attempt: number): number {
-    const base = this.options.retryDelayMs ?? 1_000;
-    return Math.min(
+    return exponentialDelay(
+      attempt,
+      this.options.retryDelayMs ?? 1_000,
       this.options.maxRetryDelayMs ?? 60_000,
-      base * 2 ** Math.max(0, Math.min(attempt - 1, 20)),
     );
   }
 
