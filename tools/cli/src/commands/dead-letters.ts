@@ -4,12 +4,24 @@ import {
   stringLiteral,
   type DeadLetterRecord,
 } from '@dmp/clickhouse';
-import { clickhouseSection, loadConfig, mqttSection } from '@dmp/config';
-import { DEAD_LETTER_SOURCE_MQTT, DEAD_LETTERS_TABLE, parseDeviceTopic } from '@dmp/contracts';
+import { clickhouseSection, loadConfig, mqttSection, redisSection } from '@dmp/config';
+import {
+  DEAD_LETTER_SOURCE_KERNEL_OUTBOX,
+  DEAD_LETTER_SOURCE_MQTT,
+  DEAD_LETTERS_TABLE,
+  parseDeviceTopic,
+} from '@dmp/contracts';
 import { Command, InvalidArgumentError } from 'commander';
+import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import {
+  alarmKeys,
+  enqueueOutbox,
+  type OutboxEntry,
+} from '../../../../apps/dmp-kernel/src/alarms/alarm.store';
+import { outboxEntryOf } from '../../../../apps/dmp-kernel/src/alarms/outbox-policy';
 
 /**
  * `dmp dead-letters list | replay` — the dead letters dmp-data stored in ClickHouse `dead_letters`.
@@ -21,6 +33,10 @@ import { z } from 'zod';
  * after a flood, a dmp-kernel refusal after a fix. Payloads refused for what they are
  * (DMP_ERR_MALFORMED_PAYLOAD, _INVALID_PAYLOAD, _PAYLOAD_TOO_LARGE, _SPOOFED_DEVICE, _WRONG_TOPIC) or
  * duplicates are refused again, and dead-lettered again.
+ *
+ * `replay --source dmp-kernel-outbox` puts side effects of rules that dmp-kernel gave up on (commands,
+ * webhooks, alarm events) back into the kernel's outbox in Redis (REDIS_URL, KERNEL_REDIS_NAMESPACE):
+ * a running kernel carries each out again under its own id, with its attempts counted from zero.
  */
 const cliSection = z
   .object({
@@ -28,6 +44,16 @@ const cliSection = z
     MQTT_SERVICE_PASSWORD: z.string().optional(),
   })
   .transform((e) => ({ username: e.MQTT_SERVICE_USERNAME, password: e.MQTT_SERVICE_PASSWORD }));
+
+/** The kernel's Redis key prefix (as dmp-kernel's own KERNEL_REDIS_NAMESPACE). */
+const kernelSection = z
+  .object({
+    KERNEL_REDIS_NAMESPACE: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+      .default('dmp'),
+  })
+  .transform((e) => ({ namespace: e.KERNEL_REDIS_NAMESPACE }));
 
 export interface DeadLetterFilter {
   id?: string;
@@ -116,16 +142,20 @@ interface ReplayOptions {
   since?: number;
   limit: number;
   dryRun?: boolean;
+  source: string;
 }
+
+const REPLAYABLE_SOURCES = [DEAD_LETTER_SOURCE_MQTT, DEAD_LETTER_SOURCE_KERNEL_OUTBOX];
 
 async function replay(options: ReplayOptions): Promise<void> {
   if (options.id === undefined && options.code === undefined)
     throw new InvalidArgumentError('choose what to replay: --id ID, or --code CODE (with --since, --device)');
+  if (!REPLAYABLE_SOURCES.includes(options.source))
+    throw new InvalidArgumentError(`--source: one of ${REPLAYABLE_SOURCES.join(', ')}`);
   const rows = await withClickHouse((ch) =>
-    ch.query<DeadLetterRecord>(
-      deadLetterQuery({ ...options, source: DEAD_LETTER_SOURCE_MQTT, oldestFirst: true }),
-    ),
+    ch.query<DeadLetterRecord>(deadLetterQuery({ ...options, oldestFirst: true })),
   );
+  if (options.source === DEAD_LETTER_SOURCE_KERNEL_OUTBOX) return replayOutbox(rows, options.dryRun);
   // A topic that is not a device topic was refused for that (or carried escaped control characters).
   const replayable = rows.filter((row) => parseDeviceTopic(row.source_topic));
   const skipped = rows.length - replayable.length;
@@ -170,6 +200,40 @@ async function replay(options: ReplayOptions): Promise<void> {
   if (failed > 0) process.exitCode = 2;
 }
 
+/** The side effects the rows carry, back into dmp-kernel's outbox: due at once, attempts from zero. */
+async function replayOutbox(rows: readonly DeadLetterRecord[], dryRun = false): Promise<void> {
+  const entries: { row: DeadLetterRecord; entry: OutboxEntry }[] = [];
+  for (const row of rows) {
+    try {
+      entries.push({ row, entry: outboxEntryOf(Buffer.from(row.payload, 'base64')) });
+    } catch (error) {
+      console.error(`${row.message_id} skipped: ${(error as Error).message}`);
+    }
+  }
+  for (const { row, entry } of entries)
+    console.log(
+      `${dryRun ? 'would put' : 'put'} ${entry.id} (${row.error_code}) back into the kernel's outbox`,
+    );
+  if (dryRun || entries.length === 0) {
+    console.error(`${entries.length} dead letter(s) to replay${dryRun ? ' (dry run)' : ''}`);
+    return;
+  }
+  const { redis: connection, kernel } = loadConfig({ redis: redisSection, kernel: kernelSection });
+  const redis = new Redis(connection.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
+  try {
+    await redis.connect();
+    await enqueueOutbox(
+      redis,
+      alarmKeys(kernel.namespace),
+      entries.map((e) => e.entry),
+      Date.now(),
+    );
+  } finally {
+    redis.disconnect();
+  }
+  console.error(`${entries.length} dead letter(s) put back into the outbox of ${kernel.namespace}`);
+}
+
 const positiveInt = (value: string) => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
@@ -201,6 +265,11 @@ export function registerDeadLettersCommand(program: Command): void {
     .option('--device <deviceId>', 'only this device')
     .option('--since <when>', 'only since: 30s, 10m, 2h, 7d or an ISO time', (v) => parseSince(v))
     .option('--limit <n>', 'at most this many, oldest first', positiveInt, 1_000)
+    .option(
+      '--source <source>',
+      `${DEAD_LETTER_SOURCE_MQTT}: publish on the MQTT topic; ${DEAD_LETTER_SOURCE_KERNEL_OUTBOX}: back into dmp-kernel's outbox (REDIS_URL, KERNEL_REDIS_NAMESPACE)`,
+      DEAD_LETTER_SOURCE_MQTT,
+    )
     .option('--dry-run', 'show what would be replayed')
     .action((options: ReplayOptions) => replay(options));
 }
