@@ -5,7 +5,7 @@ import { DeviceStateStore } from '../evaluation/device-state.store';
 import { endCondition, raiseIfDue, type RuleDevice } from '../rules/engine';
 import { RuleSetHolder } from '../rules/rule-set.holder';
 import { AlarmService } from './alarm.service';
-import { AlarmStore } from './alarm.store';
+import { AlarmStore, type OutboxEntry } from './alarm.store';
 
 const BATCH = 200;
 
@@ -70,7 +70,8 @@ export class AlarmScheduler implements OnApplicationBootstrap {
     }
     if (this.stopped) return;
     // Carried out in the background: a command waiting for its PUBACK holds neither timers nor other entries.
-    const lease = now + this.config.rules.alarmOutboxRetryMs;
+    // Leased for the longest attempt of any kind: the entries' kinds are known only once claimed.
+    const lease = this.alarms.leaseUntil([{ kind: 'command' }, { kind: 'webhook' }] as OutboxEntry[], now);
     this.alarms.dispatch(await this.store.claimExpired(now, lease, BATCH));
   }
 

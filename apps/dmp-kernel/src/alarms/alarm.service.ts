@@ -228,10 +228,18 @@ export class AlarmService {
     return [...all.values()].filter((a) => a.alarm);
   }
 
-  /** Until when entries carried out now are leased: the sweeper leaves them alone meanwhile. */
+  /**
+   * Until when entries carried out now are leased: the sweeper leaves them alone meanwhile, so the lease
+   * outlasts the longest attempt (a command's PUBACK timeout, a webhook with all its retries) — an entry
+   * is never attempted twice at once.
+   */
   leaseUntil(outbox: readonly OutboxEntry[], now = Date.now()): number {
-    const base = this.config.rules.alarmOutboxRetryMs;
-    return now + (outbox.some((e) => e.kind === 'webhook') ? base + this.webhooks.maxDeliveryMs : base);
+    const { alarmOutboxRetryMs, commandTimeoutMs } = this.config.rules;
+    const longest = Math.max(
+      outbox.some((e) => e.kind === 'command') ? commandTimeoutMs : 0,
+      outbox.some((e) => e.kind === 'webhook') ? this.webhooks.maxDeliveryMs : 0,
+    );
+    return now + alarmOutboxRetryMs + longest;
   }
 }
 
