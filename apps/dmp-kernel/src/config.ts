@@ -129,6 +129,10 @@ const rulesSection = z
     KERNEL_ALARM_SWEEP_MS: int(1_000, 50, 3_600_000),
     /** Alarm events written but not confirmed sent this long are sent again. */
     KERNEL_ALARM_OUTBOX_RETRY_MS: int(10_000, 100, 3_600_000),
+    /** Outbox retries back off from KERNEL_ALARM_OUTBOX_RETRY_MS, doubling up to this. */
+    KERNEL_OUTBOX_RETRY_MAX_MS: int(600_000, 100, 86_400_000),
+    /** Failed attempts after which a command or webhook is given up and dead-lettered (replayable). */
+    KERNEL_OUTBOX_MAX_ATTEMPTS: int(20, 1, 1_000_000),
     /** MQTT client id for linkage commands (default dmp-kernel-{host}-{pid}). */
     KERNEL_MQTT_CLIENT_ID: z
       .string()
@@ -182,6 +186,8 @@ const rulesSection = z
     stateTtlSeconds: e.KERNEL_STATE_TTL_DAYS * 86_400,
     alarmSweepMs: e.KERNEL_ALARM_SWEEP_MS,
     alarmOutboxRetryMs: e.KERNEL_ALARM_OUTBOX_RETRY_MS,
+    outboxRetryMaxMs: e.KERNEL_OUTBOX_RETRY_MAX_MS,
+    outboxMaxAttempts: e.KERNEL_OUTBOX_MAX_ATTEMPTS,
     mqttClientId: e.KERNEL_MQTT_CLIENT_ID ?? `dmp-kernel-${hostname()}-${process.pid}`.slice(0, 128),
     commandTimeoutMs: e.KERNEL_COMMAND_TIMEOUT_MS,
     webhook: {

@@ -85,6 +85,13 @@ export const isForConsumerGroup = (properties: Readonly<Record<string, string>>,
   return target === undefined || target === '' || target === group;
 };
 
+/**
+ * `dmp_source` of the dead letters dmp-kernel writes for side effects of rules (commands, webhooks) it
+ * gave up on: the body is the kernel's outbox entry (JSON), and `dmp dead-letters replay` puts it back
+ * into the kernel's outbox, so it is carried out again with the same id.
+ */
+export const DEAD_LETTER_SOURCE_KERNEL_OUTBOX = 'dmp-kernel-outbox';
+
 /** Longest property value written (RocketMQ allows 16 KiB of properties per message in total). */
 export const MAX_DEAD_LETTER_PROPERTY_LENGTH = 1024;
 

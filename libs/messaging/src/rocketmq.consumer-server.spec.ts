@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { consumerDeadLetterProperties, decideFailure, redeliveryDelay } from './rocketmq.consumer-server';
+import { consumerDeadLetterProperties, decideFailure, exponentialDelay } from './rocketmq.consumer-server';
 
-const delayMs = (attempt: number) => redeliveryDelay(attempt, 1_000, 60_000);
+const delayMs = (attempt: number) => exponentialDelay(attempt, 1_000, 60_000);
 const facts = (overrides: Partial<Parameters<typeof decideFailure>[0]>) => ({
   retryable: true,
   attempt: 1,

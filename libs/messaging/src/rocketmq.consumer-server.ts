@@ -128,11 +128,6 @@ export function consumerDeadLetterProperties(
   };
 }
 
-/** Exponential redelivery delay: `baseMs` × 2^(attempt-1), capped at `maxMs`. */
-export function redeliveryDelay(attempt: number, baseMs: number, maxMs: number): number {
-  return Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 20)));
-}
-
 /** One received, not yet settled message. RPCs on its receipt handle run one at a time (`op`). */
 interface Delivery {
   view: MessageView;
@@ -148,6 +143,14 @@ interface GroupChain {
   pending: number;
   /** Set when a message of the group is to be redelivered: the ones after it must wait for it. */
   blockedDelayMs?: number;
+}
+
+/**
+ * The project's retry backoff: `baseMs` × 2^(attempt-1), capped at `maxMs` (attempt 1 waits `baseMs`).
+ * Redeliveries of consumers and retries of dmp-kernel's outbox both follow it.
+ */
+export function exponentialDelay(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 20)));
 }
 
 const tracer = trace.getTracer(TRACER_NAME);
@@ -584,7 +587,7 @@ export class RocketMqConsumerServer
   }
 
   private retryDelay(attempt: number): number {
-    return redeliveryDelay(
+    return exponentialDelay(
       attempt,
       this.options.retryDelayMs ?? 1_000,
       this.options.maxRetryDelayMs ?? 60_000,

@@ -89,7 +89,9 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.client?.endAsync().catch(() => undefined);
+    // Forced: a command the broker never acknowledges would keep a graceful end waiting forever; what
+    // was not acknowledged is still in the outbox, for the next kernel.
+    await this.client?.endAsync(true).catch(() => undefined);
   }
 
   /** Whether the broker connection is up (for /health details). */

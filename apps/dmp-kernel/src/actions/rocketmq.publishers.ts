@@ -28,6 +28,27 @@ export class AlarmEventPublisher {
 }
 
 /**
+ * Dead letters of outbox entries the kernel gave up on (commands, webhooks, alarm events), to the
+ * project's dead-letter topic (ROCKETMQ_TOPIC_DEAD_LETTER) like every other dead letter.
+ */
+@Injectable()
+export class OutboxDeadLetterPublisher {
+  constructor(
+    private readonly producer: RocketMqProducer,
+    @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
+  ) {}
+
+  async publish(letter: {
+    body: Buffer;
+    keys: string[];
+    tag: string;
+    properties: Record<string, string>;
+  }): Promise<void> {
+    await this.producer.send({ topic: this.config.rocketmq.topics.deadLetter, ...letter });
+  }
+}
+
+/**
  * `route` actions: the normalized message, as it is on the telemetry topics, also to another topic — FIFO
  * topics keep the device as message group (per-device order), NORMAL topics get it without.
  */

@@ -5,7 +5,7 @@ import { DeviceStateStore } from '../evaluation/device-state.store';
 import { endCondition, raiseIfDue, type RuleDevice } from '../rules/engine';
 import { RuleSetHolder } from '../rules/rule-set.holder';
 import { AlarmService } from './alarm.service';
-import { AlarmStore } from './alarm.store';
+import { AlarmStore, type OutboxEntry } from './alarm.store';
 
 const BATCH = 200;
 
@@ -13,7 +13,8 @@ const BATCH = 200;
  * The timers, swept every KERNEL_ALARM_SWEEP_MS:
  * - pending conditions whose `for` elapsed (by the wall clock: `dueAt`) with no message saying otherwise
  *   are raised — a device that sends nothing more still gets its alarm;
- * - outbox entries whose lease ended (a kernel crashed, a send failed) are carried out again.
+ * - outbox entries whose lease ended (a kernel crashed, a send failed and its backoff elapsed) are carried
+ *   out again, in the background.
  * Any replica may sweep: compare-and-set decides which one raises, leases which one retries an entry.
  */
 @Injectable()
@@ -67,11 +68,11 @@ export class AlarmScheduler implements OnApplicationBootstrap {
           this.log.warn(`timer of ${ruleId} on ${deviceId}: ${(error as Error).message}`),
         );
     }
-    const lease = now + this.config.rules.alarmOutboxRetryMs;
-    for (const entry of await this.store.claimExpired(now, lease, BATCH)) {
-      if (this.stopped) return;
-      await this.alarms.carryOut(entry);
-    }
+    if (this.stopped) return;
+    // Carried out in the background: a command waiting for its PUBACK holds neither timers nor other entries.
+    // Leased for the longest attempt of any kind: the entries' kinds are known only once claimed.
+    const lease = this.alarms.leaseUntil([{ kind: 'command' }, { kind: 'webhook' }] as OutboxEntry[], now);
+    this.alarms.dispatch(await this.store.claimExpired(now, lease, BATCH));
   }
 
   private async raiseDue(deviceId: string, ruleId: string, now: number): Promise<void> {

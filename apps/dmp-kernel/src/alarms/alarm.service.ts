@@ -3,7 +3,8 @@ import { MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Counter } from 'prom-client';
 import { CommandPublisher } from '../actions/command.publisher';
-import { AlarmEventPublisher } from '../actions/rocketmq.publishers';
+import { AlarmEventPublisher, OutboxDeadLetterPublisher } from '../actions/rocketmq.publishers';
+import { WebhookErrorCode } from '../actions/egress-policy';
 import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { DeviceStateStore } from '../evaluation/device-state.store';
@@ -11,6 +12,14 @@ import { KeyedMutex } from '../evaluation/keyed-mutex';
 import { RuleSetHolder } from '../rules/rule-set.holder';
 import { acknowledge, type Activation, type PlannedAction, type Transition } from '../rules/engine';
 import { AlarmStore, type OutboxEntry } from './alarm.store';
+import {
+  decideOutbox,
+  outboxDeadLetter,
+  OutboxErrorCode,
+  outboxTarget,
+  webhookOutboxResult,
+  type OutboxResult,
+} from './outbox-policy';
 
 export const AlarmErrorCode = {
   /** Another replica changed the condition at the same time, again and again: retried later. */
@@ -28,9 +37,13 @@ export interface CommitResult {
 /**
  * Commits condition transitions and carries out what they oblige: each transition is written to Redis
  * together with its outbox entries (the alarm event, the raise/clear commands and webhooks) in one atomic
- * compare-and-set; then the entries are carried out at once, each removed when done. A failed entry is
- * left in the outbox and retried by the sweeper (AlarmScheduler) — never lost, possibly repeated (ids are
- * stable, consumers deduplicate).
+ * compare-and-set. Alarm events are then published before the caller goes on (a device's events reach
+ * RocketMQ in order); commands and webhooks — theirs and those of match actions — are carried out off the
+ * evaluation path (`dispatch`): a broker that does not acknowledge a command, or a slow webhook receiver,
+ * holds no evaluation. An entry is removed once done; a failed one stays in the outbox and is retried by
+ * the sweeper (AlarmScheduler) with the project's backoff, and after KERNEL_OUTBOX_MAX_ATTEMPTS failures —
+ * at once when refused — it leaves as a dead letter that `dmp dead-letters replay` puts back. Ids are
+ * stable (event id, command id, delivery id): a repeat is recognizable downstream.
  */
 @Injectable()
 export class AlarmService {
@@ -38,12 +51,16 @@ export class AlarmService {
   /** One device's conditions change one at a time in this process (messages, timer, acknowledgements). */
   readonly locks = new KeyedMutex();
   private readonly transitions: Counter<'transition' | 'severity'>;
+  private readonly outcomes: Counter<'kind' | 'outcome'>;
+  /** Entries being carried out in the background (awaited, bounded, at shutdown). */
+  private readonly running = new Set<Promise<void>>();
 
   constructor(
     private readonly store: AlarmStore,
     private readonly events: AlarmEventPublisher,
     private readonly commands: CommandPublisher,
     private readonly webhooks: WebhookDispatcher,
+    private readonly deadLetters: OutboxDeadLetterPublisher,
     private readonly stateStore: DeviceStateStore,
     private readonly holder: RuleSetHolder,
     @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
@@ -54,12 +71,17 @@ export class AlarmService {
       'Alarm transitions (pending | raised | acknowledged | cleared | cancelled), by severity',
       ['transition', 'severity'],
     );
+    this.outcomes = metrics.counter(
+      'dmp_kernel_outbox_total',
+      'Outbox entries attempted, by kind (event | command | webhook) and outcome (done | retry | dead_letter)',
+      ['kind', 'outcome'],
+    );
   }
 
   /**
-   * Writes transitions (in order) with the raise/clear actions they trigger; carries out the outbox
-   * entries of those that were applied. A rule whose write conflicts is skipped (with its later
-   * transitions) and reported, for the caller to re-read and re-evaluate it.
+   * Writes transitions (in order) with the raise/clear actions they trigger; publishes the alarm events
+   * of those that were applied and dispatches their commands and webhooks. A rule whose write conflicts is
+   * skipped (with its later transitions) and reported, for the caller to re-read and re-evaluate it.
    */
   async commit(transitions: readonly Transition[], actions: readonly PlannedAction[]): Promise<CommitResult> {
     const applied: Transition[] = [];
@@ -77,46 +99,102 @@ export class AlarmService {
         transition,
         trigger ? actions.filter((a) => a.ruleId === transition.ruleId && a.trigger === trigger) : [],
       );
-      if (await this.store.apply(transition, outbox, Date.now() + this.leaseMs(outbox))) {
+      if (await this.store.apply(transition, outbox, this.leaseUntil(outbox))) {
         applied.push(transition);
         entries.push(...outbox);
         if (transition.event)
           this.transitions.inc({ transition: transition.transition, severity: transition.event.severity });
       } else conflicts.add(transition.ruleId);
     }
-    await Promise.all(entries.map((entry) => this.carryOut(entry)));
+    await Promise.all(entries.filter((e) => e.kind === 'event').map((entry) => this.carryOut(entry)));
+    this.dispatch(entries.filter((e) => e.kind !== 'event'));
     return { applied, conflicts };
   }
 
-  /** Carries out one outbox entry; on failure it stays for the sweeper. Never throws. */
+  /**
+   * Carries out entries already in the outbox (leased to this replica) in the background: not awaited.
+   * MQTT keeps the order in which commands are handed to it, so a device's commands leave in the order
+   * they were dispatched; a retry may come after later ones.
+   */
+  dispatch(entries: readonly OutboxEntry[]): void {
+    for (const entry of entries) {
+      const running: Promise<void> = this.carryOut(entry).finally(() => this.running.delete(running));
+      this.running.add(running);
+    }
+  }
+
+  /** Shutdown: waits (at most `timeoutMs`) for dispatched entries; the others stay in the outbox. */
+  async drain(timeoutMs = 10_000): Promise<void> {
+    if (this.running.size === 0) return;
+    await Promise.race([
+      Promise.allSettled([...this.running]),
+      new Promise((resolve) => setTimeout(resolve, timeoutMs).unref()),
+    ]);
+  }
+
+  /** Carries out one outbox entry and settles it (removed, retried later, or dead-lettered). Never throws. */
   async carryOut(entry: OutboxEntry): Promise<void> {
+    const result = await this.attempt(entry);
+    try {
+      const attempts = result.kind === 'done' ? 0 : await this.store.countFailure(entry.id);
+      const decision = decideOutbox(result, attempts, {
+        baseMs: this.config.rules.alarmOutboxRetryMs,
+        maxMs: this.config.rules.outboxRetryMaxMs,
+        maxAttempts: this.config.rules.outboxMaxAttempts,
+      });
+      this.outcomes.inc({ kind: entry.kind, outcome: decision.kind === 'complete' ? 'done' : decision.kind });
+      if (decision.kind === 'complete') return await this.store.complete(entry.id);
+      const failure = result as Exclude<OutboxResult, { kind: 'done' }>;
+      if (decision.kind === 'retry') {
+        this.log.warn(
+          `outbox ${entry.kind} ${entry.id} (${outboxTarget(entry)}) failed ${attempts} time(s), retried in ${decision.delayMs} ms: ${failure.code} ${failure.message}`,
+        );
+        return await this.store.release(entry.id, Date.now() + decision.delayMs);
+      }
+      await this.deadLetters.publish(
+        outboxDeadLetter(entry, {
+          ...failure,
+          reason: decision.reason,
+          attempts: Math.max(attempts, 1),
+          instance: this.config.rules.mqttClientId,
+          now: Date.now(),
+        }),
+      );
+      this.log.error(
+        `outbox ${entry.kind} ${entry.id} (${outboxTarget(entry)}) dead-lettered (${decision.reason}) after ${attempts} failed attempt(s): ${failure.code} ${failure.message}`,
+      );
+      await this.store.complete(entry.id);
+    } catch (error) {
+      // Redis or the dead-letter topic unreachable: the lease ends, the sweeper tries again.
+      this.log.warn(
+        `outbox ${entry.kind} ${entry.id} not settled, retried later: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  private async attempt(entry: OutboxEntry): Promise<OutboxResult> {
     try {
       switch (entry.kind) {
         case 'event':
           await this.events.publish(entry.event);
-          break;
+          return { kind: 'done' };
         case 'command':
           await this.commands.send(entry.command);
-          break;
+          return { kind: 'done' };
         case 'webhook':
-          // Done when the delivery ended; a delivery dropped by a full queue is tried again later.
-          this.webhooks.enqueue(entry.webhook, (result) => {
-            const next =
-              result === 'dropped'
-                ? this.store.release(entry.id, Date.now() + this.config.rules.alarmOutboxRetryMs)
-                : this.store.complete(entry.id);
-            next.catch((error: unknown) => this.log.warn(`outbox ${entry.id}: ${(error as Error).message}`));
-          });
-          return;
+          return await new Promise<OutboxResult>((resolve) =>
+            this.webhooks.enqueue(entry.webhook, (result) =>
+              resolve(webhookOutboxResult(result, entry.webhook.deliveryId, WebhookErrorCode.EgressRefused)),
+            ),
+          );
       }
-      await this.store.complete(entry.id);
     } catch (error) {
-      this.log.warn(
-        `outbox ${entry.kind} ${entry.id} not done yet, retried later: ${(error as Error).message}`,
-      );
-      await this.store
-        .release(entry.id, Date.now() + this.config.rules.alarmOutboxRetryMs)
-        .catch(() => undefined);
+      const dmp = error instanceof DmpError ? error : undefined;
+      return {
+        kind: dmp && !dmp.retryable ? 'refused' : 'failed',
+        code: dmp?.code ?? OutboxErrorCode.Failed,
+        message: (error as Error).message,
+      };
     }
   }
 
@@ -150,9 +228,18 @@ export class AlarmService {
     return [...all.values()].filter((a) => a.alarm);
   }
 
-  private leaseMs(outbox: readonly OutboxEntry[]): number {
-    const base = this.config.rules.alarmOutboxRetryMs;
-    return outbox.some((e) => e.kind === 'webhook') ? base + this.webhooks.maxDeliveryMs : base;
+  /**
+   * Until when entries carried out now are leased: the sweeper leaves them alone meanwhile, so the lease
+   * outlasts the longest attempt (a command's PUBACK timeout, a webhook with all its retries) — an entry
+   * is never attempted twice at once.
+   */
+  leaseUntil(outbox: readonly OutboxEntry[], now = Date.now()): number {
+    const { alarmOutboxRetryMs, commandTimeoutMs } = this.config.rules;
+    const longest = Math.max(
+      outbox.some((e) => e.kind === 'command') ? commandTimeoutMs : 0,
+      outbox.some((e) => e.kind === 'webhook') ? this.webhooks.maxDeliveryMs : 0,
+    );
+    return now + alarmOutboxRetryMs + longest;
   }
 }
 
@@ -161,6 +248,12 @@ export function outboxEntries(transition: Transition, actions: readonly PlannedA
   const entries: OutboxEntry[] = [];
   if (transition.event)
     entries.push({ id: `evt:${transition.event.eventId}`, kind: 'event', event: transition.event });
+  return [...entries, ...actionEntries(actions)];
+}
+
+/** The outbox entries of actions: their commands and webhooks (routes are sent by the evaluation itself). */
+export function actionEntries(actions: readonly PlannedAction[]): OutboxEntry[] {
+  const entries: OutboxEntry[] = [];
   for (const action of actions) {
     if (action.kind === 'command')
       entries.push({ id: `cmd:${action.commandId}`, kind: 'command', command: action });

@@ -17,7 +17,10 @@ import type { Activation, PlannedCommand, PlannedWebhook, Transition } from '../
  *   do (publish its alarm event, send its raise/clear commands and webhooks), written in the same atomic
  *   step as the transition, removed once done. An entry whose lease expires (the kernel crashed or the
  *   send failed) is claimed and done again by any replica's sweeper: nothing a transition causes is lost;
- *   downstream deduplicates by stable ids (event id, command id, delivery id).
+ *   downstream deduplicates by stable ids (event id, command id, delivery id). Match actions (commands,
+ *   webhooks) enter it in the same atomic step that completes their device message (DeviceStateStore).
+ * - `dmp:outbox:attempts`: failed attempts per entry; retries back off, and an entry that fails
+ *   KERNEL_OUTBOX_MAX_ATTEMPTS times (or is refused) leaves the outbox as a dead letter (replayable).
  *
  * Every transition is a compare-and-set on the activation's `{id}:{version}` (Lua): a replica that read an
  * older state (a concurrent acknowledgement, timer, or other replica) fails and re-reads.
@@ -30,6 +33,7 @@ export function alarmKeys(ns: string) {
     alarmId: (alarmId: string) => `${ns}:alarm-id:${alarmId}`,
     outbox: `${ns}:outbox`,
     outboxLease: `${ns}:outbox:lease`,
+    outboxAttempts: `${ns}:outbox:attempts`,
   };
 }
 
@@ -75,6 +79,26 @@ return out
 interface ScriptedRedis extends Redis {
   dmpAlarmTransition(...args: (string | number)[]): Promise<number>;
   dmpOutboxClaim(...args: (string | number)[]): Promise<string[]>;
+}
+
+/**
+ * Puts entries (back) into an outbox, due at `at`, with no failed attempts: the sweeper of any replica
+ * carries them out. Also used by `dmp dead-letters replay`, which has no kernel of its own.
+ */
+export async function enqueueOutbox(
+  redis: Redis,
+  keys: ReturnType<typeof alarmKeys>,
+  entries: readonly OutboxEntry[],
+  at: number,
+): Promise<void> {
+  if (entries.length === 0) return;
+  const multi = redis.multi();
+  for (const entry of entries)
+    multi
+      .hset(keys.outbox, entry.id, JSON.stringify(entry))
+      .zadd(keys.outboxLease, at, entry.id)
+      .hdel(keys.outboxAttempts, entry.id);
+  await multi.exec();
 }
 
 const dueMember = (deviceId: string, ruleId: string) => `${deviceId}\n${ruleId}`;
@@ -167,12 +191,27 @@ export class AlarmStore {
 
   /** The entry is done (or given up): remove it. */
   async complete(id: string): Promise<void> {
-    await this.redis.multi().hdel(this.keys.outbox, id).zrem(this.keys.outboxLease, id).exec();
+    await this.redis
+      .multi()
+      .hdel(this.keys.outbox, id)
+      .zrem(this.keys.outboxLease, id)
+      .hdel(this.keys.outboxAttempts, id)
+      .exec();
+  }
+
+  /** Counts a failed attempt of the entry; returns the failed attempts so far. */
+  async countFailure(id: string): Promise<number> {
+    return this.redis.hincrby(this.keys.outboxAttempts, id, 1);
   }
 
   /** Not done: try it again from `retryAt` (its lease ends then). */
   async release(id: string, retryAt: number): Promise<void> {
     await this.redis.zadd(this.keys.outboxLease, 'XX', retryAt, id);
+  }
+
+  /** Puts entries (back) into the outbox, due at `at`, attempts counted from zero (a replay). */
+  async enqueue(entries: readonly OutboxEntry[], at: number): Promise<void> {
+    await enqueueOutbox(this.redis, this.keys, entries, at);
   }
 
   /** Entries not done yet (for /health and tests). */

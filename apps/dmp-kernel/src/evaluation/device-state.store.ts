@@ -3,14 +3,16 @@ import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { alarmKeys, type OutboxEntry } from '../alarms/alarm.store';
 import { stateTimeOf, type DeviceState } from '../rules/engine';
 
 /**
  * A device's recent state for rules (`state.prev` / `state.latest` / `state.ts`) in Redis, shared by all
  * replicas: hash `{ns}:state:{deviceId}` (ns: KERNEL_REDIS_NAMESPACE), field `m:{metric}` = `[value, ts]` (JSON), plus `last:{topic}` =
- * the id of the last message of that topic whose evaluation completed — RocketMQ delivers a device's
- * messages of one topic in order and the next only once the previous is acknowledged, so a redelivery is
- * always of that last message and is recognized by it. Expires after KERNEL_STATE_TTL_DAYS without messages.
+ * the id of the device's last message of that topic whose evaluation completed — RocketMQ delivers a
+ * device's messages of one topic in order (one at a time, or in packs) and the next RocketMQ message only
+ * once the previous is acknowledged, so a redelivery repeats at most the messages up to that one, and they
+ * are recognized by it (`isEvaluated`). Expires after KERNEL_STATE_TTL_DAYS without messages.
  *
  * Writes keep the newest value per metric, atomically (Lua), by the same time as the engine's `mergeState`
  * (`stateTimeOf`: the message's ts, at most its receivedAt): a late, older message does not overwrite a
@@ -19,9 +21,16 @@ import { stateTimeOf, type DeviceState } from '../rules/engine';
 const METRIC_PREFIX = 'm:';
 const LAST_PREFIX = 'last:';
 
+// KEYS: state hash, outbox hash, outbox lease zset. ARGV: ttl, last field, message id, ts, lease until,
+// number of outbox entries n, then n (id, entry) pairs, then (metric field, value) pairs.
 const SAVE = `
 local ts = tonumber(ARGV[4])
-for i = 5, #ARGV, 2 do
+local n = tonumber(ARGV[6])
+for i = 7, 6 + 2 * n, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[i])
+end
+for i = 7 + 2 * n, #ARGV, 2 do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
   if (not current) or tonumber(cjson.decode(current)[2]) <= ts then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -47,12 +56,14 @@ export class DeviceStateStore {
   private readonly redis: ScriptedRedis;
   private readonly ttlSeconds: number;
   private readonly prefix: string;
+  private readonly outbox: ReturnType<typeof alarmKeys>;
 
   constructor(@Inject(REDIS_CLIENT) redis: Redis, @Inject(KERNEL_CONFIG) config: KernelConfig) {
     this.prefix = `${config.rules.redisNamespace}:state:`;
-    redis.defineCommand('dmpStateSave', { numberOfKeys: 1, lua: SAVE });
+    redis.defineCommand('dmpStateSave', { numberOfKeys: 3, lua: SAVE });
     this.redis = redis as ScriptedRedis;
     this.ttlSeconds = config.rules.stateTtlSeconds;
+    this.outbox = alarmKeys(config.rules.redisNamespace);
   }
 
   async load(deviceId: string): Promise<StoredDeviceState> {
@@ -70,18 +81,48 @@ export class DeviceStateStore {
     return { state, last };
   }
 
-  /** Merges the message's metrics (newest wins) and records it as the topic's last completed message. */
-  async save(message: NormalizedTelemetry, topic: string): Promise<void> {
+  /**
+   * Merges the message's metrics (newest wins) and records it as the topic's last completed message —
+   * in the same atomic step as the outbox entries of its match actions (leased until `leaseUntil`: the
+   * caller carries them out now): a message is either completed with everything it owes, or not at all.
+   */
+  async save(
+    message: NormalizedTelemetry,
+    topic: string,
+    outbox: readonly OutboxEntry[] = [],
+    leaseUntil = 0,
+  ): Promise<void> {
     const at = stateTimeOf(message);
     const args: (string | number)[] = [
       `${this.prefix}${message.deviceId}`,
+      this.outbox.outbox,
+      this.outbox.outboxLease,
       this.ttlSeconds,
       `${LAST_PREFIX}${topic}`,
       message.messageId,
       at,
+      leaseUntil,
+      outbox.length,
     ];
+    for (const entry of outbox) args.push(entry.id, JSON.stringify(entry));
     for (const [name, value] of Object.entries(message.metrics))
       args.push(`${METRIC_PREFIX}${name}`, JSON.stringify([value, at]));
     await this.redis.dmpStateSave(...args);
   }
+}
+
+/**
+ * Whether the `position`-th message of a device in one RocketMQ message (`deviceMessageIds`, that device's
+ * messages in it, in order) was evaluated already, given the id of the device's last completed message of
+ * the topic. RocketMQ hands a device's messages of a topic over in order, and a pack again only whole: a
+ * redelivered pack's messages of a device up to its last completed one are done — whether the pack failed
+ * on another device, or was sent twice by a producer retry.
+ */
+export function isEvaluated(
+  deviceMessageIds: readonly string[],
+  position: number,
+  lastCompleted: string | undefined,
+): boolean {
+  if (lastCompleted === undefined) return false;
+  return deviceMessageIds.lastIndexOf(lastCompleted) >= position;
 }

@@ -11,7 +11,11 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { CommandPublisher } from '../actions/command.publisher';
-import { AlarmEventPublisher, RoutePublisher } from '../actions/rocketmq.publishers';
+import {
+  AlarmEventPublisher,
+  OutboxDeadLetterPublisher,
+  RoutePublisher,
+} from '../actions/rocketmq.publishers';
 import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { AlarmScheduler } from '../alarms/alarm.scheduler';
 import { AlarmService } from '../alarms/alarm.service';
@@ -26,7 +30,8 @@ import { RulesConsumerServer, rulesConsumerController } from './rules-consumer';
 
 /**
  * Shutdown order: stop taking telemetry and let evaluations in flight finish (they need Redis, RocketMQ,
- * MQTT — all closed later, in onApplicationShutdown), stop the timer, then let queued webhooks go out.
+ * MQTT — all closed later, in onApplicationShutdown), stop the timer, then let dispatched outbox entries
+ * (commands, webhooks) finish, bounded — what does not finish stays in the outbox for the next kernel.
  */
 @Injectable()
 class EvaluationLifecycle implements OnModuleInit, BeforeApplicationShutdown {
@@ -34,6 +39,7 @@ class EvaluationLifecycle implements OnModuleInit, BeforeApplicationShutdown {
 
   constructor(
     private readonly scheduler: AlarmScheduler,
+    private readonly alarms: AlarmService,
     private readonly webhooks: WebhookDispatcher,
     private readonly commands: CommandPublisher,
     private readonly health: HealthRegistry,
@@ -60,6 +66,7 @@ class EvaluationLifecycle implements OnModuleInit, BeforeApplicationShutdown {
       await this.server.close();
     }
     await this.scheduler.stop();
+    await this.alarms.drain();
     await this.webhooks.drain();
   }
 }
@@ -103,6 +110,7 @@ export class EvaluationModule {
         CommandPublisher,
         WebhookDispatcher,
         AlarmEventPublisher,
+        OutboxDeadLetterPublisher,
         RoutePublisher,
         RuleProcessor,
         EvaluationLifecycle,

@@ -16,10 +16,8 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, trace } from '@opentelemetry/api';
 import type { Counter, Histogram } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { CommandPublisher } from '../actions/command.publisher';
 import { RoutePublisher } from '../actions/rocketmq.publishers';
-import { WebhookDispatcher } from '../actions/webhook.dispatcher';
-import { AlarmService } from '../alarms/alarm.service';
+import { actionEntries, AlarmService } from '../alarms/alarm.service';
 import { AlarmStore } from '../alarms/alarm.store';
 import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
 import { groupByDevice } from './device-groups';
@@ -31,7 +29,7 @@ import {
   type Transition,
 } from '../rules/engine';
 import { RuleSetHolder } from '../rules/rule-set.holder';
-import { DeviceStateStore } from './device-state.store';
+import { DeviceStateStore, isEvaluated } from './device-state.store';
 import { ruleInputOf } from './rule-input';
 
 export const EvaluationErrorCode = {
@@ -47,14 +45,18 @@ const tracer = trace.getTracer('dmp-kernel');
 /**
  * Evaluates the rules for one telemetry message taken from the durable stream (the kernel's own consumer
  * group of the telemetry topics), then returns — and the consumer acknowledges it — only once everything
- * it caused is durable: condition transitions with their outbox (alarm events, raise/clear commands and
- * webhooks) in Redis, routed copies in RocketMQ, match commands acknowledged by the broker, the device's
- * state updated. A failure before that throws, and RocketMQ redelivers the message (in order, per device).
+ * it caused is durable: condition transitions with their outbox entries (alarm events, raise/clear
+ * commands and webhooks) in Redis, alarm events and routed copies in RocketMQ, and — in one atomic step —
+ * the device's state, the message recorded as completed and the outbox entries of its match commands and
+ * webhooks. Commands and webhooks are carried out from the outbox off the evaluation path: a device whose
+ * command the broker does not acknowledge holds neither its pack nor other devices. A failure before that
+ * throws, and RocketMQ redelivers the message (in order, per device).
  *
+ * Idempotent per device message: a redelivered pack skips each device's messages up to its last completed
+ * one (`isEvaluated`), whichever device made the pack fail; a message that failed halfway is evaluated
+ * again — transitions already written are not repeated (the conditions already moved; an episode's alarm
+ * id derives from the message that started it), and its match actions enter the outbox once, with it.
  * Exactly one rule set evaluates a message: the one running when its evaluation starts (taken once).
- * A redelivered message whose evaluation had completed (its id is the topic's last completed message in
- * the device state) is skipped; one that failed halfway is evaluated again — transitions already written
- * are then simply not repeated (the conditions already moved), match actions may repeat (at-least-once).
  *
  * Rules see what storage keeps: each device message goes through the same cleaning as in dmp-data
  * (`cleanTelemetry`, DATA_CLEAN_* limits) first. A message storage refuses (stamped too far ahead or too
@@ -81,8 +83,6 @@ export class RuleProcessor {
     private readonly alarms: AlarmService,
     private readonly metadata: DeviceMetadataCache,
     private readonly routes: RoutePublisher,
-    private readonly commands: CommandPublisher,
-    private readonly webhooks: WebhookDispatcher,
     metrics: MetricsRegistry,
     @Inject(KERNEL_CONFIG) config: KernelConfig,
   ) {
@@ -106,7 +106,7 @@ export class RuleProcessor {
     );
     this.duplicates = metrics.counter(
       'dmp_kernel_rule_duplicates_total',
-      'Redelivered messages whose evaluation had already completed (skipped)',
+      'Redelivered device messages whose evaluation had already completed (skipped)',
     );
     this.skipped = metrics.counter(
       'dmp_kernel_rule_skipped_total',
@@ -153,9 +153,12 @@ export class RuleProcessor {
     });
     await Promise.all(
       groupByDevice(valid).map(async (indexes) => {
-        for (const { entry, deviceId, telemetry } of indexes.map((i) => valid[i]))
+        const ids = indexes.map((i) => valid[i].telemetry.messageId);
+        for (const [position, { entry, deviceId, telemetry }] of indexes.map((i) => valid[i]).entries())
           await processTelemetryEntry(message, entry, this.group, () =>
-            this.alarms.locks.run(deviceId, () => this.evaluate(ruleSet, telemetry, message.topic)),
+            this.alarms.locks.run(deviceId, () =>
+              this.evaluate(ruleSet, telemetry, message.topic, { ids, position }),
+            ),
           );
       }),
     );
@@ -183,14 +186,20 @@ export class RuleProcessor {
     );
   }
 
-  private async evaluate(ruleSet: RuleSet, telemetry: NormalizedTelemetry, topic: string): Promise<void> {
+  /** `pack`: the device's message ids in this RocketMQ message, and this one's position among them. */
+  private async evaluate(
+    ruleSet: RuleSet,
+    telemetry: NormalizedTelemetry,
+    topic: string,
+    pack: { ids: readonly string[]; position: number },
+  ): Promise<void> {
     const { deviceId } = telemetry;
     const [stored, activations, metadata] = await Promise.all([
       this.stateStore.load(deviceId),
       this.alarmStore.load(deviceId),
       this.metadata.get(deviceId),
     ]);
-    if (stored.last[topic] === telemetry.messageId) {
+    if (isEvaluated(pack.ids, pack.position, stored.last[topic])) {
       this.duplicates.inc();
       return;
     }
@@ -232,10 +241,14 @@ export class RuleProcessor {
           evaluation.transitions,
           evaluation.actions,
         );
-        for (const action of evaluation.actions)
-          if (action.trigger === 'match') await this.runMatchAction(ruleSet, action, telemetry);
+        const onMatch = evaluation.actions.filter((a) => a.trigger === 'match');
+        for (const action of onMatch)
+          if (action.kind === 'route')
+            await this.routes.route(action.topic, telemetry, action.ruleId, ruleSet.version);
+        const outbox = actionEntries(onMatch);
+        await this.stateStore.save(telemetry, topic, outbox, this.alarms.leaseUntil(outbox));
+        this.alarms.dispatch(outbox);
       });
-      await this.stateStore.save(telemetry, topic);
     } catch (error) {
       recordFailure(span, error);
       throw error;
@@ -270,22 +283,6 @@ export class RuleProcessor {
       const again = evaluateMessage(subset, telemetry, device, before, activations, { now: Date.now() });
       pending = again.transitions;
       triggered = again.actions.filter((a) => a.trigger !== 'match');
-    }
-  }
-
-  private async runMatchAction(
-    ruleSet: RuleSet,
-    action: PlannedAction,
-    telemetry: NormalizedTelemetry,
-  ): Promise<void> {
-    switch (action.kind) {
-      case 'route':
-        return this.routes.route(action.topic, telemetry, action.ruleId, ruleSet.version);
-      case 'command':
-        return this.commands.send(action);
-      case 'webhook':
-        // Match webhooks are best effort (no outbox): queued, never awaited.
-        return this.webhooks.enqueue(action);
     }
   }
 }

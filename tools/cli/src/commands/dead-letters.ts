@@ -4,10 +4,11 @@ import {
   stringLiteral,
   type DeadLetterRecord,
 } from '@dmp/clickhouse';
-import { clickhouseSection, loadConfig, mqttSection, rocketmqSection } from '@dmp/config';
+import { clickhouseSection, loadConfig, mqttSection, redisSection, rocketmqSection } from '@dmp/config';
 import {
   CONSUMER_DEAD_LETTER_PROPERTIES,
   DEAD_LETTER_SOURCE_CONSUMER,
+  DEAD_LETTER_SOURCE_KERNEL_OUTBOX,
   DEAD_LETTER_SOURCE_MQTT,
   DEAD_LETTERS_TABLE,
   DeadLetterProperty,
@@ -16,9 +17,16 @@ import {
 } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import { Command, InvalidArgumentError } from 'commander';
+import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import {
+  alarmKeys,
+  enqueueOutbox,
+  type OutboxEntry,
+} from '../../../../apps/dmp-kernel/src/alarms/alarm.store';
+import { outboxEntryOf } from '../../../../apps/dmp-kernel/src/alarms/outbox-policy';
 
 /**
  * `dmp dead-letters list | replay` — the dead letters dmp-data stored in ClickHouse `dead_letters`.
@@ -37,6 +45,10 @@ import { z } from 'zod';
  * other groups of the topic, which handled it already, acknowledge it unhandled. Storage is idempotent
  * (rows keyed by message id in ReplacingMergeTree tables), so a replay stores a message once however
  * often it is replayed.
+ *
+ * A side effect of rules that dmp-kernel gave up on (source `dmp-kernel-outbox`) is put side effects of rules that dmp-kernel gave up on (commands,
+ * webhooks, alarm events) back into the kernel's outbox in Redis (REDIS_URL, KERNEL_REDIS_NAMESPACE):
+ * a running kernel carries each out again under its own id, with its attempts counted from zero.
  */
 const cliSection = z
   .object({
@@ -44,6 +56,16 @@ const cliSection = z
     MQTT_SERVICE_PASSWORD: z.string().optional(),
   })
   .transform((e) => ({ username: e.MQTT_SERVICE_USERNAME, password: e.MQTT_SERVICE_PASSWORD }));
+
+/** The kernel's Redis key prefix (as dmp-kernel's own KERNEL_REDIS_NAMESPACE). */
+const kernelSection = z
+  .object({
+    KERNEL_REDIS_NAMESPACE: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+      .default('dmp'),
+  })
+  .transform((e) => ({ namespace: e.KERNEL_REDIS_NAMESPACE }));
 
 export interface DeadLetterFilter {
   id?: string;
@@ -191,8 +213,13 @@ async function replay(options: ReplayOptions): Promise<void> {
   const rows = await withClickHouse((ch) =>
     ch.query<DeadLetterRecord>(deadLetterQuery({ ...options, oldestFirst: true })),
   );
+  await replayOutbox(
+    rows.filter((row) => row.source === DEAD_LETTER_SOURCE_KERNEL_OUTBOX),
+    options.dryRun,
+  );
   const replayable: Replayable[] = [];
   for (const row of rows) {
+    if (row.source === DEAD_LETTER_SOURCE_KERNEL_OUTBOX) continue;
     const target = replayTarget(row);
     if (target.via === 'none') console.error(`skipped ${row.message_id}: ${target.why}`);
     else replayable.push({ row, target });
@@ -284,6 +311,41 @@ async function replayOverRocketMq(replayable: Replayable[]): Promise<number> {
   return failed;
 }
 
+/** The side effects the rows carry, back into dmp-kernel's outbox: due at once, attempts from zero. */
+async function replayOutbox(rows: readonly DeadLetterRecord[], dryRun = false): Promise<void> {
+  if (rows.length === 0) return;
+  const entries: { row: DeadLetterRecord; entry: OutboxEntry }[] = [];
+  for (const row of rows) {
+    try {
+      entries.push({ row, entry: outboxEntryOf(Buffer.from(row.payload, 'base64')) });
+    } catch (error) {
+      console.error(`${row.message_id} skipped: ${(error as Error).message}`);
+    }
+  }
+  for (const { row, entry } of entries)
+    console.log(
+      `${dryRun ? 'would put' : 'put'} ${entry.id} (${row.error_code}) back into the kernel's outbox`,
+    );
+  if (dryRun || entries.length === 0) {
+    console.error(`${entries.length} dead letter(s) to replay${dryRun ? ' (dry run)' : ''}`);
+    return;
+  }
+  const { redis: connection, kernel } = loadConfig({ redis: redisSection, kernel: kernelSection });
+  const redis = new Redis(connection.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
+  try {
+    await redis.connect();
+    await enqueueOutbox(
+      redis,
+      alarmKeys(kernel.namespace),
+      entries.map((e) => e.entry),
+      Date.now(),
+    );
+  } finally {
+    redis.disconnect();
+  }
+  console.error(`${entries.length} dead letter(s) put back into the outbox of ${kernel.namespace}`);
+}
+
 const positiveInt = (value: string) => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
@@ -299,7 +361,10 @@ export function registerDeadLettersCommand(program: Command): void {
     .description('newest first')
     .option('--code <code>', 'only this DMP_ERR_* code')
     .option('--device <deviceId>', 'only this device')
-    .option('--source <source>', 'only from this source (dmp-mqtt, rocketmq-consumer)')
+    .option(
+      '--source <source>',
+      `only from this source (${DEAD_LETTER_SOURCE_MQTT}, ${DEAD_LETTER_SOURCE_CONSUMER}, ${DEAD_LETTER_SOURCE_KERNEL_OUTBOX})`,
+    )
     .option('--since <when>', 'only since: 30s, 10m, 2h, 7d or an ISO time', (v) => parseSince(v))
     .option('--limit <n>', 'at most this many', positiveInt, 50)
     .option('--json', 'one JSON object per line, with the base64 payload')
@@ -307,7 +372,7 @@ export function registerDeadLettersCommand(program: Command): void {
   deadLetters
     .command('replay')
     .description(
-      "send again: dmp-mqtt's refusals to their MQTT topic (MQTT service account), consumers' to their RocketMQ topic",
+      "send again: dmp-mqtt's refusals to their MQTT topic (MQTT service account), consumers' to their RocketMQ topic, dmp-kernel's side effects into its outbox (REDIS_URL, KERNEL_REDIS_NAMESPACE)",
     )
     .option(
       '--id <id>',
@@ -315,7 +380,10 @@ export function registerDeadLettersCommand(program: Command): void {
     )
     .option('--code <code>', 'dead letters with this DMP_ERR_* code')
     .option('--device <deviceId>', 'only this device')
-    .option('--source <source>', 'only from this source (dmp-mqtt, rocketmq-consumer)')
+    .option(
+      '--source <source>',
+      `only from this source (${DEAD_LETTER_SOURCE_MQTT}, ${DEAD_LETTER_SOURCE_CONSUMER}, ${DEAD_LETTER_SOURCE_KERNEL_OUTBOX})`,
+    )
     .option('--since <when>', 'only since: 30s, 10m, 2h, 7d or an ISO time', (v) => parseSince(v))
     .option('--limit <n>', 'at most this many, oldest first', positiveInt, 1_000)
     .option('--dry-run', 'show what would be replayed')

@@ -6,7 +6,7 @@ import {
   type MetricValue,
   type NormalizedTelemetry,
 } from '@dmp/contracts';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
   CelDevice,
   CelMessage,
@@ -167,11 +167,22 @@ export interface MessageEvaluation {
 export interface EvaluateOptions {
   /** Wall-clock now (ms), for the timer of pending conditions. */
   now: number;
-  /** New activation / alarm ids (random by default; tests and back-tests pass their own). */
+  /**
+   * New activation / alarm ids; by default {@link activationId} — deterministic, so a message evaluated
+   * again (a redelivery) starts the same episode under the same id. Tests and back-tests pass their own.
+   */
   newId?: () => string;
 }
 
-const defaultId = () => `alm-${randomUUID()}`;
+/**
+ * The id of the condition episode (the alarm id) a message starts: a hash of the rule, the device and the
+ * message that started it. A rule's condition can start at most once per device message, so ids do not
+ * collide, and a redelivered message cannot raise a second alarm under a new id.
+ */
+export function activationId(ruleId: string, deviceId: string, messageId: string): string {
+  const hash = createHash('sha1').update(`${ruleId}\u0000${deviceId}\u0000${messageId}`).digest('hex');
+  return `alm-${hash.slice(0, 24)}`;
+}
 
 /**
  * Evaluates one message against every rule of the set in its scope. `activations` are the device's
@@ -196,7 +207,8 @@ export function evaluateMessage(
   const results: RuleResult[] = [];
   const transitions: Transition[] = [];
   const actions: PlannedAction[] = [];
-  const newId = options.newId ?? defaultId;
+  const newId =
+    options.newId ?? ((ruleId: string) => activationId(ruleId, device.deviceId, message.messageId));
   const cause = { messageId: message.messageId, ts: message.ts };
 
   const step = (rule: CompiledRule, transition: Transition) => {
@@ -261,7 +273,7 @@ export function evaluateMessage(
 
     if (result === 'match') {
       if (!current) {
-        const created = newActivation(rule, device, newId(), message.ts, options.now, context);
+        const created = newActivation(rule, device, newId(rule.id), message.ts, options.now, context);
         const first = rule.forMs === 0 ? 'raised' : 'pending';
         step(
           rule,
