@@ -1,4 +1,4 @@
-import { DmpError, errorMessage } from '@dmp/contracts';
+import { DmpError, backoffDelay, errorMessage } from '@dmp/contracts';
 import { AGE_BUCKETS, extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
@@ -298,7 +298,7 @@ export class RocketMqConsumerServer
       } catch (error) {
         receiveFailures += 1;
         this.receiveErrors.inc({ group: this.options.group });
-        const backoff = Math.min(30_000, 250 * 2 ** Math.min(receiveFailures, 7));
+        const backoff = backoffDelay(receiveFailures, { baseMs: 500, maxMs: 30_000 });
         this.logger.warn(`receive from ${topic} failed (${errorMessage(error)}), next try in ${backoff} ms`);
         this.reserved -= count;
         await this.sleeper.sleep(backoff);
@@ -525,11 +525,10 @@ export class RocketMqConsumerServer
 
   /** Exponential: retryDelayMs × 2^(attempt-1), capped. */
   private retryDelay(attempt: number): number {
-    const base = this.options.retryDelayMs ?? 1_000;
-    return Math.min(
-      this.options.maxRetryDelayMs ?? 60_000,
-      base * 2 ** Math.max(0, Math.min(attempt - 1, 20)),
-    );
+    return backoffDelay(attempt, {
+      baseMs: this.options.retryDelayMs ?? 1_000,
+      maxMs: this.options.maxRetryDelayMs ?? 60_000,
+    });
   }
 
   /** Returns false when the ack failed (the message will come again). */
