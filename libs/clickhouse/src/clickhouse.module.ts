@@ -1,4 +1,4 @@
-import { errorMessage } from '@dmp/contracts';
+import { backoffDelay, errorMessage } from '@dmp/contracts';
 import {
   Inject,
   Injectable,
@@ -56,7 +56,7 @@ class ClickHouseLifecycle implements OnModuleInit, OnApplicationShutdown {
         this.logger.warn(
           `ClickHouse migrations failed (attempt ${attempt}), retrying: ${errorMessage(error)}`,
         );
-        await sleep(Math.min(5_000, 250 * 2 ** attempt));
+        await sleep(backoffDelay(attempt, { baseMs: 500, maxMs: 5_000 }));
       }
     }
   }

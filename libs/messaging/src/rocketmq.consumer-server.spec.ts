@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { consumerDeadLetterProperties, decideFailure, exponentialDelay } from './rocketmq.consumer-server';
+import { backoffDelay } from '@dmp/contracts';
+import { consumerDeadLetterProperties, decideFailure } from './rocketmq.consumer-server';
 
-const delayMs = (attempt: number) => exponentialDelay(attempt, 1_000, 60_000);
+const delayMs = (attempt: number) => backoffDelay(attempt, { baseMs: 1_000, maxMs: 60_000 });
 const facts = (overrides: Partial<Parameters<typeof decideFailure>[0]>) => ({
   retryable: true,
   attempt: 1,

@@ -1,4 +1,5 @@
 import {
+  backoffDelay,
   DeadLetterProperty,
   deadLetterPropertyValue,
   DmpError,
@@ -143,14 +144,6 @@ interface GroupChain {
   pending: number;
   /** Set when a message of the group is to be redelivered: the ones after it must wait for it. */
   blockedDelayMs?: number;
-}
-
-/**
- * The project's retry backoff: `baseMs` × 2^(attempt-1), capped at `maxMs` (attempt 1 waits `baseMs`).
- * Redeliveries of consumers and retries of dmp-kernel's outbox both follow it.
- */
-export function exponentialDelay(attempt: number, baseMs: number, maxMs: number): number {
-  return Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 20)));
 }
 
 const tracer = trace.getTracer(TRACER_NAME);
@@ -376,7 +369,7 @@ export class RocketMqConsumerServer
       } catch (error) {
         receiveFailures += 1;
         this.receiveErrors.inc({ group: this.options.group });
-        const backoff = Math.min(30_000, 250 * 2 ** Math.min(receiveFailures, 7));
+        const backoff = backoffDelay(receiveFailures, { baseMs: 500, maxMs: 30_000 });
         this.logger.warn(`receive from ${topic} failed (${errorMessage(error)}), next try in ${backoff} ms`);
         this.reserved -= count;
         await this.sleeper.sleep(backoff);
@@ -587,11 +580,10 @@ export class RocketMqConsumerServer
   }
 
   private retryDelay(attempt: number): number {
-    return exponentialDelay(
-      attempt,
-      this.options.retryDelayMs ?? 1_000,
-      this.options.maxRetryDelayMs ?? 60_000,
-    );
+    return backoffDelay(attempt, {
+      baseMs: this.options.retryDelayMs ?? 1_000,
+      maxMs: this.options.maxRetryDelayMs ?? 60_000,
+    });
   }
 
   /** Returns false when the ack failed (the message will come again). */

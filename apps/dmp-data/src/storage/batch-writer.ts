@@ -1,4 +1,4 @@
-import { DmpError, errorMessage } from '@dmp/contracts';
+import { DmpError, backoffDelay, errorMessage } from '@dmp/contracts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const StorageErrorCode = {
@@ -239,8 +239,9 @@ export class BatchWriter<T> {
           await this.writeWithRetry(batch.slice(half));
           return;
         }
-        const delay = Math.min(MAX_RETRY_DELAY_MS, this.options.retryBaseMs * 2 ** (attempt - 1));
-        const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+        const jittered = Math.round(
+          backoffDelay(attempt, { baseMs: this.options.retryBaseMs, maxMs: MAX_RETRY_DELAY_MS, jitter: 0.2 }),
+        );
         if (Date.now() - started + jittered > this.options.retryMaxMs || this.abort.signal.aborted) {
           this.hooks.onFailed?.(
             error,

@@ -1,3 +1,4 @@
+import { backoffDelay } from '@dmp/contracts';
 import { MetricsRegistry, recordFailure } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
@@ -96,7 +97,10 @@ export class WebhookDispatcher {
   get maxDeliveryMs(): number {
     const { timeoutMs, maxRetries, retryBaseMs, retryMaxMs } = this.config.rules.webhook;
     let total = timeoutMs;
-    for (let i = 0; i < maxRetries; i++) total += timeoutMs + Math.min(retryMaxMs, retryBaseMs * 2 ** i);
+    // undici's RetryAgent waits min(minTimeout × 2^(retry − 1), maxTimeout) before retry n: backoffDelay
+    // without jitter. (A Retry-After answer makes it wait up to maxTimeout instead; not counted here.)
+    for (let retry = 1; retry <= maxRetries; retry++)
+      total += timeoutMs + backoffDelay(retry, { baseMs: retryBaseMs, maxMs: retryMaxMs });
     return total;
   }
 

@@ -1,10 +1,10 @@
 import {
+  backoffDelay,
   DEAD_LETTER_SOURCE_KERNEL_OUTBOX,
   DeadLetterProperty,
   deadLetterPropertyValue,
   deviceCommandTopic,
 } from '@dmp/contracts';
-import { exponentialDelay } from '@dmp/messaging';
 import type { OutboxEntry } from './alarm.store';
 
 /** How carrying out an outbox entry ended. */
@@ -42,7 +42,7 @@ export function decideOutbox(
   if (result.kind === 'done') return { kind: 'complete' };
   if (result.kind === 'refused') return { kind: 'dead_letter', reason: 'non_retryable' };
   if (attempts >= policy.maxAttempts) return { kind: 'dead_letter', reason: 'max_delivery_attempts' };
-  return { kind: 'retry', delayMs: exponentialDelay(attempts, policy.baseMs, policy.maxMs) };
+  return { kind: 'retry', delayMs: backoffDelay(attempts, { baseMs: policy.baseMs, maxMs: policy.maxMs }) };
 }
 
 /** Where an entry goes: the device's command topic, or the webhook's rule (its URL may hold secrets). */

@@ -142,6 +142,25 @@ describe('DeadLetterBatcher', () => {
     );
   });
 
+  it('waits between retries at most the backoff cap, the delay doubling up to it', async () => {
+    const delays: number[] = [];
+    const r = recorder(1, (_, call) => (call <= 10 ? transient() : undefined));
+    const batcher = new DeadLetterBatcher(
+      { ...OPTIONS, maxConcurrentSends: 1 },
+      hooksOf(r.send, { onRetry: (_, _attempt, _items, delayMs) => delays.push(delayMs) }),
+    );
+    assert.equal(await batcher.add({ id: 1, group: 'A', size: 1 }, new AbortController().signal), 'sent');
+    assert.equal(delays.length, 10);
+    const { baseMs, maxMs } = OPTIONS.retry;
+    delays.forEach((delay, i) => {
+      const full = Math.min(maxMs, baseMs * 2 ** i);
+      assert.ok(
+        delay <= full && delay >= 0.8 * full,
+        `retry ${i + 1}: ${delay} ms, not in [0.8, 1] × ${full}`,
+      );
+    });
+  });
+
   it('splits a batch refused for good: only the culprit is refused, its neighbours are stored', async () => {
     const refused: number[] = [];
     const r = recorder(1, (batch) => (batch.some((i) => i.id === 7) ? permanent() : undefined));

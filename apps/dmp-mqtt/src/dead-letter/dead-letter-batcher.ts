@@ -1,4 +1,4 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, backoffDelay } from '@dmp/contracts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How a dead-letter hand-off ended. */
@@ -17,7 +17,10 @@ export interface DeadLetterBatcherOptions {
   maxBytes: number;
   /** Sends in flight at once; items arriving meanwhile are packed into the next sends. */
   maxConcurrentSends: number;
-  /** Backoff of a send that failed transiently: first delay, doubling up to `maxMs` (±20 % jitter). */
+  /**
+   * Backoff of a send that failed transiently (`backoffDelay`): first delay, doubling up to `maxMs`,
+   * each up to 20 % shorter at random.
+   */
   retry: { baseMs: number; maxMs: number };
 }
 
@@ -178,9 +181,7 @@ export class DeadLetterBatcher<T> {
           this.settle(live[0], 'refused');
           return;
         }
-        const delay =
-          Math.min(this.options.retry.maxMs, this.options.retry.baseMs * 2 ** Math.min(attempt - 1, 16)) *
-          (0.8 + Math.random() * 0.4);
+        const delay = backoffDelay(attempt, { ...this.options.retry, jitter: 0.2 });
         this.hooks.onRetry?.(error, attempt, items, delay);
         // Wakes early when a delivery ends (its items drop out) or on shutdown.
         const signals = new Set([this.closing.signal, ...live.map((p) => p.signal)]);

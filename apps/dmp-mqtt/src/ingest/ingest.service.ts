@@ -1,4 +1,4 @@
-import { DmpError, RejectCode, type DeviceTopic, type TelemetryKind } from '@dmp/contracts';
+import { DmpError, RejectCode, backoffDelay, type DeviceTopic, type TelemetryKind } from '@dmp/contracts';
 import type { TraceCarrier } from '@dmp/observability';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { context } from '@opentelemetry/api';
@@ -267,7 +267,7 @@ export class IngestService implements OnApplicationShutdown {
         if (deadline.aborted) return ended();
         if (!(error instanceof DmpError && error.retryable)) throw error;
         if (attempt === 1) this.logger.debug(`waiting for the device registry: ${error.message}`);
-        const delay = Math.min(REGISTRY_RETRY_MAX_MS, REGISTRY_RETRY_BASE_MS * 2 ** (attempt - 1));
+        const delay = backoffDelay(attempt, { baseMs: REGISTRY_RETRY_BASE_MS, maxMs: REGISTRY_RETRY_MAX_MS });
         try {
           await sleep(delay, undefined, { signal: deadline });
         } catch {

@@ -1,4 +1,4 @@
-import { DmpError, errorMessage } from '@dmp/contracts';
+import { DmpError, backoffDelay, errorMessage } from '@dmp/contracts';
 
 /**
  * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
@@ -317,8 +317,7 @@ export class OrderedBatcher<T> {
       return;
     }
     const { baseMs, maxBackoffMs, deadlineMs } = this.options.retry;
-    const exponential = Math.min(maxBackoffMs, baseMs * 2 ** Math.min(entry.attempts - 1, 30));
-    const delay = exponential / 2 + Math.random() * (exponential / 2);
+    const delay = backoffDelay(entry.attempts, { baseMs, maxMs: maxBackoffMs, jitter: 0.5 });
     if (Date.now() + delay - entry.firstAttemptAt! > deadlineMs) return this.abandon(entry, 'deadline');
     entry.state = 'backoff';
     entry.timer = setTimeout(() => {
