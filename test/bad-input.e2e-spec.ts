@@ -131,8 +131,13 @@ describe('hostile device inputs: each refused as it should be, nothing good lost
   });
 
   after(async () => {
-    await Promise.all(clients.map((c) => c.endAsync().catch(() => undefined)));
-    for (const app of [...apps].reverse()) await app.stop();
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+    // Bounded: an app still running 15 s after SIGTERM is killed.
+    for (const app of [...apps].reverse()) {
+      const timer = setTimeout(() => void app.stop('SIGKILL'), 15_000);
+      await app.stop();
+      clearTimeout(timer);
+    }
     await clickhouse.command({ query: `DROP DATABASE IF EXISTS ${database}` });
     await clickhouse.close();
   });

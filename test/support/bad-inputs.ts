@@ -761,7 +761,16 @@ const add = (group: string, name: string, expected: Expected, build: BadTemplate
     g,
     "user properties that take the packet over dmp-mqtt's Maximum Packet Size",
     { notDelivered: 'the broker acknowledges it and never sends it to dmp-mqtt' },
-    (c) => withProps(c, { userProperties: { big: 'x'.repeat(c.maxPacketBytes) } }),
+    (c) =>
+      // An MQTT string is at most 65,535 bytes: many properties of 60 KiB each.
+      withProps(c, {
+        userProperties: Object.fromEntries(
+          Array.from({ length: Math.ceil(c.maxPacketBytes / (60 * 1024)) + 1 }, (_, i) => [
+            `big${i}`,
+            'x'.repeat(60 * 1024),
+          ]),
+        ),
+      }),
   );
   const malformedUtf8 = { notDelivered: 'the broker closes the connection (malformed UTF-8)' };
   add(g, 'a newline in a user property value', malformedUtf8, (c) => ({
