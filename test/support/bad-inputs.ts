@@ -781,15 +781,10 @@ const add = (group: string, name: string, expected: Expected, build: BadTemplate
     ...withProps(c, { userProperties: { 'a\u0000b': c.messageId } }),
     ownConnection: true,
   }));
-  add(
-    g,
-    'a wildcard in the response topic',
-    { notDelivered: 'the broker closes the connection (protocol error)' },
-    (c) => ({
-      ...withProps(c, { responseTopic: 'devices/#' }),
-      ownConnection: true,
-    }),
-  );
+  add(g, 'a wildcard in the response topic (Mosquitto 2.0 does not check it)', stored, (c) => ({
+    ...withProps(c, { responseTopic: 'devices/#' }),
+    ownConnection: true,
+  }));
 }
 
 // ---- QoS and retain ------------------------------------------------------------------------------
