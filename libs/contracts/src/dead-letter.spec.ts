@@ -35,6 +35,17 @@ describe('dead-letter helpers', () => {
     assert.ok(Buffer.from(cut, 'utf8').toString('utf8') === cut, 'still valid UTF-16 → UTF-8');
     assert.doesNotMatch(cut, /[\ud800-\udbff](?![\udc00-\udfff])/);
   });
+
+  it('escapes lone surrogates: one in an error detail made the whole batch undecodable', () => {
+    // A device's metric named "t\ud800" (JSON escape) lands in the detail `metrics.t\ud800: …`.
+    const detail = 'metrics.t\ud800: invalid metric name; x\udc00y 😀';
+    const value = deadLetterPropertyValue(detail);
+    assert.equal(value, 'metrics.t\\ud800: invalid metric name; x\\udc00y 😀');
+    const batch = encodeDeadLetterBatch([
+      { properties: { dmp_error_message: value }, payload: Buffer.from('p') },
+    ]);
+    assert.equal(decodeDeadLetterBatch(batch)[0].properties.dmp_error_message, value);
+  });
 });
 
 describe('dead-letter batches', () => {

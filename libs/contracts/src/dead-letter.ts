@@ -113,17 +113,20 @@ export function deadLetterPayload(body: Buffer, properties: Readonly<Record<stri
   return size < body.length ? body.subarray(0, size) : body;
 }
 
-// RocketMQ refuses property values with ISO control characters (U+0000–U+001F, U+007F–U+009F).
+// RocketMQ refuses property values with ISO control characters (U+0000–U+001F, U+007F–U+009F). Lone
+// surrogates: JSON can carry them, UTF-8 cannot — protobufjs would write bytes the strict decoder
+// refuses, and the whole batch would be undecodable.
 // eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+const UNSAFE_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/gu;
 
 /**
- * A property value RocketMQ accepts: control characters written as `\uXXXX` (a topic or an error
- * detail may carry them — they come from devices), cut to `max` characters (marked with `…`).
+ * A property value RocketMQ accepts: control characters and lone surrogates written as `\uXXXX` (a
+ * topic or an error detail may carry them — they come from devices), cut to `max` characters (marked
+ * with `…`).
  */
 export function deadLetterPropertyValue(value: string, max = MAX_DEAD_LETTER_PROPERTY_LENGTH): string {
   const escaped = value.replace(
-    CONTROL_CHARACTERS,
+    UNSAFE_CHARACTERS,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
   if (escaped.length <= max) return escaped;

@@ -10,16 +10,37 @@ export const MAX_TEXT_VALUE_LENGTH = 256;
 export const telemetryKinds = ['telemetry', 'event', 'snapshot'] as const;
 export type TelemetryKind = (typeof telemetryKinds)[number];
 
+/** A UTF-16 surrogate without its pair: JSON can carry one (`"\ud800"`), UTF-8 cannot. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Text of at most MAX_TEXT_VALUE_LENGTH code points (not UTF-16 units, not bytes), all of it Unicode. */
 export const metricValueSchema = z.union([
   z.number().refine(Number.isFinite, 'must be a finite number'),
   z.boolean(),
-  z.string().max(MAX_TEXT_VALUE_LENGTH),
+  z
+    .string()
+    .max(MAX_TEXT_VALUE_LENGTH)
+    .refine((text) => !LONE_SURROGATE.test(text), 'must be Unicode text (a lone surrogate is not)'),
 ]);
 export type MetricValue = z.infer<typeof metricValueSchema>;
 
-const metricsSchema = z
-  .record(z.string().regex(METRIC_NAME_PATTERN, 'invalid metric name'), metricValueSchema)
-  .refine((m) => Object.keys(m).length <= MAX_METRICS, `at most ${MAX_METRICS} metrics`);
+/**
+ * zod's record skips a `__proto__` key (its guard against prototype pollution) rather than checking it:
+ * the metric would vanish and the rest be stored. It is no valid metric name, so it is refused first.
+ */
+const withoutProtoKey = z
+  .unknown()
+  .refine((value) => typeof value !== 'object' || value === null || !Object.hasOwn(value, '__proto__'), {
+    message: 'invalid metric name',
+    path: ['__proto__'],
+    abort: true,
+  });
+
+const metricsSchema = withoutProtoKey.pipe(
+  z
+    .record(z.string().regex(METRIC_NAME_PATTERN, 'invalid metric name'), metricValueSchema)
+    .refine((m) => Object.keys(m).length <= MAX_METRICS, `at most ${MAX_METRICS} metrics`),
+);
 
 const epochMillis = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 

@@ -144,6 +144,46 @@ describe('DeviceMessageDecoder', () => {
     );
   });
 
+  it('refuses a metric named __proto__ instead of dropping it (JSON and Protobuf)', () => {
+    // zod's record skips a __proto__ key: the message was stored without that metric, or with none.
+    for (const metrics of [{ t: 1 }, {}]) {
+      const text = `{"messageId":"m1","ts":1700000000000,"metrics":{"__proto__":2${metrics.t ? ',"t":1' : ''}}}`;
+      const viaJson = rejected(decoder.decode({ ...base, payload: Buffer.from(text) }));
+      assert.equal(viaJson.code, RejectCode.InvalidPayload, text);
+      assert.match(viaJson.detail, /__proto__/);
+    }
+    const viaProto = rejected(
+      decoder.decode({
+        ...base,
+        contentType: PROTOBUF_CONTENT_TYPE,
+        payload: encodeProto({
+          messageId: 'm1',
+          ts: 1,
+          metrics: { ['__proto__']: { number: 2 }, t: { number: 1 } },
+        }),
+      }),
+    );
+    assert.equal(viaProto.code, RejectCode.InvalidPayload);
+    // Other Object.prototype names are plain (invalid or valid) metric names.
+    const constructorName = decoder.decode({
+      ...base,
+      payload: json({ ...good, metrics: { constructor: 1 } }),
+    });
+    assert.deepEqual(accepted(constructorName).envelope.metrics, { constructor: 1 });
+  });
+
+  it('refuses text with a lone surrogate (not Unicode text, no UTF-8 for it), keeps surrogate pairs', () => {
+    for (const escape of ['\\ud800', '\\udc00', 'a\\ud83d', '\\ude00b']) {
+      const text = `{"messageId":"m1","ts":1700000000000,"metrics":{"t":"${escape}"}}`;
+      const refusal = rejected(decoder.decode({ ...base, payload: Buffer.from(text) }));
+      assert.equal(refusal.code, RejectCode.InvalidPayload, text);
+    }
+    const pair = `{"messageId":"m1","ts":1700000000000,"metrics":{"t":"\\ud83d\\ude00"}}`;
+    assert.deepEqual(accepted(decoder.decode({ ...base, payload: Buffer.from(pair) })).envelope.metrics, {
+      t: '😀',
+    });
+  });
+
   it('rejects a payload naming another device than its topic as spoofed', () => {
     const rejection = rejected(decoder.decode({ ...base, payload: json({ ...good, deviceId: 'dev-2' }) }));
     assert.equal(rejection.code, RejectCode.SpoofedDevice);
