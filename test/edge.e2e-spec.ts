@@ -595,7 +595,13 @@ describe('the edge: only real devices, only good data, nothing good lost', () =>
         },
         { label: `edge-${run}-dmp-data` },
       ),
-      startApp('dmp-kernel', { ...common, KERNEL_GRPC_URL: kernelGrpc }, { label: `edge-${run}-dmp-kernel` }),
+      // No rules: their linkage commands (devices/<id>/command) would reach this dmp-mqtt, which
+      // subscribes to devices/# to see wrong topics, and be refused as such.
+      startApp(
+        'dmp-kernel',
+        { ...common, KERNEL_GRPC_URL: kernelGrpc, KERNEL_RULES_ENABLED: 'false' },
+        { label: `edge-${run}-dmp-kernel` },
+      ),
       startApp(
         'dmp-mqtt',
         {

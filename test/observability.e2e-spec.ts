@@ -120,6 +120,8 @@ const EXPECTED_EMPTY: Record<string, string> = {
   'dmp-backlog › DmpRocketMqConsumerLag': EXTERNAL_ROCKETMQ,
   'dmp-backlog › DmpMqttMessagesAbandoned': 'dmp_mqtt_kernel_abandoned_total: only after abandoned messages',
   'dmp-backlog › DmpKernelShedding': 'dmp_kernel_shed_total: only under pressure',
+  'dmp-backlog › DmpKernelLanesFull':
+    'dmp_kernel_messages_total{outcome="full"}: only when a lane is full (RocketMQ behind)',
   'dmp-backlog › DmpRocketMqSendFailures': 'dmp_rocketmq_sent_total{result!="ok"}: only after failed sends',
   'dmp-backlog › DmpRocketMqDeadLetters':
     'dmp_rocketmq_settled_total{outcome="dead_letter"}: only after dead letters',
