@@ -17,13 +17,12 @@ import {
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import {
-  byMinuteKey,
   readMinuteAggregates,
   REPO_ROOT,
-  roundedSum,
   stack,
   waitFor,
   type MinuteAggregate,
+  expectedAggregates,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -82,42 +81,6 @@ function message(device: number, n: number, extra: Partial<NormalizedTelemetry> 
     siteId: 'site-a',
     ...extra,
   };
-}
-
-/** The aggregates of the stored messages, by their definition (docs/analysts.md). */
-function expectedAggregates(stored: Iterable<NormalizedTelemetry>): MinuteAggregate[] {
-  const byKey = new Map<string, MinuteAggregate & { first: string; last: string }>();
-  const order = (m: NormalizedTelemetry) => `${String(m.ts).padStart(15, '0')} ${m.messageId}`;
-  for (const m of stored)
-    for (const [metric, raw] of Object.entries(m.metrics)) {
-      const value = Number(raw);
-      const minute = Math.floor(m.ts / 60_000) * 60;
-      const key = `${m.deviceId} ${metric} ${minute}`;
-      const a = byKey.get(key);
-      if (!a) {
-        byKey.set(key, {
-          device_id: m.deviceId,
-          metric,
-          minute,
-          samples: 1,
-          value_sum: value,
-          value_min: value,
-          value_max: value,
-          value_first: value,
-          value_last: value,
-          first: order(m),
-          last: order(m),
-        });
-        continue;
-      }
-      a.samples += 1;
-      a.value_sum += value;
-      a.value_min = Math.min(a.value_min, value);
-      a.value_max = Math.max(a.value_max, value);
-      if (order(m) < a.first) [a.first, a.value_first] = [order(m), value];
-      if (order(m) > a.last) [a.last, a.value_last] = [order(m), value];
-    }
-  return [...byKey.values()].map(({ first: _f, last: _l, ...a }) => roundedSum(a)).sort(byMinuteKey);
 }
 
 describe('DMP on a ClickHouse cluster (2 shards × 2 replicas, 18.16)', { timeout: 240_000 }, () => {

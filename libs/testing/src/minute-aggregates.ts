@@ -1,3 +1,4 @@
+import type { NormalizedTelemetry } from '@dmp/contracts';
 import type { ClickHouseRepository } from '@dmp/clickhouse';
 
 /** One row of `telemetry_1m`, as the tests compare it. */
@@ -58,4 +59,44 @@ export async function readMinuteAggregates(
       }),
     )
     .sort(byMinuteKey);
+}
+
+/**
+ * The aggregates of the stored messages computed here, by their definition (docs/analysts.md): text
+ * values have none.
+ */
+export function expectedAggregates(stored: Iterable<NormalizedTelemetry>): MinuteAggregate[] {
+  const byKey = new Map<string, MinuteAggregate & { firstKey: string; lastKey: string }>();
+  const order = (m: NormalizedTelemetry) => `${String(m.ts).padStart(15, '0')} ${m.messageId}`;
+  for (const m of stored)
+    for (const [metric, raw] of Object.entries(m.metrics)) {
+      if (typeof raw === 'string') continue;
+      const value = Number(raw);
+      const minute = Math.floor(m.ts / 60_000) * 60;
+      const key = `${m.deviceId} ${metric} ${minute}`;
+      const a = byKey.get(key);
+      if (!a) {
+        byKey.set(key, {
+          device_id: m.deviceId,
+          metric,
+          minute,
+          samples: 1,
+          value_sum: value,
+          value_min: value,
+          value_max: value,
+          value_first: value,
+          value_last: value,
+          firstKey: order(m),
+          lastKey: order(m),
+        });
+        continue;
+      }
+      a.samples += 1;
+      a.value_sum += value;
+      a.value_min = Math.min(a.value_min, value);
+      a.value_max = Math.max(a.value_max, value);
+      if (order(m) < a.firstKey) [a.firstKey, a.value_first] = [order(m), value];
+      if (order(m) > a.lastKey) [a.lastKey, a.value_last] = [order(m), value];
+    }
+  return [...byKey.values()].map(({ firstKey: _f, lastKey: _l, ...a }) => roundedSum(a)).sort(byMinuteKey);
 }
