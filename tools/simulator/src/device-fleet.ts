@@ -1,4 +1,4 @@
-import { deviceTopic, type DeviceChannel } from '@dmp/contracts';
+import { backoffDelay, deviceTopic, type BackoffOptions, type DeviceChannel } from '@dmp/contracts';
 import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -49,6 +49,12 @@ export interface FleetOptions {
   topic?: (deviceId: string, channel: DeviceChannel) => string;
   username?: string;
   password?: string;
+  /**
+   * A PUBACK with reason 0x10 (No matching subscribers) means nobody took the message — no dmp-mqtt
+   * was subscribed, as after a broker restart until it is back: resent after these delays, as
+   * docs/devices.md asks of devices, until `maxAttempts` (then it counts as failed). 0 attempts: never.
+   */
+  resendUnrouted?: BackoffOptions & { maxAttempts: number };
 }
 
 export interface SentMessage {
@@ -62,8 +68,10 @@ export interface SentMessage {
   topic: string;
   sentAt: number;
   ackedAt?: number;
-  /** Why the broker refused it (PUBACK reason code ≥ 0x80), if it did. */
+  /** Why the broker refused it (PUBACK reason code ≥ 0x80, or 0x10 too often), if it did. */
   error?: string;
+  /** Times it was published again after a PUBACK 0x10 (No matching subscribers). */
+  resent?: number;
 }
 
 export interface FleetStats {
@@ -71,6 +79,8 @@ export interface FleetStats {
   sent: number;
   acked: number;
   failed: number;
+  /** Publications repeated after a PUBACK 0x10 (No matching subscribers). */
+  resent: number;
   inFlight: number;
   queued: number;
   /** Messages the schedule asked for but not generated because the broker could not keep up. */
@@ -103,6 +113,7 @@ const DEFAULTS = {
   maxQueued: 100_000,
   record: true,
   topic: deviceTopic,
+  resendUnrouted: { baseMs: 250, maxMs: 5_000, jitter: 0.2, maxAttempts: 30 },
 };
 
 export class DeviceFleet {
@@ -119,6 +130,7 @@ export class DeviceFleet {
     sent: 0,
     acked: 0,
     failed: 0,
+    resent: 0,
     skipped: 0,
     telemetry: 0,
     snapshot: 0,
@@ -254,15 +266,24 @@ export class DeviceFleet {
     if (!connection) throw new Error('DeviceFleet.connect() first');
     this.counters.sent++;
     this.counters[channel === 'event' ? 'telemetry' : channel]++;
-    connection.publish(topic, payload, properties, (error) => {
-      const now = Date.now();
-      sent.ackedAt = now;
-      this.latencies.add(now - sent.sentAt);
-      if (error) {
-        sent.error = error.message;
-        this.counters.failed++;
-      } else this.counters.acked++;
-    });
+    const resend = this.options.resendUnrouted;
+    const attempt = (): void =>
+      connection.publish(topic, payload, properties, (outcome) => {
+        const now = Date.now();
+        if (outcome === UNROUTED && (sent.resent ?? 0) < resend.maxAttempts) {
+          sent.resent = (sent.resent ?? 0) + 1;
+          this.counters.resent++;
+          setTimeout(attempt, backoffDelay(sent.resent, resend)).unref();
+          return;
+        }
+        sent.ackedAt = now;
+        this.latencies.add(now - sent.sentAt);
+        if (outcome) {
+          sent.error = outcome === UNROUTED ? 'no matching subscribers (PUBACK 0x10)' : outcome.message;
+          this.counters.failed++;
+        } else this.counters.acked++;
+      });
+    attempt();
     return sent;
   }
 
@@ -277,12 +298,13 @@ export class DeviceFleet {
   }
 
   stats(): FleetStats {
-    const { sent, acked, failed, skipped, telemetry, snapshot, heartbeat } = this.counters;
+    const { sent, acked, failed, resent, skipped, telemetry, snapshot, heartbeat } = this.counters;
     return {
       elapsedMs: Date.now() - this.startedAt,
       sent,
       acked,
       failed,
+      resent,
       inFlight: this.connections.reduce((sum, c) => sum + c.inFlight, 0),
       queued: this.queued(),
       skipped,
@@ -311,7 +333,11 @@ export class DeviceFleet {
   }
 }
 
-type AckCallback = (error?: Error) => void;
+/** PUBACK reason 0x10: the broker took the message but had no subscriber to give it to. */
+const NO_MATCHING_SUBSCRIBERS = 0x10;
+const UNROUTED = Symbol('PUBACK 0x10');
+/** Nothing: acknowledged; an Error: refused (reason code ≥ 0x80); UNROUTED: nobody subscribed. */
+type AckCallback = (outcome?: Error | typeof UNROUTED) => void;
 
 /** One MQTT connection with an in-order local queue in front of the broker's Receive Maximum window. */
 class PublisherConnection {
@@ -323,11 +349,18 @@ class PublisherConnection {
     done: AckCallback;
   }[] = [];
   private head = 0;
+  /** Packet ids whose PUBACK said 0x10 (mqtt.js reports it as success, before the publish callback). */
+  private readonly unrouted = new Set<number>();
 
   private constructor(
     private readonly client: MqttClient,
     private readonly window: number,
-  ) {}
+  ) {
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'puback' && packet.reasonCode === NO_MATCHING_SUBSCRIBERS)
+        this.unrouted.add(packet.messageId!);
+    });
+  }
 
   static async open(
     url: string,
@@ -375,11 +408,18 @@ class PublisherConnection {
       const next = this.queue[this.head];
       this.queue[this.head++] = undefined as never;
       this.inFlight++;
-      this.client.publish(next.topic, next.payload, { qos: 1, properties: next.properties }, (error) => {
-        this.inFlight--;
-        next.done(error ?? undefined);
-        this.pump();
-      });
+      this.client.publish(
+        next.topic,
+        next.payload,
+        { qos: 1, properties: next.properties },
+        (error, packet) => {
+          this.inFlight--;
+          const id = packet?.messageId;
+          const unrouted = !error && id !== undefined && this.unrouted.delete(id);
+          next.done(error ?? (unrouted ? UNROUTED : undefined));
+          this.pump();
+        },
+      );
     }
     if (this.head > 10_000 && this.head * 2 > this.queue.length) {
       this.queue.splice(0, this.head);
