@@ -1,6 +1,6 @@
 /**
  * The project's one exponential backoff: every retry loop (dmp-data's inserts, dmp-mqtt's kernel calls,
- * dead-letter sends and registry waits, dmp-kernel's webhook bound, the RocketMQ consumer and the
+ * dead-letter sends and registry waits, the RocketMQ consumer and the
  * ClickHouse migrations) takes its delays from here, each with its own base, cap and jitter.
  */
 export interface BackoffOptions {

@@ -76,3 +76,36 @@ describe('WebhookDispatcher egress policy', () => {
     assert.equal(received, seen + 1);
   });
 });
+
+describe('WebhookDispatcher.maxDeliveryMs', () => {
+  it('outlasts a delivery whose receiver answers 503 with Retry-After up to the retry cap', async () => {
+    let attempts = 0;
+    const server = createServer((_req, res) => {
+      attempts += 1;
+      if (attempts <= 2) res.writeHead(503, { 'retry-after': '1' }).end();
+      else res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = loadKernelConfig({
+        KERNEL_WEBHOOK_MAX_RETRIES: '2',
+        KERNEL_WEBHOOK_RETRY_BASE_MS: '10',
+        KERNEL_WEBHOOK_RETRY_MAX_MS: '1000',
+        KERNEL_WEBHOOK_TIMEOUT_MS: '500',
+        KERNEL_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32',
+      });
+      const dispatcher = new WebhookDispatcher(base, new MetricsRegistry('dmp-kernel-test'));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+      const started = performance.now();
+      const result = await new Promise<WebhookResult>((resolve) => dispatcher.enqueue(webhook(url), resolve));
+      const took = performance.now() - started;
+      await dispatcher.drain();
+      // Two Retry-After waits of 1 s (the cap): the outbox lease taken from maxDeliveryMs must cover them.
+      assert.deepEqual({ result, attempts }, { result: 'ok', attempts: 3 });
+      assert.ok(took >= 2_000, `took ${took} ms`);
+      assert.ok(dispatcher.maxDeliveryMs >= took, `maxDeliveryMs ${dispatcher.maxDeliveryMs} < ${took} ms`);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});

@@ -1,4 +1,3 @@
-import { backoffDelay } from '@dmp/contracts';
 import { MetricsRegistry, recordFailure } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
@@ -95,13 +94,10 @@ export class WebhookDispatcher {
 
   /** Longest a delivery can take with all its retries: outbox leases of webhooks must outlast it. */
   get maxDeliveryMs(): number {
-    const { timeoutMs, maxRetries, retryBaseMs, retryMaxMs } = this.config.rules.webhook;
-    let total = timeoutMs;
-    // undici's RetryAgent waits min(minTimeout × 2^(retry − 1), maxTimeout) before retry n: backoffDelay
-    // without jitter. (A Retry-After answer makes it wait up to maxTimeout instead; not counted here.)
-    for (let retry = 1; retry <= maxRetries; retry++)
-      total += timeoutMs + backoffDelay(retry, { baseMs: retryBaseMs, maxMs: retryMaxMs });
-    return total;
+    const { timeoutMs, maxRetries, retryMaxMs } = this.config.rules.webhook;
+    // Before each retry undici's RetryAgent waits its backoff, or what a Retry-After answer asks — capped
+    // at maxTimeout either way: the worst case is the cap before every retry.
+    return timeoutMs + maxRetries * (timeoutMs + retryMaxMs);
   }
 
   /** Queues a delivery; `done` is told how it ended (also when it was dropped). Never throws. */
