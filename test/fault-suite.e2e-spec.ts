@@ -3,9 +3,11 @@
  * its rules, RocketMQ, dmp-data, ClickHouse) while one fault at a time hits it — an app killed with
  * `kill -9` and restarted, a server stopped or restarted. After each recovery, from ClickHouse and the
  * broker's acknowledgements: every message the broker acknowledged to a device is stored exactly once
- * or dead-lettered with a reason, and the 1-minute aggregates equal a recomputation from raw rows.
+ * or dead-lettered with a reason, and the 1-minute aggregates equal a recomputation from raw rows; the
+ * suite's rule (a door alarm with a command and a webhook on each raise and on each matching message)
+ * raises no alarm episode twice and sends no command or webhook twice.
  * Prints a table: fault → accepted, stored, dead-lettered, duplicates, resent (PUBACK 0x10), missing,
- * recovery time.
+ * side effects repeated, recovery time.
  */
 import { ClickHouseRepository } from '@dmp/clickhouse';
 import {
@@ -21,8 +23,14 @@ import {
   type AppName,
   type RunningApp,
 } from '@dmp/testing';
+import mqtt, { type MqttClient } from 'mqtt';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeviceFleet, type SentMessage } from '../tools/simulator/src/device-fleet';
@@ -37,6 +45,88 @@ const RATE = 60;
 const MESSAGES_AROUND_FAULT = 400;
 const adminToken = `${prefix}-admin`;
 
+/** Frequent raises, clears and matches: the simulated doors open and close every few seconds. */
+const RULES = (webhookUrl: string) => `rules:
+  - id: faults-door
+    name: Door open
+    when: state.latest.door_open == true
+    clear: state.latest.door_open == false
+    actions:
+      - alarm: { severity: info, message: 'door open' }
+      - command: { name: light.set, params: { on: true } }
+      - webhook: { url: '${webhookUrl}' }
+      - command: { name: door.seen, params: {}, on: match }
+      - webhook: { url: '${webhookUrl}', on: match }
+`;
+
+/**
+ * What the rule sent: commands as a device subscribed to every device's command topic receives them
+ * (a persistent session, so a broker restart loses none), webhooks as their receiver gets them — each
+ * counted by its id (`commandId`, `X-DMP-Delivery`), which a repeated sending keeps.
+ */
+type SideEffectCounts = ReturnType<SideEffects['counts']> & { alarms: number; alarmsRepeated: number };
+
+class SideEffects {
+  readonly commands = new Map<string, number>();
+  readonly webhooks = new Map<string, number>();
+  /** Commands sent again by dmp-kernel (not DUP): id, when. */
+  readonly repeats: string[] = [];
+  /** Commands the broker delivered again to this subscriber (DUP). */
+  redelivered = 0;
+  private server?: Server;
+  private subscriber?: MqttClient;
+  webhookUrl = '';
+
+  async start(): Promise<void> {
+    this.server = createServer((request, response) => {
+      const id = String(request.headers['x-dmp-delivery']);
+      this.webhooks.set(id, (this.webhooks.get(id) ?? 0) + 1);
+      request.resume().on('end', () => response.end());
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.webhookUrl = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hook`;
+    this.subscriber = await mqtt.connectAsync(stack.mqtt.url, {
+      protocolVersion: 5,
+      clientId: `${prefix}-commands`,
+      clean: false,
+      properties: { sessionExpiryInterval: 3_600 },
+      reconnectPeriod: 500,
+    });
+    this.subscriber.on('error', () => undefined);
+    this.subscriber.on('message', (topic, payload, packet) => {
+      if (!topic.startsWith(`devices/${prefix}-`)) return;
+      const { commandId } = JSON.parse(payload.toString()) as { commandId: string };
+      // DUP: the broker delivers again what this subscriber may not have acknowledged (QoS 1, on its own
+      // hop, e.g. across its restart) — not a second sending by dmp-kernel.
+      if (packet.dup && this.commands.has(commandId)) {
+        this.redelivered++;
+        return;
+      }
+      const copies = (this.commands.get(commandId) ?? 0) + 1;
+      this.commands.set(commandId, copies);
+      if (copies > 1) this.repeats.push(`${commandId} at ${Date.now()}`);
+    });
+    await this.subscriber.subscribeAsync('devices/+/command', { qos: 1 });
+  }
+
+  /** Ids received so far, and sendings beyond the first of each id. */
+  counts() {
+    const extra = (counts: Map<string, number>) => [...counts.values()].reduce((sum, n) => sum + n - 1, 0);
+    return {
+      commands: this.commands.size,
+      webhooks: this.webhooks.size,
+      commandsRepeated: extra(this.commands),
+      webhooksRepeated: extra(this.webhooks),
+      commandsRedelivered: this.redelivered,
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.subscriber?.endAsync(false, { properties: { sessionExpiryInterval: 0 } });
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
 interface FaultRow {
   fault: string;
   accepted: number;
@@ -45,6 +135,15 @@ interface FaultRow {
   duplicates: number;
   /** Publications repeated by devices after a PUBACK 0x10 (nobody subscribed: the broker restart). */
   resent: number;
+  /** Alarms raised, commands and webhooks sent (distinct ids) during this phase — and sent again. */
+  alarms: number;
+  commands: number;
+  webhooks: number;
+  alarmsRepeated: number;
+  commandsRepeated: number;
+  webhooksRepeated: number;
+  /** Commands the broker delivered again to the device (DUP, QoS 1): not a second sending. */
+  commandsRedelivered: number;
   missing: number;
   recoverySeconds: number;
   /** A few missing messages: id, publish and PUBACK times in ms relative to the fault. */
@@ -57,6 +156,12 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
   const apps = new Map<AppName, RunningApp>();
   const table: FaultRow[] = [];
   let kernelGrpc = '';
+  let rulesDir = '';
+  const effects = new SideEffects();
+  /** Phases whose checks passed: if any ran and did not, the data is kept. */
+  let passed = 0;
+  /** Raises with no clear since the device's previous raise: both events, for the failure message. */
+  const repeatedAlarms = new Set<string>();
 
   const env: Record<AppName, () => Record<string, string>> = {
     'dmp-data': () => ({
@@ -66,7 +171,12 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
       DATA_AGGREGATION_INTERVAL_MS: '500',
       DATA_INSERT_RETRY_MAX_MS: '2000',
     }),
-    'dmp-kernel': () => ({ KERNEL_GRPC_URL: kernelGrpc }),
+    'dmp-kernel': () => ({
+      KERNEL_GRPC_URL: kernelGrpc,
+      KERNEL_RULES_DIR: rulesDir,
+      KERNEL_RULES_WATCH: 'false',
+      KERNEL_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32',
+    }),
     'dmp-mqtt': () => ({
       KERNEL_GRPC_URL: kernelGrpc,
       // The same share group and client id after a restart: the broker kept the session's messages.
@@ -107,6 +217,9 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
 
   before(async () => {
     kernelGrpc = `127.0.0.1:${await freePort()}`;
+    await effects.start();
+    rulesDir = await mkdtemp(join(tmpdir(), 'dmp-faults-e2e-'));
+    await writeFile(join(rulesDir, 'door.yaml'), RULES(effects.webhookUrl));
     for (const name of ['dmp-data', 'dmp-kernel', 'dmp-mqtt'] as const) await start(name);
     const mqttApp = apps.get('dmp-mqtt')!;
     for (const device of fleet.devices) {
@@ -123,8 +236,12 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
     if (table.length > 0) console.table(table.map(({ missingIds: _ids, ...row }) => row));
     await fleet.close();
     await Promise.allSettled([...apps.values()].reverse().map((app) => app.stop()));
+    await effects.stop();
+    await rm(rulesDir, { recursive: true, force: true });
     const admin = repository.forDatabase('default');
-    await admin.command(`DROP DATABASE IF EXISTS ${database}`);
+    // A failed phase leaves its data for a look (alarm_events, dead_letters, telemetry_raw).
+    if (passed < table.length) console.log(`fault suite: database ${database} kept for inspection`);
+    else await admin.command(`DROP DATABASE IF EXISTS ${database}`);
     await Promise.all([admin.close(), repository.close()]);
   });
 
@@ -144,6 +261,7 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
   for (const fault of faults)
     it(fault.name, async () => {
       const from = Date.now();
+      const effectsBefore = await sideEffects();
       const abort = new AbortController();
       const acked = () => fleet.stats().acked;
       const load = fleet.run({ signal: abort.signal, flushTimeoutMs: 300_000 });
@@ -164,9 +282,18 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
         abort.abort();
         await load;
         const settled = await settle(since(from));
+        const effectsAfter = await sideEffects();
+        const delta = (key: keyof SideEffectCounts) => effectsAfter[key] - effectsBefore[key];
         table.push({
           fault: fault.name,
           ...settled.row,
+          alarms: delta('alarms'),
+          commands: delta('commands'),
+          webhooks: delta('webhooks'),
+          alarmsRepeated: delta('alarmsRepeated'),
+          commandsRepeated: delta('commandsRepeated'),
+          webhooksRepeated: delta('webhooksRepeated'),
+          commandsRedelivered: delta('commandsRedelivered'),
           recoverySeconds,
           missingIds: settled.missing
             .slice(0, 10)
@@ -178,12 +305,51 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
       }
       const row = table.at(-1)!;
       assert.deepEqual(
-        { duplicates: row.duplicates, missing: row.missing },
-        { duplicates: 0, missing: 0 },
-        `missing, with publish and PUBACK times relative to the fault: ${JSON.stringify(row.missingIds)}`,
+        {
+          duplicates: row.duplicates,
+          missing: row.missing,
+          alarmsRepeated: row.alarmsRepeated,
+          commandsRepeated: row.commandsRepeated,
+          webhooksRepeated: row.webhooksRepeated,
+        },
+        { duplicates: 0, missing: 0, alarmsRepeated: 0, commandsRepeated: 0, webhooksRepeated: 0 },
+        `missing, with publish and PUBACK times relative to the fault: ${JSON.stringify(row.missingIds)}; ` +
+          `alarms raised again: ${JSON.stringify([...repeatedAlarms])}; commands again: ${JSON.stringify(effects.repeats)}`,
       );
+      // The checks above mean something only if the rule acted during the phase.
+      assert.ok(row.alarms > 0 && row.commands > 0 && row.webhooks > 0, JSON.stringify(row));
       for (const [name, app] of apps) assert.equal((await fetch(`${app.baseUrl}/health`)).status, 200, name);
+      passed++;
     });
+
+  /**
+   * Side effects so far, and those sent more than once: commands and webhooks by id, and alarm episodes
+   * — a device's `raised` transitions (alarm_events, in device time) with no `cleared` between them.
+   */
+  async function sideEffects(): Promise<SideEffectCounts> {
+    const events = await repository.query<{ device_id: string; transition: string; event: string }>(
+      `SELECT device_id, toString(transition) AS transition,
+              concat(toString(transition), ' ', alarm_id, ' v', toString(version), ' ts ', toString(ts_ms),
+                     ' ', message_id, ' at ', toString(inserted_at)) AS event
+       FROM alarm_events FINAL
+       WHERE device_id LIKE '${prefix}-%' ORDER BY device_id, ts_ms, transition DESC, version`,
+    );
+    let alarms = 0;
+    let alarmsRepeated = 0;
+    const open = new Map<string, string>();
+    for (const { device_id: device, transition, event } of events) {
+      if (transition === 'raised') {
+        alarms++;
+        const before = open.get(device);
+        if (before) {
+          alarmsRepeated++;
+          repeatedAlarms.add(`${before} → ${event}`);
+        }
+        open.set(device, event);
+      } else if (transition === 'cleared' || transition === 'cancelled') open.delete(device);
+    }
+    return { alarms, alarmsRepeated, ...effects.counts() };
+  }
 
   /** The device messages of this phase the broker acknowledged (heartbeats are not forwarded). */
   function since(from: number): SentMessage[] {
@@ -194,7 +360,7 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
 
   /** Waits until every accepted message is stored or dead-lettered, then counts and checks aggregates. */
   async function settle(accepted: SentMessage[]): Promise<{
-    row: Omit<FaultRow, 'fault' | 'recoverySeconds'>;
+    row: Pick<FaultRow, 'accepted' | 'resent' | 'stored' | 'deadLettered' | 'duplicates' | 'missing'>;
     missing: SentMessage[];
   }> {
     const devices = `device_id LIKE '${prefix}-%'`;
