@@ -1,8 +1,7 @@
-import { DmpError } from '@dmp/contracts';
+import { AlarmErrorCode, DmpError } from '@dmp/contracts';
 import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { AlarmErrorCode } from '../alarms/alarm.service';
 import { formatRuleError } from '../rules/engine';
 import { RuleSetRejectedError } from '../rules/rule-set.holder';
 
