@@ -2,9 +2,11 @@ import {
   type DeviceMetadata,
   DmpError,
   errorMessage,
+  type IngestOutcome,
   KernelErrorCode,
   type NormalizedTelemetry,
   type TelemetryKind,
+  type TelemetryMessage,
 } from '@dmp/contracts';
 import { extractTraceContext, MetricsRegistry, recordFailure, startSpanLazily } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
@@ -14,7 +16,6 @@ import { toTelemetryEnvelope, type MappingResult } from '../normalization/teleme
 import { Normalizer } from '../normalization/normalizer';
 import { ItemCancelledError, PrecedingItemFailedError } from '../publishing/lane-packer';
 import { TelemetryPublisher } from '../publishing/telemetry.publisher';
-import type { IngestOutcome, TelemetryMessage } from './telemetry.proto-types';
 
 /**
  * An Ingest call refused before anything of it was handled: a lane (topic and shard) it would add to
