@@ -15,7 +15,7 @@ import {
   stringList,
   Tables,
 } from '@dmp/clickhouse';
-import { errorMessage, type DmpError, type NormalizedTelemetry } from '@dmp/contracts';
+import { errorMessage, StorageErrorCode, type DmpError, type NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
   freePort,
@@ -45,7 +45,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SimpleConsumer, type MessageView } from 'rocketmq-client-nodejs';
 import { recomputeSql } from '../apps/dmp-data/src/aggregation/minute-aggregation';
-import { BatchWriter, StorageErrorCode } from '../apps/dmp-data/src/storage/batch-writer';
+import { BatchWriter } from '../apps/dmp-data/src/storage/batch-writer';
 import { toTelemetryRows } from '../apps/dmp-data/src/storage/telemetry-rows';
 
 const run = randomBytes(4).toString('hex');

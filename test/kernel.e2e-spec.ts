@@ -6,8 +6,13 @@
  * pipeline does not interfere.
  */
 import {
+  type IngestOutcome,
+  type KernelIngestStub,
+  TELEMETRY_LOADER_OPTIONS,
   TELEMETRY_PACK_FORMAT,
   TELEMETRY_PROTO_PATH,
+  type TelemetryGrpcPackage,
+  type TelemetryRequest,
   telemetryShardGroup,
   telemetryShardOf,
 } from '@dmp/contracts';
@@ -28,14 +33,12 @@ import {
   type ReceivedTelemetry,
   type RunningApp,
 } from '@dmp/testing';
-import { credentials, loadPackageDefinition, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, status, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import { TELEMETRY_LOADER_OPTIONS } from '../apps/dmp-kernel/src/ingest/grpc.options';
-import type { IngestOutcome, IngestResult } from '../apps/dmp-kernel/src/ingest/telemetry.proto-types';
 import { loadMqttConfig } from '../apps/dmp-mqtt/src/config';
 import { KernelForwarder } from '../apps/dmp-mqtt/src/kernel-client/kernel-forwarder.service';
 import { KernelIngestClient } from '../apps/dmp-mqtt/src/kernel-client/kernel-ingest.client';
@@ -47,24 +50,7 @@ const SHARDS = 16;
 const run = randomBytes(3).toString('hex');
 const label = `dmp-kernel-e2e-${run}`;
 
-type Kind = 'KIND_TELEMETRY' | 'KIND_EVENT' | 'KIND_SNAPSHOT';
-interface TelemetryRequest {
-  deviceId: string;
-  messageId: string;
-  kind: Kind;
-  ts: number;
-  seq?: number;
-  metrics: Record<string, { number: number } | { flag: boolean } | { text: string }>;
-  receivedAt: number;
-  traceparent?: string;
-}
-type IngestClient = Client & {
-  Ingest(
-    request: { messages: TelemetryRequest[] },
-    options: { deadline: number },
-    callback: (error: ServiceError | null, result?: IngestResult) => void,
-  ): void;
-};
+type IngestClient = KernelIngestStub;
 
 const newTraceId = () => randomBytes(16).toString('hex');
 const traceparentOf = (traceId: string) => `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
@@ -72,7 +58,7 @@ const traceparentOf = (traceId: string) => `00-${traceId}-${randomBytes(8).toStr
 function message(
   deviceId: string,
   i: number,
-  kind: Kind,
+  kind: TelemetryRequest['kind'],
   extra: Partial<TelemetryRequest> = {},
 ): TelemetryRequest {
   const now = Date.now();
@@ -117,9 +103,7 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
   const newClient = (url: string) => {
     const definition = loadPackageDefinition(
       loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
-    ) as unknown as {
-      dmp: { telemetry: { v1: { KernelIngest: new (url: string, creds: unknown) => IngestClient } } };
-    };
+    ) as unknown as TelemetryGrpcPackage;
     return new definition.dmp.telemetry.v1.KernelIngest(url, credentials.createInsecure());
   };
   const receivedFor = (messageId: string) => received.filter((r) => r.telemetry.messageId === messageId);

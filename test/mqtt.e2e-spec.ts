@@ -4,7 +4,12 @@
  * told. Devices are the simulator's fleet engine, so the test knows exactly what was sent.
  * Each test uses its own share group, client id and device ids.
  */
-import { TELEMETRY_PROTO_PATH } from '@dmp/contracts';
+import {
+  type IngestOutcome,
+  TELEMETRY_LOADER_OPTIONS,
+  TELEMETRY_PROTO_PATH,
+  type TelemetryMessage,
+} from '@dmp/contracts';
 import {
   callAdminApi,
   freePort,
@@ -27,11 +32,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  PROTO_LOADER_OPTIONS,
-  type IngestOutcome,
-  type TelemetryMessage,
-} from '../apps/dmp-mqtt/src/kernel-client/kernel-ingest.client';
 import { DeviceFleet, type SentMessage } from '../tools/simulator/src/device-fleet';
 
 type Answer = (message: TelemetryMessage) => Omit<IngestOutcome, 'messageId'>;
@@ -74,7 +74,7 @@ class KernelStandIn {
   }
 
   async up(): Promise<void> {
-    const definition = protoLoader.loadSync(TELEMETRY_PROTO_PATH, PROTO_LOADER_OPTIONS);
+    const definition = protoLoader.loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS);
     const loaded = grpc.loadPackageDefinition(definition) as unknown as {
       dmp: { telemetry: { v1: { KernelIngest: grpc.ServiceClientConstructor } } };
     };

@@ -8,11 +8,16 @@
  */
 import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
 import {
+  type AlarmEvent,
   DEVICE_CHANGED_CHANNEL,
   deviceCommandTopic,
   deviceRegistryKey,
+  type IngestOutcome,
+  type KernelIngestStub,
+  TELEMETRY_LOADER_OPTIONS,
   TELEMETRY_PROTO_PATH,
-  type AlarmEvent,
+  type TelemetryGrpcPackage,
+  type TelemetryRequest,
 } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import {
@@ -26,7 +31,7 @@ import {
   waitFor,
   type RunningApp,
 } from '@dmp/testing';
-import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -41,8 +46,6 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { MessageView } from 'rocketmq-client-nodejs';
-import { TELEMETRY_LOADER_OPTIONS } from '../apps/dmp-kernel/src/ingest/grpc.options';
-import type { IngestOutcome, IngestResult } from '../apps/dmp-kernel/src/ingest/telemetry.proto-types';
 import type { BacktestReport } from '../tools/cli/src/commands/rules';
 
 const run = randomBytes(3).toString('hex');
@@ -108,22 +111,7 @@ function ruleFiles(webhookUrl: string): Record<string, string> {
   };
 }
 
-interface TelemetryRequest {
-  deviceId: string;
-  messageId: string;
-  kind: 'KIND_TELEMETRY' | 'KIND_EVENT' | 'KIND_SNAPSHOT';
-  ts: number;
-  metrics: Record<string, { number: number } | { flag: boolean } | { text: string }>;
-  receivedAt: number;
-  traceparent?: string;
-}
-type IngestClient = Client & {
-  Ingest(
-    request: { messages: TelemetryRequest[] },
-    options: { deadline: number },
-    callback: (error: ServiceError | null, result?: IngestResult) => void,
-  ): void;
-};
+type IngestClient = KernelIngestStub;
 
 let messageCounter = 0;
 function telemetry(
@@ -315,9 +303,7 @@ describe('rules end to end', { timeout: 300_000 }, () => {
     ]);
     const definition = loadPackageDefinition(
       loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
-    ) as unknown as {
-      dmp: { telemetry: { v1: { KernelIngest: new (url: string, creds: unknown) => IngestClient } } };
-    };
+    ) as unknown as TelemetryGrpcPackage;
     client = new definition.dmp.telemetry.v1.KernelIngest(
       `127.0.0.1:${grpcPort}`,
       credentials.createInsecure(),

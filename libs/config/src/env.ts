@@ -1,8 +1,9 @@
+import { ConfigErrorCode } from '@dmp/contracts';
 import { z } from 'zod';
 
 /** Thrown before any server starts when the environment is not a valid configuration. */
 export class ConfigError extends Error {
-  readonly code = 'DMP_ERR_CONFIG';
+  readonly code = ConfigErrorCode.Invalid;
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CleanCode } from './errors';
 import {
   MAX_METRICS,
   METRIC_NAME_PATTERN,
@@ -12,33 +13,6 @@ import {
  * dead-letters the rest); dmp-kernel evaluates rules only on what it accepts, with the same limits
  * (DATA_CLEAN_*, `cleaningSection` in @dmp/config), so no alarm stands on data that storage refused.
  */
-
-/**
- * Why cleaning removed something: the `reason` of `dmp_data_cleaned_total` (and of dmp-kernel's
- * `dmp_kernel_rule_skipped_total`) and the `error_code` of the `dead_letters` row. Stable: analysts and
- * alerts select on them.
- */
-export const CleanCode = {
-  // ── the whole message is refused (nothing of it is stored) ──
-  /** A required field (deviceId, messageId, kind, ts, metrics, receivedAt) is absent or null. */
-  MissingField: 'DMP_ERR_CLEAN_MISSING_FIELD',
-  /** A field is present but invalid (wrong type, pattern, bounds; more than 256 metrics). */
-  InvalidField: 'DMP_ERR_CLEAN_INVALID_FIELD',
-  /** `ts` is more than DATA_CLEAN_MAX_FUTURE_MS ahead of the clock of the app that checks it. */
-  TsFuture: 'DMP_ERR_CLEAN_TS_FUTURE',
-  /** `ts` is more than DATA_CLEAN_MAX_AGE_MS behind the clock of the app that checks it. */
-  TsTooOld: 'DMP_ERR_CLEAN_TS_TOO_OLD',
-  /** Every metric of the message was removed (below): nothing left to store. */
-  NoMetricsLeft: 'DMP_ERR_CLEAN_NO_METRICS_LEFT',
-  // ── one metric is removed, the rest of the message is stored ──
-  /** NaN or ±Infinity (`1e999` in JSON parses to Infinity). */
-  NotFinite: 'DMP_ERR_CLEAN_NOT_FINITE',
-  /** Outside the metric's DATA_CLEAN_METRIC_RANGES entry, or beyond ±DATA_CLEAN_MAX_ABS_VALUE. */
-  OutOfRange: 'DMP_ERR_CLEAN_OUT_OF_RANGE',
-  /** An invalid metric name, or a value that is no number, boolean or text of at most 256 characters. */
-  InvalidMetric: 'DMP_ERR_CLEAN_INVALID_METRIC',
-} as const;
-export type CleanCode = (typeof CleanCode)[keyof typeof CleanCode];
 
 /** Configured bounds of one metric; `null`: the global ±DATA_CLEAN_MAX_ABS_VALUE on that side. */
 export interface MetricRange {

@@ -1,4 +1,4 @@
-import { DmpError, errorMessage } from '@dmp/contracts';
+import { DmpError, errorMessage, MessagingErrorCode } from '@dmp/contracts';
 import {
   BadRequestException,
   PayloadTooLargeException,
@@ -6,21 +6,8 @@ import {
   UnsupportedException,
 } from 'rocketmq-client-nodejs';
 
-/** Stable codes of @dmp/messaging errors. */
-export const MessagingErrorCode = {
-  /** The message could not be stored, though it might later: retry it. */
-  SendFailed: 'DMP_ERR_ROCKETMQ_SEND',
-  /** RocketMQ refused the message itself (too large, illegal property, wrong topic type): never retry. */
-  SendRejected: 'DMP_ERR_ROCKETMQ_REJECTED',
-  /** The client is not started (or stopping). */
-  NotReady: 'DMP_ERR_ROCKETMQ_NOT_READY',
-  /** The client could not start (proxy unreachable, topic or group missing). */
-  Unavailable: 'DMP_ERR_ROCKETMQ_UNAVAILABLE',
-  /** A received message failed its body checksum. */
-  Corrupted: 'DMP_ERR_ROCKETMQ_CORRUPTED',
-  /** A handler failed with something other than a DmpError. */
-  HandlerFailed: 'DMP_ERR_HANDLER',
-} as const;
+/** Stable codes of @dmp/messaging errors, from the registry of codes (@dmp/contracts). */
+export { MessagingErrorCode };
 
 /**
  * Errors that no retry can fix: the client validates the message type against the topic

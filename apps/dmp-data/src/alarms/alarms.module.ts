@@ -1,5 +1,5 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
-import { alarmEventSchema, DmpError, type AlarmEvent } from '@dmp/contracts';
+import { AlarmErrorCode, type AlarmEvent, alarmEventSchema, DmpError } from '@dmp/contracts';
 import { RocketMqConsumerServer, RocketMqProducer, type RocketMqMessage } from '@dmp/messaging';
 import { linkTo, MetricsRegistry } from '@dmp/observability';
 import { Injectable, Module, type DynamicModule } from '@nestjs/common';
@@ -13,10 +13,6 @@ export class AlarmConsumerServer extends RocketMqConsumerServer {}
 
 /** Dead letters of alarm events that are not AlarmEvents (a bug upstream): kept, never retried. */
 class AlarmDeadLetterProducer extends RocketMqProducer {}
-
-export const AlarmErrorCode = {
-  InvalidAlarmEvent: 'DMP_ERR_INVALID_ALARM_EVENT',
-} as const;
 
 /** One alarm event: validated, then stored; resolves once it is in ClickHouse (the consumer then acks). */
 @Injectable()

@@ -1,14 +1,15 @@
 import {
   CleanCode,
+  CleaningErrorCode,
+  type CleaningResult,
   DEAD_LETTER_BATCH_FORMAT,
+  type DeadLetterEntry,
   DeadLetterProperty,
   deadLetterPropertyValue,
+  describeRemovals,
   DEVICE_ID_PATTERN,
   encodeDeadLetterBatch,
   MESSAGE_ID_PATTERN,
-  describeRemovals,
-  type CleaningResult,
-  type DeadLetterEntry,
 } from '@dmp/contracts';
 import type { OutgoingMessage } from '@dmp/messaging';
 
@@ -164,7 +165,7 @@ export function toCleaningDeadLetterBatch(
 }
 
 /** Tag of a batch whose entries have different codes (each entry keeps its own). */
-const MIXED_TAG = 'DMP_ERR_CLEAN';
+const MIXED_TAG = CleaningErrorCode.Mixed;
 /** RocketMQ keys travel in one property (16 KiB for all properties): device ids are ≤ 64 characters. */
 const MAX_KEYS = 32;
 

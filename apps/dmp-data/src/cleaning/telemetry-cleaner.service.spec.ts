@@ -1,10 +1,10 @@
 import { cleaningSection } from '@dmp/config';
-import { CleanCode, DmpError, decodeDeadLetterBatch } from '@dmp/contracts';
+import { CleanCode, CleaningErrorCode, decodeDeadLetterBatch, DmpError } from '@dmp/contracts';
 import type { OutgoingMessage, SendResult } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CleaningErrorCode, TelemetryCleaner } from './telemetry-cleaner.service';
+import { TelemetryCleaner } from './telemetry-cleaner.service';
 
 const NOW = Date.UTC(2026, 10, 21, 10, 0, 0);
 const SOURCE = {

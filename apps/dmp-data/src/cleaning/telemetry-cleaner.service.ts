@@ -1,10 +1,11 @@
 import {
   CleanCode,
+  CleaningErrorCode,
+  type CleaningLimits,
   cleanTelemetry,
   describeRemovals,
   DmpError,
   errorMessage,
-  type CleaningLimits,
   type NormalizedTelemetry,
 } from '@dmp/contracts';
 import type { RocketMqProducer } from '@dmp/messaging';
@@ -21,17 +22,6 @@ import {
 import { PackedSender, type PackedSenderOptions } from './packed-sender';
 
 export type { CleaningSource } from './cleaning-dead-letter';
-
-/** Errors of the cleaner itself (not reasons: those are {@link CleanCode}). */
-export const CleaningErrorCode = {
-  /** The dead letter of a cleaned entry could not be sent (RocketMQ away): retryable, the message comes again. */
-  DeadLetterFailed: 'DMP_ERR_CLEAN_DEAD_LETTER_FAILED',
-  /**
-   * RocketMQ refused the dead letter for good (e.g. too large): not retryable, so the consumer
-   * dead-letters the whole RocketMQ message instead — its body intact, nothing lost.
-   */
-  DeadLetterRefused: 'DMP_ERR_CLEAN_DEAD_LETTER_REFUSED',
-} as const;
 
 export interface TelemetryCleanerOptions {
   limits: CleaningLimits;

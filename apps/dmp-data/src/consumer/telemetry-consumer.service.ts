@@ -1,4 +1,4 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, MessagingErrorCode, StorageErrorCode } from '@dmp/contracts';
 import {
   isTelemetryPack,
   processTelemetryEntry,
@@ -11,14 +11,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Counter } from 'prom-client';
 import { TelemetryCleaner } from '../cleaning/telemetry-cleaner.service';
 import { DATA_CONFIG, type DataConfig } from '../config';
-import { StorageErrorCode } from '../storage/batch-writer';
 import { TelemetryBatchWriter } from '../storage/telemetry-batch-writer';
 import { toTelemetryRows } from '../storage/telemetry-rows';
-
-export const DataErrorCode = {
-  /** The body is not JSON or not a pack: dead-lettered whole, never retried. */
-  InvalidMessage: 'DMP_ERR_INVALID_MESSAGE',
-} as const;
 
 /** `dmp_data_messages_total` outcomes, per device message. */
 type Outcome = 'stored' | 'cleaned_out' | 'invalid_json' | 'unstorable' | 'failed';
@@ -56,7 +50,7 @@ export class TelemetryConsumer {
       entries = telemetryEntriesOf(message);
     } catch (error) {
       this.count(message, 'invalid_json');
-      throw new DmpError(DataErrorCode.InvalidMessage, (error as Error).message, false);
+      throw new DmpError(MessagingErrorCode.InvalidMessage, (error as Error).message, false);
     }
     const results = await Promise.allSettled(
       entries.map((entry) =>

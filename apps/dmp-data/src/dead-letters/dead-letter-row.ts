@@ -6,6 +6,7 @@ import {
   decodeDeadLetterBatch,
   errorMessage,
   isDeadLetterBatch,
+  StorageErrorCode,
 } from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
 
@@ -84,7 +85,7 @@ function rowOf(
     source_topic: p[DeadLetterProperty.sourceTopic] ?? '',
     source_message_id: p[DeadLetterProperty.sourceMessageId] ?? '',
     device_id: p[DeadLetterProperty.deviceId] || p[DeadLetterProperty.sourceMessageGroup] || '',
-    error_code: p[DeadLetterProperty.errorCode] || 'DMP_ERR_UNKNOWN',
+    error_code: p[DeadLetterProperty.errorCode] || StorageErrorCode.Unknown,
     error_message: p[DeadLetterProperty.errorMessage] ?? '',
     content_type: p[DeadLetterProperty.contentType] ?? '',
     payload: payload.toString('base64'),

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DmpError } from '@dmp/contracts';
-import { BatchWriter, StorageErrorCode, type BatchWriterOptions } from './batch-writer';
+import { DmpError, StorageErrorCode } from '@dmp/contracts';
+import { BatchWriter, type BatchWriterOptions } from './batch-writer';
 
 const options = (over: Partial<BatchWriterOptions> = {}): BatchWriterOptions => ({
   maxRows: 3,

@@ -1,14 +1,5 @@
-import { DmpError, backoffDelay, errorMessage } from '@dmp/contracts';
+import { backoffDelay, DmpError, errorMessage, StorageErrorCode } from '@dmp/contracts';
 import { setTimeout as sleep } from 'node:timers/promises';
-
-export const StorageErrorCode = {
-  /** ClickHouse did not take the batch within the retry budget: the message is redelivered later. */
-  Unavailable: 'DMP_ERR_STORAGE_UNAVAILABLE',
-  /** ClickHouse refuses this message's rows themselves: retrying cannot help (dead-letter). */
-  Unstorable: 'DMP_ERR_UNSTORABLE',
-  /** The writer was closed before the message could be written. */
-  Closed: 'DMP_ERR_STORAGE_CLOSED',
-} as const;
 
 export interface BatchWriterOptions {
   /** Flush when this many items are queued… */

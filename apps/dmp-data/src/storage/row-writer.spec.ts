@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ClickHouseRepository } from '@dmp/clickhouse';
-import { DmpError } from '@dmp/contracts';
+import { DmpError, StorageErrorCode } from '@dmp/contracts';
 import type { Link } from '@opentelemetry/api';
-import { StorageErrorCode, MAX_BATCH_LINKS } from './batch-writer';
+import { MAX_BATCH_LINKS } from './batch-writer';
 import { ClickHouseRowWriter, type RowWriterOptions } from './row-writer';
 
 const batch = { maxRows: 200, maxWaitMs: 10_000, maxQueueRows: 1_000, retryBaseMs: 5, retryMaxMs: 50 };

@@ -1,4 +1,4 @@
-import { DmpError, deviceCommandTopic } from '@dmp/contracts';
+import { deviceCommandTopic, DmpError, OutboxErrorCode } from '@dmp/contracts';
 import { injectTraceContext, MetricsRegistry, mqttTraceProperties, recordFailure } from '@dmp/observability';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
@@ -6,11 +6,6 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Counter, Gauge } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import type { PlannedCommand } from '../rules/engine';
-
-export const CommandErrorCode = {
-  /** The broker did not acknowledge the command in time (or is unreachable): it is sent again later. */
-  Unavailable: 'DMP_ERR_COMMAND_UNAVAILABLE',
-} as const;
 
 /** What a device receives on `devices/{deviceId}/command` (JSON). */
 export interface DeviceCommand {
@@ -149,7 +144,7 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
       this.sent.inc({ result: 'error' });
       recordFailure(span, error);
       throw new DmpError(
-        CommandErrorCode.Unavailable,
+        OutboxErrorCode.CommandUnavailable,
         `command ${command.name} to ${command.deviceId} not acknowledged by the broker: ${(error as Error).message}`,
         true,
         { cause: error },

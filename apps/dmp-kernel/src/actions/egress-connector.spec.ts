@@ -1,10 +1,11 @@
+import { OutboxErrorCode } from '@dmp/contracts';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { egressConnector, type Resolver } from './egress-connector';
-import { EgressPolicy, WebhookErrorCode } from './egress-policy';
+import { EgressPolicy } from './egress-policy';
 
 /** A receiver on loopback, the way an attacker would aim a webhook at the kernel's own host. */
 describe('egressConnector', () => {
@@ -39,15 +40,15 @@ describe('egressConnector', () => {
     const seen = received;
     assert.equal(
       await post(`http://127.0.0.1:${port}/`, EgressPolicy.allowing()),
-      WebhookErrorCode.EgressRefused,
+      OutboxErrorCode.WebhookEgressRefused,
     );
     assert.equal(
       await post(`http://[::ffff:127.0.0.1]:${port}/`, EgressPolicy.allowing()),
-      WebhookErrorCode.EgressRefused,
+      OutboxErrorCode.WebhookEgressRefused,
     );
     assert.equal(
       await post(`http://localhost:${port}/`, EgressPolicy.allowing()),
-      WebhookErrorCode.EgressRefused,
+      OutboxErrorCode.WebhookEgressRefused,
     );
     assert.equal(received, seen, 'the receiver saw no request');
   });
@@ -76,7 +77,7 @@ describe('egressConnector', () => {
     // The next connection gets the metadata address, and is refused.
     assert.equal(
       await post(`http://rebind.invalid:${port}/`, EgressPolicy.allowing(['127.0.0.1/32']), rebinding),
-      WebhookErrorCode.EgressRefused,
+      OutboxErrorCode.WebhookEgressRefused,
     );
   });
 

@@ -1,4 +1,4 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, OutboxErrorCode } from '@dmp/contracts';
 import { BlockList, isIP } from 'node:net';
 
 /**
@@ -13,11 +13,6 @@ import { BlockList, isIP } from 'node:net';
 /** What kind of address: only `public` is reachable without being allowed explicitly. */
 export type AddressClass = 'public' | 'loopback' | 'private' | 'link-local' | 'unspecified' | 'reserved';
 
-export const WebhookErrorCode = {
-  /** The webhook's address is not public and not allowed by KERNEL_WEBHOOK_ALLOW_NETWORKS. */
-  EgressRefused: 'DMP_ERR_WEBHOOK_EGRESS',
-} as const;
-
 export class EgressRefusedError extends DmpError {
   constructor(
     readonly host: string,
@@ -25,7 +20,7 @@ export class EgressRefusedError extends DmpError {
     readonly addressClass: AddressClass,
   ) {
     super(
-      WebhookErrorCode.EgressRefused,
+      OutboxErrorCode.WebhookEgressRefused,
       `${host === address ? address : `${host} (${address})`} is a ${addressClass} address, not allowed for webhooks (KERNEL_WEBHOOK_ALLOW_NETWORKS)`,
     );
     this.name = 'EgressRefusedError';

@@ -1,3 +1,4 @@
+import { OutboxErrorCode } from '@dmp/contracts';
 import { MetricsRegistry, recordFailure } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
@@ -6,7 +7,7 @@ import { Agent, RetryAgent, request } from 'undici';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import type { PlannedWebhook } from '../rules/engine';
 import { egressConnector } from './egress-connector';
-import { EgressPolicy, WebhookErrorCode } from './egress-policy';
+import { EgressPolicy } from './egress-policy';
 
 /**
  * How a delivery ended. `misconfigured`: a `${secret:NAME}` it refers to is not configured;
@@ -228,6 +229,6 @@ export class WebhookDispatcher {
 /** The policy's refusal, possibly wrapped by undici (errors of a connection attempt may come as `cause`). */
 function refusalOf(error: unknown): string | undefined {
   for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++)
-    if ((e as { code?: unknown }).code === WebhookErrorCode.EgressRefused) return (e as Error).message;
+    if ((e as { code?: unknown }).code === OutboxErrorCode.WebhookEgressRefused) return (e as Error).message;
   return undefined;
 }

@@ -1,10 +1,9 @@
-import { DmpError, type AlarmEvent } from '@dmp/contracts';
+import { AlarmErrorCode, type AlarmEvent, DmpError, OutboxErrorCode } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Counter } from 'prom-client';
 import { CommandPublisher } from '../actions/command.publisher';
 import { AlarmEventPublisher, OutboxDeadLetterPublisher } from '../actions/rocketmq.publishers';
-import { WebhookErrorCode } from '../actions/egress-policy';
 import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { DeviceStateStore } from '../evaluation/device-state.store';
@@ -15,18 +14,10 @@ import { AlarmStore, type OutboxEntry } from './alarm.store';
 import {
   decideOutbox,
   outboxDeadLetter,
-  OutboxErrorCode,
   outboxTarget,
   webhookOutboxResult,
   type OutboxResult,
 } from './outbox-policy';
-
-export const AlarmErrorCode = {
-  /** Another replica changed the condition at the same time, again and again: retried later. */
-  Conflict: 'DMP_ERR_ALARM_CONFLICT',
-  NotFound: 'DMP_ERR_ALARM_NOT_FOUND',
-  NotAcknowledgeable: 'DMP_ERR_ALARM_NOT_ACKNOWLEDGEABLE',
-} as const;
 
 export interface CommitResult {
   applied: Transition[];
@@ -184,7 +175,9 @@ export class AlarmService {
         case 'webhook':
           return await new Promise<OutboxResult>((resolve) =>
             this.webhooks.enqueue(entry.webhook, (result) =>
-              resolve(webhookOutboxResult(result, entry.webhook.deliveryId, WebhookErrorCode.EgressRefused)),
+              resolve(
+                webhookOutboxResult(result, entry.webhook.deliveryId, OutboxErrorCode.WebhookEgressRefused),
+              ),
             ),
           );
       }

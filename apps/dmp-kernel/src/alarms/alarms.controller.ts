@@ -1,3 +1,4 @@
+import { AdminExceptionFilter, AdminTokenGuard } from '@dmp/http';
 import { ALARM_ID_PATTERN, DEVICE_ID_PATTERN, type AlarmEvent } from '@dmp/contracts';
 import {
   BadRequestException,
@@ -12,8 +13,6 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import { z } from 'zod';
-import { AdminExceptionFilter } from '../admin/admin-exception.filter';
-import { AdminTokenGuard } from '../admin/admin-token.guard';
 import type { Activation } from '../rules/engine';
 import { AlarmService } from './alarm.service';
 

@@ -4,6 +4,7 @@ import {
   DeadLetterProperty,
   deadLetterPropertyValue,
   deviceCommandTopic,
+  OutboxErrorCode,
 } from '@dmp/contracts';
 import type { OutboxEntry } from './alarm.store';
 
@@ -106,19 +107,6 @@ export function outboxEntryOf(payload: Buffer): OutboxEntry {
   if (!ok) throw new Error('not a dmp-kernel outbox entry');
   return entry as OutboxEntry;
 }
-
-export const OutboxErrorCode = {
-  /** The webhook failed after its retries (timeouts, connection errors, 429, 5xx). */
-  WebhookFailed: 'DMP_ERR_WEBHOOK_FAILED',
-  /** The webhook queue was full. */
-  WebhookDropped: 'DMP_ERR_WEBHOOK_DROPPED',
-  /** The receiver answered another 4xx (or a 3xx: redirects are not followed). */
-  WebhookRejected: 'DMP_ERR_WEBHOOK_REJECTED',
-  /** The webhook refers to a secret that is not configured, or its URL is not http(s). */
-  WebhookMisconfigured: 'DMP_ERR_WEBHOOK_MISCONFIGURED',
-  /** Any other failure (its message says which). */
-  Failed: 'DMP_ERR_OUTBOX_FAILED',
-} as const;
 
 /** How a webhook delivery's end counts for its outbox entry. */
 export function webhookOutboxResult(

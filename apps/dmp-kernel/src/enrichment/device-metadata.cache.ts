@@ -1,4 +1,4 @@
-import { DEVICE_CHANGED_CHANNEL, DmpError, type DeviceMetadata } from '@dmp/contracts';
+import { DEVICE_CHANGED_CHANNEL, type DeviceMetadata, DmpError, KernelErrorCode } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
@@ -7,11 +7,6 @@ import { LRUCache } from 'lru-cache';
 import type { Counter } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { DeviceMetadataRepository } from './device-metadata.repository';
-
-export const EnrichmentErrorCode = {
-  /** Redis did not answer and nothing usable is cached: the message is retried later. */
-  Unavailable: 'DMP_ERR_METADATA_UNAVAILABLE',
-} as const;
 
 export const EMPTY_METADATA: DeviceMetadata = Object.freeze({
   tenantId: '',
@@ -151,7 +146,7 @@ export class DeviceMetadataCache implements OnModuleInit, OnApplicationShutdown 
         if (!stale) {
           this.lookups.inc({ result: 'error' });
           throw new DmpError(
-            EnrichmentErrorCode.Unavailable,
+            KernelErrorCode.MetadataUnavailable,
             `device metadata of ${id} unavailable: ${(error as Error).message}`,
             true,
             { cause: error },

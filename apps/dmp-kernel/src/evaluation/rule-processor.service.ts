@@ -1,8 +1,10 @@
 import {
+  AlarmErrorCode,
   CleanCode,
+  type CleaningLimits,
   describeRemovals,
   DmpError,
-  type CleaningLimits,
+  MessagingErrorCode,
   type NormalizedTelemetry,
 } from '@dmp/contracts';
 import {
@@ -31,11 +33,6 @@ import {
 import { RuleSetHolder } from '../rules/rule-set.holder';
 import { DeviceStateStore, isEvaluated } from './device-state.store';
 import { ruleInputOf } from './rule-input';
-
-export const EvaluationErrorCode = {
-  /** The body is not a NormalizedTelemetry: dead-lettered, never retried. */
-  InvalidMessage: 'DMP_ERR_INVALID_MESSAGE',
-} as const;
 
 const MAX_CONFLICT_ROUNDS = 3;
 const SKIP_LOG_INTERVAL_MS = 10_000;
@@ -128,7 +125,7 @@ export class RuleProcessor {
     try {
       entries = telemetryEntriesOf(message);
     } catch (error) {
-      throw new DmpError(EvaluationErrorCode.InvalidMessage, (error as Error).message, false);
+      throw new DmpError(MessagingErrorCode.InvalidMessage, (error as Error).message, false);
     }
     const invalid: string[] = [];
     const valid: { entry: TelemetryEntry; deviceId: string; telemetry: NormalizedTelemetry }[] = [];
@@ -163,7 +160,7 @@ export class RuleProcessor {
       }),
     );
     if (invalid.length > 0)
-      throw new DmpError(EvaluationErrorCode.InvalidMessage, invalid.slice(0, 5).join('; '), false);
+      throw new DmpError(MessagingErrorCode.InvalidMessage, invalid.slice(0, 5).join('; '), false);
   }
 
   /** Refused data comes in floods (a fleet with a wrong clock): one line per interval, with the count of the others. */
@@ -273,7 +270,7 @@ export class RuleProcessor {
       if (conflicts.size === 0) return;
       if (round + 1 >= MAX_CONFLICT_ROUNDS)
         throw new DmpError(
-          'DMP_ERR_ALARM_CONFLICT',
+          AlarmErrorCode.Conflict,
           `conditions of ${telemetry.deviceId} kept changing concurrently (${[...conflicts].join(', ')})`,
           true,
         );

@@ -1,11 +1,10 @@
-import { TELEMETRY_PROTO_PATH } from '@dmp/contracts';
+import { TELEMETRY_LOADER_OPTIONS, TELEMETRY_PROTO_PATH } from '@dmp/contracts';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { callSignal } from './call-signal';
-import { TELEMETRY_LOADER_OPTIONS } from './grpc.options';
 
 type IngestClient = grpc.Client & {
   Ingest(

@@ -1,10 +1,9 @@
-import { TELEMETRY_PROTO_PATH } from '@dmp/contracts';
+import { TELEMETRY_LOADER_OPTIONS, TELEMETRY_PROTO_PATH } from '@dmp/contracts';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import type { ServerHttp2Session } from 'node:http2';
 import { after, before, describe, it } from 'node:test';
-import { TELEMETRY_LOADER_OPTIONS } from './grpc.options';
 import { raiseReceiveWindow } from './grpc-receive-window';
 
 type IngestClient = grpc.Client & {

@@ -1,10 +1,10 @@
-import { TELEMETRY_PROTO_PATH } from '@dmp/contracts';
+import { TELEMETRY_LOADER_OPTIONS, TELEMETRY_PROTO_PATH } from '@dmp/contracts';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadKernelConfig } from '../config';
-import { kernelGrpcOptions, TELEMETRY_LOADER_OPTIONS } from './grpc.options';
+import { kernelGrpcOptions } from './grpc.options';
 
 type IngestClient = grpc.Client & {
   Ingest(request: unknown, callback: (error: grpc.ServiceError | null) => void): void;

@@ -1,16 +1,7 @@
-import { TELEMETRY_PROTO_PACKAGE, TELEMETRY_PROTO_PATH } from '@dmp/contracts';
+import { TELEMETRY_LOADER_OPTIONS, TELEMETRY_PROTO_PACKAGE, TELEMETRY_PROTO_PATH } from '@dmp/contracts';
 import type { Server } from '@grpc/grpc-js';
 import { Transport, type GrpcOptions } from '@nestjs/microservices';
 import type { KernelConfig } from '../config';
-
-/** proto-loader options the Ingest types (`telemetry.proto-types.ts`) rely on; clients use the same. */
-export const TELEMETRY_LOADER_OPTIONS = {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-} as const;
 
 /** How long the calls of a connection past its age may take to finish before it is closed. */
 export const GRPC_CONNECTION_AGE_GRACE_MS = 30_000;

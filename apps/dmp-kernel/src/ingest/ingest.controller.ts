@@ -1,9 +1,9 @@
+import { type IngestBatch, type IngestResult } from '@dmp/contracts';
 import { status, type Metadata, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Controller } from '@nestjs/common';
 import { GrpcMethod, RpcException } from '@nestjs/microservices';
 import { callSignal } from './call-signal';
 import { IngestService, LaneFullError } from './ingest.service';
-import type { IngestBatch, IngestResult } from './telemetry.proto-types';
 
 /** `dmp.telemetry.v1.KernelIngest`, called by dmp-mqtt. */
 @Controller()

@@ -1,4 +1,10 @@
-import { DmpError, decodeTelemetryBody, type DeviceMetadata } from '@dmp/contracts';
+import {
+  decodeTelemetryBody,
+  type DeviceMetadata,
+  DmpError,
+  type KindName,
+  type TelemetryMessage,
+} from '@dmp/contracts';
 import type { OutgoingMessage, RocketMqProducer } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
 import assert from 'node:assert/strict';
@@ -10,7 +16,6 @@ import { EMPTY_PRODUCTS } from '../normalization/product-model';
 import { TelemetryPublisher } from '../publishing/telemetry.publisher';
 import type { RuleSetHolder } from '../rules/rule-set.holder';
 import { IngestService, LaneFullError } from './ingest.service';
-import type { TelemetryMessage } from './telemetry.proto-types';
 
 /**
  * The Ingest service with its real publisher and packer, over a RocketMQ producer whose sends the test
@@ -56,7 +61,7 @@ async function until(what: string, condition: () => boolean) {
   assert.fail(`never: ${what}`);
 }
 
-const message = (deviceId: string, i: number, kind = 'KIND_TELEMETRY'): TelemetryMessage => ({
+const message = (deviceId: string, i: number, kind: KindName = 'KIND_TELEMETRY'): TelemetryMessage => ({
   deviceId,
   messageId: `${deviceId}-m${i}`,
   kind,

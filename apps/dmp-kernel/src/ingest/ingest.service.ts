@@ -2,8 +2,11 @@ import {
   type DeviceMetadata,
   DmpError,
   errorMessage,
+  type IngestOutcome,
+  KernelErrorCode,
   type NormalizedTelemetry,
   type TelemetryKind,
+  type TelemetryMessage,
 } from '@dmp/contracts';
 import { extractTraceContext, MetricsRegistry, recordFailure, startSpanLazily } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
@@ -13,20 +16,6 @@ import { toTelemetryEnvelope, type MappingResult } from '../normalization/teleme
 import { Normalizer } from '../normalization/normalizer';
 import { ItemCancelledError, PrecedingItemFailedError } from '../publishing/lane-packer';
 import { TelemetryPublisher } from '../publishing/telemetry.publisher';
-import type { IngestOutcome, TelemetryMessage } from './telemetry.proto-types';
-
-/** Codes of outcomes decided by the kernel itself (validation codes come from @dmp/contracts). */
-export const KernelErrorCode = {
-  /** Too many snapshot sends in flight: snapshots lag or are shed, events never are. */
-  ShedSnapshot: 'DMP_ERR_SHED_SNAPSHOT',
-  /** Not sent because an earlier message of the same device and topic failed (order). */
-  PrecedingFailed: 'DMP_ERR_PRECEDING_FAILED',
-  /** The call was refused as a whole: a lane it would add to is full (answered RESOURCE_EXHAUSTED). */
-  LaneFull: 'DMP_ERR_LANE_FULL',
-  /** Not sent: the call was cancelled or its deadline passed before the message left its lane. */
-  CallCancelled: 'DMP_ERR_CALL_CANCELLED',
-  Internal: 'DMP_ERR_INTERNAL',
-} as const;
 
 /**
  * An Ingest call refused before anything of it was handled: a lane (topic and shard) it would add to

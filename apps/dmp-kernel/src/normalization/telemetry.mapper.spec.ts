@@ -1,9 +1,12 @@
-import { TELEMETRY_PROTO_PATH } from '@dmp/contracts';
+import {
+  type IngestBatch,
+  TELEMETRY_LOADER_OPTIONS,
+  TELEMETRY_PROTO_PATH,
+  type TelemetryMessage,
+} from '@dmp/contracts';
 import { loadSync } from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TELEMETRY_LOADER_OPTIONS } from '../ingest/grpc.options';
-import type { IngestBatch, TelemetryMessage } from '../ingest/telemetry.proto-types';
 import { normalizeEnvelope } from './normalizer';
 import { toTelemetryEnvelope } from './telemetry.mapper';
 

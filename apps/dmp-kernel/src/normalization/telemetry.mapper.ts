@@ -1,11 +1,12 @@
 import {
-  RejectCode,
-  telemetryEnvelopeSchema,
   type MetricValue,
+  type MetricValueMessage,
+  RejectCode,
   type TelemetryEnvelope,
+  telemetryEnvelopeSchema,
   type TelemetryKind,
+  type TelemetryMessage,
 } from '@dmp/contracts';
-import type { MetricValueMessage, TelemetryMessage } from '../ingest/telemetry.proto-types';
 
 export type MappingResult =
   { ok: true; envelope: TelemetryEnvelope } | { ok: false; code: string; message: string };

@@ -1,3 +1,4 @@
+import { RuleSetErrorCode } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { resolve } from 'node:path';
@@ -19,7 +20,7 @@ import {
 
 /** A rule set that was refused; the one running before keeps running. */
 export class RuleSetRejectedError extends Error {
-  readonly code = 'DMP_ERR_RULESET_INVALID';
+  readonly code = RuleSetErrorCode.Invalid;
   constructor(readonly errors: RuleError[]) {
     super(`rule set refused:\n  ${errors.map(formatRuleError).join('\n  ')}`);
   }

@@ -1,3 +1,4 @@
+import { AdminExceptionFilter, AdminTokenGuard } from '@dmp/http';
 import {
   BadRequestException,
   Body,
@@ -7,13 +8,12 @@ import {
   Post,
   Put,
   UseFilters,
+  UnprocessableEntityException,
   UseGuards,
 } from '@nestjs/common';
 import { z } from 'zod';
-import { AdminExceptionFilter } from '../admin/admin-exception.filter';
-import { AdminTokenGuard } from '../admin/admin-token.guard';
-import { formatDuration, type SourceFile } from './engine';
-import { RuleSetHolder, type RuleSetInfo } from './rule-set.holder';
+import { formatDuration, formatRuleError, type SourceFile } from './engine';
+import { RuleSetHolder, RuleSetRejectedError, type RuleSetInfo } from './rule-set.holder';
 
 /** `PUT /rules`: the whole rule set, as files (`{ "files": { "temperature.yaml": "rules: …" } }` or a list). */
 const putRulesSchema = z.strictObject({
@@ -58,7 +58,7 @@ export class RulesAdminController {
     const list: SourceFile[] = Array.isArray(files)
       ? files
       : Object.entries(files).map(([path, text]) => ({ path, text }));
-    await this.holder.replace(list);
+    await this.holder.replace(list).catch(asUnprocessable);
     return this.view();
   }
 
@@ -89,4 +89,17 @@ export class RulesAdminController {
       })),
     };
   }
+}
+
+/** A refused rule set is 422 with every error (file, line, column, message); the running set is unchanged. */
+function asUnprocessable(error: unknown): never {
+  if (!(error instanceof RuleSetRejectedError)) throw error;
+  throw new UnprocessableEntityException({
+    statusCode: 422,
+    error: 'Unprocessable Entity',
+    code: error.code,
+    message: 'rule set refused; the running rule set is unchanged',
+    errors: error.errors,
+    text: error.errors.map(formatRuleError),
+  });
 }

@@ -1,6 +1,7 @@
 import { Global, Module } from '@nestjs/common';
 import { RouteTopics } from '../actions/route-topics';
-import { AdminTokenGuard } from '../admin/admin-token.guard';
+import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { adminApiAuthProvider, AdminTokenGuard, ADMIN_API_AUTH } from '@dmp/http';
 import { RuleSetHolder } from './rule-set.holder';
 import { RulesAdminController } from './rules-admin.controller';
 import { RulesWatcher } from './rules.watcher';
@@ -9,7 +10,13 @@ import { RulesWatcher } from './rules.watcher';
 @Global()
 @Module({
   controllers: [RulesAdminController],
-  providers: [RuleSetHolder, RouteTopics, RulesWatcher, AdminTokenGuard],
-  exports: [RuleSetHolder, RouteTopics, AdminTokenGuard],
+  providers: [
+    RuleSetHolder,
+    RouteTopics,
+    RulesWatcher,
+    adminApiAuthProvider<KernelConfig>(KERNEL_CONFIG, (config) => config.kernel.adminToken),
+    AdminTokenGuard,
+  ],
+  exports: [RuleSetHolder, RouteTopics, ADMIN_API_AUTH, AdminTokenGuard],
 })
 export class RulesModule {}

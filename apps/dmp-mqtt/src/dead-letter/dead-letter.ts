@@ -1,11 +1,12 @@
 import {
   DEAD_LETTER_BATCH_FORMAT,
   DEAD_LETTER_SOURCE_MQTT,
+  type DeadLetterEntry,
   DeadLetterProperty,
   deadLetterPropertyValue,
   encodeDeadLetterBatch,
+  HandOffErrorCode,
   MESSAGE_ID_PATTERN,
-  type DeadLetterEntry,
 } from '@dmp/contracts';
 import type { OutgoingMessage } from '@dmp/messaging';
 
@@ -80,12 +81,12 @@ export function toDeadLetterBatch(
   instance: string,
   letters: readonly PackedDeadLetter[],
 ): OutgoingMessage {
-  const code = letters[0]?.code ?? 'DMP_ERR_REJECTED';
+  const code = letters[0]?.code ?? HandOffErrorCode.Rejected;
   const keys = [...new Set(letters.flatMap((l) => (l.deviceId ? [l.deviceId] : [])))].slice(0, MAX_KEYS);
   return {
     topic,
     body: encodeDeadLetterBatch(letters.map((l) => l.entry)),
-    tag: TAG_PATTERN.test(code) ? code : 'DMP_ERR_REJECTED',
+    tag: TAG_PATTERN.test(code) ? code : HandOffErrorCode.Rejected,
     ...(keys.length > 0 ? { keys } : {}),
     properties: {
       [DeadLetterProperty.format]: DEAD_LETTER_BATCH_FORMAT,

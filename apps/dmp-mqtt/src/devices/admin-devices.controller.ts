@@ -1,3 +1,4 @@
+import { AdminExceptionFilter, AdminTokenGuard } from '@dmp/http';
 import {
   BadRequestException,
   Body,
@@ -29,8 +30,6 @@ import {
 import { DeviceRegistry } from './device-registry.service';
 import { DeviceRepository } from './device.repository';
 import { generateSecret, hashSecret } from './device-secret';
-import { AdminExceptionFilter } from './admin-exception.filter';
-import { AdminTokenGuard } from './admin-token.guard';
 
 export interface RegisteredDeviceResponse {
   device: Device;

@@ -1,4 +1,4 @@
-import { DEVICE_CHANGED_CHANNEL, DmpError } from '@dmp/contracts';
+import { DEVICE_CHANGED_CHANNEL, DeviceErrorCode, DmpError } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
@@ -10,11 +10,6 @@ import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
 import type { StoredDevice } from './device';
 import { DeviceRepository } from './device.repository';
 import { verifySecret } from './device-secret';
-
-export const RegistryErrorCode = {
-  /** Redis did not answer and nothing usable is cached: the caller waits and retries. */
-  Unavailable: 'DMP_ERR_REGISTRY_UNAVAILABLE',
-} as const;
 
 /** A cached answer: the device, or "not registered". */
 interface Entry {
@@ -229,7 +224,7 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
       }
       this.lookups.inc({ result: 'error' });
       throw new DmpError(
-        RegistryErrorCode.Unavailable,
+        DeviceErrorCode.RegistryUnavailable,
         `device registry unavailable: ${(error as Error).message}`,
         true,
         { cause: error },

@@ -1,4 +1,11 @@
-import { DmpError, RejectCode, backoffDelay, type DeviceTopic, type TelemetryKind } from '@dmp/contracts';
+import {
+  backoffDelay,
+  type DeviceTopic,
+  DmpError,
+  HandOffErrorCode,
+  RejectCode,
+  type TelemetryKind,
+} from '@dmp/contracts';
 import type { TraceCarrier } from '@dmp/observability';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { context } from '@opentelemetry/api';
@@ -339,7 +346,7 @@ export class IngestService implements OnApplicationShutdown {
     topic: DeviceTopic | undefined,
     rejection: Rejection,
   ): Promise<MqttSettlement> {
-    const reason = rejection.code || 'DMP_ERR_REJECTED';
+    const reason = rejection.code || HandOffErrorCode.Rejected;
     spans.outcome('rejected', { 'dmp.reject.code': reason });
     const outcome = await context.with(spans.context, () =>
       this.deadLetters.publish(

@@ -1,4 +1,4 @@
-import { errorMessage, type TelemetryEnvelope } from '@dmp/contracts';
+import { errorMessage, type IngestOutcome, type TelemetryEnvelope } from '@dmp/contracts';
 import {
   HealthRegistry,
   linkTo,
@@ -9,12 +9,7 @@ import {
 import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { context, ROOT_CONTEXT, SpanKind, trace, type Link } from '@opentelemetry/api';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
-import {
-  encodeTelemetry,
-  KernelIngestClient,
-  type EncodedTelemetry,
-  type IngestOutcome,
-} from './kernel-ingest.client';
+import { encodeTelemetry, KernelIngestClient, type EncodedTelemetry } from './kernel-ingest.client';
 import { OrderedBatcher, type FinalOutcome } from './ordered-batcher';
 
 /** Bound of one Ingest request (dmp-kernel takes up to KERNEL_GRPC_MAX_MESSAGE_BYTES, 16 MiB by default). */

@@ -1,18 +1,17 @@
-import { TELEMETRY_PROTO_PATH, type TelemetryEnvelope } from '@dmp/contracts';
+import {
+  TELEMETRY_LOADER_OPTIONS,
+  TELEMETRY_PROTO_PATH,
+  type TelemetryEnvelope,
+  type TelemetryMessage,
+} from '@dmp/contracts';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  encodeIngestBatch,
-  encodeTelemetry,
-  KernelIngestClient,
-  PROTO_LOADER_OPTIONS,
-  type TelemetryMessage,
-} from './kernel-ingest.client';
+import { encodeIngestBatch, encodeTelemetry, KernelIngestClient } from './kernel-ingest.client';
 
 /** What dmp-kernel's gRPC server (proto-loader, the same options) decodes from the request bytes. */
-const definition = protoLoader.loadSync(TELEMETRY_PROTO_PATH, PROTO_LOADER_OPTIONS);
+const definition = protoLoader.loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS);
 const ingest = (definition['dmp.telemetry.v1.KernelIngest'] as protoLoader.ServiceDefinition).Ingest;
 const decodeBatch = (bytes: Buffer) => ingest.requestDeserialize(bytes) as { messages: TelemetryMessage[] };
 

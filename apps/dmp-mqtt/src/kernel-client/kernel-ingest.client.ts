@@ -1,47 +1,20 @@
 import {
+  type IngestOutcome,
+  type MetricValue,
+  type MetricValueRequest,
+  TELEMETRY_LOADER_OPTIONS,
   TELEMETRY_PROTO_PACKAGE,
   TELEMETRY_PROTO_PATH,
-  telemetryProtoEnum,
-  telemetryProtoType,
-  type MetricValue,
   type TelemetryEnvelope,
   type TelemetryKind,
+  telemetryProtoEnum,
+  telemetryProtoType,
+  type TelemetryRequest,
 } from '@dmp/contracts';
 import type { TraceCarrier } from '@dmp/observability';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-
-/** `dmp.telemetry.v1.Telemetry` as @grpc/proto-loader gives it (camelCase fields, enum names, int64 as number). */
-export interface TelemetryMessage {
-  deviceId: string;
-  messageId: string;
-  kind: 'KIND_TELEMETRY' | 'KIND_EVENT' | 'KIND_SNAPSHOT';
-  ts: number;
-  seq: number;
-  metrics: Record<string, { number: number } | { flag: boolean } | { text: string }>;
-  receivedAt: number;
-  traceparent: string;
-  tracestate: string;
-}
-
-/** `dmp.telemetry.v1.IngestOutcome`. */
-export interface IngestOutcome {
-  messageId: string;
-  accepted: boolean;
-  errorCode: string;
-  errorMessage: string;
-  retryable: boolean;
-}
-
-/** Options for loading telemetry.proto: the same wire format whatever the other side uses. */
-export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-};
 
 /**
  * A message encoded once, as it arrives, as the `Telemetry` bytes of the Ingest request: what waits for
@@ -63,7 +36,7 @@ const KIND: Record<TelemetryKind, number> = {
 };
 
 export function encodeTelemetry(envelope: TelemetryEnvelope, carrier: TraceCarrier): EncodedTelemetry {
-  const metrics: TelemetryMessage['metrics'] = {};
+  const metrics: TelemetryRequest['metrics'] = {};
   for (const name in envelope.metrics) metrics[name] = metricValue(envelope.metrics[name]);
   const traceparent = carrier.traceparent ?? '';
   const tracestate = carrier.tracestate ?? '';
@@ -82,7 +55,7 @@ export function encodeTelemetry(envelope: TelemetryEnvelope, carrier: TraceCarri
   return { messageId: envelope.messageId, traceparent, tracestate, bytes };
 }
 
-function metricValue(value: MetricValue): TelemetryMessage['metrics'][string] {
+function metricValue(value: MetricValue): MetricValueRequest {
   if (typeof value === 'number') return { number: value };
   if (typeof value === 'boolean') return { flag: value };
   return { text: value };
@@ -124,7 +97,7 @@ export class KernelIngestClient {
     readonly url: string,
     private readonly callTimeoutMs: number,
   ) {
-    const definition = protoLoader.loadSync(TELEMETRY_PROTO_PATH, PROTO_LOADER_OPTIONS);
+    const definition = protoLoader.loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS);
     const service = definition[`${TELEMETRY_PROTO_PACKAGE}.KernelIngest`] as grpc.ServiceDefinition;
     // proto-loader's method (path, answer decoding), the request framed from the encoded messages.
     const KernelIngest = grpc.makeGenericClientConstructor(

@@ -1,4 +1,4 @@
-import { DmpError, backoffDelay, errorMessage } from '@dmp/contracts';
+import { backoffDelay, DmpError, errorMessage, HandOffErrorCode } from '@dmp/contracts';
 
 /**
  * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
@@ -68,7 +68,7 @@ export class HandOffAbandonedError extends DmpError {
     readonly lastError: string | undefined,
   ) {
     super(
-      'DMP_ERR_HANDOFF_ABANDONED',
+      HandOffErrorCode.Abandoned,
       `hand-off abandoned (${reason}) after ${attempts} attempt(s)${lastError ? `: ${lastError}` : ''}`,
       true,
     );
@@ -291,7 +291,7 @@ export class OrderedBatcher<T> {
       else if (outcome && !outcome.retryable) {
         this.finish(entry, {
           accepted: false,
-          errorCode: outcome.errorCode || 'DMP_ERR_REJECTED',
+          errorCode: outcome.errorCode || HandOffErrorCode.Rejected,
           errorMessage: outcome.errorMessage ?? '',
         });
       } else {

@@ -1,4 +1,4 @@
-import { DmpError } from '@dmp/contracts';
+import { DmpError, RuleErrorCode } from '@dmp/contracts';
 
 /**
  * The evaluation budget of rule expressions. CEL's own limits bound the expression (AST nodes, depth),
@@ -18,14 +18,8 @@ import { DmpError } from '@dmp/contracts';
  */
 export const STEP_BUDGET = 10_000;
 
-/** Stable codes of a rule expression's failure for one message (`RuleResult.code`, the error metric's label). */
-export const RuleErrorCode = {
-  /** The expression ran out of its step budget (STEP_BUDGET) and was stopped. */
-  BudgetExceeded: 'DMP_ERR_RULE_BUDGET',
-  /** Any other evaluation error: wrong types, an invalid dynamic regular expression, … */
-  EvaluationFailed: 'DMP_ERR_RULE_EVALUATION',
-} as const;
-export type RuleErrorCode = (typeof RuleErrorCode)[keyof typeof RuleErrorCode];
+/** The codes of a rule's failure, from the registry of codes (@dmp/contracts). */
+export { RuleErrorCode };
 
 export class BudgetExceededError extends DmpError {
   constructor(budget: number) {

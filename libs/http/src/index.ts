@@ -1,0 +1,2 @@
+export * from './admin-token.guard';
+export * from './admin-exception.filter';
