@@ -766,12 +766,17 @@ cmd_up() {
 
 cmd_down() {
   DEFAULT_WITH_CLUSTER=1 parse_services "$@"
-  local i s p procs
+  local i s p procs brokers
   # reverse order: rocketmq proxy before name server, ...
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     s="${SERVICES[$i]}"
     read -r -a procs <<< "$(service_procs "$s")"
+    brokers=()
     for ((p = ${#procs[@]} - 1; p >= 0; p--)); do
+      # the cluster profile's brokers (~15 s each to shut down) stop together, before their name server
+      if [[ "${procs[$p]}" == rocketmq-broker-? ]]; then stop_proc "${procs[$p]}" 30 & brokers+=($!); continue; fi
+      ((${#brokers[@]} == 0)) || wait "${brokers[@]}"
+      brokers=()
       stop_proc "${procs[$p]}" 30
     done
   done
