@@ -6,12 +6,15 @@
 #   scripts/stack.sh status [--cluster] [SERVICE...]   one line per process: up/down, pid, ports (exit 3 if any is down)
 #   scripts/stack.sh check  [--cluster] [SERVICE...]   functional smoke test of running services
 #   scripts/stack.sh logs   NAME [-f]                  tail a process log (NAME as printed by `status`)
+#   scripts/stack.sh queues [--cluster] TOPIC...       RocketMQ: "topic broker queue min_offset max_offset"
+#                                                      per queue of each TOPIC (--cluster: the profile's)
 #
 # SERVICE: mosquitto redis clickhouse prometheus jaeger rocketmq (default: all of them; `down` without
 # SERVICE also stops the cluster profile).
-# --cluster: the ClickHouse cluster profile instead (or besides the SERVICEs named): ZooKeeper and the
-# four ClickHouse servers of cluster `dmp` (2 shards x 2 replicas), which can also be named one by one:
-# zookeeper clickhouse-s1r1 clickhouse-s1r2 clickhouse-s2r1 clickhouse-s2r2.
+# --cluster: the cluster profile instead (or besides the SERVICEs named): ZooKeeper and the four
+# ClickHouse servers of cluster `dmp` (2 shards x 2 replicas), and RocketMQ with two brokers behind a
+# proxy in cluster mode, on ports of their own. They can also be named one by one: zookeeper
+# clickhouse-s1r1 clickhouse-s1r2 clickhouse-s2r1 clickhouse-s2r2 rocketmq-cluster.
 # Everything (data, logs, pid files, rendered configs, binaries) lives in ${DMP_STACK_DIR:-<repo>/.stack};
 # configuration templates live in scripts/stack/. See scripts/stack/NOTES.md.
 set -euo pipefail
@@ -31,7 +34,9 @@ CACHE_DIR="$STACK_DIR/cache"
 ALL_SERVICES=(mosquitto redis clickhouse prometheus jaeger rocketmq)
 # The cluster profile (`--cluster`): ZooKeeper, then cluster `dmp`'s servers clickhouse-s<shard>r<replica>.
 CLUSTER_SERVERS=(clickhouse-s1r1 clickhouse-s1r2 clickhouse-s2r1 clickhouse-s2r2)
-CLUSTER_SERVICES=(zookeeper "${CLUSTER_SERVERS[@]}")
+# RocketMQ of the cluster profile (service rocketmq-cluster): its own name server, brokers and proxy.
+RMQC_BROKERS=(broker-a broker-b)
+CLUSTER_SERVICES=(zookeeper "${CLUSTER_SERVERS[@]}" rocketmq-cluster)
 
 # Jaeger v2 is built from the jaegertracing/jaeger Go module (v1.x tags of the module carry the
 # v2 binary in cmd/jaeger; see NOTES.md for why not `go install ...@v2.x`).
@@ -73,6 +78,9 @@ proc_pattern() {
     jaeger) echo jaeger ;;
     rocketmq-namesrv) echo NamesrvStartup ;;
     rocketmq-proxy) echo ProxyStartup ;;
+    rocketmq-cluster-namesrv) echo "conf/rocketmq-cluster/namesrv.conf" ;;
+    rocketmq-broker-?) echo "conf/rocketmq-cluster/${1#rocketmq-}.conf" ;;
+    rocketmq-cluster-proxy) echo "conf/rocketmq-cluster/rmq-proxy.json" ;;
     zookeeper) echo QuorumPeerMain ;;
     clickhouse-s?r?) echo "conf/$1/config.xml" ;;
   esac
@@ -86,6 +94,12 @@ proc_ports() {
     jaeger) echo "4317 4318 16686 16685 13133" ;;
     rocketmq-namesrv) echo "9876" ;;
     rocketmq-proxy) echo "8081 8080 10911 10909 10912" ;;
+    # cluster profile: name server 9877, proxy gRPC 8091 / remoting 8090, broker-a 10921 (+ its fast
+    # port 10919 and HA port 10922), broker-b 10931 (10929, 10932)
+    rocketmq-cluster-namesrv) echo "9877" ;;
+    rocketmq-cluster-proxy) echo "8091 8090" ;;
+    rocketmq-broker-a) echo "10921 10919 10922" ;;
+    rocketmq-broker-b) echo "10931 10929 10932" ;;
     zookeeper) echo "2181" ;;
     # clickhouse-s<S>r<R>: HTTP 82SR, native 92SR, interserver (replica fetches) 93SR
     clickhouse-s?r?) local sr="${1:12:1}${1:14:1}"; echo "82$sr 92$sr 93$sr" ;;
@@ -98,11 +112,15 @@ extra_logs() {
     rocketmq-namesrv) echo "$DATA_DIR/rocketmq/logs/rocketmqlogs/namesrv.log" ;;
     rocketmq-proxy) echo "$DATA_DIR/rocketmq/logs/rocketmqlogs/proxy.log $DATA_DIR/rocketmq/logs/rocketmqlogs/broker.log" ;;
     clickhouse-s?r?) echo "$LOG_DIR/$1/clickhouse-server.err.log" ;;
+    rocketmq-cluster-namesrv) echo "$(rmqc_home namesrv)/logs/rocketmqlogs/namesrv.log" ;;
+    rocketmq-broker-?) echo "$(rmqc_home "${1#rocketmq-}")/logs/rocketmqlogs/broker.log" ;;
+    rocketmq-cluster-proxy) echo "$(rmqc_home proxy)/logs/rocketmqlogs/proxy.log" ;;
   esac
 }
 service_procs() {
   case "$1" in
     rocketmq) echo "rocketmq-namesrv rocketmq-proxy" ;;
+    rocketmq-cluster) echo "rocketmq-cluster-namesrv ${RMQC_BROKERS[*]/#/rocketmq-} rocketmq-cluster-proxy" ;;
     *) echo "$1" ;;
   esac
 }
@@ -247,7 +265,7 @@ packages_for() {
     clickhouse) echo clickhouse-server clickhouse-client ;;
     prometheus) echo prometheus ;;
     jaeger) echo ca-certificates ;;
-    rocketmq|zookeeper) echo openjdk-17-jdk-headless maven ;;
+    rocketmq|rocketmq-cluster|zookeeper) echo openjdk-17-jdk-headless maven ;;
     clickhouse-s?r?) echo clickhouse-server clickhouse-client ;;
   esac
 }
@@ -257,7 +275,7 @@ install_packages() {
   local pkgs=(curl iproute2 procps util-linux wget openssl) s
   for s in "$@"; do
     # Java and Maven may come from elsewhere (e.g. an SDK install): only install when the commands are missing
-    if [[ "$s" == rocketmq || "$s" == zookeeper ]] && command -v java >/dev/null && command -v javac >/dev/null && command -v mvn >/dev/null; then
+    if [[ "$s" == rocketmq || "$s" == rocketmq-cluster || "$s" == zookeeper ]] && command -v java >/dev/null && command -v javac >/dev/null && command -v mvn >/dev/null; then
       continue
     fi
     read -r -a more <<< "$(packages_for "$s")"
@@ -403,17 +421,21 @@ rocketmq_fetch() {
   touch "$ROCKETMQ_LIB/.complete"
 }
 
-# rocketmq_java HEAP: sets RMQ_JAVA to a java command line with the RocketMQ classpath and the home
-# and log folders inside the stack dir (`env` keeps it a plain program for setsid; the pid is the JVM's)
+# rocketmq_java HEAP [HOME]: sets RMQ_JAVA to a java command line with the RocketMQ classpath and the
+# home and log folders (HOME, default data/rocketmq) inside the stack dir (`env` keeps it a plain
+# program for setsid; the pid is the JVM's). RocketMQ logs to HOME/logs/rocketmqlogs/.
 rocketmq_java() {
-  RMQ_JAVA=(env ROCKETMQ_HOME="$DATA_DIR/rocketmq" java -server -Xms"$1" -Xmx"$1" -XX:+UseG1GC "${JAVA_OPENS[@]}"
-    -Duser.home="$DATA_DIR/rocketmq" -Drocketmq.home.dir="$DATA_DIR/rocketmq" -cp "$ROCKETMQ_LIB/*")
+  local home="${2:-$DATA_DIR/rocketmq}"
+  RMQ_JAVA=(env ROCKETMQ_HOME="$home" java -server -Xms"$1" -Xmx"$1" -XX:+UseG1GC "${JAVA_OPENS[@]}"
+    -Duser.home="$home" -Drocketmq.home.dir="$home" -cp "$ROCKETMQ_LIB/*")
 }
-# stack_admin CMD ARGS...: our one-JVM admin helper (scripts/stack/rocketmq/StackAdmin.java)
+# stack_admin CMD ARGS...: our one-JVM admin helper (scripts/stack/rocketmq/StackAdmin.java), against
+# the name server at STACK_ADMIN_NAMESRV (default: the default stack's, 127.0.0.1:9876)
 stack_admin() {
   ROCKETMQ_HOME="$DATA_DIR/rocketmq" java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
     -Duser.home="$DATA_DIR/rocketmq" -Drmq.logback.configurationFile=rmq.tools.logback.xml \
-    -Drocketmq.namesrv.addr=127.0.0.1:9876 -cp "$ROCKETMQ_LIB/*" "$TPL_DIR/rocketmq/StackAdmin.java" "$@"
+    -Drocketmq.namesrv.addr="${STACK_ADMIN_NAMESRV:-127.0.0.1:9876}" -cp "$ROCKETMQ_LIB/*" \
+    "$TPL_DIR/rocketmq/StackAdmin.java" "$@"
 }
 
 # DMP's topics and groups are listed once, in docker/rocketmq/ (what docker-compose.yml's rocketmq-init
@@ -522,6 +544,79 @@ up_cluster_servers() {
   done
 }
 
+# RocketMQ of the cluster profile (service rocketmq-cluster): its own name server (9877), brokers broker-a
+# and broker-b as processes of their own (BrokerStartup) and a proxy in CLUSTER mode (gRPC 8091), so
+# that message groups spread over two brokers as in production. The default stack's RocketMQ is not
+# touched. Each process has its own home (logs, store) under data/rocketmq-cluster/.
+RMQC_NAMESRV=127.0.0.1:9877
+rmqc_home() { echo "$DATA_DIR/rocketmq-cluster/$1"; }
+rmqc_conf() { echo "$CONF_DIR/rocketmq-cluster/$1"; }
+rmqc_admin() { STACK_ADMIN_NAMESRV="$RMQC_NAMESRV" stack_admin "$@"; }
+rmqc_namesrv_healthy() { port_open 9877; }
+rmqc_namesrv_start() {
+  mkdir -p "$(rmqc_home namesrv)" "$CONF_DIR/rocketmq-cluster"
+  { cat "$TPL_DIR/namesrv.conf"; echo "listenPort=9877"; } > "$(rmqc_conf namesrv.conf)"
+  rocketmq_java 128m "$(rmqc_home namesrv)"
+  start_proc rocketmq-cluster-namesrv "${RMQ_JAVA[@]}" -Drmq.logback.configurationFile=rmq.namesrv.logback.xml \
+    org.apache.rocketmq.namesrv.NamesrvStartup -c "$(rmqc_conf namesrv.conf)"
+}
+# rmqc_broker_healthy BROKER: listens, and is registered as master with the name server
+rmqc_broker_healthy() {
+  port_open "$(proc_ports "rocketmq-$1" | awk '{print $1}')" && rmqc_admin check "$1"
+}
+rmqc_broker_start() {
+  local broker="$1" conf
+  conf="$(rmqc_conf "$broker.conf")"
+  mkdir -p "$(rmqc_home "$broker")/store"
+  render "$TPL_DIR/broker.conf" "$conf"
+  render "$TPL_DIR/rocketmq-cluster-broker.conf" "$conf.cluster"
+  sed -e "s#@BROKER@#$broker#g" -e "s#@PORT@#$(proc_ports "rocketmq-$broker" | awk '{print $1}')#g" \
+    "$conf.cluster" >> "$conf"
+  rm -f "$conf.cluster"
+  rocketmq_java 512m "$(rmqc_home "$broker")"
+  start_proc "rocketmq-$broker" "${RMQ_JAVA[@]}" -XX:MaxDirectMemorySize=256m \
+    -Drmq.logback.configurationFile=rmq.broker.logback.xml \
+    org.apache.rocketmq.broker.BrokerStartup -c "$conf"
+}
+rmqc_proxy_healthy() { port_open 8091 && port_open 8090; }
+rmqc_proxy_start() {
+  mkdir -p "$(rmqc_home proxy)"
+  render "$TPL_DIR/rmq-proxy-cluster.json" "$(rmqc_conf rmq-proxy.json)"
+  rocketmq_java 384m "$(rmqc_home proxy)"
+  start_proc rocketmq-cluster-proxy "${RMQ_JAVA[@]}" -XX:MaxDirectMemorySize=256m \
+    -Drmq.logback.configurationFile=rmq.proxy.logback.xml \
+    org.apache.rocketmq.proxy.ProxyStartup -pm cluster -n "$RMQC_NAMESRV" -pc "$(rmqc_conf rmq-proxy.json)"
+}
+RMQC_CHECK_BROKER=""
+rmqc_broker_check_one() { rmqc_broker_healthy "$RMQC_CHECK_BROKER"; }
+up_rocketmq-cluster() {
+  local broker out
+  rocketmq_fetch
+  launch rocketmq-cluster-namesrv 60 rmqc_namesrv_healthy rmqc_namesrv_start
+  # the brokers start at once (each takes 10-20 s), then each is waited for
+  for broker in "${RMQC_BROKERS[@]}"; do
+    [[ -n "$(running_pid "rocketmq-$broker")" ]] && continue
+    ensure_ports_free "rocketmq-$broker"
+    log "starting rocketmq-$broker"
+    rmqc_broker_start "$broker"
+  done
+  for broker in "${RMQC_BROKERS[@]}"; do
+    RMQC_CHECK_BROKER="$broker"
+    wait_healthy "rocketmq-$broker" 120 rmqc_broker_check_one
+    log "rocketmq-$broker healthy (pid $(running_pid "rocketmq-$broker"), registered with $RMQC_NAMESRV)"
+  done
+  # the same lists as the default stack, created on every broker (StackAdmin applies them to each
+  # master registered), before the proxy starts: it never caches a missing route
+  rocketmq_lists
+  log "rocketmq-cluster: applying topics and groups on ${RMQC_BROKERS[*]}"
+  if ! out="$(rmqc_admin apply "$(rocketmq_list topics)" "$(rocketmq_list groups)" 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    die "rocketmq-cluster: creating topics/groups failed"
+  fi
+  log "rocketmq-cluster: $(grep -c '^topic ' <<< "$out") topics and $(grep -c '^group ' <<< "$out") groups on each broker"
+  launch rocketmq-cluster-proxy 90 rmqc_proxy_healthy rmqc_proxy_start
+}
+
 # ----------------------------------------------------------------------------------------------
 # check: functional smoke test of running services
 # ----------------------------------------------------------------------------------------------
@@ -591,13 +686,30 @@ check_cluster_server() {
     "$(curl -sf -m 5 "http://127.0.0.1:$port/" --data-binary "SELECT substitution FROM system.macros WHERE macro = 'replica'")"
 }
 
+# rocketmq_topics_on SHOW_OUTPUT BROKERS: every listed topic is on that many brokers, with its type
+rocketmq_topics_on() {
+  local t type n
+  while read -r t type _; do
+    n="$(grep -cE "^  topic $t +.*message.type=$type[,}]" <<< "$1" || true)"
+    ((n == $2)) || { echo "  topic $t with message.type=$type is on $n of $2 brokers"; return 1; }
+  done < <(rocketmq_lists && sed 's/#.*//' "$(rocketmq_list topics)" | awk 'NF')
+}
 check_rocketmq() {
-  local out t type
+  local out
   out="$(stack_admin show)" || return 1
   printf '%s\n' "$out" | sed 's/^/  /'
-  while read -r t type _; do
-    grep -qE "topic $t +.*message.type=$type" <<< "$out" || { echo "  rocketmq: topic $t with message.type=$type missing"; return 1; }
-  done < <(rocketmq_lists && sed 's/#.*//' "$(rocketmq_list topics)" | awk 'NF')
+  rocketmq_topics_on "$out" 1
+}
+check_rocketmq-cluster() {
+  local out broker
+  out="$(rmqc_admin show)" || return 1
+  for broker in "${RMQC_BROKERS[@]}"; do
+    grep -q "^broker $broker " <<< "$out" || { echo "  $broker is not registered with $RMQC_NAMESRV"; return 1; }
+  done
+  rocketmq_topics_on "$out" "${#RMQC_BROKERS[@]}" || return 1
+  rmqc_proxy_healthy || { echo "  the proxy does not listen on 8091/8090"; return 1; }
+  printf '  %s (name server %s): the listed topics and groups on each; proxy gRPC 127.0.0.1:8091\n' \
+    "$(grep '^broker ' <<< "$out" | cut -d' ' -f2,3 | paste -sd, -)" "$RMQC_NAMESRV"
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -654,12 +766,17 @@ cmd_up() {
 
 cmd_down() {
   DEFAULT_WITH_CLUSTER=1 parse_services "$@"
-  local i s p procs
+  local i s p procs brokers
   # reverse order: rocketmq proxy before name server, ...
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     s="${SERVICES[$i]}"
     read -r -a procs <<< "$(service_procs "$s")"
+    brokers=()
     for ((p = ${#procs[@]} - 1; p >= 0; p--)); do
+      # the cluster profile's brokers (~15 s each to shut down) stop together, before their name server
+      if [[ "${procs[$p]}" == rocketmq-broker-? ]]; then stop_proc "${procs[$p]}" 30 & brokers+=($!); continue; fi
+      ((${#brokers[@]} == 0)) || wait "${brokers[@]}"
+      brokers=()
       stop_proc "${procs[$p]}" 30
     done
   done
@@ -676,14 +793,14 @@ proc_line() {
   else
     state=starting
   fi
-  printf '%-18s %-9s %-8s %s\n' "$name" "$state" "${pid:--}" "$(proc_ports "$name" | tr ' ' ',')"
+  printf '%-24s %-9s %-8s %s\n' "$name" "$state" "${pid:--}" "$(proc_ports "$name" | tr ' ' ',')"
   [[ "$state" == up ]]
 }
 
 cmd_status() {
   parse_services "$@"
   local s n rc=0
-  printf '%-18s %-9s %-8s %s\n' NAME STATE PID PORTS
+  printf '%-24s %-9s %-8s %s\n' NAME STATE PID PORTS
   for s in "${SERVICES[@]}"; do
     for n in $(service_procs "$s"); do
       proc_line "$n" || rc=3
@@ -707,11 +824,17 @@ cmd_check() {
 
 cmd_logs() {
   local name="${1:-}"
-  [[ -n "$name" ]] || die "usage: $0 logs NAME [-f]   (NAME: mosquitto redis clickhouse prometheus jaeger rocketmq-namesrv rocketmq-proxy jaeger-build zookeeper ${CLUSTER_SERVERS[*]})"
+  [[ -n "$name" ]] || die "usage: $0 logs NAME [-f]   (NAME: mosquitto redis clickhouse prometheus jaeger rocketmq-namesrv rocketmq-proxy jaeger-build zookeeper ${CLUSTER_SERVERS[*]} $(service_procs rocketmq-cluster))"
   local f
   f="$(log_file "$name")"
   [[ -f "$f" ]] || die "no log file $f"
   if [[ "${2:-}" == -f ]]; then tail -n 100 -F "$f"; else tail -n 100 "$f"; fi
+}
+
+cmd_queues() {
+  if [[ "${1:-}" == --cluster ]]; then shift; STACK_ADMIN_NAMESRV="$RMQC_NAMESRV"; fi
+  (($#)) || die "usage: $0 queues [--cluster] TOPIC..."
+  stack_admin queues "$@"
 }
 
 summary() {
@@ -723,6 +846,15 @@ ClickHouse cluster profile ($STACK_DIR)
   cluster dmp       shard 1: http://127.0.0.1:8211 (native 9211), http://127.0.0.1:8212 (native 9212)
                     shard 2: http://127.0.0.1:8221 (native 9221), http://127.0.0.1:8222 (native 9222)
                     (ClickHouse 18.16; DMP: CLICKHOUSE_URL=http://127.0.0.1:8211 CLICKHOUSE_CLUSTER=dmp)
+EOF
+  fi
+  if [[ " ${SERVICES[*]} " == *" rocketmq-cluster "* ]]; then
+    cat <<EOF
+
+RocketMQ cluster profile ($STACK_DIR)
+  rocketmq-cluster  gRPC proxy 127.0.0.1:8091 (cluster mode)  namesrv 127.0.0.1:9877  (remoting proxy :8090)
+                    brokers broker-a 127.0.0.1:10921, broker-b 127.0.0.1:10931
+                    (DMP: ROCKETMQ_ENDPOINTS=127.0.0.1:8091)
 EOF
   fi
   if [[ " ${SERVICES[*]} " != *" "@(mosquitto|redis|clickhouse|prometheus|jaeger|rocketmq)" "* ]]; then
@@ -745,7 +877,7 @@ EOF
   cmd_status "${SERVICES[@]}" || true
 }
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-}"
@@ -756,6 +888,7 @@ main() {
     status) cmd_status "$@" ;;
     check) cmd_check "$@" ;;
     logs) cmd_logs "$@" ;;
+    queues) cmd_queues "$@" ;;
     _build-jaeger) jaeger_build ;;
     -h|--help|help|"") usage ;;
     *) usage; exit 2 ;;

@@ -1,6 +1,6 @@
 /**
- * DMP on a ClickHouse cluster (CLICKHOUSE_CLUSTER): the local stack's cluster profile
- * (`scripts/stack.sh up --cluster`: ZooKeeper and cluster `dmp`, 2 shards × 2 replicas of 18.16 on
+ * DMP on a ClickHouse cluster (CLICKHOUSE_CLUSTER): the ClickHouse part of the local stack's cluster
+ * profile (`scripts/stack.sh up --cluster`: ZooKeeper and cluster `dmp`, 2 shards × 2 replicas of 18.16 on
  * 127.0.0.1:8211/8212/8221/8222), brought up here if it is not running, and only what this file
  * started brought down again. The real migrations (twice), dmp-data's telemetry writer for many
  * devices, its aggregator; one replica stopped while telemetry is stored. Own database
@@ -118,7 +118,8 @@ describe('DMP on a ClickHouse cluster (2 shards × 2 replicas, 18.16)', { timeou
 
   before(async () => {
     const before = await runningClusterProcs();
-    await stackSh('up', '--cluster');
+    // ZooKeeper and the ClickHouse servers only: the profile's RocketMQ is not needed here.
+    await stackSh('up', ...CLUSTER_PROCS);
     startedHere = CLUSTER_PROCS.filter((p) => !before.includes(p));
     repository = new ClickHouseRepository({
       ...stack.clickhouse,
@@ -136,7 +137,7 @@ describe('DMP on a ClickHouse cluster (2 shards × 2 replicas, 18.16)', { timeou
   after(async () => {
     await writer?.close();
     // Whatever a failed step left stopped is started again before the database is dropped everywhere.
-    await stackSh('up', '--cluster').catch(() => undefined);
+    await stackSh('up', ...CLUSTER_PROCS).catch(() => undefined);
     await repository
       ?.forDatabase('default')
       .command(`DROP DATABASE IF EXISTS ${database} ON CLUSTER dmp`)

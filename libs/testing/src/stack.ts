@@ -60,14 +60,28 @@ export const servicesOf = (trace: JaegerTrace) =>
 
 /**
  * Runs scripts/stack.sh (e.g. `stackScript('down', 'mosquitto')`) on the stack the tests use, for a
- * test that stops or restarts a server; rejects with the script's output when it fails.
+ * test that stops or restarts a server; resolves with its output, rejects with it when it fails.
  */
-export async function stackScript(...args: string[]): Promise<void> {
-  await promisify(execFile)(join(REPO_ROOT, 'scripts/stack.sh'), args, {
+export async function stackScript(...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(join(REPO_ROOT, 'scripts/stack.sh'), args, {
     cwd: REPO_ROOT,
     env: { ...process.env, DMP_STACK_DIR: stack.dir },
     timeout: 180_000,
   });
+  return stdout;
+}
+
+/** Which of `procs` (names as `scripts/stack.sh status` prints them) are up. */
+export async function runningStackProcs(procs: string[], ...statusArgs: string[]): Promise<string[]> {
+  // status exits 3 when a process is down, with the same table on stdout
+  const out = await stackScript('status', ...statusArgs).catch(
+    (error: { stdout?: string }) => error.stdout ?? '',
+  );
+  return out
+    .split('\n')
+    .map((line) => line.split(/\s+/))
+    .filter(([name, state]) => procs.includes(name) && state === 'up')
+    .map(([name]) => name);
 }
 
 /**

@@ -4,9 +4,10 @@
 // exits non-zero when something fails.
 //
 // Commands (name server address comes from -Drocketmq.namesrv.addr or NAMESRV_ADDR, default 127.0.0.1:9876):
-//   check                          exit 0 when the cluster has a registered master broker
+//   check [BROKER...]              exit 0 when the cluster has a registered master broker (each BROKER named)
 //   apply TOPICS_FILE GROUPS_FILE  create/update topics ("topic message_type") and groups ("group orderly [retry_max_times]")
 //   show                           print the non-system topics (with attributes) and groups
+//   queues TOPIC...                print "topic broker queue min_offset max_offset", one line per queue
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,6 +19,9 @@ import java.util.Set;
 import java.util.TreeMap;
 
 import org.apache.rocketmq.common.TopicConfig;
+import org.apache.rocketmq.common.message.MessageQueue;
+import org.apache.rocketmq.remoting.protocol.admin.TopicOffset;
+import org.apache.rocketmq.remoting.protocol.admin.TopicStatsTable;
 import org.apache.rocketmq.remoting.protocol.body.ClusterInfo;
 import org.apache.rocketmq.remoting.protocol.route.BrokerData;
 import org.apache.rocketmq.remoting.protocol.subscription.SubscriptionGroupConfig;
@@ -42,7 +46,7 @@ public class StackAdmin {
         try {
             switch (args[0]) {
                 case "check":
-                    rc = check(admin);
+                    rc = check(admin, List.of(args).subList(1, args.length));
                     break;
                 case "apply":
                     if (args.length != 3) {
@@ -52,6 +56,9 @@ public class StackAdmin {
                     break;
                 case "show":
                     rc = show(admin);
+                    break;
+                case "queues":
+                    rc = queues(admin, List.of(args).subList(1, args.length));
                     break;
                 default:
                     usage();
@@ -67,7 +74,7 @@ public class StackAdmin {
     }
 
     static void usage() {
-        System.err.println("usage: StackAdmin check | apply TOPICS_FILE GROUPS_FILE | show");
+        System.err.println("usage: StackAdmin check [BROKER...] | apply TOPICS_FILE GROUPS_FILE | show | queues TOPIC...");
         System.exit(2);
     }
 
@@ -88,11 +95,17 @@ public class StackAdmin {
         return out;
     }
 
-    static int check(DefaultMQAdminExt admin) throws Exception {
+    static int check(DefaultMQAdminExt admin, List<String> brokers) throws Exception {
         Map<String, String> m = masters(admin);
         if (m.isEmpty()) {
             System.out.println("no master broker registered in cluster " + CLUSTER);
             return 1;
+        }
+        for (String broker : brokers) {
+            if (!m.containsValue(broker)) {
+                System.out.println("broker " + broker + " has no master registered in cluster " + CLUSTER);
+                return 1;
+            }
         }
         m.forEach((addr, name) -> System.out.println("broker " + name + " " + addr));
         return 0;
@@ -201,10 +214,21 @@ public class StackAdmin {
         return 0;
     }
 
+    static int queues(DefaultMQAdminExt admin, List<String> topics) throws Exception {
+        for (String topic : topics) {
+            TopicStatsTable stats = admin.examineTopicStats(topic);
+            for (Map.Entry<MessageQueue, TopicOffset> q : new TreeMap<>(stats.getOffsetTable()).entrySet()) {
+                System.out.printf("%s %s %d %d %d%n", topic, q.getKey().getBrokerName(), q.getKey().getQueueId(),
+                    q.getValue().getMinOffset(), q.getValue().getMaxOffset());
+            }
+        }
+        return 0;
+    }
+
     static boolean isSystemTopic(String t, String brokerName) {
         return t.startsWith("rmq_sys_") || t.startsWith("RMQ_SYS_") || t.startsWith("%RETRY%") || t.startsWith("%DLQ%")
             || t.equals(CLUSTER) || t.equals(brokerName) || t.equals(CLUSTER + "_REPLY_TOPIC")
             || t.equals("SCHEDULE_TOPIC_XXXX") || t.equals("OFFSET_MOVED_EVENT") || t.equals("SELF_TEST_TOPIC")
-            || t.equals("BenchmarkTest") || t.equals("TBW102");
+            || t.equals("BenchmarkTest") || t.equals("TBW102") || t.equals("DefaultHeartBeatSyncerTopic");
     }
 }
