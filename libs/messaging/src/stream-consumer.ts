@@ -1,12 +1,3 @@
-import {
-  RocketMqConsumerServer,
-  RocketMqExceptionFilter,
-  RocketMqProducer,
-  ROCKETMQ_TRANSPORT,
-  type RocketMqConsumerServerOptions,
-  type RocketMqMessage,
-  type RocketMqProducerOptions,
-} from '@dmp/messaging';
 import { HealthRegistry, MetricsRegistry } from '@dmp/observability';
 import {
   Controller,
@@ -20,6 +11,10 @@ import {
   type Type,
 } from '@nestjs/common';
 import { EventPattern, Payload } from '@nestjs/microservices';
+import { RocketMqConsumerServer, type RocketMqConsumerServerOptions } from './rocketmq.consumer-server';
+import { ROCKETMQ_TRANSPORT, type RocketMqMessage } from './rocketmq.context';
+import { RocketMqExceptionFilter } from './rocketmq.exception-filter';
+import { RocketMqProducer, type RocketMqProducerOptions } from './rocketmq.producer';
 
 /** Handles one message; resolves once it is stored (the consumer then acks). */
 export interface StreamHandler {

@@ -5,7 +5,7 @@ import {
   deadLetterPropertyValue,
   deviceCommandTopic,
 } from '@dmp/contracts';
-import type { OutboxEntry } from './alarm.store';
+import type { OutboxEntry } from './outbox';
 
 /** How carrying out an outbox entry ended. */
 export type OutboxResult =

@@ -1,12 +1,17 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
 import { alarmEventSchema, DmpError, type AlarmEvent } from '@dmp/contracts';
-import { RocketMqConsumerServer, RocketMqProducer, type RocketMqMessage } from '@dmp/messaging';
+import {
+  RocketMqConsumerServer,
+  RocketMqProducer,
+  streamConsumerProviders,
+  streamController,
+  type RocketMqMessage,
+} from '@dmp/messaging';
 import { linkTo, MetricsRegistry } from '@dmp/observability';
 import { Injectable, Module, type DynamicModule } from '@nestjs/common';
 import type { Counter } from 'prom-client';
-import { alarmsSection, type AlarmsConfig } from './alarms.config';
 import { AlarmWriter } from './alarm.writer';
-import { streamConsumerProviders, streamController } from '../consumer/stream-consumer';
+import { alarmsSection, type AlarmsConfig } from './alarms.config';
 
 /** The RocketMQ consumer of the alarm topic, connected by bootstrap as its own microservice. */
 export class AlarmConsumerServer extends RocketMqConsumerServer {}

@@ -1,10 +1,14 @@
-import { RocketMqConsumerServer, RocketMqProducer } from '@dmp/messaging';
+import {
+  RocketMqConsumerServer,
+  RocketMqProducer,
+  streamConsumerProviders,
+  streamController,
+} from '@dmp/messaging';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { cleaningProviders } from '../cleaning/cleaning.providers';
 import type { DataConfig } from '../config';
 import { StorageModule } from '../storage/storage.module';
 import { TelemetryBatchWriter } from '../storage/telemetry-batch-writer';
-import { streamConsumerProviders, streamController } from './stream-consumer';
 import { TelemetryConsumer } from './telemetry-consumer.service';
 
 /** Publishes what cannot be stored to the dead-letter topic. */

@@ -1,3 +1,4 @@
+import { toTelemetryRows } from '@dmp/clickhouse';
 import { DmpError } from '@dmp/contracts';
 import {
   isTelemetryPack,
@@ -13,7 +14,6 @@ import { TelemetryCleaner } from '../cleaning/telemetry-cleaner.service';
 import { DATA_CONFIG, type DataConfig } from '../config';
 import { StorageErrorCode } from '../storage/batch-writer';
 import { TelemetryBatchWriter } from '../storage/telemetry-batch-writer';
-import { toTelemetryRows } from '../storage/telemetry-rows';
 
 export const DataErrorCode = {
   /** The body is not JSON or not a pack: dead-lettered whole, never retried. */

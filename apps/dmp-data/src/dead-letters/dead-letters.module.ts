@@ -1,11 +1,10 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
-import { RocketMqConsumerServer } from '@dmp/messaging';
+import { RocketMqConsumerServer, streamConsumerProviders, streamController } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
 import { Module, type DynamicModule } from '@nestjs/common';
-import { streamConsumerProviders, streamController } from '../consumer/stream-consumer';
+import { DeadLetterWriter } from './dead-letter.writer';
 import { deadLettersSection, type DeadLettersConfig } from './dead-letters.config';
 import { DeadLettersService } from './dead-letters.service';
-import { DeadLetterWriter } from './dead-letter.writer';
 
 /**
  * The RocketMQ consumer of the dead-letter topic (its own group, DEAD_LETTER_CONSUMER_GROUP): a class of

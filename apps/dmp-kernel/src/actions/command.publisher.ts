@@ -1,11 +1,11 @@
-import { DmpError, deviceCommandTopic } from '@dmp/contracts';
+import { deviceCommandTopic, DmpError } from '@dmp/contracts';
 import { injectTraceContext, MetricsRegistry, mqttTraceProperties, recordFailure } from '@dmp/observability';
+import type { PlannedCommand } from '@dmp/rules';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Counter, Gauge } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import type { PlannedCommand } from '../rules/engine';
 
 export const CommandErrorCode = {
   /** The broker did not acknowledge the command in time (or is unreachable): it is sent again later. */

@@ -1,9 +1,9 @@
 import { DmpError } from '@dmp/contracts';
+import { formatRuleError } from '@dmp/rules';
 import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { AlarmErrorCode } from '../alarms/alarm.service';
-import { formatRuleError } from '../rules/engine';
 import { RuleSetRejectedError } from '../rules/rule-set.holder';
 
 const STATUS_OF_CODE: Record<string, number> = {

@@ -1,4 +1,5 @@
 import { ALARM_ID_PATTERN, DEVICE_ID_PATTERN, type AlarmEvent } from '@dmp/contracts';
+import type { Activation } from '@dmp/rules';
 import {
   BadRequestException,
   Body,
@@ -12,10 +13,9 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import { z } from 'zod';
-import { AdminExceptionFilter } from '../admin/admin-exception.filter';
-import { AdminTokenGuard } from '../admin/admin-token.guard';
-import type { Activation } from '../rules/engine';
-import { AlarmService } from './alarm.service';
+import { AlarmService } from '../alarms/alarm.service';
+import { AdminExceptionFilter } from './admin-exception.filter';
+import { AdminTokenGuard } from './admin-token.guard';
 
 const ackSchema = z.strictObject({ by: z.string().min(1).max(256).default('admin-api') });
 

@@ -1,3 +1,4 @@
+import { formatDuration, type SourceFile } from '@dmp/rules';
 import {
   BadRequestException,
   Body,
@@ -10,10 +11,9 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import { z } from 'zod';
-import { AdminExceptionFilter } from '../admin/admin-exception.filter';
-import { AdminTokenGuard } from '../admin/admin-token.guard';
-import { formatDuration, type SourceFile } from './engine';
-import { RuleSetHolder, type RuleSetInfo } from './rule-set.holder';
+import { RuleSetHolder, type RuleSetInfo } from '../rules/rule-set.holder';
+import { AdminExceptionFilter } from './admin-exception.filter';
+import { AdminTokenGuard } from './admin-token.guard';
 
 /** `PUT /rules`: the whole rule set, as files (`{ "files": { "temperature.yaml": "rules: …" } }` or a list). */
 const putRulesSchema = z.strictObject({

@@ -1,25 +1,29 @@
 import { DmpError, type AlarmEvent } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { Counter } from 'prom-client';
-import { CommandPublisher } from '../actions/command.publisher';
-import { AlarmEventPublisher, OutboxDeadLetterPublisher } from '../actions/rocketmq.publishers';
-import { WebhookErrorCode } from '../actions/egress-policy';
-import { WebhookDispatcher } from '../actions/webhook.dispatcher';
-import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { DeviceStateStore } from '../evaluation/device-state.store';
-import { KeyedMutex } from '../evaluation/keyed-mutex';
-import { RuleSetHolder } from '../rules/rule-set.holder';
-import { acknowledge, type Activation, type PlannedAction, type Transition } from '../rules/engine';
-import { AlarmStore, type OutboxEntry } from './alarm.store';
 import {
+  acknowledge,
   decideOutbox,
   outboxDeadLetter,
   OutboxErrorCode,
   outboxTarget,
   webhookOutboxResult,
+  type Activation,
+  type OutboxEntry,
   type OutboxResult,
-} from './outbox-policy';
+  type PlannedAction,
+  type Transition,
+} from '@dmp/rules';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { Counter } from 'prom-client';
+import { CommandPublisher } from '../actions/command.publisher';
+import { AlarmEventPublisher, OutboxDeadLetterPublisher } from '../actions/rocketmq.publishers';
+import { WebhookDispatcher } from '../actions/webhook.dispatcher';
+import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { WebhookErrorCode } from '../egress/egress-policy';
+import { RuleSetHolder } from '../rules/rule-set.holder';
+import { DeviceStateStore } from '../state/device-state.store';
+import { KeyedMutex } from '../state/keyed-mutex';
+import { AlarmStore } from './alarm.store';
 
 export const AlarmErrorCode = {
   /** Another replica changed the condition at the same time, again and again: retried later. */

@@ -1,7 +1,7 @@
 import {
-  type DeviceMetadata,
   DmpError,
   errorMessage,
+  type DeviceMetadata,
   type NormalizedTelemetry,
   type TelemetryKind,
 } from '@dmp/contracts';
@@ -9,10 +9,10 @@ import { extractTraceContext, MetricsRegistry, recordFailure, startSpanLazily } 
 import { Inject, Injectable } from '@nestjs/common';
 import { context, SpanKind, SpanStatusCode, trace, type Link, type Span } from '@opentelemetry/api';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { toTelemetryEnvelope, type MappingResult } from '../normalization/telemetry.mapper';
 import { Normalizer } from '../normalization/normalizer';
 import { ItemCancelledError, PrecedingItemFailedError } from '../publishing/lane-packer';
 import { TelemetryPublisher } from '../publishing/telemetry.publisher';
+import { toTelemetryEnvelope, type MappingResult } from './telemetry.mapper';
 import type { IngestOutcome, TelemetryMessage } from './telemetry.proto-types';
 
 /** Codes of outcomes decided by the kernel itself (validation codes come from @dmp/contracts). */

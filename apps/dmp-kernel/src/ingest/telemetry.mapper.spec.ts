@@ -2,10 +2,10 @@ import { TELEMETRY_PROTO_PATH } from '@dmp/contracts';
 import { loadSync } from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TELEMETRY_LOADER_OPTIONS } from '../ingest/grpc.options';
-import type { IngestBatch, TelemetryMessage } from '../ingest/telemetry.proto-types';
-import { normalizeEnvelope } from './normalizer';
+import { normalizeEnvelope } from '../normalization/normalizer';
+import { TELEMETRY_LOADER_OPTIONS } from './grpc.options';
 import { toTelemetryEnvelope } from './telemetry.mapper';
+import type { IngestBatch, TelemetryMessage } from './telemetry.proto-types';
 
 /** The Ingest request as the server's handler receives it: encoded by a client, decoded with our loader options. */
 const definition = loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS);

@@ -5,7 +5,7 @@ import {
   type TelemetryEnvelope,
   type TelemetryKind,
 } from '@dmp/contracts';
-import type { MetricValueMessage, TelemetryMessage } from '../ingest/telemetry.proto-types';
+import type { MetricValueMessage, TelemetryMessage } from './telemetry.proto-types';
 
 export type MappingResult =
   { ok: true; envelope: TelemetryEnvelope } | { ok: false; code: string; message: string };

@@ -1,15 +1,12 @@
 import { Global, Module } from '@nestjs/common';
 import { RouteTopics } from '../actions/route-topics';
-import { AdminTokenGuard } from '../admin/admin-token.guard';
 import { RuleSetHolder } from './rule-set.holder';
-import { RulesAdminController } from './rules-admin.controller';
 import { RulesWatcher } from './rules.watcher';
 
-/** The running rule set (rules + product models): loading, hot reload from files, the admin API. */
+/** The running rule set (rules + product models): loading and hot reload from files (admin API: AdminModule). */
 @Global()
 @Module({
-  controllers: [RulesAdminController],
-  providers: [RuleSetHolder, RouteTopics, RulesWatcher, AdminTokenGuard],
-  exports: [RuleSetHolder, RouteTopics, AdminTokenGuard],
+  providers: [RuleSetHolder, RouteTopics, RulesWatcher],
+  exports: [RuleSetHolder, RouteTopics],
 })
 export class RulesModule {}
