@@ -11,18 +11,18 @@
  * - the end-to-end tests in `test/` may reach anything; nothing imports them.
  *
  * Prints every forbidden edge and every cycle with the imports that make it, and exits 1 if there is any.
- * Runs on Node's own type stripping: `node tools/check-folders/src/main.ts`.
+ * Runs on Node's own type stripping: `node tools/check-folders/src/main.ts [repository]`.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import ts from 'typescript';
 
-// The repository: this file is tools/check-folders/src/main.ts (run as it is, or compiled under dist/).
-const ROOT = resolve(
-  process.argv[1] ?? '.',
-  '../../../..',
-  process.argv[1]?.includes(`${sep}dist${sep}`) ? '..' : '.',
-);
+// The repository (the first argument, else the one this file is in: tools/check-folders/src/main.ts, run
+// as it is, or compiled under dist/).
+const SELF = resolve(process.argv[1] ?? '.');
+const ROOT = process.argv[2]
+  ? resolve(process.argv[2])
+  : resolve(dirname(SELF), '../../..', SELF.includes(`${sep}dist${sep}`) ? '..' : '.');
 const SOURCE_ROOTS = ['apps', 'libs', 'tools', 'test'];
 const ALIAS = /^@dmp\/([^/]+)/;
 
@@ -95,6 +95,7 @@ function cycles(edges: ReadonlyMap<string, ReadonlySet<string>>): string[][] {
 }
 
 function sourceFiles(dir: string): string[] {
+  if (!existsSync(join(ROOT, dir))) return [];
   return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((entry) => {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) return entry.name === 'node_modules' ? [] : sourceFiles(path);
