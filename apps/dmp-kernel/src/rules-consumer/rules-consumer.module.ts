@@ -70,7 +70,11 @@ class RulesConsumerLifecycle implements OnModuleInit, BeforeApplicationShutdown 
   }
 }
 
-/** Rule evaluation from the telemetry stream, alarms (timer, acknowledgement API) and actions. */
+/**
+ * The rules consumer: the kernel reads back its own telemetry topics (group KERNEL_RULES_GROUP) and runs
+ * the rules on what RocketMQ stored → alarms (and their timer) → actions. Exports AlarmService for the
+ * admin API (AdminModule).
+ */
 @Module({})
 export class RulesConsumerModule {
   static forRoot(config: KernelConfig): DynamicModule {
