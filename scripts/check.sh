@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The static checks (`npm run check`; CI runs them before the tests): types, lint, formatting.
+# The static checks (`npm run check`; CI runs them before the tests): types, lint, formatting, and
+# folder dependencies that point one way (tools/check-folders).
 # Stops at the first failure and names the command that reproduces or fixes it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,4 +16,5 @@ step() {
 step typecheck 'the compiler errors are above'
 step lint 'the rule broken is named after each location above'
 step format:check '`npm run format` rewrites the files listed above'
-echo "check: types, lint and formatting are clean" >&2
+step check:folders 'move the code so that each import listed above points one way (apps → libs, no cycles)'
+echo "check: types, lint, formatting and folder dependencies are clean" >&2

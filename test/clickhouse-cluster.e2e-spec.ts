@@ -13,6 +13,7 @@ import {
   migrations,
   Tables,
   type TelemetryRawRow,
+  toTelemetryRows,
 } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
@@ -33,7 +34,6 @@ import { isDeepStrictEqual, promisify } from 'node:util';
 import { MinuteAggregator } from '../apps/dmp-data/src/aggregation/aggregation.service';
 import { loadDataConfig } from '../apps/dmp-data/src/config';
 import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
-import { toTelemetryRows } from '../apps/dmp-data/src/storage/telemetry-rows';
 
 const SERVERS = {
   'clickhouse-s1r1': 'http://127.0.0.1:8211',

@@ -15,13 +15,14 @@ import {
   applyRetention,
   ClickHouseRepository,
   clusterStatements,
+  type DeadLetterRecord,
   migrations,
   SCHEMA_MIGRATIONS,
-  stringLiteral,
   serverFeatures,
-  Tables,
-  type DeadLetterRecord,
   type ServerVersion,
+  stringLiteral,
+  Tables,
+  toTelemetryRows,
 } from '@dmp/clickhouse';
 import { cleanTelemetry, type AlarmEvent, type NormalizedTelemetry } from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
@@ -57,7 +58,6 @@ import { loadDataConfig } from '../apps/dmp-data/src/config';
 import { toDeadLetterRows } from '../apps/dmp-data/src/dead-letters/dead-letter-row';
 import { DeadLetterWriter } from '../apps/dmp-data/src/dead-letters/dead-letter.writer';
 import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
-import { toTelemetryRows } from '../apps/dmp-data/src/storage/telemetry-rows';
 import { deadLetterQuery } from '../tools/cli/src/commands/dead-letters';
 import { backtest } from '../tools/cli/src/commands/rules';
 

@@ -8,12 +8,13 @@
 import {
   applyMigrations,
   applyRetention,
-  ClickHouseRepository,
   clickhouseErrorCode,
+  ClickHouseRepository,
   isDataError,
   migrations,
   stringList,
   Tables,
+  toTelemetryRows,
 } from '@dmp/clickhouse';
 import { errorMessage, StorageErrorCode, type DmpError, type NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
@@ -46,7 +47,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SimpleConsumer, type MessageView } from 'rocketmq-client-nodejs';
 import { recomputeSql } from '../apps/dmp-data/src/aggregation/minute-aggregation';
 import { BatchWriter } from '../apps/dmp-data/src/storage/batch-writer';
-import { toTelemetryRows } from '../apps/dmp-data/src/storage/telemetry-rows';
 
 const run = randomBytes(4).toString('hex');
 const database = `dmp_test_data_${run}`;

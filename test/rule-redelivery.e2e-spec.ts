@@ -42,8 +42,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MessageView } from 'rocketmq-client-nodejs';
-import { alarmKeys, enqueueOutbox, type OutboxEntry } from '../apps/dmp-kernel/src/alarms/alarm.store';
-import { outboxEntryOf } from '../apps/dmp-kernel/src/alarms/outbox-policy';
+import { alarmKeys, enqueueOutbox, outboxEntryOf, type OutboxEntry } from '@dmp/rules';
 
 const run = randomBytes(3).toString('hex');
 const NAMESPACE = `dmp-redelivery-e2e-${run}`;

@@ -1,10 +1,11 @@
-import { RocketMqConsumerServer } from '@dmp/messaging';
+import type { RocketMqConsumerServer } from '@dmp/messaging';
 import { startApplication, type Telemetry } from '@dmp/observability';
 import { NestFactory } from '@nestjs/core';
 import type { MicroserviceOptions } from '@nestjs/microservices';
-import { AlarmConsumerServer } from './alarms/alarms.module';
+import { ALARM_CONSUMER } from './alarms/alarms.module';
 import { AppModule } from './app.module';
-import { DeadLetterConsumerServer } from './dead-letters/dead-letters.module';
+import { TELEMETRY_CONSUMER } from './consumer/consumer.module';
+import { DEAD_LETTER_CONSUMER } from './dead-letters/dead-letters.module';
 import type { DataConfig } from './config';
 
 /**
@@ -14,7 +15,10 @@ import type { DataConfig } from './config';
 export async function bootstrap(config: DataConfig, telemetry: Telemetry): Promise<void> {
   const app = await NestFactory.create(AppModule.forRoot(config, telemetry), { bufferLogs: true });
   // One consumer per stream: telemetry, alarms, dead letters.
-  for (const server of [RocketMqConsumerServer, AlarmConsumerServer, DeadLetterConsumerServer])
-    app.connectMicroservice<MicroserviceOptions>({ strategy: app.get(server) }, { inheritAppConfig: true });
+  for (const server of [TELEMETRY_CONSUMER, ALARM_CONSUMER, DEAD_LETTER_CONSUMER])
+    app.connectMicroservice<MicroserviceOptions>(
+      { strategy: app.get<RocketMqConsumerServer>(server) },
+      { inheritAppConfig: true },
+    );
   await startApplication(app, config.http);
 }

@@ -1,9 +1,10 @@
 import { ObservabilityModule, type Telemetry } from '@dmp/observability';
 import { RedisModule } from '@dmp/redis';
 import { Global, Module, type DynamicModule } from '@nestjs/common';
+import { AdminModule } from './admin/admin.module';
 import { KERNEL_CONFIG, type KernelConfig } from './config';
-import { EvaluationModule } from './evaluation/evaluation.module';
 import { IngestModule } from './ingest/ingest.module';
+import { RulesConsumerModule } from './rules-consumer/rules-consumer.module';
 import { RulesModule } from './rules/rules.module';
 
 /** Makes the validated configuration injectable everywhere (`@Inject(KERNEL_CONFIG)`). */
@@ -20,12 +21,20 @@ class KernelConfigModule {
 }
 
 /**
- * dmp-kernel: gRPC ingest from dmp-mqtt → enrichment → normalization → RocketMQ; rule evaluation from
- * the telemetry topics → alarms, linkage commands, webhooks, routes.
+ * dmp-kernel has two roles in one process:
+ *
+ * - ingest (IngestModule): gRPC from dmp-mqtt → enrichment → normalization → publishing to the RocketMQ
+ *   telemetry topics; answered once RocketMQ has stored the message;
+ * - rules consumer (RulesConsumerModule): the kernel consumes its own telemetry topics (group
+ *   KERNEL_RULES_GROUP) and runs the rules on what is durable → alarms, linkage commands, webhooks,
+ *   routes. A message is evaluated only once stored, and again if a kernel dies mid-evaluation.
+ *
+ * The running rule set (RulesModule) serves both; the admin API (AdminModule) sits on top.
  */
 @Module({})
 export class AppModule {
   static forRoot(config: KernelConfig, telemetry: Telemetry): DynamicModule {
+    const rulesConsumer = RulesConsumerModule.forRoot(config);
     return {
       module: AppModule,
       imports: [
@@ -38,7 +47,8 @@ export class AppModule {
         RedisModule.forRoot(config.redis),
         RulesModule,
         IngestModule,
-        EvaluationModule.forRoot(config),
+        rulesConsumer,
+        AdminModule.forRoot(rulesConsumer),
       ],
     };
   }

@@ -1,3 +1,4 @@
+import type { RocketMqConsumerServer } from '@dmp/messaging';
 import { startApplication, type Telemetry } from '@dmp/observability';
 import type { Server } from '@grpc/grpc-js';
 import { Logger } from '@nestjs/common';
@@ -5,9 +6,9 @@ import { NestFactory } from '@nestjs/core';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module';
 import type { KernelConfig } from './config';
-import { RulesConsumerServer } from './evaluation/rules-consumer';
-import { kernelGrpcOptions } from './ingest/grpc.options';
 import { raiseReceiveWindow } from './ingest/grpc-receive-window';
+import { kernelGrpcOptions } from './ingest/grpc.options';
+import { RULES_CONSUMER } from './rules-consumer/rules-consumer';
 
 /**
  * Two microservices: the gRPC ingest (dmp-mqtt calls it) and, unless KERNEL_RULES_ENABLED=false, the
@@ -23,7 +24,7 @@ export async function bootstrap(config: KernelConfig, telemetry: Telemetry): Pro
   );
   if (config.rules.enabled)
     app.connectMicroservice<MicroserviceOptions>(
-      { strategy: app.get(RulesConsumerServer) },
+      { strategy: app.get<RocketMqConsumerServer>(RULES_CONSUMER) },
       { inheritAppConfig: true },
     );
   await startApplication(app, config.http, () => {

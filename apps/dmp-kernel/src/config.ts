@@ -14,7 +14,7 @@ import {
 } from '@dmp/config';
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { parseNetwork } from './actions/egress-policy';
+import { parseNetwork } from './egress/egress-policy';
 
 /** dmp-kernel's own settings. */
 const kernelSection = z

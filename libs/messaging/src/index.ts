@@ -1,9 +1,10 @@
-export * from './rocketmq.producer';
+export { MultiTopicSimpleConsumer, StartupSafeProducer } from './rocketmq.clients';
 export * from './rocketmq.consumer-server';
 export * from './rocketmq.context';
-export * from './rocketmq.exception-filter';
 export { MessagingErrorCode } from './rocketmq.errors';
+export * from './rocketmq.exception-filter';
 export { rocketMqClientLogger } from './rocketmq.logger';
-export { MultiTopicSimpleConsumer, StartupSafeProducer } from './rocketmq.clients';
+export * from './rocketmq.producer';
 export { ATTR as MessagingAttribute, ROCKETMQ_SYSTEM } from './rocketmq.semconv';
+export * from './stream-consumer';
 export * from './telemetry-entries';

@@ -1,6 +1,6 @@
+import { toTelemetryRows } from '@dmp/clickhouse';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { toTelemetryRows } from '../storage/telemetry-rows';
 import {
   markedMinutesSql,
   marksPerSecondSql,

@@ -1,18 +1,17 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
-import { AlarmErrorCode, type AlarmEvent, alarmEventSchema, DmpError } from '@dmp/contracts';
-import { RocketMqConsumerServer, RocketMqProducer, type RocketMqMessage } from '@dmp/messaging';
+import { AlarmErrorCode, alarmEventSchema, DmpError, type AlarmEvent } from '@dmp/contracts';
+import { streamConsumerProviders, streamController, type RocketMqMessage } from '@dmp/messaging';
 import { linkTo, MetricsRegistry } from '@dmp/observability';
 import { Injectable, Module, type DynamicModule } from '@nestjs/common';
 import type { Counter } from 'prom-client';
-import { alarmsSection, type AlarmsConfig } from './alarms.config';
 import { AlarmWriter } from './alarm.writer';
-import { streamConsumerProviders, streamController } from '../consumer/stream-consumer';
+import { alarmsSection, type AlarmsConfig } from './alarms.config';
 
-/** The RocketMQ consumer of the alarm topic, connected by bootstrap as its own microservice. */
-export class AlarmConsumerServer extends RocketMqConsumerServer {}
+/** The token of the RocketMQ consumer of the alarm topic, connected by bootstrap as its own microservice. */
+export const ALARM_CONSUMER = Symbol('AlarmConsumer');
 
-/** Dead letters of alarm events that are not AlarmEvents (a bug upstream): kept, never retried. */
-class AlarmDeadLetterProducer extends RocketMqProducer {}
+/** The producer of dead letters of alarm events that are not AlarmEvents (a bug upstream): kept, never retried. */
+const ALARM_DEAD_LETTER_PRODUCER = Symbol('AlarmDeadLetterProducer');
 
 /** One alarm event: validated, then stored; resolves once it is in ClickHouse (the consumer then acks). */
 @Injectable()
@@ -95,7 +94,7 @@ export class AlarmsModule {
         AlarmsService,
         ...streamConsumerProviders({
           rocketmq,
-          server: AlarmConsumerServer,
+          server: ALARM_CONSUMER,
           consumer: {
             group: config.consumerGroup,
             topics: [rocketmq.topics.alarm],
@@ -103,14 +102,14 @@ export class AlarmsModule {
             maxInFlight: config.maxInFlight,
             maxDeliveryAttempts: config.maxDeliveryAttempts,
           },
-          deadLetter: { topic: rocketmq.topics.deadLetter, producer: AlarmDeadLetterProducer },
+          deadLetter: { topic: rocketmq.topics.deadLetter, producer: ALARM_DEAD_LETTER_PRODUCER },
           writer: AlarmWriter,
           health: 'alarms',
           logger: 'Alarms',
           stopped: 'alarm consumer stopped and writer drained',
         }),
       ],
-      exports: [AlarmConsumerServer],
+      exports: [ALARM_CONSUMER],
     };
   }
 }

@@ -1,14 +1,16 @@
-import { RocketMqConsumerServer, RocketMqProducer } from '@dmp/messaging';
+import { streamConsumerProviders, streamController } from '@dmp/messaging';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { cleaningProviders } from '../cleaning/cleaning.providers';
 import type { DataConfig } from '../config';
 import { StorageModule } from '../storage/storage.module';
 import { TelemetryBatchWriter } from '../storage/telemetry-batch-writer';
-import { streamConsumerProviders, streamController } from './stream-consumer';
 import { TelemetryConsumer } from './telemetry-consumer.service';
 
-/** Publishes what cannot be stored to the dead-letter topic. */
-export class DeadLetterProducer extends RocketMqProducer {}
+/** The token of the RocketMQ consumer of both telemetry topics, connected by bootstrap. */
+export const TELEMETRY_CONSUMER = Symbol('TelemetryConsumer');
+
+/** The token of the producer that publishes what cannot be stored to the dead-letter topic. */
+const DEAD_LETTER_PRODUCER = Symbol('DeadLetterProducer');
 
 /** The RocketMQ consumer of both telemetry topics, wired to the ClickHouse writer. */
 @Module({})
@@ -22,10 +24,10 @@ export class ConsumerModule {
       controllers: [streamController('TelemetryConsumerController', [...topics], TelemetryConsumer)],
       providers: [
         TelemetryConsumer,
-        ...cleaningProviders(DeadLetterProducer),
+        ...cleaningProviders(DEAD_LETTER_PRODUCER),
         ...streamConsumerProviders({
           rocketmq,
-          server: RocketMqConsumerServer,
+          server: TELEMETRY_CONSUMER,
           consumer: {
             group: data.consumerGroup,
             topics,
@@ -37,7 +39,7 @@ export class ConsumerModule {
             // shard's packs of one receive go into the same ClickHouse batches instead of one each.
             groupOrder: false,
           },
-          deadLetter: { topic: rocketmq.topics.deadLetter, producer: DeadLetterProducer },
+          deadLetter: { topic: rocketmq.topics.deadLetter, producer: DEAD_LETTER_PRODUCER },
           writer: TelemetryBatchWriter,
           health: 'rocketmq',
           healthDetail: (server, producer) => ({
@@ -51,7 +53,7 @@ export class ConsumerModule {
           stopped: 'consumer stopped and writer drained',
         }),
       ],
-      exports: [RocketMqConsumerServer],
+      exports: [TELEMETRY_CONSUMER],
     };
   }
 }

@@ -1,3 +1,4 @@
+import { toTelemetryRows } from '@dmp/clickhouse';
 import { DmpError, MessagingErrorCode, StorageErrorCode } from '@dmp/contracts';
 import {
   isTelemetryPack,
@@ -12,7 +13,6 @@ import type { Counter } from 'prom-client';
 import { TelemetryCleaner } from '../cleaning/telemetry-cleaner.service';
 import { DATA_CONFIG, type DataConfig } from '../config';
 import { TelemetryBatchWriter } from '../storage/telemetry-batch-writer';
-import { toTelemetryRows } from '../storage/telemetry-rows';
 
 /** `dmp_data_messages_total` outcomes, per device message. */
 type Outcome = 'stored' | 'cleaned_out' | 'invalid_json' | 'unstorable' | 'failed';

@@ -1,22 +1,21 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
-import { RocketMqConsumerServer } from '@dmp/messaging';
+import { streamConsumerProviders, streamController } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
 import { Module, type DynamicModule } from '@nestjs/common';
-import { streamConsumerProviders, streamController } from '../consumer/stream-consumer';
+import { DeadLetterWriter } from './dead-letter.writer';
 import { deadLettersSection, type DeadLettersConfig } from './dead-letters.config';
 import { DeadLettersService } from './dead-letters.service';
-import { DeadLetterWriter } from './dead-letter.writer';
 
 /**
- * The RocketMQ consumer of the dead-letter topic (its own group, DEAD_LETTER_CONSUMER_GROUP): a class of
- * its own so that the app can connect it as a second microservice next to the telemetry consumer —
- * `app.connectMicroservice({ strategy: app.get(DeadLetterConsumerServer) }, { inheritAppConfig: true })`.
+ * The token of the RocketMQ consumer of the dead-letter topic (its own group, DEAD_LETTER_CONSUMER_GROUP),
+ * which the app connects as a microservice of its own next to the telemetry consumer —
+ * `app.connectMicroservice({ strategy: app.get(DEAD_LETTER_CONSUMER) }, { inheritAppConfig: true })`.
  * It has no dead-letter topic itself: a dead letter that cannot be stored must not go back to the topic
  * it came from, nor be dropped. It is redelivered (backoff up to DEAD_LETTER_MAX_RETRY_DELAY_MS) until
  * ClickHouse takes it; only past the group's retry_max_times (docker/rocketmq/groups.txt: 100000, months
  * of retries) would the broker move it to `%DLQ%<group>`.
  */
-export class DeadLetterConsumerServer extends RocketMqConsumerServer {}
+export const DEAD_LETTER_CONSUMER = Symbol('DeadLetterConsumer');
 
 export interface DeadLettersModuleOptions {
   rocketmq: { endpoints: string; namespace: string; topics: { deadLetter: string } };
@@ -51,7 +50,7 @@ export class DeadLettersModule {
         },
         ...streamConsumerProviders({
           rocketmq,
-          server: DeadLetterConsumerServer,
+          server: DEAD_LETTER_CONSUMER,
           consumer: {
             group: config.consumerGroup,
             topics: [topic],
@@ -65,7 +64,7 @@ export class DeadLettersModule {
           stopped: 'dead-letter consumer stopped and writer drained',
         }),
       ],
-      exports: [DeadLetterConsumerServer],
+      exports: [DEAD_LETTER_CONSUMER],
     };
   }
 }

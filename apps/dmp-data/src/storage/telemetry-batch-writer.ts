@@ -1,13 +1,19 @@
-import { ClickHouseRepository, isDataError, Tables } from '@dmp/clickhouse';
+import {
+  ClickHouseRepository,
+  isDataError,
+  newestPerMetric,
+  Tables,
+  toDateTimeSeconds,
+  type TelemetryRows,
+} from '@dmp/clickhouse';
 import { errorMessage } from '@dmp/contracts';
 import { AGE_BUCKETS, MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, type Context, type Link } from '@opentelemetry/api';
 import type { Histogram } from 'prom-client';
-import { DATA_CONFIG, type DataConfig } from '../config';
 import { minuteMarks } from '../aggregation/minute-aggregation';
+import { DATA_CONFIG, type DataConfig } from '../config';
 import { BatchWriter, MAX_BATCH_LINKS } from './batch-writer';
-import { newestPerMetric, toDateTimeSeconds, type TelemetryRows } from './telemetry-rows';
 
 /** A message on its way into ClickHouse. */
 export interface TelemetryWrite {

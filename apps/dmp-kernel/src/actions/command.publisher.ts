@@ -1,11 +1,11 @@
 import { deviceCommandTopic, DmpError, OutboxErrorCode } from '@dmp/contracts';
 import { injectTraceContext, MetricsRegistry, mqttTraceProperties, recordFailure } from '@dmp/observability';
+import type { PlannedCommand } from '@dmp/rules';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Counter, Gauge } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import type { PlannedCommand } from '../rules/engine';
 
 /** What a device receives on `devices/{deviceId}/command` (JSON). */
 export interface DeviceCommand {

@@ -4,8 +4,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
+import { EgressPolicy } from '../egress/egress-policy';
 import { egressConnector, type Resolver } from './egress-connector';
-import { EgressPolicy } from './egress-policy';
 
 /** A receiver on loopback, the way an attacker would aim a webhook at the kernel's own host. */
 describe('egressConnector', () => {

@@ -1,7 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from 'node:dns';
 import { isIP } from 'node:net';
 import { buildConnector } from 'undici';
-import { EgressRefusedError, type EgressPolicy } from './egress-policy';
+import { EgressRefusedError, type EgressPolicy } from '../egress/egress-policy';
 
 /** Resolves a host name to all its addresses (dns.lookup by default: the system resolver, /etc/hosts). */
 export type Resolver = (

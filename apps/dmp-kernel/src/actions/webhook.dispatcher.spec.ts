@@ -1,10 +1,10 @@
 import { MetricsRegistry } from '@dmp/observability';
+import type { PlannedWebhook } from '@dmp/rules';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { loadKernelConfig, type KernelConfig } from '../config';
-import type { PlannedWebhook } from '../rules/engine';
 import { WebhookDispatcher, type WebhookResult } from './webhook.dispatcher';
 
 function config(allowNetworks: string[]): KernelConfig {

@@ -1,13 +1,13 @@
 import { OutboxErrorCode } from '@dmp/contracts';
 import { MetricsRegistry, recordFailure } from '@dmp/observability';
+import type { PlannedWebhook } from '@dmp/rules';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import type { Counter, Gauge } from 'prom-client';
-import { Agent, RetryAgent, request } from 'undici';
+import { Agent, request, RetryAgent } from 'undici';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import type { PlannedWebhook } from '../rules/engine';
+import { EgressPolicy } from '../egress/egress-policy';
 import { egressConnector } from './egress-connector';
-import { EgressPolicy } from './egress-policy';
 
 /**
  * How a delivery ended. `misconfigured`: a `${secret:NAME}` it refers to is not configured;

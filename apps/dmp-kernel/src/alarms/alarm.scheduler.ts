@@ -1,11 +1,11 @@
+import { endCondition, raiseIfDue, type OutboxEntry, type RuleDevice } from '@dmp/rules';
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
-import { DeviceStateStore } from '../evaluation/device-state.store';
-import { endCondition, raiseIfDue, type RuleDevice } from '../rules/engine';
 import { RuleSetHolder } from '../rules/rule-set.holder';
+import { DeviceStateStore } from '../state/device-state.store';
 import { AlarmService } from './alarm.service';
-import { AlarmStore, type OutboxEntry } from './alarm.store';
+import { AlarmStore } from './alarm.store';
 
 const BATCH = 200;
 

@@ -1,23 +1,27 @@
 import { AlarmErrorCode, type AlarmEvent, DmpError, OutboxErrorCode } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
+import {
+  acknowledge,
+  decideOutbox,
+  outboxDeadLetter,
+  outboxTarget,
+  webhookOutboxResult,
+  type Activation,
+  type OutboxEntry,
+  type OutboxResult,
+  type PlannedAction,
+  type Transition,
+} from '@dmp/rules';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Counter } from 'prom-client';
 import { CommandPublisher } from '../actions/command.publisher';
 import { AlarmEventPublisher, OutboxDeadLetterPublisher } from '../actions/rocketmq.publishers';
 import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { DeviceStateStore } from '../evaluation/device-state.store';
-import { KeyedMutex } from '../evaluation/keyed-mutex';
 import { RuleSetHolder } from '../rules/rule-set.holder';
-import { acknowledge, type Activation, type PlannedAction, type Transition } from '../rules/engine';
-import { AlarmStore, type OutboxEntry } from './alarm.store';
-import {
-  decideOutbox,
-  outboxDeadLetter,
-  outboxTarget,
-  webhookOutboxResult,
-  type OutboxResult,
-} from './outbox-policy';
+import { DeviceStateStore } from '../state/device-state.store';
+import { KeyedMutex } from '../state/keyed-mutex';
+import { AlarmStore } from './alarm.store';
 
 export interface CommitResult {
   applied: Transition[];

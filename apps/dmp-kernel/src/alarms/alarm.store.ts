@@ -1,47 +1,16 @@
-import type { AlarmEvent } from '@dmp/contracts';
 import { REDIS_CLIENT } from '@dmp/redis';
+import { alarmKeys, enqueueOutbox, type Activation, type OutboxEntry, type Transition } from '@dmp/rules';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import type { Activation, PlannedCommand, PlannedWebhook, Transition } from '../rules/engine';
 
 /**
- * Condition states (alarms) in Redis, shared by every kernel replica and surviving restarts. Keys start
- * with KERNEL_REDIS_NAMESPACE (`dmp` below).
- *
- * - `dmp:alarm:{deviceId}`: hash, field = rule id, value = the Activation (JSON). One hash per device, so
- *   evaluating a message reads all of the device's conditions with one HGETALL.
- * - `dmp:alarm-due`: sorted set of pending conditions by the wall-clock time their timer raises them.
- * - `dmp:alarm-id:{alarmId}`: → `{deviceId}\n{ruleId}`, for acknowledgements by alarm id.
- * - `dmp:outbox` / `dmp:outbox:lease`: the transactional outbox — what a transition obliges the kernel to
- *   do (publish its alarm event, send its raise/clear commands and webhooks), written in the same atomic
- *   step as the transition, removed once done. An entry whose lease expires (the kernel crashed or the
- *   send failed) is claimed and done again by any replica's sweeper: nothing a transition causes is lost;
- *   downstream deduplicates by stable ids (event id, command id, delivery id). Match actions (commands,
- *   webhooks) enter it in the same atomic step that completes their device message (DeviceStateStore).
- * - `dmp:outbox:attempts`: failed attempts per entry; retries back off, and an entry that fails
- *   KERNEL_OUTBOX_MAX_ATTEMPTS times (or is refused) leaves the outbox as a dead letter (replayable).
+ * Condition states (alarms) and the transactional outbox in Redis, laid out as `alarmKeys` (@dmp/rules)
+ * says.
  *
  * Every transition is a compare-and-set on the activation's `{id}:{version}` (Lua): a replica that read an
  * older state (a concurrent acknowledgement, timer, or other replica) fails and re-reads.
  */
-/** The store's keys under a namespace. */
-export function alarmKeys(ns: string) {
-  return {
-    alarm: (deviceId: string) => `${ns}:alarm:${deviceId}`,
-    due: `${ns}:alarm-due`,
-    alarmId: (alarmId: string) => `${ns}:alarm-id:${alarmId}`,
-    outbox: `${ns}:outbox`,
-    outboxLease: `${ns}:outbox:lease`,
-    outboxAttempts: `${ns}:outbox:attempts`,
-  };
-}
-
-export type OutboxEntry =
-  | { id: string; kind: 'event'; event: AlarmEvent }
-  | { id: string; kind: 'command'; command: PlannedCommand }
-  | { id: string; kind: 'webhook'; webhook: PlannedWebhook };
-
 const TRANSITION = `
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 local token = ''
@@ -79,26 +48,6 @@ return out
 interface ScriptedRedis extends Redis {
   dmpAlarmTransition(...args: (string | number)[]): Promise<number>;
   dmpOutboxClaim(...args: (string | number)[]): Promise<string[]>;
-}
-
-/**
- * Puts entries (back) into an outbox, due at `at`, with no failed attempts: the sweeper of any replica
- * carries them out. Also used by `dmp dead-letters replay`, which has no kernel of its own.
- */
-export async function enqueueOutbox(
-  redis: Redis,
-  keys: ReturnType<typeof alarmKeys>,
-  entries: readonly OutboxEntry[],
-  at: number,
-): Promise<void> {
-  if (entries.length === 0) return;
-  const multi = redis.multi();
-  for (const entry of entries)
-    multi
-      .hset(keys.outbox, entry.id, JSON.stringify(entry))
-      .zadd(keys.outboxLease, at, entry.id)
-      .hdel(keys.outboxAttempts, entry.id);
-  await multi.exec();
 }
 
 const dueMember = (deviceId: string, ruleId: string) => `${deviceId}\n${ruleId}`;

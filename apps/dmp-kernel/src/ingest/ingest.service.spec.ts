@@ -7,12 +7,12 @@ import {
 } from '@dmp/contracts';
 import type { OutgoingMessage, RocketMqProducer } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
+import { EMPTY_PRODUCTS } from '@dmp/rules';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadKernelConfig } from '../config';
 import type { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
 import { Normalizer } from '../normalization/normalizer';
-import { EMPTY_PRODUCTS } from '../normalization/product-model';
 import { TelemetryPublisher } from '../publishing/telemetry.publisher';
 import type { RuleSetHolder } from '../rules/rule-set.holder';
 import { IngestService, LaneFullError } from './ingest.service';

@@ -1,7 +1,7 @@
 import {
-  type DeviceMetadata,
   DmpError,
   errorMessage,
+  type DeviceMetadata,
   type IngestOutcome,
   KernelErrorCode,
   type NormalizedTelemetry,
@@ -12,10 +12,10 @@ import { extractTraceContext, MetricsRegistry, recordFailure, startSpanLazily } 
 import { Inject, Injectable } from '@nestjs/common';
 import { context, SpanKind, SpanStatusCode, trace, type Link, type Span } from '@opentelemetry/api';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { toTelemetryEnvelope, type MappingResult } from '../normalization/telemetry.mapper';
 import { Normalizer } from '../normalization/normalizer';
 import { ItemCancelledError, PrecedingItemFailedError } from '../publishing/lane-packer';
 import { TelemetryPublisher } from '../publishing/telemetry.publisher';
+import { toTelemetryEnvelope, type MappingResult } from './telemetry.mapper';
 
 /**
  * An Ingest call refused before anything of it was handled: a lane (topic and shard) it would add to

@@ -5,11 +5,11 @@ import {
   type TelemetryEnvelope,
 } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
+import { normalizeTelemetry } from '@dmp/rules';
 import { Injectable } from '@nestjs/common';
 import type { Counter } from 'prom-client';
 import { DeviceMetadataCache, EMPTY_METADATA } from '../enrichment/device-metadata.cache';
 import { RuleSetHolder } from '../rules/rule-set.holder';
-import { normalizeTelemetry } from './product-model';
 
 /**
  * Turns an accepted device message into the RocketMQ body: enriched with the device's metadata (tenant,

@@ -1,11 +1,5 @@
 import { RuleSetErrorCode } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
-import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
-import { resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Counter, Gauge } from 'prom-client';
-import { RouteTopics } from '../actions/route-topics';
-import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import {
   compileRuleSet,
   formatRuleError,
@@ -16,7 +10,13 @@ import {
   type RuleError,
   type RuleSet,
   type SourceFile,
-} from './engine';
+} from '@dmp/rules';
+import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Counter, Gauge } from 'prom-client';
+import { RouteTopics } from '../actions/route-topics';
+import { KERNEL_CONFIG, type KernelConfig } from '../config';
 
 /** A rule set that was refused; the one running before keeps running. */
 export class RuleSetRejectedError extends Error {

@@ -1,22 +1,12 @@
 import { Global, Module } from '@nestjs/common';
 import { RouteTopics } from '../actions/route-topics';
-import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { adminApiAuthProvider, AdminTokenGuard, ADMIN_API_AUTH } from '@dmp/http';
 import { RuleSetHolder } from './rule-set.holder';
-import { RulesAdminController } from './rules-admin.controller';
 import { RulesWatcher } from './rules.watcher';
 
-/** The running rule set (rules + product models): loading, hot reload from files, the admin API. */
+/** The running rule set (rules + product models): loading and hot reload from files (admin API: AdminModule). */
 @Global()
 @Module({
-  controllers: [RulesAdminController],
-  providers: [
-    RuleSetHolder,
-    RouteTopics,
-    RulesWatcher,
-    adminApiAuthProvider<KernelConfig>(KERNEL_CONFIG, (config) => config.kernel.adminToken),
-    AdminTokenGuard,
-  ],
-  exports: [RuleSetHolder, RouteTopics, ADMIN_API_AUTH, AdminTokenGuard],
+  providers: [RuleSetHolder, RouteTopics, RulesWatcher],
+  exports: [RuleSetHolder, RouteTopics],
 })
 export class RulesModule {}

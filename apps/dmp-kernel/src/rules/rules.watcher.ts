@@ -1,3 +1,4 @@
+import { PRODUCTS_FOLDER } from '@dmp/rules';
 import {
   Inject,
   Injectable,
@@ -7,7 +8,6 @@ import {
 } from '@nestjs/common';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
-import { PRODUCTS_FOLDER } from './engine';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { RuleSetHolder } from './rule-set.holder';
 

@@ -1,13 +1,11 @@
 import { DeviceErrorCode, DmpError } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import { Inject, Injectable } from '@nestjs/common';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Counter, Histogram } from 'prom-client';
 import { z } from 'zod';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
-import { DeviceRegistry } from '../devices/device-registry.service';
-import { burnSecretCheck, limitSecretChecks } from '../devices/device-secret';
 import {
   clientIdAllowed,
   deviceMayAccess,
@@ -15,7 +13,9 @@ import {
   isReservedDeviceId,
   isServiceClientId,
   type ServiceIdentity,
-} from './acl';
+} from '../devices/acl';
+import { DeviceRegistry } from '../devices/device-registry.service';
+import { burnSecretCheck, limitSecretChecks } from '../devices/device-secret';
 import { LoginThrottle } from './login-throttle';
 
 /** EMQX 5 HTTP authenticator answer. `is_superuser` skips authorization for the connection. */

@@ -1,3 +1,4 @@
+import { DEVICE_ID_PATTERN, DeviceErrorCode } from '@dmp/contracts';
 import { AdminExceptionFilter, AdminTokenGuard } from '@dmp/http';
 import {
   BadRequestException,
@@ -15,11 +16,10 @@ import {
   UseFilters,
   UseGuards,
 } from '@nestjs/common';
-import { DEVICE_ID_PATTERN, DeviceErrorCode } from '@dmp/contracts';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { z } from 'zod';
-import { isReservedDeviceId } from '../auth/acl';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
+import { isReservedDeviceId } from './acl';
 import {
   registerDeviceSchema,
   toPublicDevice,
@@ -28,8 +28,8 @@ import {
   type StoredDevice,
 } from './device';
 import { DeviceRegistry } from './device-registry.service';
-import { DeviceRepository } from './device.repository';
 import { generateSecret, hashSecret } from './device-secret';
+import { DeviceRepository } from './device.repository';
 
 export interface RegisteredDeviceResponse {
   device: Device;

@@ -1,6 +1,6 @@
 import { DeviceErrorCode, DmpError } from '@dmp/contracts';
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { ConcurrencyGate } from '../auth/concurrency-gate';
+import { ConcurrencyGate } from './concurrency-gate';
 
 /**
  * Device secrets are stored as salted scrypt hashes: `scrypt$N$r$p$<salt>$<hash>` (base64). The

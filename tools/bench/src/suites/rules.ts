@@ -1,5 +1,4 @@
 import type { NormalizedTelemetry } from '@dmp/contracts';
-import { performance } from 'node:perf_hooks';
 import {
   compileRuleSet,
   emptyState,
@@ -8,7 +7,8 @@ import {
   type DeviceState,
   type RuleDevice,
   type RuleSet,
-} from '../../../../apps/dmp-kernel/src/rules/engine';
+} from '@dmp/rules';
+import { performance } from 'node:perf_hooks';
 import { SimulatedDevice } from '../../../simulator/src/device-model';
 import { percentile, seededRandom, type BenchSuite } from '../suite';
 

@@ -16,17 +16,12 @@ import {
   parseDeviceTopic,
 } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
+import { alarmKeys, enqueueOutbox, outboxEntryOf, type OutboxEntry } from '@dmp/rules';
 import { Command, InvalidArgumentError } from 'commander';
 import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import {
-  alarmKeys,
-  enqueueOutbox,
-  type OutboxEntry,
-} from '../../../../apps/dmp-kernel/src/alarms/alarm.store';
-import { outboxEntryOf } from '../../../../apps/dmp-kernel/src/alarms/outbox-policy';
 
 /**
  * `dmp dead-letters list | replay` — the dead letters dmp-data stored in ClickHouse `dead_letters`.

@@ -7,16 +7,12 @@ import {
   type MetricValue,
   type NormalizedTelemetry,
 } from '@dmp/contracts';
-import { Command, InvalidArgumentError } from 'commander';
-import { readFile } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
-import { z } from 'zod';
-import { normalizeTelemetry } from '../../../../apps/dmp-kernel/src/normalization/product-model';
 import {
   compileRuleSet,
   emptyState,
   evaluateMessage,
   formatRuleError,
+  normalizeTelemetry,
   raiseIfDue,
   readRuleFiles,
   type Activation,
@@ -25,7 +21,11 @@ import {
   type RuleDevice,
   type RuleSet,
   type Transition,
-} from '../../../../apps/dmp-kernel/src/rules/engine';
+} from '@dmp/rules';
+import { Command, InvalidArgumentError } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { z } from 'zod';
 
 /**
  * `dmp rules validate | dry-run | backtest | push` — the rule author's tools, on the same engine the kernel

@@ -1,7 +1,7 @@
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { toTelemetryRows } from '@dmp/clickhouse';
 import { stack } from '@dmp/testing';
 import { performance } from 'node:perf_hooks';
-import { toTelemetryRows } from '../../../../../apps/dmp-data/src/storage/telemetry-rows';
 import { SimulatedDevice } from '../../../../simulator/src/device-model';
 import { seededRandom } from '../../suite';
 import { fleetMix } from './analysis';

@@ -7,8 +7,8 @@ import {
   type MetricMapping,
   type ProductModel,
   type ProductModels,
-} from '../../normalization/product-model';
-import { linear, namedConversion } from '../../normalization/units';
+} from '../product-model';
+import { linear, namedConversion } from '../units';
 import { compileExpression, compileTemplate, type CompiledExpression, type CompiledTemplate } from './cel';
 import { parseDuration } from './duration';
 import { YamlSource, type PathSegment, type RuleError, type SourceFile } from './source';

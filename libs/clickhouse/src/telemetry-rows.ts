@@ -1,5 +1,5 @@
-import type { TelemetryLatestRow, TelemetryRawRow } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
+import type { TelemetryLatestRow, TelemetryRawRow } from './tables';
 
 /** DateTime is UInt32 seconds: clamp device clocks that are wildly off instead of failing the insert. */
 const MAX_DATETIME_SECONDS = 0xffffffff;

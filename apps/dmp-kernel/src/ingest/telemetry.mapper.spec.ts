@@ -7,7 +7,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { normalizeEnvelope } from './normalizer';
+import { normalizeEnvelope } from '../normalization/normalizer';
 import { toTelemetryEnvelope } from './telemetry.mapper';
 
 /** The Ingest request as the server's handler receives it: encoded by a client, decoded with our loader options. */

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cleaningSection } from '@dmp/config';
-import { cleanTelemetry, type CleaningLimits, type CleaningResult } from './cleaning';
-import { CleanCode } from './errors';
+import { CleanCode, cleanTelemetry, type CleaningLimits, type CleaningResult } from '@dmp/contracts';
+import { cleaningSection } from './cleaning';
 
 const NOW = Date.UTC(2026, 10, 21, 10, 0, 0);
 const DAY = 86_400_000;

@@ -1,4 +1,5 @@
 import { AdminExceptionFilter, AdminTokenGuard } from '@dmp/http';
+import { formatDuration, formatRuleError, type SourceFile } from '@dmp/rules';
 import {
   BadRequestException,
   Body,
@@ -12,8 +13,7 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import { z } from 'zod';
-import { formatDuration, formatRuleError, type SourceFile } from './engine';
-import { RuleSetHolder, RuleSetRejectedError, type RuleSetInfo } from './rule-set.holder';
+import { RuleSetHolder, RuleSetRejectedError, type RuleSetInfo } from '../rules/rule-set.holder';
 
 /** `PUT /rules`: the whole rule set, as files (`{ "files": { "temperature.yaml": "rules: …" } }` or a list). */
 const putRulesSchema = z.strictObject({

@@ -6,7 +6,7 @@ import {
   deviceCommandTopic,
   OutboxErrorCode,
 } from '@dmp/contracts';
-import type { OutboxEntry } from './alarm.store';
+import type { OutboxEntry } from './outbox';
 
 /** How carrying out an outbox entry ended. */
 export type OutboxResult =

@@ -1,10 +1,9 @@
 import type { MetricValue, NormalizedTelemetry } from '@dmp/contracts';
 import { REDIS_CLIENT } from '@dmp/redis';
+import { alarmKeys, stateTimeOf, type DeviceState, type OutboxEntry } from '@dmp/rules';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { alarmKeys, type OutboxEntry } from '../alarms/alarm.store';
-import { stateTimeOf, type DeviceState } from '../rules/engine';
 
 /**
  * A device's recent state for rules (`state.prev` / `state.latest` / `state.ts`) in Redis, shared by all

@@ -1,5 +1,6 @@
 import { AdminExceptionFilter, AdminTokenGuard } from '@dmp/http';
 import { ALARM_ID_PATTERN, DEVICE_ID_PATTERN, type AlarmEvent } from '@dmp/contracts';
+import type { Activation } from '@dmp/rules';
 import {
   BadRequestException,
   Body,
@@ -13,8 +14,7 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import { z } from 'zod';
-import type { Activation } from '../rules/engine';
-import { AlarmService } from './alarm.service';
+import { AlarmService } from '../alarms/alarm.service';
 
 const ackSchema = z.strictObject({ by: z.string().min(1).max(256).default('admin-api') });
 

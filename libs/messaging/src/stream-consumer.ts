@@ -1,12 +1,3 @@
-import {
-  RocketMqConsumerServer,
-  RocketMqExceptionFilter,
-  RocketMqProducer,
-  ROCKETMQ_TRANSPORT,
-  type RocketMqConsumerServerOptions,
-  type RocketMqMessage,
-  type RocketMqProducerOptions,
-} from '@dmp/messaging';
 import { HealthRegistry, MetricsRegistry } from '@dmp/observability';
 import {
   Controller,
@@ -14,12 +5,17 @@ import {
   Logger,
   UseFilters,
   type BeforeApplicationShutdown,
+  type InjectionToken,
   type OnApplicationShutdown,
   type OnModuleInit,
   type Provider,
   type Type,
 } from '@nestjs/common';
 import { EventPattern, Payload } from '@nestjs/microservices';
+import { RocketMqConsumerServer, type RocketMqConsumerServerOptions } from './rocketmq.consumer-server';
+import { ROCKETMQ_TRANSPORT, type RocketMqMessage } from './rocketmq.context';
+import { RocketMqExceptionFilter } from './rocketmq.exception-filter';
+import { RocketMqProducer } from './rocketmq.producer';
 
 /** Handles one message; resolves once it is stored (the consumer then acks). */
 export interface StreamHandler {
@@ -59,17 +55,20 @@ export function streamController(
 export interface StreamConsumerOptions<W extends StreamWriter> {
   rocketmq: { endpoints: string; namespace: string };
   /**
-   * The consumer's class: one per stream (a subclass of RocketMqConsumerServer), so that bootstrap can
-   * connect each as a microservice of its own — `app.connectMicroservice({ strategy: app.get(Server) })`.
+   * The token the stream's RocketMqConsumerServer is provided under: one per stream, so that bootstrap
+   * can connect each as a microservice of its own — `app.connectMicroservice({ strategy: app.get(token) })`.
    */
-  server: new (options: RocketMqConsumerServerOptions) => RocketMqConsumerServer;
+  server: InjectionToken;
   /** Group, topics and limits of the consumer. */
   consumer: Omit<
     RocketMqConsumerServerOptions,
     'endpoints' | 'namespace' | 'deadLetterTopic' | 'producer' | 'metrics'
   >;
-  /** Where the consumer sends what the handler refuses, with a producer of this class (none: retried only). */
-  deadLetter?: { topic: string; producer: new (options: RocketMqProducerOptions) => RocketMqProducer };
+  /**
+   * Where the consumer sends what the handler refuses, with a RocketMqProducer of its own provided under
+   * `producer` (none: retried only).
+   */
+  deadLetter?: { topic: string; producer: InjectionToken };
   /** The writer drained on shutdown (its provider is the module's own). */
   writer: Type<W>;
   /** Name of the stream's /health check. */
@@ -134,14 +133,14 @@ class StreamLifecycle<W extends StreamWriter>
 export function streamConsumerProviders<W extends StreamWriter>(
   options: StreamConsumerOptions<W>,
 ): Provider[] {
-  const { rocketmq, server: Server, consumer, deadLetter, writer } = options;
+  const { rocketmq, server, consumer, deadLetter, writer } = options;
   const producers: Provider[] = deadLetter
     ? [
         {
           provide: deadLetter.producer,
           inject: [MetricsRegistry],
           useFactory: (metrics: MetricsRegistry) =>
-            new deadLetter.producer({
+            new RocketMqProducer({
               endpoints: rocketmq.endpoints,
               namespace: rocketmq.namespace,
               topics: [deadLetter.topic],
@@ -155,10 +154,10 @@ export function streamConsumerProviders<W extends StreamWriter>(
   return [
     ...producers,
     {
-      provide: Server,
+      provide: server,
       inject: [MetricsRegistry, ...withProducer],
       useFactory: (metrics: MetricsRegistry, producer?: RocketMqProducer) =>
-        new Server({
+        new RocketMqConsumerServer({
           endpoints: rocketmq.endpoints,
           namespace: rocketmq.namespace,
           ...consumer,
@@ -168,7 +167,7 @@ export function streamConsumerProviders<W extends StreamWriter>(
     },
     {
       provide: Symbol(`${options.health} lifecycle`),
-      inject: [Server, writer, HealthRegistry, ...withProducer],
+      inject: [server, writer, HealthRegistry, ...withProducer],
       useFactory: (
         server: RocketMqConsumerServer,
         w: W,

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { normalizeMetrics } from '../../normalization/product-model';
+import { normalizeMetrics } from '../product-model';
 import { compileExpression } from './cel';
 import { readRuleFiles } from './loader';
 import { compileRuleSet, type CompileOutcome } from './ruleset';
 import { formatRuleError } from './source';
 
-const REPO_RULES = join(__dirname, '../../../../../../rules');
+const REPO_RULES = join(__dirname, '../../../../../rules');
 
 const compile = (files: Record<string, string>): CompileOutcome =>
   compileRuleSet(Object.entries(files).map(([path, text]) => ({ path, text })));

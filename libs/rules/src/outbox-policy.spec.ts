@@ -1,7 +1,7 @@
 import { DEAD_LETTER_SOURCE_KERNEL_OUTBOX, DeadLetterProperty } from '@dmp/contracts';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { OutboxEntry } from './alarm.store';
+import type { OutboxEntry } from './outbox';
 import { decideOutbox, outboxDeadLetter, outboxEntryOf, webhookOutboxResult } from './outbox-policy';
 
 const policy = { baseMs: 1_000, maxMs: 8_000, maxAttempts: 5 };

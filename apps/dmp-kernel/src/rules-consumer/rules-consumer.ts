@@ -1,15 +1,13 @@
-import {
-  RocketMqConsumerServer,
-  RocketMqExceptionFilter,
-  ROCKETMQ_TRANSPORT,
-  type RocketMqMessage,
-} from '@dmp/messaging';
+import { ROCKETMQ_TRANSPORT, RocketMqExceptionFilter, type RocketMqMessage } from '@dmp/messaging';
 import { Controller, UseFilters, type Type } from '@nestjs/common';
 import { EventPattern, Payload } from '@nestjs/microservices';
 import { RuleProcessor } from './rule-processor.service';
 
-/** The kernel's own consumer of the telemetry topics (group KERNEL_RULES_GROUP): rule evaluation. */
-export class RulesConsumerServer extends RocketMqConsumerServer {}
+/**
+ * The provider of the kernel's own consumer of its telemetry topics (group KERNEL_RULES_GROUP), a
+ * RocketMqConsumerServer that bootstrap connects as a microservice of its own.
+ */
+export const RULES_CONSUMER = Symbol('RulesConsumer');
 
 /**
  * Rule evaluation reads the durable telemetry stream rather than the ingest path: a message is evaluated

@@ -10,7 +10,7 @@ import type { Conversion } from './units';
 /**
  * A product model, declared in data (`rules/products/*.yaml`): how a product's devices name and scale
  * their fields, mapped to DMP's canonical metrics. Compiled by the rule set compiler
- * (rules/engine/ruleset.ts), which also reports its errors with file, line and column.
+ * (engine/ruleset.ts), which also reports its errors with file, line and column.
  */
 export interface ProductModel {
   id: string;

@@ -1,8 +1,8 @@
 import type { NormalizedTelemetry } from '@dmp/contracts';
+import { compileRuleSet, emptyState, evaluateMessage, type RuleDevice } from '@dmp/rules';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compileRuleSet, emptyState, evaluateMessage, type RuleDevice } from '../rules/engine';
-import { isEvaluated } from './device-state.store';
+import { isEvaluated } from '../state/device-state.store';
 
 const device: RuleDevice = { deviceId: 'd1', tenantId: 't', productId: 'p', siteId: 's', tags: {} };
 const T0 = 1_767_225_600_000;

@@ -14,24 +14,24 @@ import {
   type TelemetryEntry,
 } from '@dmp/messaging';
 import { MetricsRegistry, recordFailure } from '@dmp/observability';
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { context, trace } from '@opentelemetry/api';
-import type { Counter, Histogram } from 'prom-client';
-import { KERNEL_CONFIG, type KernelConfig } from '../config';
-import { RoutePublisher } from '../actions/rocketmq.publishers';
-import { actionEntries, AlarmService } from '../alarms/alarm.service';
-import { AlarmStore } from '../alarms/alarm.store';
-import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
-import { groupByDevice } from './device-groups';
 import {
   evaluateMessage,
   type PlannedAction,
   type RuleDevice,
   type RuleSet,
   type Transition,
-} from '../rules/engine';
+} from '@dmp/rules';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { context, trace } from '@opentelemetry/api';
+import type { Counter, Histogram } from 'prom-client';
+import { RoutePublisher } from '../actions/rocketmq.publishers';
+import { actionEntries, AlarmService } from '../alarms/alarm.service';
+import { AlarmStore } from '../alarms/alarm.store';
+import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
 import { RuleSetHolder } from '../rules/rule-set.holder';
-import { DeviceStateStore, isEvaluated } from './device-state.store';
+import { DeviceStateStore, isEvaluated } from '../state/device-state.store';
+import { groupByDevice } from './device-groups';
 import { ruleInputOf } from './rule-input';
 
 const MAX_CONFLICT_ROUNDS = 3;

@@ -1,5 +1,5 @@
-import { MetricsRegistry, HealthRegistry } from '@dmp/observability';
-import { RocketMqProducer } from '@dmp/messaging';
+import { RocketMqConsumerServer, RocketMqProducer } from '@dmp/messaging';
+import { HealthRegistry, MetricsRegistry } from '@dmp/observability';
 import {
   Inject,
   Injectable,
@@ -20,13 +20,12 @@ import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { AlarmScheduler } from '../alarms/alarm.scheduler';
 import { AlarmService } from '../alarms/alarm.service';
 import { AlarmStore } from '../alarms/alarm.store';
-import { AlarmsController } from '../alarms/alarms.controller';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { EnrichmentModule } from '../enrichment/enrichment.module';
 import { PublishingModule } from '../publishing/publishing.module';
-import { DeviceStateStore } from './device-state.store';
+import { DeviceStateStore } from '../state/device-state.store';
 import { RuleProcessor } from './rule-processor.service';
-import { RulesConsumerServer, rulesConsumerController } from './rules-consumer';
+import { RULES_CONSUMER, rulesConsumerController } from './rules-consumer';
 
 /**
  * Shutdown order: stop taking telemetry and let evaluations in flight finish (they need Redis, RocketMQ,
@@ -34,7 +33,7 @@ import { RulesConsumerServer, rulesConsumerController } from './rules-consumer';
  * (commands, webhooks) finish, bounded — what does not finish stays in the outbox for the next kernel.
  */
 @Injectable()
-class EvaluationLifecycle implements OnModuleInit, BeforeApplicationShutdown {
+class RulesConsumerLifecycle implements OnModuleInit, BeforeApplicationShutdown {
   private readonly log = new Logger('Evaluation');
 
   constructor(
@@ -44,7 +43,7 @@ class EvaluationLifecycle implements OnModuleInit, BeforeApplicationShutdown {
     private readonly commands: CommandPublisher,
     private readonly health: HealthRegistry,
     @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
-    @Optional() private readonly server?: RulesConsumerServer,
+    @Optional() @Inject(RULES_CONSUMER) private readonly server?: RocketMqConsumerServer,
   ) {}
 
   onModuleInit(): void {
@@ -71,18 +70,22 @@ class EvaluationLifecycle implements OnModuleInit, BeforeApplicationShutdown {
   }
 }
 
-/** Rule evaluation from the telemetry stream, alarms (timer, acknowledgement API) and actions. */
+/**
+ * The rules consumer: the kernel reads back its own telemetry topics (group KERNEL_RULES_GROUP) and runs
+ * the rules on what RocketMQ stored → alarms (and their timer) → actions. Exports AlarmService for the
+ * admin API (AdminModule).
+ */
 @Module({})
-export class EvaluationModule {
+export class RulesConsumerModule {
   static forRoot(config: KernelConfig): DynamicModule {
     const topics = [config.rocketmq.topics.event, config.rocketmq.topics.snapshot];
     const consumer = config.rules.enabled
       ? [
           {
-            provide: RulesConsumerServer,
+            provide: RULES_CONSUMER,
             inject: [MetricsRegistry, RocketMqProducer],
             useFactory: (metrics: MetricsRegistry, producer: RocketMqProducer) =>
-              new RulesConsumerServer({
+              new RocketMqConsumerServer({
                 endpoints: config.rocketmq.endpoints,
                 namespace: config.rocketmq.namespace,
                 group: config.rules.group,
@@ -99,9 +102,9 @@ export class EvaluationModule {
         ]
       : [];
     return {
-      module: EvaluationModule,
+      module: RulesConsumerModule,
       imports: [PublishingModule, EnrichmentModule],
-      controllers: [AlarmsController, ...(config.rules.enabled ? [rulesConsumerController(topics)] : [])],
+      controllers: config.rules.enabled ? [rulesConsumerController(topics)] : [],
       providers: [
         DeviceStateStore,
         AlarmStore,
@@ -113,10 +116,10 @@ export class EvaluationModule {
         OutboxDeadLetterPublisher,
         RoutePublisher,
         RuleProcessor,
-        EvaluationLifecycle,
+        RulesConsumerLifecycle,
         ...consumer,
       ],
-      exports: consumer.length ? [RulesConsumerServer] : [],
+      exports: [AlarmService, ...(consumer.length ? [RULES_CONSUMER] : [])],
     };
   }
 }
