@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isDeepStrictEqual, promisify } from 'node:util';
 import { MinuteAggregator } from '../apps/dmp-data/src/aggregation/aggregation.service';
+import { EVERY_DEVICE } from '../apps/dmp-data/src/aggregation/minute-aggregation';
 import { loadDataConfig } from '../apps/dmp-data/src/config';
 import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
 
@@ -247,5 +248,30 @@ describe('DMP on a ClickHouse cluster (2 shards × 2 replicas, 18.16)', { timeou
     assert.ok((await localRows('clickhouse-s1r1', Tables.minute)) > 0);
     assert.ok((await localRows('clickhouse-s2r1', Tables.minute)) > 0);
     await replicasAgree(Tables.minute);
+
+    // A whole-minute mark (on-time data: one shard holds it) recomputes every device of the minute on
+    // every shard: here raw rows of all devices without marks of their own.
+    const unmarked = DEVICES.map((_, d) =>
+      message(d, 1, { messageId: `${DEVICES[d]}-whole`, metrics: { temp: d } }),
+    );
+    await repository.insertRows(
+      Tables.raw,
+      unmarked.map((m) => toTelemetryRows(m).raw),
+    );
+    await repository.insertRows(Tables.minuteMarks, [{ device_id: EVERY_DEVICE, minute: START / 1000 }], {
+      columns: ['device_id', 'minute'],
+      quorum: true,
+    });
+    for (const m of unmarked) stored.set(m.messageId, m);
+    const withUnmarked = expectedAggregates(stored.values());
+    await waitFor(
+      () => `telemetry_1m to include the unmarked rows (${got.length} of ${withUnmarked.length} rows)`,
+      async () => {
+        await aggregator.runOnce();
+        got = await readMinuteAggregates(repository, `${Tables.minute} FINAL`, '1 = 1');
+        return isDeepStrictEqual(got, withUnmarked);
+      },
+      { timeoutMs: 60_000, intervalMs: 1_000 },
+    );
   });
 });

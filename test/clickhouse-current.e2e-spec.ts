@@ -48,6 +48,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { MinuteAggregator } from '../apps/dmp-data/src/aggregation/aggregation.service';
+import { EVERY_DEVICE } from '../apps/dmp-data/src/aggregation/minute-aggregation';
 import { AlarmWriter } from '../apps/dmp-data/src/alarms/alarm.writer';
 import {
   toCleaningDeadLetter,
@@ -490,6 +491,24 @@ for (const engine of engines)
       };
       await telemetry.store(toTelemetryRows(late));
       stored.set(late.messageId, late);
+      await converge(expectedAggregates(stored.values()));
+
+      // A whole-minute mark (on-time data) recomputes every device of its minute: here a device whose raw
+      // row has no mark of its own.
+      const unmarked: NormalizedTelemetry = {
+        ...stored.get('dev-003-r000')!,
+        deviceId: 'dev-009',
+        messageId: 'dev-009-whole',
+        ts: RECENT_START + 30_000,
+        metrics: { temp: 12 },
+      };
+      await repository.insertRows(Tables.raw, [toTelemetryRows(unmarked).raw]);
+      await repository.insertRows(
+        Tables.minuteMarks,
+        [{ device_id: EVERY_DEVICE, minute: RECENT_START / 1000 }],
+        { columns: ['device_id', 'minute'] },
+      );
+      stored.set(unmarked.messageId, unmarked);
       await converge(expectedAggregates(stored.values()));
     });
 

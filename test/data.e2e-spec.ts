@@ -234,12 +234,18 @@ describe('dmp-data', () => {
     return { rows: Number(row.rows), ids: Number(row.ids) };
   };
 
-  /** Distinct (device, minute)s of these devices marked at or after the aggregator's cursor. */
+  /**
+   * Distinct (device, minute)s of these devices' numeric rows with a mark at or after the aggregator's
+   * cursor: their own, or their whole minute's.
+   */
   const pendingMarks = async (devices: Iterable<string>) => {
+    const pending = `FROM telemetry_1m_marks WHERE marked_at >= (SELECT max(marks_until) FROM telemetry_1m_progress)`;
     const [row] = await repository.query<{ n: string }>(
-      `SELECT count() AS n FROM (SELECT DISTINCT device_id, minute FROM telemetry_1m_marks
-       WHERE device_id IN (${stringList(devices)})
-         AND marked_at >= (SELECT max(marks_until) FROM telemetry_1m_progress))`,
+      `SELECT count() AS n FROM
+       (SELECT DISTINCT device_id, toStartOfMinute(ts) AS minute FROM telemetry_raw
+        WHERE device_id IN (${stringList(devices)}) AND notEmpty(metric_names))
+       WHERE (device_id, minute) IN (SELECT device_id, minute ${pending})
+          OR minute IN (SELECT minute ${pending} AND device_id = '')`,
     );
     return Number(row.n);
   };
@@ -848,6 +854,77 @@ describe('dmp-data', () => {
     );
     await sleep(500);
     assert.deepEqual(await rawCount(devices), { rows: messages.length, ids: messages.length });
+  });
+
+  it('writes, per message, a raw row, its view row, a latest row per metric, and a mark per minute and batch', async () => {
+    // Each device once, as in a large fleet (a batch cannot collapse anything), five minutes ago with an
+    // hour of allowed lateness: on-time data. Merges are stopped so that the tables hold exactly the rows
+    // written (a merge of telemetry_latest would collapse rows).
+    await app?.stop();
+    const tables = [Tables.raw, Tables.minuteSource, Tables.latest, Tables.minuteMarks];
+    for (const table of tables) await repository.command(`SYSTEM STOP MERGES ${database}.${table}`);
+    try {
+      app = await startApp(
+        'dmp-data',
+        { ...appEnv, DATA_AGGREGATION_LATENESS_MS: '3600000' },
+        { label: `dmp-data-e2e-${run}-rows` },
+      );
+      const [{ now: serverNow }] = await repository.query<{ now: string }>('SELECT toUInt32(now()) AS now');
+      const minute = minuteOfMs(Date.now() - 5 * 60_000);
+      const snapshots = Array.from({ length: 20 }, (_, d) => ({
+        ...telemetry(`e2e-${run}-rows-s${d}`, 0, minute * 1000 + 10_000 + d, {
+          temp: d,
+          hum: 40,
+          power: 100 + d,
+          voltage: 230,
+          on: true,
+          rssi: -60,
+        }),
+        kind: 'snapshot' as const,
+      }));
+      const changes = Array.from({ length: 20 }, (_, d) =>
+        telemetry(`e2e-${run}-rows-c${d}`, 1, minute * 1000 + 20_000 + d, { temp: d }),
+      );
+      const messages = [...snapshots, ...changes];
+      const devices = messages.map((m) => m.deviceId);
+      await sendAll(messages);
+      await waitFor(
+        'the messages stored and marked',
+        async () => (await rawCount(devices)).ids === messages.length && (await pendingMarks(devices)) === 40,
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+      const count = async (table: string, where: string) =>
+        Number(
+          (await repository.query<{ n: string }>(`SELECT count() AS n FROM ${table} WHERE ${where}`))[0].n,
+        );
+      const ofDevices = `device_id IN (${stringList(devices)})`;
+      const rows = {
+        [Tables.raw]: await count(Tables.raw, ofDevices),
+        [Tables.minuteSource]: await count(Tables.minuteSource, ofDevices),
+        [Tables.latest]: await count(Tables.latest, ofDevices),
+        [Tables.minuteMarks]: await count(
+          Tables.minuteMarks,
+          `(${ofDevices} OR (device_id = '' AND minute = toDateTime(${minute}))) AND marked_at >= toDateTime(${serverNow})`,
+        ),
+      };
+      const metrics = await (await fetch(`${app.baseUrl}/metrics`)).text();
+      const batches = metricSum(metrics, 'dmp_data_batch_rows_count');
+      console.log(
+        `rows per message (${messages.length} messages of ${devices.length} devices, ${batches} batch(es)): ` +
+          Object.entries(rows)
+            .map(([table, n]) => `${table} ${(n / messages.length).toFixed(3)}`)
+            .join(', ') +
+          `; in all ${(Object.values(rows).reduce((a, b) => a + b, 0) / messages.length).toFixed(3)}`,
+      );
+      assert.equal(rows[Tables.raw], messages.length);
+      assert.equal(rows[Tables.minuteSource], messages.length);
+      assert.equal(rows[Tables.latest], 20 * 6 + 20 * 1, 'one row per device and metric');
+      // One minute, on time: one mark for the whole minute per batch, none per device.
+      assert.equal(await count(Tables.minuteMarks, ofDevices), 0, 'no mark per device');
+      assert.ok(rows[Tables.minuteMarks] >= 1 && rows[Tables.minuteMarks] <= batches, `${batches} batch(es)`);
+    } finally {
+      for (const table of tables) await repository.command(`SYSTEM START MERGES ${database}.${table}`);
+    }
   });
 
   it('loses no aggregate recomputation to a kill -9: the marks wait in ClickHouse for the next run', async () => {

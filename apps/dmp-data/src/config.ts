@@ -56,7 +56,10 @@ export const dataSection = z
     /** A minute is first computed this long after it ended; later data triggers a recomputation. */
     DATA_AGGREGATION_LATENESS_MS: int(60_000, 0, 86_400_000),
     DATA_AGGREGATION_INTERVAL_MS: int(5_000, 100, 3_600_000),
-    /** (device, minute)s per recomputation statement (each also costs a part of telemetry_1m). */
+    /**
+     * (device, minute)s of late data per recomputation statement (each also costs a part of
+     * telemetry_1m); a minute marked whole (on-time data) is one statement, whatever its devices.
+     */
     DATA_AGGREGATION_MAX_KEYS: int(5_000, 1, 100_000),
     /** How long start-up waits for ClickHouse to apply migrations. */
     DATA_STARTUP_TIMEOUT_MS: int(60_000, 0, 3_600_000),

@@ -98,4 +98,56 @@ describe('newestPerMetric', () => {
     ]);
     assert.deepEqual(kept.map((r) => r.message_id).sort(), ['p', 'q']);
   });
+
+  it("keeps the table's winner whatever the order, duplicates and tiebreak (version = ts, then a hash of the id)", () => {
+    // Whatever hash the engine breaks ties with, its winner among a batch's rows is kept.
+    const tiebreaks = [
+      (id: string) => id.charCodeAt(0),
+      (id: string) => -id.charCodeAt(0),
+      (id: string) => [...id].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 1024, 7),
+    ];
+    let seed = 42;
+    const random = (n: number) => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % n;
+    for (let round = 0; round < 200; round++) {
+      const rows = Array.from({ length: 1 + random(12) }, () =>
+        row(`d${random(3)}`, `m${random(2)}`, 100 + random(4), `id${random(6)}`),
+      );
+      const batch = [...rows, ...rows.slice(0, random(rows.length + 1))]; // duplicates within it
+      const kept = newestPerMetric(batch);
+      for (const tiebreak of tiebreaks) {
+        const winner = new Map<string, (typeof rows)[number]>();
+        for (const r of batch) {
+          const key = `${r.device_id}/${r.metric}`;
+          const w = winner.get(key);
+          if (
+            !w ||
+            r.ts_ms > w.ts_ms ||
+            (r.ts_ms === w.ts_ms && tiebreak(r.message_id) > tiebreak(w.message_id))
+          )
+            winner.set(key, r);
+        }
+        for (const [key, w] of winner)
+          assert.ok(
+            kept.some((k) => `${k.device_id}/${k.metric}` === key && k.message_id === w.message_id),
+            `round ${round}: ${key} ${w.message_id}`,
+          );
+      }
+      // Each kept row once, and only rows tied on the newest ts of their device and metric.
+      assert.equal(new Set(kept.map((k) => `${k.device_id}/${k.metric}/${k.message_id}`)).size, kept.length);
+      for (const k of kept)
+        assert.equal(
+          k.ts_ms,
+          Math.max(
+            ...batch.filter((b) => b.device_id === k.device_id && b.metric === k.metric).map((b) => b.ts_ms),
+          ),
+        );
+    }
+  });
+
+  it('keeps the same rows for a redelivered batch, and for one row per device and metric', () => {
+    const batch = [row('a', 'x', 2, 'm2'), row('a', 'y', 1, 'm1'), row('b', 'x', 3, 'n3')];
+    const ids = (rows: typeof batch) => rows.map((r) => `${r.device_id}/${r.metric}/${r.message_id}`).sort();
+    assert.deepEqual(ids(newestPerMetric([...batch, ...batch])), ids(batch));
+    assert.deepEqual(ids(newestPerMetric(batch)), ids(batch));
+  });
 });

@@ -12,6 +12,7 @@ import { LRUCache } from 'lru-cache';
 import type { Counter, Histogram } from 'prom-client';
 import { DATA_CONFIG, type DataConfig } from '../config';
 import {
+  dueMinutes,
   markedMinutesSql,
   minuteKeyOf,
   marksPerSecondSql,
@@ -21,7 +22,7 @@ import {
   recomputeSql,
   SOURCE_DAYS,
   watermarkOf,
-  type MinuteKey,
+  type MarkedMinute,
 } from './minute-aggregation';
 
 /** Marks read per page of the log (a few MB), recomputed DATA_AGGREGATION_MAX_KEYS at a time. */
@@ -32,15 +33,11 @@ const PRUNE_INTERVAL_MS = 3_600_000;
 /** (device, minute)s remembered with the snapshot they were recomputed from (see `recomputedAt`). */
 const RECOMPUTED_MAX = 200_000;
 
-interface MarkedMinute extends MinuteKey {
-  first_marked: number;
-  last_marked: number;
-}
-
 /**
  * Recomputes `telemetry_1m` for the (device, minute)s in the mark log (`telemetry_1m_marks`, written
  * by the writer before it acks), once the minute ended and the allowed lateness passed
- * (DATA_AGGREGATION_LATENESS_MS). Late data leaves a new mark and the minute is recomputed again.
+ * (DATA_AGGREGATION_LATENESS_MS). On-time data marks its whole minute (every device of it is
+ * recomputed in one statement); late data marks its (device, minute), which is recomputed again.
  * The log is read forward from a cursor kept in ClickHouse (`telemetry_1m_progress`), advanced only
  * after the minutes before it were recomputed, so a crash (even kill -9) loses no recomputation: the
  * next run reads the same marks again. Each pass reads only the marks made since the last one, and
@@ -128,12 +125,9 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
           last_marked: Number(m.last_marked),
         }),
       );
-      const due: MinuteKey[] = [];
-      for (const m of marked) {
-        if (m.minute > watermark) held = Math.min(held, m.first_marked);
-        else if ((this.recomputedAt.get(minuteKeyOf(m)) ?? 0) <= m.last_marked)
-          due.push({ device_id: m.device_id, minute: m.minute });
-      }
+      const page = dueMinutes(marked, watermark, (key) => this.recomputedAt.get(minuteKeyOf(key)));
+      held = Math.min(held, page.heldFrom);
+      const due = page.due;
       for (const batch of recomputeBatches(due, maxKeys, now - SOURCE_DAYS * 86_400)) {
         const stop = this.runSeconds.startTimer({ source: batch.source });
         // The snapshot of the source is taken after `now`: the rows are versioned by it.

@@ -28,8 +28,9 @@ const BATCH_BUCKETS = [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
 
 /**
  * The batching writer of dmp-data: messages go to `telemetry_raw` (one row each), then their
- * newest metric values to `telemetry_latest`, then the (device, minute)s they touched to
- * `telemetry_1m_marks`; each message's promise resolves once all inserts of its batch succeeded.
+ * newest metric values to `telemetry_latest` (one row per device and metric of the batch), then the
+ * minutes they touched to `telemetry_1m_marks` (one row per minute, or per device and minute for late
+ * data: see minuteMarks); each message's promise resolves once all inserts of its batch succeeded.
  * On shutdown it drains after the consumer stopped (ConsumerLifecycle).
  */
 @Injectable()
@@ -39,6 +40,7 @@ export class TelemetryBatchWriter {
   private readonly batchRows: Histogram;
   private readonly endToEnd: Histogram;
   private readonly aggregation: boolean;
+  private readonly latenessSeconds: number;
   /**
    * Rows already stamped with `inserted_at`: a retried batch is sent as the very same block, which a
    * replicated table (a cluster) deduplicates instead of storing it again until FINAL or a merge.
@@ -51,6 +53,7 @@ export class TelemetryBatchWriter {
     @Inject(DATA_CONFIG) config: DataConfig,
   ) {
     this.aggregation = config.data.aggregation.enabled;
+    this.latenessSeconds = Math.ceil(config.data.aggregation.latenessMs / 1000);
     this.writer = new BatchWriter<TelemetryWrite>((items) => this.insert(items), config.data.batch, {
       isItemError: isDataError,
       onRetry: (error, attempt, items, delayMs) =>
@@ -134,7 +137,10 @@ export class TelemetryBatchWriter {
     // from a snapshot without them and move past the mark), and latest should never show what raw
     // does not have. `marked_at` is the server's clock at the mark's insert (see MinuteAggregator).
     await this.clickhouse.insertRows(Tables.raw, [...raw.values()], { links, parents });
-    const marks = this.aggregation ? minuteMarks(raw.values()) : [];
+    // The writer's clock decides only whether a minute is marked whole or per device (minuteMarks).
+    const marks = this.aggregation
+      ? minuteMarks(raw.values(), Math.floor(Date.now() / 1000), this.latenessSeconds)
+      : [];
     await Promise.all([
       this.clickhouse.insertRows(Tables.latest, latest, { links, parents }),
       // Before the ack: after a crash the minutes to recompute are still recorded in ClickHouse. On a

@@ -44,6 +44,29 @@ export class BenchStore {
     return Number(row.n);
   }
 
+  /**
+   * Rows each table got from inserts since `sinceSeconds` (server clock), materialized views' included:
+   * the rows of the parts inserts made (level 0), merged away since or not (a merged part stays listed,
+   * inactive, for `old_parts_lifetime`, 8 minutes by default: longer than a step). What ClickHouse wrote,
+   * not what a table holds after ReplacingMergeTree collapsed it.
+   */
+  async rowsWrittenSince(sinceSeconds: number): Promise<Record<string, number>> {
+    const result = await this.client.query({
+      query: `SELECT table, sum(rows) AS n FROM system.parts
+       WHERE database = ${sqlString(this.database)} AND level = 0
+         AND modification_time >= toDateTime(${Math.floor(sinceSeconds)})
+       GROUP BY table ORDER BY table`,
+      format: 'JSONEachRow',
+    });
+    const rows = await result.json<{ table: string; n: string }>();
+    return Object.fromEntries(rows.map((r) => [r.table, Number(r.n)]));
+  }
+
+  /** The server's clock, Unix seconds. */
+  async serverSeconds(): Promise<number> {
+    return Number((await this.one<{ now: string }>('SELECT toUInt32(now()) AS now')).now);
+  }
+
   /** Distinct messages of devices `{prefix}-…`, and rows (more when a message was written twice). */
   async distinct(prefix: string): Promise<{ rows: number; messages: number }> {
     const row = await this.one<{ rows: string; ids: string }>(

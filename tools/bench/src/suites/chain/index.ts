@@ -81,6 +81,11 @@ interface StepResult {
   skipped: number;
   storedMessages: number;
   storedRows: number;
+  /**
+   * Rows ClickHouse wrote per stored message during the step, by table (views and the aggregator's
+   * telemetry_1m included), from the parts the inserts made.
+   */
+  rowsWrittenPerMessage: Record<string, number>;
   lost: number;
   duplicates: number;
   /** From the end of publishing until the last row arrived (or the drain gave up). */
@@ -309,6 +314,7 @@ async function runStep({
   await fleet.connect();
   // Rows of this step: the table's rows now minus before (the last step drained or stalled).
   const rowsBefore = await store.rows();
+  const stepStartedAt = await store.serverSeconds();
   const stepRows = async () => (await store.rows()) - rowsBefore;
   const samples: StepResult['samples'] = [];
   const metricsBefore = await scrape(apps);
@@ -351,6 +357,12 @@ async function runStep({
   await probe.stop();
   await fleet.close();
   const stored = await store.distinct(prefix);
+  const written = await store.rowsWrittenSince(stepStartedAt);
+  const rowsWrittenPerMessage = Object.fromEntries(
+    Object.entries(written).map(([table, rows]) => [table, rows / Math.max(1, stored.messages)]),
+  );
+  rowsWrittenPerMessage.all =
+    Object.values(written).reduce((a, b) => a + b, 0) / Math.max(1, stored.messages);
   const verdict = judgeStep(samples, target, plan);
   const step: StepResult = {
     target,
@@ -362,6 +374,7 @@ async function runStep({
     skipped: stats.skipped,
     storedMessages: stored.messages,
     storedRows: stored.rows,
+    rowsWrittenPerMessage,
     lost: stats.sent - stored.messages,
     duplicates: stored.rows - stored.messages,
     drainMs: lastChange - publishedAt,
@@ -379,7 +392,8 @@ async function runStep({
   };
   log(
     `  stored ${formatNumber(Math.round(verdict.throughput))} msg/s, p50 ${formatNumber(step.latencyMs.p50)} ms, ` +
-      `p99 ${formatNumber(step.latencyMs.p99)} ms, lost ${step.lost}, drained in ${(step.drainMs / 1000).toFixed(1)} s` +
+      `p99 ${formatNumber(step.latencyMs.p99)} ms, lost ${step.lost}, drained in ${(step.drainMs / 1000).toFixed(1)} s, ` +
+      `${rowsWrittenPerMessage.all.toFixed(2)} ClickHouse rows written per message` +
       (verdict.saturated ? ` — ${verdict.reason}` : ''),
   );
   return step;
@@ -471,6 +485,11 @@ function report({
     { name: '  … end-to-end p99', value: bestStep?.latencyMs.p99 ?? Number.NaN, unit: 'ms' },
     { name: 'pipeline: peak stored rate (any step)', value: round(best.peak), unit: 'msg/s' },
     { name: 'messages lost (all steps, after drain)', value: lost, unit: 'msg' },
+    {
+      name: 'ClickHouse rows written per stored message (peak step)',
+      value: peakStep?.rowsWrittenPerMessage.all ?? Number.NaN,
+      unit: 'rows',
+    },
     { name: 'raw MQTT pass-through (QoS 1)', value: round(rawMqtt.receivedPerSecond), unit: 'msg/s' },
     { name: 'raw ClickHouse bulk insert', value: round(rawClickhouse.rowsPerSecond), unit: 'rows/s' },
     {
@@ -516,6 +535,9 @@ function report({
     },
   ];
   const names = [...APPS, 'bench', 'mosquitto', 'rocketmq', 'clickhouse', 'redis'];
+  const writtenTables = [
+    ...new Set(steps.flatMap((s) => Object.keys(s.rowsWrittenPerMessage).filter((t) => t !== 'all'))),
+  ].sort();
   const resourceRow = (label: string, r: StepResult['resources']) => [
     label,
     ...names.map((n) => usageCell(usageOf(r, n))),
@@ -572,6 +594,15 @@ function report({
           ),
           round(s.hops['ClickHouse stored']),
           ...HISTOGRAMS.map(([label]) => Number((s.internals[label] ?? Number.NaN).toFixed(1))),
+        ]),
+      },
+      {
+        title:
+          'ClickHouse rows written per stored message, by table (rows of the parts inserts and views made during the step)',
+        columns: ['offered/s', ...writtenTables, 'all'],
+        rows: steps.map((s) => [
+          s.target,
+          ...[...writtenTables, 'all'].map((t) => Number((s.rowsWrittenPerMessage[t] ?? 0).toFixed(3))),
         ]),
       },
       {
