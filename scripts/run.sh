@@ -62,6 +62,7 @@ DMP is running (logs in $LOG_DIR; admin token in $SECRETS_FILE):
   traces          http://127.0.0.1:16686/api/traces?service=dmp-mqtt&limit=5   (Jaeger query API)
   metrics         http://127.0.0.1:9090/graph                                   (Prometheus)
   data            clickhouse-client --query "SELECT device_id, count() FROM dmp.telemetry_raw FINAL GROUP BY device_id ORDER BY device_id LIMIT 10"
+  why             npm run dmp -- explain alarm <alarm id>   ·   npm run dmp -- explain aggregate <device> <metric> <minute>
 Starting the device simulator (Ctrl-C to stop)…
 INFO
 node --enable-source-maps dist/tools/simulator/src/main.js --devices "$devices" --rate 200 "$@"

@@ -386,6 +386,9 @@ for (const engine of engines)
         messageId: 'dev-001-r003',
         values: { temp: 26, door: false },
         rulesetVersion: 'v1',
+        inputs: { 'state.latest.temperature': 31 },
+        ruleText: '- id: temperature-high',
+        traceId: '',
       };
       const raised: AlarmEvent = {
         ...base,
@@ -409,6 +412,10 @@ for (const engine of engines)
       );
       const [events] = await repository.query<{ n: number }>('SELECT count() AS n FROM alarm_events FINAL');
       assert.equal(Number(events.n), 2);
+      const [explained] = await repository.query<{ n: number }>(
+        'SELECT count() AS n FROM alarm_explanations FINAL',
+      );
+      assert.equal(Number(explained.n), 2);
 
       // Dead letters: cleaning's batch, as dmp-data's dead-letter consumer stores it — twice.
       const batch = toCleaningDeadLetterBatch('dmp_dead_letter', 'dmp_data', letters);

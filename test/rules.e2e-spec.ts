@@ -46,6 +46,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { MessageView } from 'rocketmq-client-nodejs';
+import type { AggregateExplanation, AlarmExplanation } from '../tools/cli/src/commands/explain';
 import type { BacktestReport } from '../tools/cli/src/commands/rules';
 
 const run = randomBytes(3).toString('hex');
@@ -457,6 +458,148 @@ describe('rules end to end', { timeout: 300_000 }, () => {
         severity: 'major',
       })) >= 1,
     );
+  });
+
+  it('explains an alarm with the CLI: the messages, inputs, rule text and version, and traces of each transition', async () => {
+    const id = dev('explain');
+    await registerDevice(id, { siteId: 'plant-x' });
+    const traceparent = (traceId: string) => `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
+    const [hotTrace, coolTrace] = [randomBytes(16).toString('hex'), randomBytes(16).toString('hex')];
+    const hot = telemetry(id, { temp_f: 95 }, { traceparent: traceparent(hotTrace) }); // 35 °C
+    await ingestAccepted([hot]);
+    const active = await waitFor(
+      'the alarm raised by its timer',
+      async () => (await openAlarms(id)).find((a) => a.state === 'active'),
+      { timeoutMs: 15_000, intervalMs: 100 },
+    );
+    const cool = telemetry(id, { temp_f: 80 }, { traceparent: traceparent(coolTrace) }); // 26.7 °C
+    await ingestAccepted([cool]);
+    await waitFor('the alarm cleared', async () => (await openAlarms(id)).length === 0);
+    const { version } = (await (await admin('GET', '/rules')).json()) as { version: string };
+    await waitFor(
+      'the cleared alarm and both messages in ClickHouse',
+      async () => {
+        const [alarm] = await clickhouse
+          .query<{ version: string }>(`SELECT version FROM alarms FINAL WHERE alarm_id = '${active.id}'`)
+          .catch(() => []);
+        const [raw] = await clickhouse
+          .query<{ n: string }>(`SELECT count() AS n FROM telemetry_raw FINAL WHERE device_id = '${id}'`)
+          .catch(() => []);
+        return Number(alarm?.version) === 3 && Number(raw?.n) === 2;
+      },
+      { timeoutMs: 30_000 },
+    );
+
+    const cli = (...args: string[]) =>
+      exec(
+        process.execPath,
+        [join(REPO_ROOT, 'dist/tools/cli/src/main.js'), ...args, '--database', database],
+        {
+          env: { ...process.env, JAEGER_UI_URL: 'http://jaeger.example:16686' },
+        },
+      );
+    const report = JSON.parse(
+      (await cli('explain', 'alarm', active.id, '--json')).stdout,
+    ) as AlarmExplanation;
+    assert.deepEqual(
+      [report.alarmId, report.deviceId, report.ruleId, report.state],
+      [active.id, id, 'hot', 'cleared'],
+    );
+    const [pending, raised, cleared] = report.transitions;
+    assert.deepEqual(
+      report.transitions.map((t) => [t.version, t.transition, t.messageId, t.rulesetVersion]),
+      [
+        [1, 'pending', hot.messageId, version],
+        [2, 'raised', '', version], // the timer raised it: no message
+        [3, 'cleared', cool.messageId, version],
+      ],
+    );
+    // The values the conditions read are those of the messages as stored.
+    const stored = (t: (typeof report.transitions)[number]) => t.telemetry?.metrics.temperature;
+    assert.equal(typeof stored(pending), 'number');
+    assert.deepEqual(pending.inputs, { 'state.latest.temperature': stored(pending) });
+    assert.deepEqual(raised.inputs, { 'state.latest.temperature': stored(pending) });
+    assert.deepEqual(cleared.inputs, { 'state.latest.temperature': stored(cleared) });
+    assert.ok(Number(stored(pending)) > 30 && Number(stored(cleared)) < 28);
+    // Decided in the traces of the messages that drove them; the timer's raise in a trace of its own.
+    assert.deepEqual(
+      [pending.traceId, cleared.traceId, cleared.traceUrl],
+      [hotTrace, coolTrace, `http://jaeger.example:16686/trace/${coolTrace}`],
+    );
+    assert.match(raised.traceId, /^[0-9a-f]{32}$/);
+    assert.notEqual(raised.traceId, hotTrace);
+    assert.equal(report.rules.length, 1);
+    assert.equal(report.rules[0].rulesetVersion, version);
+    assert.match(
+      report.rules[0].text,
+      /^ {2}- id: hot\n {4}name: Too hot\n {4}when: state\.latest\.temperature > 30\.0\n/,
+    );
+
+    const table = (await cli('explain', 'alarm', active.id)).stdout;
+    assert.match(table, new RegExp(`v1 pending .*rule set ${version}`));
+    assert.match(table, new RegExp(`inputs {3}state\\.latest\\.temperature = ${stored(cleared)}`));
+    assert.match(table, new RegExp(`trace {4}${hotTrace}`));
+  });
+
+  it('explains a per-minute aggregate with the CLI: raw rows, recomputation, late rows, dead letters', async () => {
+    const id = dev('explain-minute');
+    await registerDevice(id, {});
+    const minute = Math.floor((Date.now() - 10 * 60_000) / 60_000) * 60_000; // ten minutes ago
+    const a = telemetry(id, { temp_f: 77 }, { ts: minute + 5_000 });
+    const b = telemetry(id, { temp_f: 86 }, { ts: minute + 20_000 });
+    // Beyond DATA_CLEAN_MAX_ABS_VALUE: storage refuses it, a dead letter received in that minute.
+    const refused = telemetry(id, { temp_f: 1e18 }, { ts: minute + 30_000, receivedAt: minute + 30_000 });
+    await ingestAccepted([a, b, refused]);
+    await waitFor(
+      'the two rows, the dead letter and the aggregate in ClickHouse',
+      async () => {
+        const [row] = await clickhouse
+          .query<{ raw: string; letters: string; aggregates: string }>(
+            `SELECT
+               (SELECT count() FROM telemetry_raw FINAL WHERE device_id = '${id}') AS raw,
+               (SELECT count() FROM dead_letters FINAL WHERE device_id = '${id}') AS letters,
+               (SELECT count() FROM telemetry_1m FINAL WHERE device_id = '${id}' AND metric = 'temperature') AS aggregates`,
+          )
+          .catch(() => []);
+        return Number(row?.raw) === 2 && Number(row?.letters) === 1 && Number(row?.aggregates) === 1;
+      },
+      { timeoutMs: 60_000 },
+    );
+    const args = [
+      join(REPO_ROOT, 'dist/tools/cli/src/main.js'),
+      'explain',
+      'aggregate',
+      id,
+      'temperature',
+      new Date(minute + 42_000).toISOString(), // any time in the minute
+      '--database',
+      database,
+    ];
+    const report = JSON.parse(
+      (await exec(process.execPath, [...args, '--json'])).stdout,
+    ) as AggregateExplanation;
+    assert.equal(report.minute, new Date(minute).toISOString());
+    assert.deepEqual(
+      report.rows.map((r) => [r.messageId, r.late]),
+      [
+        [a.messageId, true], // stored ten minutes after its minute ended
+        [b.messageId, true],
+      ],
+    );
+    const values = report.rows.map((r) => r.value);
+    assert.deepEqual(
+      [report.recomputed?.samples, report.recomputed?.sum, report.recomputed?.min, report.recomputed?.max],
+      [2, values[0] + values[1], Math.min(...values), Math.max(...values)],
+    );
+    assert.equal(report.stored?.samples, 2);
+    assert.deepEqual(report.differences, [], 'the stored aggregate is what its raw rows give');
+    assert.equal(report.deadLetters.length, 1);
+    assert.match(report.deadLetters[0].code, /^DMP_ERR_CLEAN_/);
+    assert.ok(report.deadLetters[0].payload.includes(refused.messageId), 'the refused message');
+
+    const table = (await exec(process.execPath, args)).stdout;
+    assert.match(table, /the stored aggregate is what its raw rows give/);
+    assert.match(table, new RegExp(`${report.deadLetters[0].code} `));
   });
 
   it('evaluates only what storage keeps: a reading stamped a day ahead raises nothing, current data clears', async () => {

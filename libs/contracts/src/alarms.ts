@@ -68,9 +68,21 @@ export const alarmEventSchema = z.object({
   values: z.record(z.string(), metricValueSchema),
   /** The rule set version that evaluated it. */
   rulesetVersion: z.string().max(64),
+  /**
+   * What the rule's conditions (`when`, `clear`) read at this transition, by path
+   * (`state.latest.temperature`, `msg.metrics.door_open`, `device.tags.zone`): null when absent.
+   * Empty for acknowledgements and for conditions of rules no longer in the set.
+   */
+  inputs: z.record(z.string(), z.unknown()).default({}),
+  /** The rule's YAML text in that rule set version ('' when the rule is no longer in it). */
+  ruleText: z.string().max(8192).default(''),
+  /** The trace (W3C trace id, 32 hex digits) in which the transition was decided: the message's, the timer's or the acknowledgement's; '' if none. */
+  traceId: z.string().max(32).default(''),
 });
 export type AlarmEvent = z.infer<typeof alarmEventSchema>;
 
 /** ClickHouse tables of dmp-data's alarms feature (libs/clickhouse migration 005). */
 export const ALARMS_TABLE = 'alarms';
 export const ALARM_EVENTS_TABLE = 'alarm_events';
+/** What explains each alarm event: the inputs' values, the rule text, the trace id (libs/clickhouse migration 010). */
+export const ALARM_EXPLANATIONS_TABLE = 'alarm_explanations';

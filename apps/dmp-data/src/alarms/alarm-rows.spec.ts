@@ -26,6 +26,9 @@ const event: AlarmEvent = {
   messageId: 'm2',
   values: { temp: 31, door: false },
   rulesetVersion: 'abc',
+  inputs: { 'state.latest.temp': 31, 'device.tags.zone': null },
+  ruleText: '- id: hot\n  when: state.latest.temp > 30',
+  traceId: '0af7651916cd43dd8448eb211c80319c',
 };
 
 describe('toAlarmRows', () => {
@@ -41,5 +44,24 @@ describe('toAlarmRows', () => {
       [row.event_id, row.transition, row.state, row.ts, row.ts_ms, row.message_id],
       ['alm-1:2', 'raised', 'active', 1_767_225_610, 1_767_225_610_000, 'm2'],
     );
+  });
+
+  it('gives the explanation row: inputs as JSON, rule text and trace id, keyed like the event', () => {
+    const { explanation } = toAlarmRows(event, 1_767_225_611_500);
+    assert.deepEqual(
+      [
+        explanation.event_id,
+        explanation.alarm_id,
+        explanation.version,
+        explanation.ts_ms,
+        explanation.trace_id,
+      ],
+      ['alm-1:2', 'alm-1', 2, 1_767_225_610_000, '0af7651916cd43dd8448eb211c80319c'],
+    );
+    assert.deepEqual(JSON.parse(explanation.inputs_json), {
+      'state.latest.temp': 31,
+      'device.tags.zone': null,
+    });
+    assert.equal(explanation.rule_text, event.ruleText);
   });
 });

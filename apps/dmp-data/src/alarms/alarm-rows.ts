@@ -51,7 +51,25 @@ export interface AlarmEventRow {
   inserted_at: number;
 }
 
-export function toAlarmRows(event: AlarmEvent, now = Date.now()): { alarm: AlarmRow; event: AlarmEventRow } {
+/** One row of `alarm_explanations` (migration 010): what explains the transition. */
+export interface AlarmExplanationRow {
+  event_id: string;
+  alarm_id: string;
+  version: number;
+  device_id: string;
+  rule_id: string;
+  ts: number;
+  ts_ms: number;
+  inputs_json: string;
+  rule_text: string;
+  trace_id: string;
+  inserted_at: number;
+}
+
+export function toAlarmRows(
+  event: AlarmEvent,
+  now = Date.now(),
+): { alarm: AlarmRow; event: AlarmEventRow; explanation: AlarmExplanationRow } {
   const metrics = JSON.stringify(event.values);
   const common = {
     device_id: event.deviceId,
@@ -90,6 +108,19 @@ export function toAlarmRows(event: AlarmEvent, now = Date.now()): { alarm: Alarm
       ts: seconds(event.ts),
       ts_ms: event.ts,
       message_id: event.messageId,
+    },
+    explanation: {
+      event_id: event.eventId,
+      alarm_id: event.alarmId,
+      version: event.version,
+      device_id: event.deviceId,
+      rule_id: event.ruleId,
+      ts: seconds(event.ts),
+      ts_ms: event.ts,
+      inputs_json: JSON.stringify(event.inputs),
+      rule_text: event.ruleText,
+      trace_id: event.traceId,
+      inserted_at: seconds(now),
     },
   };
 }

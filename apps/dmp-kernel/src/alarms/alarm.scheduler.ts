@@ -1,5 +1,7 @@
 import { endCondition, raiseIfDue, type OutboxEntry, type RuleDevice } from '@dmp/rules';
+import { recordFailure } from '@dmp/observability';
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { trace } from '@opentelemetry/api';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
 import { RuleSetHolder } from '../rules/rule-set.holder';
@@ -8,6 +10,7 @@ import { AlarmService } from './alarm.service';
 import { AlarmStore } from './alarm.store';
 
 const BATCH = 200;
+const tracer = trace.getTracer('dmp-kernel');
 
 /**
  * The timers, swept every KERNEL_ALARM_SWEEP_MS:
@@ -100,6 +103,21 @@ export class AlarmScheduler implements OnApplicationBootstrap {
       tags: metadata.tags,
     };
     const due = raiseIfDue(ruleSet, rule, activation, device, state, { now });
-    if (due) await this.alarms.commit([due.transition], due.actions);
+    if (!due) return;
+    // A trace of its own (no message caused it): the alarm event records it, its commands continue it.
+    await tracer.startActiveSpan(
+      'raise alarm',
+      { attributes: { 'dmp.device.id': deviceId, 'dmp.rule.id': ruleId, 'dmp.alarm.id': activation.id } },
+      async (span) => {
+        try {
+          await this.alarms.commit([due.transition], due.actions);
+        } catch (error) {
+          recordFailure(span, error);
+          throw error;
+        } finally {
+          span.end();
+        }
+      },
+    );
   }
 }

@@ -13,6 +13,7 @@ import {
   type Transition,
 } from '@dmp/rules';
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { trace } from '@opentelemetry/api';
 import type { Counter } from 'prom-client';
 import { CommandPublisher } from '../actions/command.publisher';
 import { AlarmEventPublisher, OutboxDeadLetterPublisher } from '../actions/rocketmq.publishers';
@@ -82,8 +83,14 @@ export class AlarmService {
     const applied: Transition[] = [];
     const conflicts = new Set<string>();
     const entries: OutboxEntry[] = [];
-    for (const transition of transitions) {
-      if (conflicts.has(transition.ruleId)) continue;
+    // The trace the transitions are decided in (the message's, the timer's, the acknowledgement's).
+    const traceId = currentTraceId();
+    for (const committed of transitions) {
+      if (conflicts.has(committed.ruleId)) continue;
+      const transition: Transition =
+        committed.event && !committed.event.traceId
+          ? { ...committed, event: { ...committed.event, traceId } }
+          : committed;
       const trigger =
         transition.transition === 'raised'
           ? 'raise'
@@ -213,7 +220,7 @@ export class AlarmService {
             false,
           );
         const { applied } = await this.commit([transition], []);
-        if (applied.length) return transition.event!;
+        if (applied.length) return applied[0].event!;
       }
       throw new DmpError(AlarmErrorCode.Conflict, `alarm ${alarmId} kept changing; try again`, true);
     });
@@ -238,6 +245,12 @@ export class AlarmService {
     );
     return now + alarmOutboxRetryMs + longest;
   }
+}
+
+/** The active span's trace id, '' outside a trace (or when it is the invalid all-zero id). */
+function currentTraceId(): string {
+  const id = trace.getActiveSpan()?.spanContext().traceId ?? '';
+  return /^0+$/.test(id) ? '' : id;
 }
 
 /** The outbox entries of a transition: its alarm event and the actions it triggers. */

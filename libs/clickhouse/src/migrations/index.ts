@@ -7,6 +7,7 @@ import { telemetryMinuteMarks } from './006_telemetry_1m_marks';
 import { telemetryMinuteSource } from './007_telemetry_1m_source';
 import { lowCardinality } from './008_low_cardinality';
 import { millisecondTimes } from './009_millisecond_times';
+import { alarmExplanations } from './010_alarm_explanations';
 import type { Migration } from './migration';
 
 export * from './migration';
@@ -23,4 +24,5 @@ export const migrations: readonly Migration[] = [
   telemetryMinuteSource,
   lowCardinality,
   millisecondTimes,
+  alarmExplanations,
 ];

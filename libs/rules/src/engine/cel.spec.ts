@@ -8,6 +8,8 @@ import {
   CelState,
   compileExpression,
   evaluateCondition,
+  formatInput,
+  inputValues,
   type CelContext,
   type CompiledExpression,
 } from './cel';
@@ -114,5 +116,45 @@ describe('matches() with RE2', () => {
     const perElement = compile('msg.metrics.all(k, msg.metrics.all(j, msg.metrics[j].matches("^x+$")))');
     const outcome = evaluateCondition(perElement, context(metrics(80, 'x'.repeat(256))));
     assert.equal(outcome.result === 'error' && outcome.code, RuleErrorCode.BudgetExceeded);
+  });
+});
+
+describe('expression inputs', () => {
+  const inputs = (source: string) => compile(source).inputs.map(formatInput);
+
+  it('lists every msg / device / state path an expression reads, longest form, in order, once', () => {
+    assert.deepEqual(
+      inputs(
+        "state.latest.temperature > 30.0 && msg.metrics['fan-speed'] < 2.0 && device.tags.zone == 'a' && state.latest.temperature < 90.0",
+      ),
+      ['state.latest.temperature', 'msg.metrics["fan-speed"]', 'device.tags.zone'],
+    );
+    assert.deepEqual(inputs('has(msg.metrics.door) && msg.ts - state.ts.door > 1000.0'), [
+      'msg.metrics.door',
+      'msg.ts',
+      'state.ts.door',
+    ]);
+    assert.deepEqual(inputs("'x' in msg.metrics || msg.metrics.x > 1.0"), ['msg.metrics.x']);
+    assert.deepEqual(inputs('1 + 2 == 3'), []);
+  });
+
+  it('reads their values from the evaluation context; absent ones are null', () => {
+    const ctx: CelContext = {
+      msg: new CelMessage('d1', 'm1', 'telemetry', 1_000, 1_000, 0, { 'fan-speed': 3, door: true }),
+      device: new CelDevice('d1', 't1', 'p1', 's1', { zone: 'a' }),
+      state: new CelState({ temperature: 29 }, { temperature: 31, door: true }, { temperature: 900 }),
+    };
+    const when = compile(
+      "state.latest.temperature > 30.0 && msg.metrics['fan-speed'] < 2.0 && device.tags.zone == 'a'",
+    );
+    const clear = compile('state.prev.temperature < 28.0 && has(msg.metrics.humidity) && msg.ts > 0.0');
+    assert.deepEqual(inputValues([when, clear, undefined], ctx), {
+      'state.latest.temperature': 31,
+      'msg.metrics["fan-speed"]': 3,
+      'device.tags.zone': 'a',
+      'state.prev.temperature': 29,
+      'msg.metrics.humidity': null,
+      'msg.ts': 1_000,
+    });
   });
 });

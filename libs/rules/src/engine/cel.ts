@@ -125,6 +125,8 @@ export interface RequiredKeys {
 export interface CompiledExpression {
   source: string;
   required: RequiredKeys;
+  /** What the expression reads (`state.latest.temperature`, `device.tags.zone`, `msg.ts`): see {@link expressionInputs}. */
+  inputs: readonly InputPath[];
   run(context: CelContext): unknown;
 }
 
@@ -159,6 +161,7 @@ export function compileExpression(source: string, expect: 'bool' | 'any'): Compi
     expression: {
       source,
       required: requiredKeys(parsed.ast),
+      inputs: expressionInputs(parsed.ast),
       run: (context) => metered<CelContext, unknown>(parsed, context),
     },
   };
@@ -349,6 +352,98 @@ function walk(node: unknown, referenced: Set<Key>, tested: Set<Key>, insideHas: 
   }
   if (ast.op === 'value' || ast.op === 'id') return;
   walk(ast.args, referenced, tested, insideHas);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What an expression reads, and the values it read (explanations)
+// ---------------------------------------------------------------------------------------------
+
+/** A path into the context: a root variable (`msg`, `device`, `state`) and the fields or literal keys after it. */
+export type InputPath = readonly string[];
+
+const ROOTS = new Set(['msg', 'device', 'state']);
+
+/** The path a member-access node stands for (`state.latest.x`, `msg.metrics['a-b']`), if it is one. */
+function pathOf(node: ASTNode): string[] | undefined {
+  if (node.op === 'id')
+    return typeof node.args === 'string' && ROOTS.has(node.args) ? [node.args] : undefined;
+  if (node.op === '.' || node.op === '.?') {
+    const [target, field] = node.args;
+    const base = pathOf(target);
+    return base && typeof field === 'string' ? [...base, field] : undefined;
+  }
+  if (node.op === '[]' || node.op === '[?]') {
+    const [target, index] = node.args;
+    const base = pathOf(target);
+    return base && index.op === 'value' && typeof index.args === 'string' ? [...base, index.args] : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The inputs of an expression: every `msg…`, `device…` and `state…` path it reads, longest form only
+ * (`state.latest.temperature`, not also `state.latest`), in order of first appearance, `has()` tests
+ * included. A map read with a computed key (`msg.metrics[name]`) appears as the map itself.
+ */
+export function expressionInputs(ast: ASTNode): InputPath[] {
+  const found = new Map<string, string[]>();
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(visit);
+    if (!node || typeof node !== 'object' || !('op' in node)) return;
+    const ast = node as ASTNode;
+    const path = pathOf(ast);
+    if (path) {
+      const key = formatInput(path);
+      if (!found.has(key)) found.set(key, path);
+      return; // the path is the whole node: its parts are not inputs of their own
+    }
+    if (ast.op === 'value') return;
+    visit(ast.args);
+  };
+  visit(ast);
+  const paths = [...found.values()];
+  return paths.filter(
+    (path) => !paths.some((other) => other.length > path.length && path.every((s, i) => other[i] === s)),
+  );
+}
+
+/** `state.latest.temperature`; keys that are not identifiers in brackets: `msg.metrics["fan-speed"]`. */
+export function formatInput(path: InputPath): string {
+  return path
+    .map((segment, i) =>
+      i === 0
+        ? segment
+        : /^[A-Za-z_][A-Za-z0-9_]*$/.test(segment)
+          ? `.${segment}`
+          : `[${JSON.stringify(segment)}]`,
+    )
+    .join('');
+}
+
+/** The value at a path in an evaluation context; `null` when it is absent (a metric the message lacks). */
+export function inputValue(path: InputPath, context: CelContext): unknown {
+  let value: unknown = context[path[0] as keyof CelContext];
+  for (const segment of path.slice(1)) {
+    if (value === null || typeof value !== 'object') return null;
+    if (value instanceof Map) value = value.get(segment);
+    else value = Object.hasOwn(value, segment) ? (value as Record<string, unknown>)[segment] : undefined;
+    if (value === undefined) return null;
+  }
+  return toPlain(value) ?? null;
+}
+
+/** The values the expressions read, by formatted path (each path once). */
+export function inputValues(
+  expressions: readonly (CompiledExpression | undefined)[],
+  context: CelContext,
+): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const expression of expressions)
+    for (const path of expression?.inputs ?? []) {
+      const key = formatInput(path);
+      if (!(key in values)) values[key] = inputValue(path, context);
+    }
+  return values;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -103,6 +103,8 @@ describe('evaluateMessage: alarm lifecycle', () => {
       [['raised', T0 + 10_000]],
     );
     const raised = r.transitions[0].event!;
+    assert.deepEqual(raised.inputs, { 'state.latest.temp': 32 }, 'what the conditions read at the raise');
+    assert.match(raised.ruleText, /^ {2}- id: hot\n {4}name: Hot\n[\s\S]*on: clear }$/);
     assert.equal(raised.alarmId, 'a1');
     assert.equal(raised.version, 2);
     assert.equal(raised.raisedAt, T0 + 10_000);

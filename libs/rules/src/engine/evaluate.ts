@@ -12,6 +12,7 @@ import {
   CelMessage,
   CelState,
   evaluateCondition,
+  inputValues,
   renderTemplate,
   toPlain,
   type CelContext,
@@ -267,7 +268,7 @@ export function evaluateMessage(
           current.since + rule.forMs,
           state.values,
           message.messageId,
-          {},
+          { why: why(rule, context) },
         ),
       );
 
@@ -279,6 +280,7 @@ export function evaluateMessage(
           rule,
           transitionOf(ruleSet, rule, created, first, message.ts, state.values, message.messageId, {
             fresh: true,
+            why: why(rule, context),
           }),
         );
       }
@@ -287,21 +289,16 @@ export function evaluateMessage(
         if (result === 'no_match')
           step(
             rule,
-            transitionOf(
-              ruleSet,
-              rule,
-              current,
-              'cancelled',
-              message.ts,
-              state.values,
-              message.messageId,
-              {},
-            ),
+            transitionOf(ruleSet, rule, current, 'cancelled', message.ts, state.values, message.messageId, {
+              why: why(rule, context),
+            }),
           );
       } else if (rule.clear ? clears(rule.clear, ruleResult, context) : result === 'no_match') {
         step(
           rule,
-          transitionOf(ruleSet, rule, current, 'cleared', message.ts, state.values, message.messageId, {}),
+          transitionOf(ruleSet, rule, current, 'cleared', message.ts, state.values, message.messageId, {
+            why: why(rule, context),
+          }),
         );
       }
     }
@@ -356,8 +353,7 @@ export function raiseIfDue(
   const raisedAt = activation.since + rule.forMs;
   const due = 'now' in when ? activation.dueAt <= when.now : raisedAt <= when.atMessageTime;
   if (!due) return undefined;
-  const transition = transitionOf(ruleSet, rule, activation, 'raised', raisedAt, state.values, '', {});
-  // No message caused it: actions see the device's latest picture as the message.
+  // No message caused it: the condition and actions see the device's latest picture as the message.
   const message: NormalizedTelemetry = {
     deviceId: device.deviceId,
     messageId: '',
@@ -370,6 +366,9 @@ export function raiseIfDue(
     siteId: device.siteId,
   };
   const context = celContext(message, device, state, state);
+  const transition = transitionOf(ruleSet, rule, activation, 'raised', raisedAt, state.values, '', {
+    why: why(rule, context),
+  });
   const actions = rule.actions
     .filter((action) => action.on === 'raise')
     .map((action) =>
@@ -416,7 +415,10 @@ export function acknowledge(
     ts: now,
     before: activation,
     after,
-    event: alarmEvent(after, 'acknowledged', now, '', values, ruleSet?.version ?? ''),
+    event: alarmEvent(after, 'acknowledged', now, '', values, ruleSet?.version ?? '', {
+      inputs: {},
+      ruleText: ruleSet?.rules.find((r) => r.id === activation.ruleId)?.text ?? '',
+    }),
   };
 }
 
@@ -516,7 +518,7 @@ function transitionOf(
   ts: number,
   values: Record<string, MetricValue>,
   messageId: string,
-  { fresh = false }: { fresh?: boolean },
+  { fresh = false, why = { inputs: {}, ruleText: '' } }: { fresh?: boolean; why?: Explanation },
 ): Transition {
   const version = current.version + 1;
   let after: Activation | undefined;
@@ -543,7 +545,7 @@ function transitionOf(
     ...(fresh ? {} : { before: current }),
     ...(after ? { after } : {}),
     ...(current.alarm
-      ? { event: alarmEvent(final, transition, ts, messageId, values, ruleSet.version) }
+      ? { event: alarmEvent(final, transition, ts, messageId, values, ruleSet.version, why) }
       : {}),
   };
 }
@@ -555,6 +557,7 @@ function alarmEvent(
   messageId: string,
   values: Record<string, MetricValue>,
   rulesetVersion: string,
+  why: Explanation,
 ): AlarmEvent {
   const state = stateAfter[transition];
   return {
@@ -580,8 +583,22 @@ function alarmEvent(
     messageId,
     values: { ...values },
     rulesetVersion,
+    inputs: why.inputs,
+    ruleText: why.ruleText,
+    traceId: '',
   };
 }
+
+/** What an alarm event records to explain its transition: the rule's text and the values its conditions read. */
+interface Explanation {
+  inputs: Record<string, unknown>;
+  ruleText: string;
+}
+
+const why = (rule: CompiledRule, context: CelContext): Explanation => ({
+  inputs: inputValues([rule.when, rule.clear], context),
+  ruleText: rule.text,
+});
 
 function plan(
   ruleSet: RuleSet,

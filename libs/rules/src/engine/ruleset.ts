@@ -90,6 +90,8 @@ export interface CompiledRule {
   name: string;
   description: string;
   position: SourcePosition;
+  /** The rule's YAML as written in its file (what `dmp explain alarm` shows with each transition). */
+  text: string;
   scope: RuleScope;
   when: CompiledExpression;
   /** Ends an active condition (hysteresis); without it, `when` turning false does. */
@@ -101,6 +103,9 @@ export interface CompiledRule {
   /** Whether the rule keeps a per-device condition state (pending / active): alarms, `for`, raise/clear actions. */
   tracked: boolean;
 }
+
+/** At most this much of a rule's text travels with its alarm events. */
+export const RULE_TEXT_MAX = 8192;
 
 export type CompileOutcome = { ok: true; ruleSet: RuleSet } | { ok: false; errors: RuleError[] };
 
@@ -430,6 +435,7 @@ function compileRule(
     name: spec.name ?? spec.id,
     description: spec.description ?? '',
     position,
+    text: source.textAt(path).slice(0, RULE_TEXT_MAX),
     scope,
     when,
     ...(clear ? { clear } : {}),

@@ -89,6 +89,17 @@ export class YamlSource {
     return { ...this.at(position), message };
   }
 
+  /**
+   * The source text of the value at `path` (e.g. one rule of a `rules:` list), from the start of its
+   * first line (indentation and list dash kept) to its end, trailing blank lines dropped.
+   */
+  textAt(path: readonly PathSegment[]): string {
+    const node = this.doc.getIn(path, true) as Node | undefined;
+    if (!node?.range) return '';
+    const lineStart = this.file.text.lastIndexOf('\n', node.range[0] - 1) + 1;
+    return this.file.text.slice(lineStart, node.range[1]).trimEnd();
+  }
+
   at(offset: number): { file: string; line: number; column: number } {
     const { line, col } = this.lines.linePos(Math.max(0, offset));
     return { file: this.file.path, line, column: col };

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerBottleneckCommand } from './bottleneck';
 import { registerDeadLettersCommand } from './dead-letters';
 import { registerDevicesCommand } from './devices';
+import { registerExplainCommand } from './explain';
 import { registerRulesCommand } from './rules';
 
 /** Every `dmp` sub-command: one module per command group, each exporting a `register(program)` function. */
@@ -10,4 +11,5 @@ export const commands: ((program: Command) => void)[] = [
   registerDeadLettersCommand,
   registerRulesCommand,
   registerBottleneckCommand,
+  registerExplainCommand,
 ];
