@@ -125,17 +125,20 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     // (the server's clock when it began): before `now − settle`, every such mark is visible, and so
     // are its raw rows, inserted before it. Later marks wait for the next pass.
     const until = now - settleSeconds;
+    // On a cluster, replicas that lag more than that (one catching up after an outage) are not read:
+    // a minute recomputed from one would lack rows, and the cursor would move past its marks.
+    const fresh = { maxReplicaDelaySeconds: settleSeconds };
     let cursor = await this.cursor();
     if (until <= cursor) return 0;
     const seconds = (
-      await this.clickhouse.query<{ second: number; marks: number }>(marksPerSecondSql(cursor, until))
+      await this.clickhouse.query<{ second: number; marks: number }>(marksPerSecondSql(cursor, until), fresh)
     ).map((s) => ({ second: Number(s.second), marks: Number(s.marks) }));
     let total = 0;
     let held = Number.POSITIVE_INFINITY;
     let from = cursor;
     for (const end of pageEnds(seconds, until, MARKS_PER_PAGE)) {
       if (this.stopped) return total;
-      const marked = (await this.clickhouse.query<MarkedMinute>(markedMinutesSql(from, end))).map(
+      const marked = (await this.clickhouse.query<MarkedMinute>(markedMinutesSql(from, end), fresh)).map(
         (m): MarkedMinute => ({
           device_id: m.device_id,
           minute: Number(m.minute),
@@ -152,7 +155,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
       for (const batch of recomputeBatches(due, maxKeys, now - SOURCE_DAYS * 86_400)) {
         const stop = this.runSeconds.startTimer({ source: batch.source });
         // The snapshot of the source is taken after `now`: the rows are versioned by it.
-        await this.clickhouse.command(recomputeSql(batch, now * 1000));
+        await this.clickhouse.command(recomputeSql(batch, now * 1000), fresh);
         stop();
         for (const key of batch.keys) this.recomputedAt.set(minuteKeyOf(key), now);
         this.recomputed.inc(batch.keys.length);
