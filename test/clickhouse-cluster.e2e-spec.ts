@@ -18,50 +18,29 @@ import {
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
 import {
+  CLUSTER_SERVERS,
+  clusterDown,
+  clusterUp,
   readMinuteAggregates,
-  REPO_ROOT,
   stack,
+  stackScriptOutput,
+  type ClusterServer,
   waitFor,
   type MinuteAggregate,
   expectedAggregates,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { isDeepStrictEqual, promisify } from 'node:util';
+import { isDeepStrictEqual } from 'node:util';
 import { MinuteAggregator } from '../apps/dmp-data/src/aggregation/aggregation.service';
 import { EVERY_DEVICE } from '../apps/dmp-data/src/aggregation/minute-aggregation';
 import { loadDataConfig } from '../apps/dmp-data/src/config';
 import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
 
-const SERVERS = {
-  'clickhouse-s1r1': 'http://127.0.0.1:8211',
-  'clickhouse-s1r2': 'http://127.0.0.1:8212',
-  'clickhouse-s2r1': 'http://127.0.0.1:8221',
-  'clickhouse-s2r2': 'http://127.0.0.1:8222',
-} as const;
-type Server = keyof typeof SERVERS;
-const CLUSTER_PROCS = ['zookeeper', ...Object.keys(SERVERS)];
-
-const stackSh = async (...args: string[]) =>
-  (
-    await promisify(execFile)(join(REPO_ROOT, 'scripts/stack.sh'), args, {
-      env: { ...process.env, DMP_STACK_DIR: stack.dir },
-      timeout: 180_000,
-    })
-  ).stdout;
-
-/** The cluster's processes `status --cluster` reports up. */
-const runningClusterProcs = async () => {
-  const out = await stackSh('status', '--cluster').catch((error: { stdout?: string }) => error.stdout ?? '');
-  return out
-    .split('\n')
-    .map((line) => line.split(/\s+/))
-    .filter(([name, state]) => CLUSTER_PROCS.includes(name) && state === 'up')
-    .map(([name]) => name);
-};
+const SERVERS = CLUSTER_SERVERS;
+type Server = ClusterServer;
+const stackSh = stackScriptOutput;
 
 const database = `dmp_test_cluster_${randomBytes(4).toString('hex')}`;
 const DEVICES = Array.from({ length: 120 }, (_, i) => `cl-dev-${String(i).padStart(3, '0')}`);
@@ -118,10 +97,7 @@ describe('DMP on a ClickHouse cluster (2 shards × 2 replicas, 18.16)', { timeou
     });
 
   before(async () => {
-    const before = await runningClusterProcs();
-    // ZooKeeper and the ClickHouse servers only: the profile's RocketMQ is not needed here.
-    await stackSh('up', ...CLUSTER_PROCS);
-    startedHere = CLUSTER_PROCS.filter((p) => !before.includes(p));
+    startedHere = await clusterUp();
     repository = new ClickHouseRepository({
       ...stack.clickhouse,
       url: SERVERS['clickhouse-s1r1'],
@@ -138,13 +114,13 @@ describe('DMP on a ClickHouse cluster (2 shards × 2 replicas, 18.16)', { timeou
   after(async () => {
     await writer?.close();
     // Whatever a failed step left stopped is started again before the database is dropped everywhere.
-    await stackSh('up', ...CLUSTER_PROCS).catch(() => undefined);
+    await clusterUp().catch(() => undefined);
     await repository
       ?.forDatabase('default')
       .command(`DROP DATABASE IF EXISTS ${database} ON CLUSTER dmp`)
       .catch(() => undefined);
     await Promise.all([repository?.close(), ...[...onServer.values()].map((r) => r.close())]);
-    if (startedHere.length > 0) await stackSh('down', ...startedHere.reverse());
+    await clusterDown(startedHere);
   });
 
   it('creates the schema on every server, ON CLUSTER, and again without changing anything', async () => {
@@ -228,6 +204,40 @@ describe('DMP on a ClickHouse cluster (2 shards × 2 replicas, 18.16)', { timeou
       return r1 === r2 && r1 > 0;
     });
     await replicasAgree(Tables.minuteMarks);
+  });
+
+  it('retries a batch one shard refused as the same block: the shard that stored it drops the copy', async () => {
+    // 18.16 connects to every shard before it sends any row: a shard that is down fails an insert
+    // before any other stored its part. A shard refuses after another stored its part when an insert's
+    // quorum cannot be met there: with clickhouse-s2r2 down, shard 1 stores a quorum insert and shard 2
+    // refuses it (too few live replicas); the repository sends it again without the quorum — the
+    // same block (the rows carry their `inserted_at`), which shard 1 drops as a duplicate.
+    const duplicated = (server: Server) =>
+      count(
+        server,
+        `SELECT toUInt64(sum(value)) AS n FROM system.events WHERE event = 'DuplicatedInsertedBlocks'`,
+      );
+    const shard1 = ['clickhouse-s1r1', 'clickhouse-s1r2'] as const;
+    const dropped = async () => (await duplicated(shard1[0])) + (await duplicated(shard1[1]));
+    // In minute 1, which the writer's messages marked for the aggregator.
+    const batch = DEVICES.map((_, d) => message(d, 4, { messageId: `${DEVICES[d]}-0004-retried` }));
+    const rows: TelemetryRawRow[] = batch.map((m) => toTelemetryRows(m).raw);
+    const before = await dropped();
+    await stackSh('down', 'clickhouse-s2r2');
+    try {
+      await repository.insertRows(Tables.raw, rows, { quorum: true });
+    } finally {
+      await stackSh('up', 'clickhouse-s2r2');
+    }
+    for (const m of batch) stored.set(m.messageId, m);
+    assert.ok((await dropped()) > before, 'shard 1 dropped the block sent again');
+    // Stored once (counted without FINAL: the copy never became a part), on both replicas of each shard.
+    const [shard1Rows, shard2Rows] = await replicasAgree(Tables.raw);
+    const batchRows = (server: Server) =>
+      count(server, `SELECT count() AS n FROM ${localTable(Tables.raw)} WHERE message_id LIKE '%-retried'`);
+    const [one, two] = await Promise.all([batchRows('clickhouse-s1r2'), batchRows('clickhouse-s2r2')]);
+    assert.ok(one > 0 && two > 0 && shard1Rows > 0 && shard2Rows > 0);
+    assert.equal(one + two, batch.length);
   });
 
   it('recomputes exact 1-minute aggregates from every shard', async () => {

@@ -24,7 +24,7 @@ import {
   Tables,
   toTelemetryRows,
 } from '@dmp/clickhouse';
-import { cleanTelemetry, type AlarmEvent, type NormalizedTelemetry } from '@dmp/contracts';
+import { cleanTelemetry, type NormalizedTelemetry } from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
 import {
@@ -41,7 +41,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -61,6 +61,14 @@ import { DeadLetterWriter } from '../apps/dmp-data/src/dead-letters/dead-letter.
 import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
 import { deadLetterQuery } from '../tools/cli/src/commands/dead-letters';
 import { backtest } from '../tools/cli/src/commands/rules';
+import {
+  analystsAlarmEvents,
+  analystsDataSet,
+  docsBlockNeeds,
+  docsSql,
+  HISTORY_START,
+  RECENT_START,
+} from './support/analysts-data';
 
 interface Engine {
   url: string;
@@ -99,100 +107,6 @@ const engines: { name: string; start(): Promise<Engine> }[] = [
     start: () => Promise.resolve({ url: stack.clickhouse.url, stop: () => Promise.resolve() }),
   },
 ];
-
-// ---------------------------------------------------------------------------------------------
-// The data set: the one docs/analysts.md shows (3 devices, 30 messages 20 s apart on 2026-11-21,
-// cleaning's four examples), plus 2 minutes of recent data (the aggregator's other source, and the
-// back-test's history). Millisecond parts in every timestamp.
-// ---------------------------------------------------------------------------------------------
-
-const DEVICES = ['dev-001', 'dev-002', 'dev-003'];
-const SITES = ['site-a', 'site-a', 'site-b'];
-const HISTORY_START = Date.UTC(2026, 10, 21, 10, 0, 0);
-const RECENT_START = Math.floor((Date.now() - 30 * 60_000) / 60_000) * 60_000;
-/** The recent temperatures of dev-001 (+1 °C per further device), 10 s apart. */
-const RECENT_TEMPS = [20, 22, 24, 26, 27, 26, 23, 21, 20, 22, 26, 25];
-
-type Entry = Omit<NormalizedTelemetry, 'metrics'> & { metrics: Record<string, unknown> };
-
-function entry(
-  device: number,
-  messageId: string,
-  kind: Entry['kind'],
-  ts: number,
-  metrics: Entry['metrics'],
-): Entry {
-  return {
-    deviceId: DEVICES[device],
-    messageId,
-    kind,
-    ts,
-    metrics,
-    receivedAt: ts + 150,
-    tenantId: 'tenant-1',
-    productId: 'thermo',
-    siteId: SITES[device],
-  };
-}
-
-function dataSet(): Entry[] {
-  const entries: Entry[] = [];
-  DEVICES.forEach((id, d) => {
-    for (let n = 0; n < 30; n++) {
-      const snapshot = n % 10 === 0;
-      entries.push(
-        entry(
-          d,
-          `${id}-${String(n).padStart(4, '0')}`,
-          snapshot ? 'snapshot' : 'telemetry',
-          HISTORY_START + n * 20_000 + d * 1_000 + ((n * 37) % 1000),
-          {
-            temp: Math.round((20 + d + 2 * Math.sin(n / 4)) * 10) / 10,
-            hum: 40 + (n % 7),
-            door: n % 8 === 0,
-            ...(snapshot ? { mode: n < 20 ? 'eco' : 'boost', fw: '1.4.2' } : {}),
-          },
-        ),
-      );
-    }
-    RECENT_TEMPS.forEach((temp, n) =>
-      entries.push(
-        entry(
-          d,
-          `${id}-r${String(n).padStart(3, '0')}`,
-          'telemetry',
-          RECENT_START + n * 10_000 + d * 1_000 + 7 * n,
-          {
-            temp: temp + d,
-            door: n === 5,
-          },
-        ),
-      ),
-    );
-  });
-  const late = HISTORY_START + 9 * 60_000;
-  entries.push(
-    entry(0, 'dev-001-0031', 'telemetry', late, { temp: Infinity, hum: 41, door: false }),
-    entry(1, 'dev-002-0031', 'telemetry', late + 1_000, { temp: 21.5, hum: 130, door: false }),
-    entry(1, 'dev-002-0032', 'telemetry', late + 21_000, { temp: -Infinity, hum: -3, door: true }),
-    {
-      ...entry(2, 'dev-003-0031', 'telemetry', Date.now() + 86_400_000, { temp: 22 }),
-      receivedAt: late + 60_000,
-    },
-  );
-  return entries;
-}
-
-const docsSql = async () => {
-  const text = await readFile(join(REPO_ROOT, 'docs/analysts.md'), 'utf8');
-  return [...text.matchAll(/^[ \t]*```sql\n([\s\S]*?)^[ \t]*```/gm)].map((m) => m[1].trim());
-};
-
-/** `-- ClickHouse 20.5+ …` as a block's first line: the release it needs. */
-const docsBlockNeeds = (sql: string) => {
-  const match = /^--\s*ClickHouse (\d+)\.(\d+)\+/.exec(sql);
-  return match ? { major: Number(match[1]), minor: Number(match[2]) } : undefined;
-};
 
 const dateTime64Text = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
 
@@ -299,7 +213,7 @@ for (const engine of engines)
 
     it('stores telemetry, alarms and dead letters as dmp-data does; FINAL collapses what was redelivered', async () => {
       const now = Date.now();
-      for (const e of dataSet()) {
+      for (const e of analystsDataSet()) {
         const result = cleanTelemetry(e, config.cleaning, now);
         if (result.kind === 'accepted') stored.set(result.telemetry.messageId, result.telemetry);
         if (result.kind === 'rejected' || result.removed.length > 0)
@@ -363,42 +277,7 @@ for (const engine of engines)
 
       // Alarms: pending (v1), raised (v2), then v2 again.
       const alarms = new AlarmWriter(repository, config.alarms);
-      const base: AlarmEvent = {
-        eventId: 'alm-1:1',
-        alarmId: 'alm-1',
-        version: 1,
-        transition: 'pending',
-        state: 'pending',
-        deviceId: 'dev-001',
-        ruleId: 'temperature-high',
-        ruleName: 'Temperature high',
-        severity: 'major',
-        message: 'Temperature 31 °C on dev-001',
-        tenantId: 'tenant-1',
-        productId: 'thermo',
-        siteId: 'site-a',
-        ts: RECENT_START,
-        startedAt: RECENT_START,
-        raisedAt: 0,
-        acknowledgedAt: 0,
-        acknowledgedBy: '',
-        clearedAt: 0,
-        messageId: 'dev-001-r003',
-        values: { temp: 26, door: false },
-        rulesetVersion: 'v1',
-        inputs: { 'state.latest.temperature': 31 },
-        ruleText: '- id: temperature-high',
-        traceId: '',
-      };
-      const raised: AlarmEvent = {
-        ...base,
-        eventId: 'alm-1:2',
-        version: 2,
-        transition: 'raised',
-        state: 'active',
-        ts: RECENT_START + 30_000,
-        raisedAt: RECENT_START + 30_000,
-      };
+      const [base, raised] = analystsAlarmEvents();
       await Promise.all([alarms.store(base), alarms.store(raised)]);
       await alarms.store(raised);
       await alarms.close();

@@ -73,6 +73,8 @@ describe('dmp-data through crashes and broker restarts', () => {
     DATA_INVISIBLE_MS: '10000',
     DATA_AGGREGATION_LATENESS_MS: '0',
     DATA_AGGREGATION_INTERVAL_MS: '500',
+    // A process killed with -9 held the aggregation lease: the next one aggregates after this long.
+    DATA_AGGREGATION_LEASE_MS: '3000',
     // The aggregator reads marks once they are older than this plus 1 s (30 s by default).
     CLICKHOUSE_REQUEST_TIMEOUT_MS: '10000',
     LOG_LEVEL: 'warn',

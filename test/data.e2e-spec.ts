@@ -277,6 +277,8 @@ describe('dmp-data', () => {
       DATA_INSERT_RETRY_MAX_MS: '3000',
       DATA_AGGREGATION_LATENESS_MS: '0',
       DATA_AGGREGATION_INTERVAL_MS: '300',
+      // A process killed with -9 held the aggregation lease: the next one aggregates after this long.
+      DATA_AGGREGATION_LEASE_MS: '2000',
       // The aggregator reads marks once they are older than this plus 1 s (30 s by default).
       CLICKHOUSE_REQUEST_TIMEOUT_MS: '8000',
       // Several recomputation statements per pass over the pending minutes.

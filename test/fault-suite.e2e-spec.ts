@@ -169,6 +169,8 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
       DATA_INVISIBLE_MS: '10000',
       DATA_AGGREGATION_LATENESS_MS: '0',
       DATA_AGGREGATION_INTERVAL_MS: '500',
+      // A process killed with -9 held the aggregation lease: the next one aggregates after this long.
+      DATA_AGGREGATION_LEASE_MS: '3000',
       DATA_INSERT_RETRY_MAX_MS: '2000',
     }),
     'dmp-kernel': () => ({

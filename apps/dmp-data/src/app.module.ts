@@ -1,5 +1,6 @@
 import { ClickHouseModule } from '@dmp/clickhouse';
 import { ObservabilityModule, type Telemetry } from '@dmp/observability';
+import { RedisModule } from '@dmp/redis';
 import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { DATA_CONFIG, type DataConfig } from './config';
 import { AggregationModule } from './aggregation/aggregation.module';
@@ -25,6 +26,8 @@ export class AppModule {
           migrate: true,
           startupTimeoutMs: config.data.startupTimeoutMs,
         }),
+        // Only for the aggregation lease: dmp-data stores and stays healthy without Redis.
+        RedisModule.forRoot({ url: config.redis.url, required: false }),
         ConsumerModule.forRoot(config),
         AggregationModule,
         AlarmsModule.forRoot({ rocketmq: config.rocketmq, alarms: config.alarms }),

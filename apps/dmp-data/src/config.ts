@@ -5,6 +5,7 @@ import {
   httpSection,
   int,
   loadConfig,
+  redisSection,
   rocketmqSection,
   telemetrySection,
 } from '@dmp/config';
@@ -57,12 +58,21 @@ export const dataSection = z
     DATA_AGGREGATION_LATENESS_MS: int(60_000, 0, 86_400_000),
     DATA_AGGREGATION_INTERVAL_MS: int(5_000, 100, 3_600_000),
     /**
+     * How long the instance that aggregates holds the lease (Redis) between passes: the others
+     * take over this long after it died. Longer than DATA_AGGREGATION_INTERVAL_MS.
+     */
+    DATA_AGGREGATION_LEASE_MS: int(30_000, 1_000, 3_600_000),
+    /**
      * (device, minute)s of late data per recomputation statement (each also costs a part of
      * telemetry_1m); a minute marked whole (on-time data) is one statement, whatever its devices.
      */
     DATA_AGGREGATION_MAX_KEYS: int(5_000, 1, 100_000),
     /** How long start-up waits for ClickHouse to apply migrations. */
     DATA_STARTUP_TIMEOUT_MS: int(60_000, 0, 3_600_000),
+  })
+  .refine((e) => e.DATA_AGGREGATION_LEASE_MS > e.DATA_AGGREGATION_INTERVAL_MS, {
+    message: 'must be longer than DATA_AGGREGATION_INTERVAL_MS',
+    path: ['DATA_AGGREGATION_LEASE_MS'],
   })
   .transform((e) => ({
     consumerGroup: e.DATA_CONSUMER_GROUP,
@@ -85,6 +95,7 @@ export const dataSection = z
       enabled: e.DATA_AGGREGATION_ENABLED,
       latenessMs: e.DATA_AGGREGATION_LATENESS_MS,
       intervalMs: e.DATA_AGGREGATION_INTERVAL_MS,
+      leaseMs: e.DATA_AGGREGATION_LEASE_MS,
       maxKeys: e.DATA_AGGREGATION_MAX_KEYS,
     },
   }));
@@ -96,6 +107,7 @@ export function loadDataConfig(env?: Record<string, string | undefined>) {
       telemetry: telemetrySection,
       rocketmq: rocketmqSection,
       clickhouse: clickhouseSection,
+      redis: redisSection,
       data: dataSection,
       alarms: alarmsSection,
       deadLetters: deadLettersSection,

@@ -58,6 +58,15 @@ export interface InsertOptions {
   quorum?: boolean;
 }
 
+/** How a read picks the replicas of a cluster. */
+export interface ReadOptions {
+  /**
+   * Read only replicas whose replication queue is at most this many seconds behind, and fail when a
+   * shard has none: a replica catching up after an outage lacks rows the others have.
+   */
+  maxReplicaDelaySeconds?: number;
+}
+
 /** Quorum failures an insert without quorum gets past: too few live replicas, an earlier quorum unmet, its timeout. */
 const QUORUM_UNREACHABLE = new Set([285, 286, 319]);
 
@@ -151,10 +160,11 @@ export class ClickHouseRepository {
    * A statement without result (DDL, ALTER, INSERT … SELECT). Its size is not capped by the server's
    * `max_query_size` (256 KiB by default), which would refuse a generated one (a long IN list) forever.
    */
-  async command(sql: string): Promise<void> {
+  async command(sql: string, options: ReadOptions = {}): Promise<void> {
     const bytes = Buffer.byteLength(sql);
     const settings: ClickHouseSettings = {
       ...(await this.insertSettings()),
+      ...this.readSettings(options),
       ...(bytes > MAX_QUERY_SIZE_DEFAULT ? { max_query_size: String(bytes + 1) } : {}),
     };
     await this.client.command({
@@ -200,9 +210,27 @@ export class ClickHouseRepository {
   }
 
   /** A SELECT, rows as objects (64-bit integers arrive as strings, as ClickHouse quotes them in JSON). */
-  async query<T>(sql: string): Promise<T[]> {
-    const result = await this.client.query({ query: sql, format: 'JSONEachRow' });
+  async query<T>(sql: string, options: ReadOptions = {}): Promise<T[]> {
+    const settings = this.readSettings(options);
+    const result = await this.client.query({
+      query: sql,
+      format: 'JSONEachRow',
+      ...(Object.keys(settings).length > 0 ? { clickhouse_settings: settings } : {}),
+    });
     return result.json<T>();
+  }
+
+  /**
+   * On a cluster, a Distributed read from replicas at most `maxReplicaDelaySeconds` behind the others
+   * (`max_replica_delay_for_distributed_queries`), failing rather than reading a stale one
+   * (`fallback_to_stale_replicas_for_distributed_queries` off). Nothing on a single server.
+   */
+  private readSettings({ maxReplicaDelaySeconds }: ReadOptions): ClickHouseSettings {
+    if (this.options.cluster === undefined || maxReplicaDelaySeconds === undefined) return {};
+    return {
+      max_replica_delay_for_distributed_queries: String(Math.max(1, Math.floor(maxReplicaDelaySeconds))),
+      fallback_to_stale_replicas_for_distributed_queries: 0,
+    };
   }
 
   /**

@@ -23,6 +23,7 @@ import {
   type SpanExporter,
 } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { hostname } from 'node:os';
 import { hasDeviceParent } from './trace-context';
 
 export interface TelemetryOptions {
@@ -80,6 +81,8 @@ export function startTelemetry(options: TelemetryOptions, logger?: DiagLogger): 
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({
       [ATTR_SERVICE_NAME]: options.serviceName,
+      // Which replica made a span (the pod's name on Kubernetes, and the process).
+      'service.instance.id': `${hostname()}:${process.pid}`,
     }),
     autoDetectResources: false,
     sampler: new DmpSampler(options.sampleRatio),

@@ -13,6 +13,11 @@ import { Redis } from 'ioredis';
 export interface RedisModuleOptions {
   /** `redis://` or `rediss://` URL (the app's `redisSection` from @dmp/config). */
   url: string;
+  /**
+   * Whether the app needs Redis to do its job (default): /health is down while Redis is. An app that
+   * only saves work with it (dmp-data's aggregation lease) reports the connection and stays up.
+   */
+  required?: boolean;
 }
 
 /**
@@ -39,9 +44,10 @@ class RedisLifecycle implements OnModuleInit, OnApplicationShutdown {
     @Inject(OPTIONS) private readonly options: RedisModuleOptions,
     health: HealthRegistry,
   ) {
+    const required = options.required ?? true;
     health.register('redis', () => ({
-      up: redis.status === 'ready',
-      detail: { connection: redis.status, url: redactUrl(options.url) },
+      up: !required || redis.status === 'ready',
+      detail: { connection: redis.status, url: redactUrl(options.url), ...(required ? {} : { required }) },
     }));
     redis.on('error', (error: Error) => {
       if (error.message === this.lastError) return;

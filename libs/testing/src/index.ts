@@ -6,3 +6,4 @@ export * from './minute-aggregates';
 export * from './telemetry-entries';
 export * from './emqx-http-auth';
 export * from './admin-api';
+export * from './cluster';

@@ -44,7 +44,7 @@ export interface JaegerSpan {
 export interface JaegerTrace {
   traceID: string;
   spans: JaegerSpan[];
-  processes: Record<string, { serviceName: string }>;
+  processes: Record<string, { serviceName: string; tags?: { key: string; value: unknown }[] }>;
 }
 
 /** One trace from Jaeger's query API, or undefined while it is not (fully) there. */

@@ -5,12 +5,14 @@ import {
   Inject,
   Injectable,
   Logger,
+  Optional,
   type BeforeApplicationShutdown,
   type OnApplicationBootstrap,
 } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
-import type { Counter, Histogram } from 'prom-client';
+import type { Counter, Gauge, Histogram } from 'prom-client';
 import { DATA_CONFIG, type DataConfig } from '../config';
+import { AggregationLease } from './aggregation-lease';
 import {
   dueMinutes,
   markedMinutesSql,
@@ -61,11 +63,15 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
   private readonly recomputed: Counter;
   private readonly runSeconds: Histogram<'source'>;
   private readonly failures: Counter;
+  private readonly passes: Counter;
+  private readonly holder: Gauge;
 
+  /** Without a lease (a test's own aggregator), every scheduled pass runs. */
   constructor(
     private readonly clickhouse: ClickHouseRepository,
     @Inject(DATA_CONFIG) private readonly config: DataConfig,
     metrics: MetricsRegistry,
+    @Optional() private readonly lease?: AggregationLease,
   ) {
     this.recomputed = metrics.counter(
       'dmp_data_aggregation_minutes_total',
@@ -79,6 +85,14 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     // Exported from the start, so a panel's rate over it is 0, not absent, until the first statement.
     for (const source of RECOMPUTE_SOURCES) this.runSeconds.zero({ source });
     this.failures = metrics.counter('dmp_data_aggregation_errors_total', 'Failed aggregation runs');
+    this.passes = metrics.counter(
+      'dmp_data_aggregation_passes_total',
+      'Passes over the mark log this instance ran (only the holder of the aggregation lease runs them)',
+    );
+    this.holder = metrics.gauge(
+      'dmp_data_aggregation_lease_held',
+      '1 while this instance holds the aggregation lease (or Redis cannot tell: then it aggregates too)',
+    );
   }
 
   onApplicationBootstrap(): void {
@@ -89,6 +103,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
+    await this.lease?.release();
   }
 
   /**
@@ -107,17 +122,20 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     // (the server's clock when it began): before `now − settle`, every such mark is visible, and so
     // are its raw rows, inserted before it. Later marks wait for the next pass.
     const until = now - settleSeconds;
+    // On a cluster, replicas that lag more than that (one catching up after an outage) are not read:
+    // a minute recomputed from one would lack rows, and the cursor would move past its marks.
+    const fresh = { maxReplicaDelaySeconds: settleSeconds };
     let cursor = await this.cursor();
     if (until <= cursor) return 0;
     const seconds = (
-      await this.clickhouse.query<{ second: number; marks: number }>(marksPerSecondSql(cursor, until))
+      await this.clickhouse.query<{ second: number; marks: number }>(marksPerSecondSql(cursor, until), fresh)
     ).map((s) => ({ second: Number(s.second), marks: Number(s.marks) }));
     let total = 0;
     let held = Number.POSITIVE_INFINITY;
     let from = cursor;
     for (const end of pageEnds(seconds, until, MARKS_PER_PAGE)) {
       if (this.stopped) return total;
-      const marked = (await this.clickhouse.query<MarkedMinute>(markedMinutesSql(from, end))).map(
+      const marked = (await this.clickhouse.query<MarkedMinute>(markedMinutesSql(from, end), fresh)).map(
         (m): MarkedMinute => ({
           device_id: m.device_id,
           minute: Number(m.minute),
@@ -131,7 +149,7 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
       for (const batch of recomputeBatches(due, maxKeys, now - SOURCE_DAYS * 86_400)) {
         const stop = this.runSeconds.startTimer({ source: batch.source });
         // The snapshot of the source is taken after `now`: the rows are versioned by it.
-        await this.clickhouse.command(recomputeSql(batch, now * 1000));
+        await this.clickhouse.command(recomputeSql(batch, now * 1000), fresh);
         stop();
         for (const key of batch.keys) this.recomputedAt.set(minuteKeyOf(key), now);
         this.recomputed.inc(batch.keys.length);
@@ -173,12 +191,21 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     await dropPartitionsBefore(this.clickhouse, Tables.minuteSource, `now() - ${(SOURCE_DAYS + 1) * 86_400}`);
   }
 
+  /** A pass, if this instance holds the lease (or Redis cannot tell: aggregating twice is harmless). */
+  private async leasedPass(): Promise<number> {
+    const state = this.lease ? await this.lease.hold() : 'held';
+    this.holder.set(state === 'elsewhere' ? 0 : 1);
+    if (state === 'elsewhere' || this.stopped) return 0;
+    this.passes.inc();
+    return this.runOnce();
+  }
+
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     const { enabled, intervalMs } = this.config.data.aggregation;
     this.timer = setTimeout(() => {
       // Disabled, it still drops the old days of telemetry_1m_source: its view fills it anyway.
-      this.running = (enabled ? this.runOnce() : this.dropOldSourceDays().then(() => 0))
+      this.running = (enabled ? this.leasedPass() : this.dropOldSourceDays().then(() => 0))
         .then((count) => {
           if (count > 0) this.logger.debug(`recomputed ${count} device-minute(s)`);
         })
