@@ -153,12 +153,12 @@ export class Batcher<T> {
     } catch (error) {
       done = Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    void done
-      .catch(() => undefined)
-      .finally(() => {
-        this.running--;
-        this.runningItems -= batch.length;
-        this.pump();
-      });
+    // One hop after the run settles, so counters read 0 by the time its callers' awaits resume.
+    const release = () => {
+      this.running--;
+      this.runningItems -= batch.length;
+      this.pump();
+    };
+    done.then(release, release);
   }
 }
