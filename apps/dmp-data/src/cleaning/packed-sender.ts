@@ -1,4 +1,5 @@
 import { DmpError } from '@dmp/contracts';
+import { Batcher, splitRefused } from '@dmp/flow';
 
 export interface PackedSenderOptions {
   /** Items per send at most… */
@@ -27,71 +28,75 @@ interface Pending<T> {
  * arrives while they are busy waits and goes with the next free one, up to `maxItems` / `maxBytes`. No
  * linger: a lone item is sent at once. `add` resolves once its send succeeded and rejects with the
  * send's error otherwise — no retry here: the caller's message is redelivered by its broker. A batch
- * refused for good (not retryable) is split, each item tried alone, so one bad item cannot take its
- * neighbours with it. The wait queue needs no bound of its own: each item is a handler awaiting it, and
- * the consumer bounds its messages in flight.
+ * refused for good (not retryable) is bisected until the culprits are alone, so one bad item cannot take
+ * its neighbours with it. The wait queue needs no bound of its own: each item is a handler awaiting it,
+ * and the consumer bounds its messages in flight. Packing and the window are the project's one batching
+ * core (`@dmp/flow`): count + bytes + `maxConcurrentSends`, no linger, no groups.
  */
 export class PackedSender<T> {
-  private readonly queue: Pending<T>[] = [];
-  private sends = 0;
+  private readonly batcher: Batcher<Pending<T>>;
 
   constructor(
-    private readonly options: PackedSenderOptions,
+    options: PackedSenderOptions,
     private readonly hooks: PackedSenderHooks<T>,
-  ) {}
+  ) {
+    this.batcher = new Batcher<Pending<T>>(
+      { maxItems: options.maxItems, maxBytes: options.maxBytes, maxInFlight: options.maxConcurrentSends },
+      { sizeOf: (p) => p.size, run: (batch) => this.run(batch) },
+    );
+  }
 
   /** Items waiting for a send. */
   get queued(): number {
-    return this.queue.length;
+    return this.batcher.queued;
   }
 
   /** Sends in flight. */
   get sendsInFlight(): number {
-    return this.sends;
+    return this.batcher.batchesInFlight;
   }
 
   add(item: T): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ item, size: this.hooks.sizeOf(item), resolve, reject });
-      this.pump();
+      this.batcher.add({ item, size: this.hooks.sizeOf(item), resolve, reject });
     });
   }
 
-  private pump(): void {
-    while (this.sends < this.options.maxConcurrentSends && this.queue.length > 0) {
-      const batch = this.take();
-      this.sends++;
-      void this.run(batch).finally(() => {
-        this.sends--;
-        this.pump();
-      });
-    }
+  /** Not awaited: the slot frees as soon as the batch's items are settled. */
+  private run(batch: Pending<T>[]): Promise<void> {
+    return this.send(batch).then(
+      () => {
+        for (const pending of batch) pending.resolve();
+      },
+      (error: unknown) => this.failed(batch, error),
+    );
   }
 
-  /** The oldest items that fit one send (at least one). */
-  private take(): Pending<T>[] {
-    let bytes = 0;
-    let count = 0;
-    for (const pending of this.queue) {
-      if (count > 0 && (count >= this.options.maxItems || bytes + pending.size > this.options.maxBytes))
-        break;
-      bytes += pending.size;
-      count++;
-    }
-    return this.queue.splice(0, count);
-  }
-
-  private async run(batch: Pending<T>[]): Promise<void> {
+  private send(part: readonly Pending<T>[]): Promise<void> {
     try {
-      await this.hooks.send(batch.map((p) => p.item));
+      return this.hooks.send(part.map((p) => p.item));
     } catch (error) {
-      if (batch.length > 1 && error instanceof DmpError && !error.retryable) {
-        for (const pending of batch) await this.run([pending]);
-        return;
-      }
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  /** A batch refused for good is bisected until the culprits are alone; anything else fails the batch. */
+  private async failed(batch: Pending<T>[], error: unknown): Promise<void> {
+    const isRefusal = (e: unknown) => e instanceof DmpError && !e.retryable;
+    if (batch.length === 1 || !isRefusal(error)) {
       for (const pending of batch) pending.reject(error);
       return;
     }
-    for (const pending of batch) pending.resolve();
+    const half = Math.ceil(batch.length / 2);
+    const send = (part: readonly Pending<T>[]) => this.send(part);
+    const failures = [
+      ...(await splitRefused(batch.slice(0, half), send, isRefusal)),
+      ...(await splitRefused(batch.slice(half), send, isRefusal)),
+    ];
+    const rejected = new Map<Pending<T>, unknown>();
+    for (const part of failures) for (const pending of part.items) rejected.set(pending, part.error);
+    for (const pending of batch)
+      if (rejected.has(pending)) pending.reject(rejected.get(pending));
+      else pending.resolve();
   }
 }

@@ -1,4 +1,5 @@
 import { DmpError, backoffDelay } from '@dmp/contracts';
+import { Batcher, splitRefused } from '@dmp/flow';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How a dead-letter hand-off ended. */
@@ -44,11 +45,6 @@ interface Pending<T> {
   resolve: (outcome: DeadLetterOutcome) => void;
 }
 
-interface Open<T> {
-  items: Pending<T>[];
-  bytes: number;
-}
-
 /**
  * The dead-letter path of refused messages, bounded and packed. At most `maxConcurrentSends` sends are
  * in flight; what arrives while they are busy waits, packed by group into sends of up to `maxItems` /
@@ -58,110 +54,74 @@ interface Open<T> {
  * unacknowledged MQTT message, and the transport stops reading at Receive Maximum of those.
  *
  * An item resolves once it is stored (`sent`), refused for good (`refused`: a batch refused for good is
- * split and each item tried alone, so one bad item cannot take its neighbours with it), or when its
+ * bisected until the culprits are alone, so one bad item cannot take its neighbours with it), or when its
  * delivery's signal aborts before that (`aborted`: it is left to the broker's redelivery). Transient
  * failures are retried with backoff, without the items aborted meanwhile. Nothing is dropped.
+ * Packing and the send window are the project's one batching core (`@dmp/flow`): count + bytes + group
+ * (the reason code) + `maxConcurrentSends`, no linger.
  */
 export class DeadLetterBatcher<T> {
-  private readonly open = new Map<string, Open<T>>();
-  private readonly ready: Pending<T>[][] = [];
-  private queuedItems = 0;
-  private sendingItems = 0;
-  private sends = 0;
+  private readonly batcher: Batcher<Pending<T>>;
   private readonly closing = new AbortController();
 
   constructor(
     private readonly options: DeadLetterBatcherOptions,
     private readonly hooks: DeadLetterBatcherHooks<T>,
-  ) {}
+  ) {
+    this.batcher = new Batcher<Pending<T>>(
+      { maxItems: options.maxItems, maxBytes: options.maxBytes, maxInFlight: options.maxConcurrentSends },
+      { groupOf: (p) => hooks.groupOf(p.item), sizeOf: (p) => p.size, run: (batch) => this.run(batch) },
+    );
+  }
 
   /** Items waiting for a send. */
   get queued(): number {
-    return this.queuedItems;
+    return this.batcher.queued;
   }
 
   /** Items in sends in flight (including sends waiting to retry). */
   get inFlight(): number {
-    return this.sendingItems;
+    return this.batcher.inFlight;
   }
 
   /** Sends in flight (including those waiting to retry). */
   get sendsInFlight(): number {
-    return this.sends;
+    return this.batcher.batchesInFlight;
   }
 
   add(item: T, signal: AbortSignal): Promise<DeadLetterOutcome> {
     if (signal.aborted || this.closing.signal.aborted) return Promise.resolve('aborted');
     return new Promise<DeadLetterOutcome>((resolve) => {
-      const pending: Pending<T> = {
+      this.batcher.add({
         item,
         size: this.hooks.sizeOf(item),
         signal,
         enqueuedAt: performance.now(),
         settled: false,
         resolve,
-      };
-      this.queuedItems++;
-      const group = this.hooks.groupOf(item);
-      let open = this.open.get(group);
-      if (open && open.bytes + pending.size > this.options.maxBytes) {
-        this.seal(group, open);
-        open = undefined;
-      }
-      if (!open) {
-        open = { items: [], bytes: 0 };
-        this.open.set(group, open);
-      }
-      open.items.push(pending);
-      open.bytes += pending.size;
-      if (open.items.length >= this.options.maxItems || open.bytes >= this.options.maxBytes)
-        this.seal(group, open);
-      this.pump();
+      });
     });
   }
 
   /** On shutdown (after the transport drained): waiting and retrying items end as `aborted`. */
   close(): void {
     this.closing.abort();
-    for (const [group, open] of this.open) this.seal(group, open);
-    for (const batch of this.ready.splice(0)) {
-      this.queuedItems -= batch.length;
-      for (const pending of batch) this.settle(pending, 'aborted');
-    }
-  }
-
-  /** A full open batch waits for the next free send. */
-  private seal(group: string, open: Open<T>): void {
-    this.open.delete(group);
-    this.ready.push(open.items);
-  }
-
-  /** Starts sends while there is room: full batches first, then the oldest open one. */
-  private pump(): void {
-    while (this.sends < this.options.maxConcurrentSends && !this.closing.signal.aborted) {
-      let batch = this.ready.shift();
-      if (!batch) {
-        const oldest = this.open.entries().next();
-        if (oldest.done) return;
-        const [group, open] = oldest.value;
-        this.open.delete(group);
-        batch = open.items;
-      }
-      this.queuedItems -= batch.length;
-      this.sendingItems += batch.length;
-      this.sends++;
-      void this.run(batch).finally(() => {
-        this.sends--;
-        this.sendingItems -= batch.length;
-        this.pump();
-      });
-    }
+    for (const pending of this.batcher.close()) this.settle(pending, 'aborted');
   }
 
   /** One send slot: the batch until each of its items is settled. */
-  private async run(batch: Pending<T>[]): Promise<void> {
+  private run(batch: Pending<T>[]): Promise<void> {
+    // Returned as is (no await): the slot frees as soon as the last item settles.
+    return this.sendWithRetry(batch, true);
+  }
+
+  /**
+   * Sends the part's live items, retrying transient failures with backoff. Refused for good: the whole
+   * batch is bisected (`splitRefused`) until the culprits are alone, a part of it throws the refusal.
+   */
+  private async sendWithRetry(part: readonly Pending<T>[], whole = false): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const live = this.live(batch);
+      const live = this.live(part);
       if (live.length === 0) return;
       const items = live.map((p) => p.item);
       try {
@@ -172,14 +132,8 @@ export class DeadLetterBatcher<T> {
         return;
       } catch (error) {
         if (error instanceof DmpError && !error.retryable) {
-          if (live.length > 1) {
-            // Find the culprit(s): each item alone, in this slot.
-            for (const pending of live) await this.run([pending]);
-            return;
-          }
-          this.hooks.onRefused?.(error, live[0].item);
-          this.settle(live[0], 'refused');
-          return;
+          if (!whole) throw error;
+          return this.isolate(live, error);
         }
         const delay = backoffDelay(attempt, { ...this.options.retry, jitter: 0.2 });
         this.hooks.onRetry?.(error, attempt, items, delay);
@@ -190,10 +144,30 @@ export class DeadLetterBatcher<T> {
     }
   }
 
-  /** The batch's items still to send; those whose delivery ended (or all, on shutdown) are settled `aborted`. */
-  private live(batch: Pending<T>[]): Pending<T>[] {
+  /** Finds the culprits of a refused batch: only they are `refused`, their neighbours are sent. */
+  private async isolate(live: Pending<T>[], error: unknown): Promise<void> {
+    const half = Math.ceil(live.length / 2);
+    const isRefusal = (e: unknown) => e instanceof DmpError && !e.retryable;
+    const send = (part: readonly Pending<T>[]) => this.sendWithRetry(part);
+    const failed =
+      live.length === 1
+        ? [{ items: live, error, refused: true }]
+        : [
+            ...(await splitRefused(live.slice(0, half), send, isRefusal)),
+            ...(await splitRefused(live.slice(half), send, isRefusal)),
+          ];
+    for (const part of failed)
+      for (const pending of part.items) {
+        if (part.refused && !pending.settled) this.hooks.onRefused?.(part.error, pending.item);
+        // Not refused: only a throwing hook gets here; the broker redelivers the message.
+        this.settle(pending, part.refused ? 'refused' : 'aborted');
+      }
+  }
+
+  /** The part's items still to send; those whose delivery ended (or all, on shutdown) are settled `aborted`. */
+  private live(part: readonly Pending<T>[]): Pending<T>[] {
     const live: Pending<T>[] = [];
-    for (const pending of batch) {
+    for (const pending of part) {
       if (pending.settled) continue;
       if (pending.signal.aborted || this.closing.signal.aborted) this.settle(pending, 'aborted');
       else live.push(pending);

@@ -1,7 +1,10 @@
+import { Batcher } from '@dmp/flow';
+
 /**
  * Collects items for up to `lingerMs` (or `maxItems`) and hands them over in one call — one Redis
  * pipeline per few milliseconds instead of one round trip per message. Each `submit` resolves with its
- * item's result, or rejects with the batch's error.
+ * item's result, or rejects with the batch's error. A configuration of the project's one batching core
+ * (`@dmp/flow`): linger + count, no window (each batch is one pipelined command).
  */
 export interface MicroBatcherOptions {
   lingerMs: number;
@@ -17,43 +20,32 @@ interface Waiting<I, O> {
 }
 
 export class MicroBatcher<I, O> {
-  private batch: Waiting<I, O>[] = [];
-  private timer?: NodeJS.Timeout;
+  private readonly batcher: Batcher<Waiting<I, O>>;
 
-  constructor(
-    private readonly options: MicroBatcherOptions,
-    private readonly flush: Flush<I, O>,
-  ) {}
+  constructor(options: MicroBatcherOptions, flush: Flush<I, O>) {
+    this.batcher = new Batcher<Waiting<I, O>>(
+      { lingerMs: options.lingerMs, maxItems: options.maxItems },
+      { run: (batch) => MicroBatcher.answer(batch, flush) },
+    );
+  }
 
   submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
-      this.batch.push({ item, resolve, reject });
-      if (this.batch.length >= this.options.maxItems) this.send();
-      else this.timer ??= setTimeout(() => this.send(), this.options.lingerMs);
+      this.batcher.add({ item, resolve, reject });
     });
   }
 
-  private send(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    const batch = this.batch;
-    this.batch = [];
-    if (batch.length === 0) return;
-    let results: Promise<readonly O[]>;
+  /** Settles each waiting item with its result, or all of them with the flush's error. */
+  private static async answer<I, O>(batch: Waiting<I, O>[], flush: Flush<I, O>): Promise<void> {
+    let values: readonly O[];
     try {
-      results = this.flush(batch.map((w) => w.item));
+      values = await flush(batch.map((w) => w.item));
     } catch (error) {
-      results = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      for (const w of batch) w.reject(error);
+      return;
     }
-    results.then(
-      (values) => {
-        batch.forEach((w, i) =>
-          i < values.length ? w.resolve(values[i]) : w.reject(new Error('no result for this item')),
-        );
-      },
-      (error: unknown) => {
-        for (const w of batch) w.reject(error);
-      },
+    batch.forEach((w, i) =>
+      i < values.length ? w.resolve(values[i]) : w.reject(new Error('no result for this item')),
     );
   }
 }

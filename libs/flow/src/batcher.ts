@@ -1,0 +1,164 @@
+/**
+ * The project's one batching core (issue #20): items are packed into batches by count, bytes and
+ * linger, optionally only with items of the same group, and at most `maxInFlight` batches run at once.
+ * What a batch does (send, retry, settle its items) is the caller's `run`; the batcher only decides
+ * which items travel together and when. Each former batcher is a configuration of it:
+ *
+ * - dmp-mqtt's dedup MicroBatcher: `lingerMs` + `maxItems`, no window (one Redis pipeline per few ms).
+ * - dmp-mqtt's DeadLetterBatcher: `maxItems` + `maxBytes` + `groupOf` (reason code) + a window, no
+ *   linger: under light load an item goes at once, under a flood what waits is packed.
+ * - dmp-data's PackedSender: the same without groups.
+ *
+ * Not yet on it — they hold the per-device ordering invariant and need a per-key FIFO first:
+ * - dmp-mqtt's OrderedBatcher (kernel-client) keeps one device's messages in arrival order across
+ *   batches and retries: a device's next batch must not start before its previous one settled. It maps
+ *   to `groupOf: deviceKey` plus "one batch in flight per group" (a per-key window) — the one mechanism
+ *   this core lacks; its retries would use `backoffDelay` as the dead-letter path does.
+ * - dmp-kernel's LanePacker keeps each device in one lane (a hash of the device) so RocketMQ's FIFO
+ *   order per message group holds; lanes map to `groupOf: lane` with a per-group window of 1.
+ * - dmp-data's BatchWriter (count + max wait + idle + held-row bound + drain + a retry budget) bisects
+ *   refused batches by the same rule as `splitRefused`; its idle trigger, row bound and drain are what
+ *   the core would have to add to take it.
+ * Until then, those classes are where ordering is kept; keep them free of extra `await`s between
+ * taking a batch and starting its send.
+ */
+export interface BatcherOptions {
+  /** Items per batch at most (at least 1). */
+  maxItems: number;
+  /** Bytes (as `sizeOf` counts them) per batch, unless a single item is larger (default: no limit). */
+  maxBytes?: number;
+  /**
+   * How long an open batch waits for more items before it may start (0, the default: it starts as
+   * soon as the window has room; what arrives while the window is full is packed into the next batches).
+   */
+  lingerMs?: number;
+  /** Batches running at once (default: no limit). */
+  maxInFlight?: number;
+}
+
+export interface BatcherHooks<T> {
+  /** Items only of the same group travel in one batch (default: one group). */
+  groupOf?: (item: T) => string;
+  /** Size of an item for `maxBytes` (default 0). */
+  sizeOf?: (item: T) => number;
+  /** Handles one batch; it holds its place in the window until the promise settles (a rejection is ignored). */
+  run: (items: T[]) => Promise<void>;
+}
+
+interface Open<T> {
+  items: T[];
+  bytes: number;
+  timer?: NodeJS.Timeout;
+}
+
+export class Batcher<T> {
+  private readonly open = new Map<string, Open<T>>();
+  private readonly ready: T[][] = [];
+  private queuedItems = 0;
+  private runningItems = 0;
+  private running = 0;
+  private closed = false;
+
+  constructor(
+    private readonly options: BatcherOptions,
+    private readonly hooks: BatcherHooks<T>,
+  ) {}
+
+  /** Items waiting for a batch to start. */
+  get queued(): number {
+    return this.queuedItems;
+  }
+
+  /** Items in batches running. */
+  get inFlight(): number {
+    return this.runningItems;
+  }
+
+  /** Batches running. */
+  get batchesInFlight(): number {
+    return this.running;
+  }
+
+  /** Queues an item; returns false (and queues nothing) once closed. */
+  add(item: T): boolean {
+    if (this.closed) return false;
+    const size = this.hooks.sizeOf?.(item) ?? 0;
+    const maxBytes = this.options.maxBytes ?? Number.POSITIVE_INFINITY;
+    const group = this.hooks.groupOf?.(item) ?? '';
+    this.queuedItems++;
+    let open = this.open.get(group);
+    if (open && open.bytes + size > maxBytes) {
+      this.seal(group, open);
+      open = undefined;
+    }
+    if (!open) {
+      open = { items: [], bytes: 0 };
+      this.open.set(group, open);
+      const lingerMs = this.options.lingerMs ?? 0;
+      if (lingerMs > 0) {
+        const sealing = open;
+        open.timer = setTimeout(() => {
+          if (this.open.get(group) === sealing) this.seal(group, sealing);
+          this.pump();
+        }, lingerMs);
+      }
+    }
+    open.items.push(item);
+    open.bytes += size;
+    if (open.items.length >= this.options.maxItems || open.bytes >= maxBytes) this.seal(group, open);
+    this.pump();
+    return true;
+  }
+
+  /** Starts no more batches and hands back the items that had not started (running batches go on). */
+  close(): T[] {
+    this.closed = true;
+    for (const [group, open] of this.open) this.seal(group, open);
+    const left = this.ready.splice(0).flat();
+    this.queuedItems -= left.length;
+    return left;
+  }
+
+  /** A full (or lingered) batch waits for the next place in the window. */
+  private seal(group: string, open: Open<T>): void {
+    clearTimeout(open.timer);
+    this.open.delete(group);
+    this.ready.push(open.items);
+  }
+
+  /** Starts batches while the window has room: sealed ones first, then (without linger) the oldest open one. */
+  private pump(): void {
+    const maxInFlight = this.options.maxInFlight ?? Number.POSITIVE_INFINITY;
+    while (this.running < maxInFlight && !this.closed) {
+      let batch = this.ready.shift();
+      if (!batch) {
+        if ((this.options.lingerMs ?? 0) > 0) return;
+        const oldest = this.open.entries().next();
+        if (oldest.done) return;
+        const [group, open] = oldest.value;
+        this.open.delete(group);
+        batch = open.items;
+      }
+      this.start(batch);
+    }
+  }
+
+  private start(batch: T[]): void {
+    this.queuedItems -= batch.length;
+    this.runningItems += batch.length;
+    this.running++;
+    let done: Promise<void>;
+    try {
+      done = this.hooks.run(batch);
+    } catch (error) {
+      done = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    // One hop after the run settles, so counters read 0 by the time its callers' awaits resume.
+    const release = () => {
+      this.running--;
+      this.runningItems -= batch.length;
+      this.pump();
+    };
+    done.then(release, release);
+  }
+}

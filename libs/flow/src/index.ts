@@ -1,0 +1,2 @@
+export * from './batcher';
+export * from './split-refused';
