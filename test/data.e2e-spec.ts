@@ -306,6 +306,7 @@ describe('dmp-data', () => {
       '005_alarms',
       '006_telemetry_1m_marks',
       '007_telemetry_1m_source',
+      '010_alarm_explanations',
     ]);
     assert.equal(first.server, '18.16.1');
     // Newer types wait for a newer server (test/clickhouse-current.e2e-spec.ts runs them on 26.x).
@@ -329,6 +330,7 @@ describe('dmp-data', () => {
       ['telemetry_raw'],
       ['dead_letters'],
       ['alarms'],
+      ['alarm_explanations'],
     ])
       assert.deepEqual(
         tables.find((table) => table.name === name),
@@ -383,7 +385,10 @@ describe('dmp-data', () => {
         row('text-only', now, { status: 'ok' }),
         row('too-old', now - 4 * 86_400_000, { power: 2 }),
       ]);
-      assert.deepEqual((await applyMigrations(old, migrations)).applied, ['007_telemetry_1m_source']);
+      assert.deepEqual((await applyMigrations(old, migrations)).applied, [
+        '007_telemetry_1m_source',
+        '010_alarm_explanations',
+      ]);
       await old.insertRows(Tables.raw, [row('after', now, { power: 3, on: true })]);
       assert.deepEqual(
         await old.query(

@@ -67,7 +67,7 @@ describe('secrets: none has a usable default', () => {
       'REDIS_URL',
     ]);
     assert.deepEqual(keys('dmp-kernel').sort(), ['ADMIN_TOKEN', 'MQTT_PASSWORD', 'REDIS_URL']);
-    assert.deepEqual(keys('dmp-data'), ['CLICKHOUSE_PASSWORD']);
+    assert.deepEqual(keys('dmp-data').sort(), ['CLICKHOUSE_PASSWORD', 'REDIS_URL']);
   });
 
   it("starts each app with compose's environment once every secret is set", () => {
