@@ -21,10 +21,9 @@ export class AppModule {
           telemetry,
         }),
         TransportModule.forRoot({
-          url: mqtt.url,
+          brokers: ingest.brokers,
           username: mqtt.username,
           password: mqtt.password,
-          clientId: ingest.clientId,
           shareGroup: mqtt.shareGroup,
           subscriptions: mqtt.topics.map((filter) => ({ filter, pattern: DEVICE_MESSAGE })),
           receiveMaximum: mqtt.receiveMaximum,

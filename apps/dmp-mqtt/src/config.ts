@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import {
   bool,
+  brokerAddress,
   httpSection,
   int,
   kernelGrpcSection,
@@ -236,14 +237,32 @@ export function loadMqttConfig(env?: Record<string, string | undefined>) {
     env,
   );
   const clientId = config.ingest.clientId ?? `${config.mqtt.clientIdPrefix}-${hostname()}`;
+  const brokers = brokerEndpoints(config.mqtt.urls, clientId);
   const service = {
     username: config.edge.service.username ?? config.mqtt.username,
     password: config.edge.service.password ?? config.mqtt.password,
-    clientIds: [clientId],
+    clientIds: brokers.map((broker) => broker.clientId),
     clientIdPrefixes: [`${config.mqtt.clientIdPrefix}-`, ...config.edge.serviceClientIdPrefixes],
     reservedIds: config.edge.reservedIds,
   };
-  return { ...config, ingest: { ...config.ingest, clientId }, edge: { ...config.edge, service } };
+  return {
+    ...config,
+    ingest: { ...config.ingest, clientId, brokers },
+    edge: { ...config.edge, service },
+  };
+}
+
+/**
+ * The brokers dmp-mqtt consumes from, each with this replica's client id on it: the replica's own on
+ * the first broker (a fleet that grows from one broker to several keeps its session there), `-b{N}`
+ * appended on broker N. Ids follow the order of MQTT_URLS: new brokers go at the end.
+ */
+export function brokerEndpoints(urls: readonly string[], clientId: string) {
+  return urls.map((url, index) => ({
+    url,
+    clientId: index === 0 ? clientId : `${clientId}-b${index}`,
+    address: brokerAddress(url),
+  }));
 }
 
 export type MqttAppConfig = ReturnType<typeof loadMqttConfig>;

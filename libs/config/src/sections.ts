@@ -23,12 +23,33 @@ export const telemetrySection = z
     logLevel: e.LOG_LEVEL,
   }));
 
+const MQTT_URL_FORMAT = /^mqtts?:\/\/[^/?#]+/;
+const DEFAULT_MQTT_URL = 'mqtt://127.0.0.1:1883';
+
+/** `host:port` of a broker URL (the default port of its scheme when it names none), without credentials. */
+export function brokerAddress(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname}:${parsed.port || (parsed.protocol === 'mqtts:' ? '8883' : '1883')}`;
+}
+
 export const mqttSection = z
   .object({
-    MQTT_URL: z
+    /** One broker (the default). With several independent brokers, MQTT_URLS instead. */
+    MQTT_URL: z.string().regex(MQTT_URL_FORMAT, 'must start with mqtt:// or mqtts://').optional(),
+    /**
+     * Several independent brokers, comma-separated, devices partitioned between them (docs/adr/0008):
+     * dmp-mqtt consumes from each, dmp-kernel sends commands through each. The order names the brokers
+     * (dmp-mqtt's client id on broker N > 0 ends in `-bN`): append new brokers at the end.
+     */
+    MQTT_URLS: z
       .string()
-      .regex(/^mqtts?:\/\//, 'must start with mqtt:// or mqtts://')
-      .default('mqtt://127.0.0.1:1883'),
+      .optional()
+      .transform((v) =>
+        v
+          ?.split(',')
+          .map((url) => url.trim())
+          .filter(Boolean),
+      ),
     MQTT_USERNAME: z.string().optional(),
     MQTT_PASSWORD: optionalSecret(),
     MQTT_CLIENT_ID_PREFIX: z.string().default('dmp-mqtt'),
@@ -44,15 +65,43 @@ export const mqttSection = z
      */
     MQTT_RECEIVE_MAXIMUM: int(8000, 1, 65535),
   })
-  .transform((e) => ({
-    url: e.MQTT_URL,
-    username: e.MQTT_USERNAME,
-    password: e.MQTT_PASSWORD,
-    clientIdPrefix: e.MQTT_CLIENT_ID_PREFIX,
-    shareGroup: e.MQTT_SHARE_GROUP,
-    topics: e.MQTT_TOPICS,
-    receiveMaximum: e.MQTT_RECEIVE_MAXIMUM,
-  }));
+  .superRefine((e, ctx) => {
+    if (e.MQTT_URLS === undefined) return;
+    const problem = brokerListProblem(e.MQTT_URLS, e.MQTT_URL);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['MQTT_URLS'], message: problem });
+  })
+  .transform((e) => {
+    const urls = e.MQTT_URLS ?? [e.MQTT_URL ?? DEFAULT_MQTT_URL];
+    return {
+      /** The first broker (the only one unless MQTT_URLS names several). */
+      url: urls[0],
+      urls,
+      username: e.MQTT_USERNAME,
+      password: e.MQTT_PASSWORD,
+      clientIdPrefix: e.MQTT_CLIENT_ID_PREFIX,
+      shareGroup: e.MQTT_SHARE_GROUP,
+      topics: e.MQTT_TOPICS,
+      receiveMaximum: e.MQTT_RECEIVE_MAXIMUM,
+    };
+  });
+
+/**
+ * What is wrong with MQTT_URLS (undefined: nothing). Each entry a broker URL, each broker once (by
+ * host and port), and MQTT_URL — when it is set as well, e.g. left over from a one-broker setup — one
+ * of them: anything else would leave it unclear which brokers are meant.
+ */
+export function brokerListProblem(urls: readonly string[], single?: string): string | undefined {
+  if (urls.length === 0) return 'is empty: name at least one broker, or unset it and use MQTT_URL';
+  const malformed = urls.filter((url) => !MQTT_URL_FORMAT.test(url) || !URL.canParse(url));
+  if (malformed.length > 0)
+    return `${malformed.join(', ')}: each broker URL must start with mqtt:// or mqtts:// and name a host`;
+  const addresses = urls.map(brokerAddress);
+  const repeated = addresses.filter((address, i) => addresses.indexOf(address) !== i);
+  if (repeated.length > 0) return `names ${[...new Set(repeated)].join(', ')} more than once`;
+  if (single !== undefined && !urls.includes(single))
+    return `MQTT_URL=${single} is set too and is not one of MQTT_URLS: set one of the two`;
+  return undefined;
+}
 
 export const redisSection = z
   .object({

@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { brokerAddress } from '@dmp/config';
 import { deviceCommandTopic, DmpError, OutboxErrorCode } from '@dmp/contracts';
 import { injectTraceContext, MetricsRegistry, mqttTraceProperties, recordFailure } from '@dmp/observability';
 import type { PlannedCommand } from '@dmp/rules';
@@ -6,6 +8,7 @@ import { context, SpanKind, trace } from '@opentelemetry/api';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Counter, Gauge } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { commandTargets, firstAcknowledged } from './command-fan-out';
 
 /** What a device receives on `devices/{deviceId}/command` (JSON). */
 export interface DeviceCommand {
@@ -23,13 +26,19 @@ const tracer = trace.getTracer('dmp-kernel');
  * trace context in the user properties `traceparent` / `tracestate`. `send` resolves once the broker
  * acknowledged (PUBACK) — the broker then delivers it to the device's subscription (or keeps it in the
  * device's persistent session). `commandId` is stable per cause: a resend is recognizable by the device.
+ *
+ * Several independent brokers (MQTT_URLS, docs/adr/0008): the kernel does not know which one a device is
+ * connected to, so each command goes to every connected broker and counts as sent once one of them
+ * acknowledged it — the device is on one broker at a time and receives it from that one. A device that
+ * moved keeps the same `commandId` on every copy, so one that gets it twice (e.g. queued in a persistent
+ * session it left on another broker) can tell.
  */
 @Injectable()
 export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
   private readonly log = new Logger('Commands');
-  private client?: MqttClient;
+  private clients: { broker: string; client: MqttClient }[] = [];
   private readonly sent: Counter<'result'>;
-  private readonly connected: Gauge;
+  private readonly connected: Gauge<'broker'>;
 
   constructor(
     @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
@@ -37,7 +46,8 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
   ) {
     this.connected = metrics.gauge(
       'dmp_kernel_mqtt_connected',
-      '1 while the linkage command connection is up',
+      '1 while the linkage command connection to the broker is up',
+      ['broker'],
     );
     this.sent = metrics.counter(
       'dmp_kernel_commands_total',
@@ -47,8 +57,20 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onModuleInit(): Promise<void> {
+    const { mqtt: broker } = this.config;
+    this.clients = broker.urls.map((url) => ({ broker: brokerAddress(url), client: this.connect(url) }));
+    // Not fatal: commands wait (and are retried) until a broker is there.
+    await Promise.race([
+      Promise.any(this.clients.map(({ client }) => connected(client))),
+      sleep(10_000, undefined, { ref: false }),
+    ]);
+  }
+
+  /** One broker's connection (same client id on each: the brokers are independent, clean sessions). */
+  private connect(url: string): MqttClient {
     const { mqtt: broker, rules } = this.config;
-    const client = mqtt.connect(broker.url, {
+    const address = brokerAddress(url);
+    const client = mqtt.connect(url, {
       protocolVersion: 5,
       clientId: rules.mqttClientId,
       clean: true,
@@ -58,44 +80,36 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
       connectTimeout: 10_000,
       keepalive: 30,
     });
-    this.client = client;
     let lastError = '';
     client.on('error', (error) => {
-      if (error.message !== lastError) this.log.warn(`MQTT: ${error.message}`);
+      if (error.message !== lastError) this.log.warn(`MQTT (${address}): ${error.message}`);
       lastError = error.message;
     });
     client.on('connect', () => {
       lastError = '';
-      this.log.log(`connected to ${broker.url} as ${rules.mqttClientId} (linkage commands)`);
+      this.log.log(`connected to ${address} as ${rules.mqttClientId} (linkage commands)`);
     });
     // Not a health check of its own: without the broker only commands wait (in the outbox), ingest and
     // rules go on — /health must not take the kernel out of service for it. Shown in the `rules` check.
-    this.connected.set(0);
-    client.on('connect', () => this.connected.set(1));
-    client.on('close', () => this.connected.set(0));
-    // Not fatal: commands wait (and are retried) until the broker is there.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 10_000);
-      client.once('connect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    this.connected.set({ broker: address }, 0);
+    client.on('connect', () => this.connected.set({ broker: address }, 1));
+    client.on('close', () => this.connected.set({ broker: address }, 0));
+    return client;
   }
 
   async onApplicationShutdown(): Promise<void> {
     // Forced: a command the broker never acknowledges would keep a graceful end waiting forever; what
     // was not acknowledged is still in the outbox, for the next kernel.
-    await this.client?.endAsync(true).catch(() => undefined);
+    await Promise.all(this.clients.map(({ client }) => client.endAsync(true).catch(() => undefined)));
   }
 
-  /** Whether the broker connection is up (for /health details). */
+  /** Whether a broker connection is up (for /health details): every broker with one, any with several. */
   isConnected(): boolean {
-    return this.client?.connected ?? false;
+    return this.clients.some(({ client }) => client.connected);
   }
 
   async send(command: PlannedCommand): Promise<void> {
-    const client = this.client;
+    const clients = this.clients;
     const topic = deviceCommandTopic(command.deviceId);
     const span = tracer.startSpan(
       'send devices/+/command',
@@ -126,19 +140,32 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
     };
     let timer: NodeJS.Timeout | undefined;
     try {
-      if (!client) throw new Error('MQTT client not started');
-      await Promise.race([
-        client.publishAsync(topic, JSON.stringify(payload), {
-          qos: 1,
-          properties: { contentType: 'application/json', ...mqttTraceProperties(carrier) },
-        }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no PUBACK within ${this.config.rules.commandTimeoutMs} ms`)),
-            this.config.rules.commandTimeoutMs,
-          );
-        }),
-      ]);
+      if (clients.length === 0) throw new Error('MQTT client not started');
+      const timeoutMs = this.config.rules.commandTimeoutMs;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no PUBACK within ${timeoutMs} ms`)), timeoutMs);
+      });
+      timeout.catch(() => undefined);
+      const body = JSON.stringify(payload);
+      const targets = commandTargets(clients.map(({ client }) => client.connected));
+      const broker = await firstAcknowledged(
+        targets.map((index) => ({
+          broker: clients[index].broker,
+          acknowledged: Promise.race([
+            clients[index].client.publishAsync(topic, body, {
+              qos: 1,
+              properties: { contentType: 'application/json', ...mqttTraceProperties(carrier) },
+            }),
+            timeout,
+          ]),
+        })),
+      );
+      // Which broker took it first (with several; the others may have taken it too).
+      const port = broker.lastIndexOf(':');
+      span.setAttributes({
+        'server.address': broker.slice(0, port),
+        'server.port': Number(broker.slice(port + 1)),
+      });
       this.sent.inc({ result: 'ok' });
     } catch (error) {
       this.sent.inc({ result: 'error' });
@@ -154,4 +181,10 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
       span.end();
     }
   }
+}
+
+function connected(client: MqttClient): Promise<void> {
+  return client.connected
+    ? Promise.resolve()
+    : new Promise((resolve) => client.once('connect', () => resolve()));
 }

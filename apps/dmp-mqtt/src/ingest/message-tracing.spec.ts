@@ -57,6 +57,7 @@ describe('MessageTracing: a device does not decide what the platform records', (
         subscription: 'devices/+/telemetry',
         shareGroup: 'g',
         clientId: 'c',
+        broker: 'emqx-a:1884',
         receivedAt: Date.now(),
         dispatchedAt: Date.now(),
         signal: new AbortController().signal,

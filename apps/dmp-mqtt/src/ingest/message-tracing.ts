@@ -73,6 +73,9 @@ export class MessageTracing {
           'network.protocol.version': '5',
           'messaging.consumer.group.name': ctx.getShareGroup(),
           'messaging.client.id': ctx.getClientId(),
+          // Which of several independent brokers the message came through (docs/adr/0008).
+          'server.address': ctx.getBroker().slice(0, ctx.getBroker().lastIndexOf(':')),
+          'server.port': Number(ctx.getBroker().slice(ctx.getBroker().lastIndexOf(':') + 1)),
           'messaging.message.body.size': message.payload.length,
           'messaging.mqtt.dup': ctx.isRedelivery(),
         };

@@ -24,19 +24,28 @@ import { matchingFilter, sharedSubscription } from './topic-filter';
 export const MQTT_INGEST_TRANSPORT = Symbol('MQTT_INGEST');
 export const MQTT_INGEST_OPTIONS = Symbol('MQTT_INGEST_OPTIONS');
 
-export interface MqttIngestOptions {
+/** One broker dmp-mqtt consumes from: independent brokers, devices partitioned between them (docs/adr/0008). */
+export interface BrokerEndpoint {
   url: string;
+  /** MQTT client id on this broker: stable per replica and broker (the persistent session is found by it). */
+  clientId: string;
+  /** `host:port`: the `broker` label of the metrics and the key in /health. */
+  address: string;
+}
+
+export interface MqttIngestOptions {
+  /** Every broker gets the same share group and subscriptions, on a connection of its own. */
+  brokers: readonly BrokerEndpoint[];
   username?: string;
   password?: string;
-  clientId: string;
   shareGroup: string;
   /** Each topic filter is subscribed as `$share/{shareGroup}/{filter}`; its messages go to `pattern`'s handler. */
   subscriptions: readonly { filter: string; pattern: string }[];
-  /** MQTT 5 Receive Maximum: unacknowledged QoS 1 messages the broker may have in flight to this replica. */
+  /** MQTT 5 Receive Maximum: unacknowledged QoS 1 messages each broker may have in flight to this replica. */
   receiveMaximum: number;
   /**
-   * Payload bytes held unacknowledged at most (unset: no byte bound). The broker knows no such limit:
-   * above it the transport stops reading, exactly as at Receive Maximum messages.
+   * Payload bytes held unacknowledged at most, over all brokers (unset: no byte bound). The broker knows
+   * no such limit: above it the transport stops reading, exactly as at Receive Maximum messages.
    */
   maxInFlightBytes?: number;
   sessionExpirySeconds: number;
@@ -91,32 +100,26 @@ type Stream = MqttClient['stream'];
  * share again. `hand-over` unsubscribes first and ends the session once drained (Session Expiry 0 on
  * DISCONNECT): the others take over at once, but with no other member subscribed the broker drops what
  * devices publish meanwhile (EMQX answers them PUBACK 0x10).
+ *
+ * Several brokers. With independent brokers (MqttIngestOptions.brokers; devices partitioned between
+ * them) everything above holds per broker: one {@link BrokerLink} each — its own client, client id,
+ * session, shared subscription in the same group, connections, PUBACK order and Receive Maximum —
+ * while the handlers, the byte bound and the drain are shared. A message is acknowledged on the
+ * connection it came from, which belongs to its broker; a broker that is down only leaves its own
+ * devices waiting (in its sessions), the others go on.
  */
 @Injectable()
 export class MqttIngestServer extends Server implements CustomTransportStrategy, BeforeApplicationShutdown {
   override readonly transportId = MQTT_INGEST_TRANSPORT;
   private readonly log = new Logger('MqttIngestServer');
-  private client?: MqttClient;
-  private connection?: Connection;
-  /** Every connection seen, by its stream (late packets of a closed one find it). */
-  private readonly connections = new WeakMap<Stream, Connection>();
+  private readonly brokers: BrokerLink[];
   private state: State = 'idle';
-  private subscribed = false;
-  private sessionPresent = false;
-  private readonly inFlight = new Set<Delivery>();
-  /** Payload bytes of the messages in `inFlight`. */
+  /** Payload bytes of the messages in flight, on every broker. */
   private inFlightBytes = 0;
   private readonly filters: string[];
   private readonly patternByFilter: Map<string, string>;
   private readonly handlers = new Map<string, MessageHandler | null>();
   private readonly metrics: TransportMetrics;
-  private lastDeliveryAt = 0;
-  private resumeIntake?: () => void;
-  private pausedAt = 0;
-  private keepaliveTimer?: NodeJS.Timeout;
-  /** A PUBLISH arrived since the last keepalive tick. */
-  private busy = false;
-  private lastClientError?: string;
   private drained?: Promise<void>;
 
   constructor(
@@ -125,34 +128,50 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     health: HealthRegistry,
   ) {
     super();
+    if (options.brokers.length === 0) throw new Error('MqttIngestOptions.brokers is empty');
     this.filters = options.subscriptions.map((s) => s.filter);
     this.patternByFilter = new Map(options.subscriptions.map((s) => [s.filter, s.pattern]));
-    this.metrics = createTransportMetrics(
-      metrics,
-      () => this.inFlight.size,
-      () => this.inFlightBytes,
-    );
-    this.metrics.receiveMaximum.set(options.receiveMaximum);
-    health.register('mqtt', () => ({
-      up: this.state === 'running' && this.client?.connected === true && this.subscribed,
-      detail: {
-        state: this.state,
-        connected: this.client?.connected ?? false,
-        subscribed: this.subscribed,
-        sessionPresent: this.sessionPresent,
-        clientId: this.options.clientId,
-        inFlight: this.inFlight.size,
-        inFlightBytes: this.inFlightBytes,
-      },
-    }));
+    this.brokers = options.brokers.map((endpoint) => new BrokerLink(endpoint));
+    this.metrics = createTransportMetrics(metrics, this.brokers, () => this.inFlightBytes);
+    for (const broker of this.brokers)
+      this.metrics.receiveMaximum.set({ broker: broker.address }, options.receiveMaximum);
+    // Up while at least one broker is consumed from: a broker that is down stops only its own devices'
+    // messages, and taking dmp-mqtt out of service for it would stop the others' too (and EMQX's
+    // authentication calls). Each broker's own state is in the detail and in dmp_mqtt_broker_up.
+    health.register('mqtt', () => {
+      const brokers = this.brokers.map((broker) => ({
+        broker: broker.address,
+        up: this.consuming(broker),
+        connected: broker.client?.connected ?? false,
+        subscribed: broker.subscribed,
+        sessionPresent: broker.sessionPresent,
+        clientId: broker.clientId,
+        inFlight: broker.inFlight.size,
+      }));
+      return {
+        up: brokers.some((broker) => broker.up),
+        detail: {
+          state: this.state,
+          brokersUp: brokers.filter((broker) => broker.up).length,
+          inFlightBytes: this.inFlightBytes,
+          brokers,
+        },
+      };
+    });
+  }
+
+  private consuming(broker: BrokerLink): boolean {
+    return this.state === 'running' && broker.client?.connected === true && broker.subscribed;
   }
 
   /** Starts connecting; the broker being down is not fatal (mqtt.js keeps reconnecting, health says so). */
   listen(callback: (error?: unknown) => void): void {
     try {
-      this.client = mqtt.connect(this.options.url, this.clientOptions());
+      for (const broker of this.brokers) {
+        broker.client = mqtt.connect(broker.url, this.clientOptions(broker));
+        this.attachListeners(broker, broker.client);
+      }
       this.state = 'running';
-      this.attachListeners(this.client);
       callback();
     } catch (error) {
       callback(error);
@@ -168,25 +187,27 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     await this.drain();
   }
 
-  /** Listens to the mqtt.js client's events (`connect`, `close`, `error`…). Signature of Nest's `Server.on`. */
+  /** Listens to every broker's mqtt.js client events (`connect`, `close`, `error`…). Signature of Nest's `Server.on`. */
   // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
   on<EventKey extends string = string, EventCallback extends Function = Function>(
     event: EventKey,
     callback: EventCallback,
   ): void {
-    this.client?.on(event as 'connect', callback as unknown as () => void);
+    for (const broker of this.brokers)
+      broker.client?.on(event as 'connect', callback as unknown as () => void);
   }
 
+  /** The mqtt.js clients, one per broker in the configured order. */
   unwrap<T>(): T {
-    if (!this.client) throw new Error('MQTT client not created yet: call listen() first');
-    return this.client as T;
+    if (!this.brokers[0].client) throw new Error('MQTT client not created yet: call listen() first');
+    return this.brokers.map((broker) => broker.client) as T;
   }
 
-  private clientOptions(): IClientOptions {
+  private clientOptions(broker: BrokerLink): IClientOptions {
     const o = this.options;
     return {
       protocolVersion: 5,
-      clientId: o.clientId,
+      clientId: broker.clientId,
       clean: false,
       keepalive: o.keepaliveSeconds,
       reconnectPeriod: 1_000,
@@ -204,52 +225,53 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     };
   }
 
-  private attachListeners(client: MqttClient): void {
+  private attachListeners(broker: BrokerLink, client: MqttClient): void {
+    const at = broker.address;
     // See the class comment: answering with an error makes mqtt.js continue without a PUBACK.
     client.handleMessage = (packet, done) => {
-      this.busy = true;
-      this.onPublish(packet);
-      if (!this.intakeFull()) done(DEFERRED_ACK);
-      else this.pauseIntake(() => done(DEFERRED_ACK));
+      broker.busy = true;
+      this.onPublish(broker, packet);
+      if (!this.intakeFull(broker)) done(DEFERRED_ACK);
+      else this.pauseIntake(broker, () => done(DEFERRED_ACK));
     };
     client.on('packetreceive', (packet) => {
-      if (packet.cmd === 'connack') this.onConnack(packet);
+      if (packet.cmd === 'connack') this.onConnack(broker, packet);
     });
     client.on('connect', () => {
-      this.lastClientError = undefined;
-      clearInterval(this.keepaliveTimer);
-      this.keepaliveTimer = setInterval(() => {
-        if (!client.connected || (!this.busy && !this.resumeIntake)) return;
-        this.busy = false;
+      broker.lastClientError = undefined;
+      clearInterval(broker.keepaliveTimer);
+      broker.keepaliveTimer = setInterval(() => {
+        if (!client.connected || (!broker.busy && !broker.resumeIntake)) return;
+        broker.busy = false;
         client.sendPing();
         client.reschedulePing(true);
       }, this.options.keepaliveSeconds * 500).unref();
-      this.log.log(`connected to ${this.options.url} as ${this.options.clientId}`);
+      this.log.log(`connected to ${at} as ${broker.clientId}`);
     });
-    client.on('reconnect', () => this.log.warn('reconnecting to the MQTT broker'));
+    client.on('reconnect', () => this.log.warn(`reconnecting to the MQTT broker ${at}`));
     client.on('disconnect', (packet) =>
-      this.log.warn(`broker sent DISCONNECT (reason code ${packet.reasonCode ?? 0})`),
+      this.log.warn(`broker ${at} sent DISCONNECT (reason code ${packet.reasonCode ?? 0})`),
     );
     client.on('error', (error) => {
       // While the broker is unreachable mqtt.js reports the same error on every attempt: log changes only.
-      if (error.message === this.lastClientError) return;
-      this.lastClientError = error.message;
-      this.log.error(`MQTT client error: ${error.message}`);
+      if (error.message === broker.lastClientError) return;
+      broker.lastClientError = error.message;
+      this.log.error(`MQTT client error (${at}): ${error.message}`);
     });
   }
 
-  private onConnack(packet: IConnackPacket): void {
+  private onConnack(broker: BrokerLink, packet: IConnackPacket): void {
     if ((packet.reasonCode ?? 0) !== 0) return;
-    this.sessionPresent = packet.sessionPresent;
-    this.connectionFor(this.client!.stream);
+    broker.sessionPresent = packet.sessionPresent;
+    this.connectionFor(broker, broker.client!.stream);
     // Without a session the broker knows no subscription: (re)subscribe. With one, the subscriptions
     // are there, but subscribing again is harmless and picks up configuration changes.
-    if (this.state === 'running') void this.subscribe();
+    if (this.state === 'running') void this.subscribe(broker);
   }
 
-  private async subscribe(): Promise<void> {
-    const client = this.client!;
-    this.subscribed = false;
+  private async subscribe(broker: BrokerLink): Promise<void> {
+    const client = broker.client!;
+    broker.subscribed = false;
     try {
       const grants = await client.subscribeAsync(
         Object.fromEntries(
@@ -262,11 +284,13 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
       const refused = grants.filter((grant) => grant.qos >= 0x80);
       if (refused.length > 0)
         throw new Error(`refused: ${refused.map((g) => `${g.topic} (${g.qos})`).join(', ')}`);
-      this.subscribed = true;
-      this.log.log(`subscribed to ${grants.map((g) => `${g.topic} (QoS ${g.qos})`).join(', ')}`);
+      broker.subscribed = true;
+      this.log.log(
+        `subscribed on ${broker.address} to ${grants.map((g) => `${g.topic} (QoS ${g.qos})`).join(', ')}`,
+      );
     } catch (error) {
       // The connection closing while subscribing is handled by the next CONNACK.
-      if (client.connected) this.log.error(`subscription failed: ${describe(error)}`);
+      if (client.connected) this.log.error(`subscription on ${broker.address} failed: ${describe(error)}`);
     }
   }
 
@@ -275,28 +299,28 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
    * still hands over packets it had read when their stream already closed: those get their own closed
    * connection, never a live one (that one's messages would overtake the broker's redelivery).
    */
-  private connectionFor(stream: Stream): Connection {
-    const known = this.connections.get(stream);
+  private connectionFor(broker: BrokerLink, stream: Stream): Connection {
+    const known = broker.connections.get(stream);
     if (known) return known;
-    const connection = new Connection(stream, (delivery, reasonCode) =>
+    const connection = new Connection(broker, stream, (delivery, reasonCode) =>
       this.writePuback(delivery, reasonCode),
     );
-    this.connections.set(stream, connection);
+    broker.connections.set(stream, connection);
     if (stream.destroyed) {
       connection.close();
       return connection;
     }
-    this.connection = connection;
+    broker.connection = connection;
     stream.once('close', () => this.onConnectionClosed(connection));
     return connection;
   }
 
-  private onPublish(packet: IPublishPacket): void {
+  private onPublish(broker: BrokerLink, packet: IPublishPacket): void {
     // Stopping with the session kept: left unacknowledged, the broker sends it again to the next start.
     if (this.state !== 'running' && this.keepsSession()) return;
     const receivedAt = preciseNow();
-    this.lastDeliveryAt = receivedAt;
-    const connection = this.connectionFor(this.client!.stream);
+    broker.lastDeliveryAt = receivedAt;
+    const connection = this.connectionFor(broker, broker.client!.stream);
     // Read after its connection closed, or after a message before it was left for redelivery (whose
     // missing PUBACK holds back every later one): it can never be acknowledged there, and the broker
     // sends it again on the session's next connection, in its order. Handing it off now would put it
@@ -304,7 +328,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
     if (connection.signal.aborted || connection.redeliveryRequested) return;
     const subscription = matchingFilter(this.filters, packet.topic) ?? '';
     const delivery = new Delivery(connection, packet, subscription, receivedAt);
-    this.inFlight.add(delivery);
+    broker.inFlight.add(delivery);
     this.inFlightBytes += delivery.bytes;
     if (packet.qos > 0) delivery.slot = connection.acks.add(delivery);
     void this.dispatch(delivery);
@@ -317,7 +341,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
       // A message for a filter this replica does not serve (e.g. left over in the session from an older
       // configuration): nobody will ever take it, redelivering it would loop.
       this.log.warn(`no handler for ${delivery.packet.topic}; acknowledged and dropped`);
-      this.metrics.unroutable.inc();
+      this.metrics.unroutable.inc({ broker: delivery.broker.address });
       settlement = ackWith(PubackReason.ImplementationSpecificError);
     } else {
       try {
@@ -387,34 +411,36 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
    * once false again: one message is always let in, however large (else a payload above the byte bound
    * would stop intake for good).
    */
-  private intakeFull(): boolean {
+  private intakeFull(broker: BrokerLink): boolean {
     const { receiveMaximum, maxInFlightBytes = Infinity } = this.options;
-    return this.inFlight.size >= receiveMaximum || this.inFlightBytes >= maxInFlightBytes;
+    return broker.inFlight.size >= receiveMaximum || this.inFlightBytes >= maxInFlightBytes;
   }
 
   /** Stops reading from the broker until in flight is below its bounds again ({@link intakeFull}). */
-  private pauseIntake(resume: () => void): void {
-    this.resumeIntake = resume;
-    this.pausedAt = preciseNow();
-    this.metrics.intakePauses.inc();
+  private pauseIntake(broker: BrokerLink, resume: () => void): void {
+    broker.resumeIntake = resume;
+    broker.pausedAt = preciseNow();
+    this.metrics.intakePauses.inc({ broker: broker.address });
   }
 
-  private maybeResumeIntake(): void {
-    if (!this.resumeIntake || this.intakeFull()) return;
-    const resume = this.resumeIntake;
-    this.resumeIntake = undefined;
-    this.metrics.intakePausedSeconds.inc((preciseNow() - this.pausedAt) / 1000);
+  private maybeResumeIntake(broker: BrokerLink): void {
+    if (!broker.resumeIntake || this.intakeFull(broker)) return;
+    const resume = broker.resumeIntake;
+    broker.resumeIntake = undefined;
+    this.metrics.intakePausedSeconds.inc({ broker: broker.address }, (preciseNow() - broker.pausedAt) / 1000);
     resume();
   }
 
   private end(delivery: Delivery, end: MqttDeliveryEnd): void {
     if (delivery.ended) return;
     delivery.ended = true;
-    this.inFlight.delete(delivery);
+    delivery.broker.inFlight.delete(delivery);
     this.inFlightBytes -= delivery.bytes;
-    this.maybeResumeIntake();
+    // Its own broker first (Receive Maximum), then the others: the byte bound is shared.
+    this.maybeResumeIntake(delivery.broker);
+    for (const broker of this.brokers) if (broker !== delivery.broker) this.maybeResumeIntake(broker);
     this.metrics.processSeconds.observe(
-      { result: end.acked ? 'acked' : 'unacked' },
+      { result: end.acked ? 'acked' : 'unacked', broker: delivery.broker.address },
       (end.at - delivery.receivedAt) / 1000,
     );
     for (const listener of delivery.listeners) {
@@ -433,15 +459,18 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   private requestRedelivery(connection: Connection, reason: string): void {
     if (connection.redeliveryRequested || connection.signal.aborted) return;
     connection.redeliveryRequested = true;
-    this.metrics.redeliveries.inc();
+    const { broker } = connection;
+    this.metrics.redeliveries.inc({ broker: broker.address });
     if (this.state !== 'running') {
       this.log.warn(`left unacknowledged for redelivery after restart (${reason})`);
       return;
     }
     // Not connected: the connection is already going away, and the next one gets the redelivery anyway.
-    if (!this.client?.connected) return;
-    this.log.warn(`reconnecting so that the broker redelivers unacknowledged messages (${reason})`);
-    this.client.reconnect();
+    if (!broker.client?.connected) return;
+    this.log.warn(
+      `reconnecting to ${broker.address} so that the broker redelivers unacknowledged messages (${reason})`,
+    );
+    broker.client.reconnect();
   }
 
   /**
@@ -452,7 +481,7 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
    */
   private deferRedelivery(delivery: Delivery, reason: string, after: Promise<void>): void {
     const { connection } = delivery;
-    this.metrics.deferred.inc();
+    this.metrics.deferred.inc({ broker: connection.broker.address });
     connection.acks.settle(delivery.slot!, NO_ACK);
     void after.then(
       () => this.requestRedelivery(connection, reason),
@@ -461,13 +490,15 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   }
 
   private onConnectionClosed(connection: Connection): void {
-    if (this.connection === connection) {
-      this.connection = undefined;
-      this.subscribed = false;
+    const { broker } = connection;
+    if (broker.connection === connection) {
+      broker.connection = undefined;
+      broker.subscribed = false;
     }
     connection.close();
     const lost = connection.acks.drain();
-    if (lost.length > 0) this.log.warn(`connection closed with ${lost.length} unacknowledged message(s)`);
+    if (lost.length > 0)
+      this.log.warn(`connection to ${broker.address} closed with ${lost.length} unacknowledged message(s)`);
     for (const delivery of lost) {
       this.end(delivery, {
         acked: false,
@@ -495,13 +526,21 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
   }
 
   private async runDrain(): Promise<void> {
-    const client = this.client;
-    if (!client || this.state !== 'running') {
+    if (this.state !== 'running') {
       this.state = 'closed';
       return;
     }
     this.state = 'draining';
     const deadline = Date.now() + this.options.drainTimeoutMs;
+    await Promise.all(this.brokers.map((broker) => this.drainBroker(broker, deadline)));
+    this.state = 'closed';
+  }
+
+  /** One broker's part of {@link drain}; the brokers drain side by side, within one deadline. */
+  private async drainBroker(broker: BrokerLink, deadline: number): Promise<void> {
+    const client = broker.client;
+    if (!client) return;
+    const at = broker.address;
     const handOver = !this.keepsSession();
     if (handOver && client.connected) {
       try {
@@ -512,37 +551,38 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
           Math.max(0, deadline - Date.now()),
         );
       } catch (error) {
-        this.log.warn(`unsubscribe failed: ${describe(error)}`);
+        this.log.warn(`unsubscribe from ${at} failed: ${describe(error)}`);
       }
     }
-    if (handOver) this.subscribed = false;
+    if (handOver) broker.subscribed = false;
     this.log.log(
       handOver
-        ? `draining: unsubscribed, ${this.inFlight.size} message(s) in flight`
-        : `draining: taking nothing new (the session keeps it), ${this.inFlight.size} message(s) in flight`,
+        ? `draining ${at}: unsubscribed, ${broker.inFlight.size} message(s) in flight`
+        : `draining ${at}: taking nothing new (the session keeps it), ${broker.inFlight.size} message(s) in flight`,
     );
     // Settled = nothing in flight and, handing over, nothing new for a moment (the session may still hold
     // queued messages).
     while (
       Date.now() < deadline &&
-      (this.inFlight.size > 0 || (handOver && preciseNow() - this.lastDeliveryAt < QUIET_MS))
+      (broker.inFlight.size > 0 || (handOver && preciseNow() - broker.lastDeliveryAt < QUIET_MS))
     ) {
       await sleep(10);
     }
-    const left = this.inFlight.size;
+    const left = broker.inFlight.size;
     const endSession = handOver && left === 0 && client.connected && this.options.sessionExpirySeconds > 0;
     if (left > 0)
-      this.log.warn(`drain timed out with ${left} message(s) unacknowledged; the session keeps them`);
-    else this.log.log('drained: every received message is acknowledged');
-    this.state = 'closed';
-    clearInterval(this.keepaliveTimer);
+      this.log.warn(
+        `drain of ${at} timed out with ${left} message(s) unacknowledged; the session keeps them`,
+      );
+    else this.log.log(`drained ${at}: every received message is acknowledged`);
+    clearInterval(broker.keepaliveTimer);
     try {
       await withTimeout(
         client.endAsync(false, endSession ? { properties: { sessionExpiryInterval: 0 } } : {}),
         5_000,
       );
     } catch (error) {
-      this.log.warn(`disconnect did not complete (${describe(error)}); closing the socket`);
+      this.log.warn(`disconnect from ${at} did not complete (${describe(error)}); closing the socket`);
       client.end(true);
     }
   }
@@ -551,12 +591,42 @@ export class MqttIngestServer extends Server implements CustomTransportStrategy,
 const DEFERRED_ACK = new Error('acknowledgement deferred until the message is handed off');
 const QUIET_MS = 200;
 
+/** One broker's side of the transport: its client, connections, session and intake. */
+class BrokerLink {
+  readonly url: string;
+  readonly clientId: string;
+  readonly address: string;
+  client?: MqttClient;
+  /** The live connection (undefined while there is none). */
+  connection?: Connection;
+  /** Every connection seen, by its stream (late packets of a closed one find it). */
+  readonly connections = new WeakMap<Stream, Connection>();
+  subscribed = false;
+  sessionPresent = false;
+  /** Received from this broker and not acknowledged yet (bounded by Receive Maximum). */
+  readonly inFlight = new Set<Delivery>();
+  lastDeliveryAt = 0;
+  resumeIntake?: () => void;
+  pausedAt = 0;
+  keepaliveTimer?: NodeJS.Timeout;
+  /** A PUBLISH arrived since the last keepalive tick. */
+  busy = false;
+  lastClientError?: string;
+
+  constructor(endpoint: BrokerEndpoint) {
+    this.url = endpoint.url;
+    this.clientId = endpoint.clientId;
+    this.address = endpoint.address;
+  }
+}
+
 class Connection {
   readonly acks: AckSequencer<Delivery>;
   redeliveryRequested = false;
   private readonly controller = new AbortController();
 
   constructor(
+    readonly broker: BrokerLink,
     readonly stream: Stream,
     release: (delivery: Delivery, reasonCode: number) => void,
   ) {
@@ -591,12 +661,17 @@ class Delivery {
     this.bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   }
 
+  get broker(): BrokerLink {
+    return this.connection.broker;
+  }
+
   info(options: MqttIngestOptions, dispatchedAt: number): MqttDeliveryInfo {
     return {
       packet: this.packet,
       subscription: this.subscription,
       shareGroup: options.shareGroup,
-      clientId: options.clientId,
+      clientId: this.broker.clientId,
+      broker: this.broker.address,
       receivedAt: this.receivedAt,
       dispatchedAt,
       signal: this.connection.signal,
@@ -624,56 +699,64 @@ function toMqttMessage(packet: IPublishPacket): MqttMessage {
 }
 
 interface TransportMetrics {
-  processSeconds: Histogram<'result'>;
-  intakePauses: Counter;
-  intakePausedSeconds: Counter;
-  redeliveries: Counter;
-  deferred: Counter;
-  unroutable: Counter;
-  inFlight: Gauge;
+  processSeconds: Histogram<'result' | 'broker'>;
+  intakePauses: Counter<'broker'>;
+  intakePausedSeconds: Counter<'broker'>;
+  redeliveries: Counter<'broker'>;
+  deferred: Counter<'broker'>;
+  unroutable: Counter<'broker'>;
+  inFlight: Gauge<'broker'>;
   inFlightBytes: Gauge;
-  receiveMaximum: Gauge;
+  receiveMaximum: Gauge<'broker'>;
+  brokerUp: Gauge<'broker'>;
 }
 
+/** Per broker (label `broker`, its `host:port`), except the byte count, which is bounded over all of them. */
 function createTransportMetrics(
   registry: MetricsRegistry,
-  inFlight: () => number,
+  brokers: readonly BrokerLink[],
   inFlightBytes: () => number,
 ): TransportMetrics {
   return {
     processSeconds: registry.histogram(
       'dmp_mqtt_process_seconds',
       'From receiving an MQTT message to acknowledging it (or giving it up for redelivery)',
-      ['result'],
+      ['result', 'broker'],
     ),
     intakePauses: registry.counter(
       'dmp_mqtt_intake_pauses_total',
       'Times reading from the broker stopped because Receive Maximum messages, or the in-flight byte bound, were in flight',
+      ['broker'],
     ),
     intakePausedSeconds: registry.counter(
       'dmp_mqtt_intake_paused_seconds_total',
       'Time spent not reading from the broker because Receive Maximum messages, or the in-flight byte bound, were in flight',
+      ['broker'],
     ),
     redeliveries: registry.counter(
       'dmp_mqtt_redelivery_requests_total',
       'Times a message could not be handed off and the connection was replaced for the broker to redeliver',
+      ['broker'],
     ),
     deferred: registry.counter(
       'dmp_mqtt_deferred_total',
       'Messages left unacknowledged without holding back the acknowledgements behind them, redelivered once what they wait for is back (the device registry)',
+      ['broker'],
     ),
-    unroutable: registry.counter('dmp_mqtt_unroutable_total', 'Messages on a topic no handler serves'),
+    unroutable: registry.counter('dmp_mqtt_unroutable_total', 'Messages on a topic no handler serves', [
+      'broker',
+    ]),
     inFlight: registry.gauge(
       'dmp_mqtt_in_flight',
       'MQTT messages received and not yet acknowledged',
-      [],
+      ['broker'],
       function () {
-        this.set(inFlight());
+        for (const broker of brokers) this.set({ broker: broker.address }, broker.inFlight.size);
       },
     ),
     inFlightBytes: registry.gauge(
       'dmp_mqtt_in_flight_bytes',
-      'Payload bytes of the MQTT messages received and not yet acknowledged (bounded by MQTT_MAX_IN_FLIGHT_BYTES)',
+      'Payload bytes of the MQTT messages received and not yet acknowledged, from every broker (bounded by MQTT_MAX_IN_FLIGHT_BYTES)',
       [],
       function () {
         this.set(inFlightBytes());
@@ -682,6 +765,19 @@ function createTransportMetrics(
     receiveMaximum: registry.gauge(
       'dmp_mqtt_receive_maximum',
       'MQTT 5 Receive Maximum of the connection: the most messages dmp-mqtt holds unacknowledged (dmp_mqtt_in_flight)',
+      ['broker'],
+    ),
+    brokerUp: registry.gauge(
+      'dmp_mqtt_broker_up',
+      '1 while dmp-mqtt is connected and subscribed to the broker, 0 otherwise',
+      ['broker'],
+      function () {
+        for (const broker of brokers)
+          this.set(
+            { broker: broker.address },
+            broker.client?.connected === true && broker.subscribed ? 1 : 0,
+          );
+      },
     ),
   };
 }

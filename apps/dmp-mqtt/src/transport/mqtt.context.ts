@@ -9,6 +9,8 @@ export interface MqttDeliveryInfo {
   readonly subscription: string;
   readonly shareGroup: string;
   readonly clientId: string;
+  /** `host:port` of the broker the message came from (one of several independent brokers, or the only one). */
+  readonly broker: string;
   /** Epoch ms when the packet was taken from the socket / handed to the handler. */
   readonly receivedAt: number;
   readonly dispatchedAt: number;
@@ -41,6 +43,11 @@ export class MqttContext extends BaseRpcContext<[MqttDeliveryInfo]> {
 
   getClientId(): string {
     return this.info.clientId;
+  }
+
+  /** `host:port` of the broker the message came from. */
+  getBroker(): string {
+    return this.info.broker;
   }
 
   /** True when the broker marked it as a redelivery (DUP flag). */
