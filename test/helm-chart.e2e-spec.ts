@@ -390,6 +390,40 @@ describe('Helm chart charts/dmp', () => {
     assert.equal(redisUrl, 'rediss://dmp:r3d15@redis-primary.redis.svc:6380');
   });
 
+  it('renders a list of independent brokers as MQTT_URLS, which the apps accept', async () => {
+    const brokers = [
+      'emqx.brokers[0].ingestUrl=mqtts://emqx-a:8884,emqx.brokers[0].url=mqtts://emqx-a:8883',
+      'emqx.brokers[1].ingestUrl=mqtts://emqx-b:8884,emqx.brokers[1].url=mqtts://emqx-b:8883',
+    ].join(',');
+    const { manifests } = await render('--values', DEFAULT_VALUES, '--set', brokers);
+    const secret = secretFor([DEFAULT_VALUES]);
+    const mqttEnv = containerEnv(
+      appContainer(find(manifests, 'StatefulSet', 'dmp-mqtt')),
+      'dmp-secrets',
+      secret,
+    );
+    const kernelEnv = containerEnv(
+      appContainer(find(manifests, 'Deployment', 'dmp-kernel')),
+      'dmp-secrets',
+      secret,
+    );
+    assert.equal(mqttEnv.MQTT_URL, undefined, 'one way to name the brokers at a time');
+    assert.deepEqual(loadMqttConfig(mqttEnv).mqtt.urls, ['mqtts://emqx-a:8884', 'mqtts://emqx-b:8884']);
+    assert.deepEqual(loadKernelConfig(kernelEnv).mqtt.urls, ['mqtts://emqx-a:8883', 'mqtts://emqx-b:8883']);
+    // An entry without one of its URLs is refused by the schema, naming it.
+    const incomplete = await helm(
+      'template',
+      'dmp',
+      CHART,
+      '--values',
+      DEFAULT_VALUES,
+      '--set',
+      'emqx.brokers[0].ingestUrl=mqtt://emqx-a:1884',
+    );
+    assert.notEqual(incomplete.code, 0);
+    assert.match(incomplete.stderr, /brokers\/0.*url/);
+  });
+
   it('monitors with the alert rules, dashboards and RocketMQ lists of docker/', () => {
     const rules = find(standard.manifests, 'PrometheusRule', 'dmp-alerts');
     const alerts = parse(readFileSync(join(DOCKER_DIR, 'prometheus/alerts/dmp.yml'), 'utf8')) as {

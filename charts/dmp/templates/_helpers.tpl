@@ -67,6 +67,28 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
   value: {{ printf "%s://%s:$(DMP_REDIS_PASSWORD)@%s:%v" (ternary "rediss" "redis" .Values.redis.tls) .Values.redis.username .Values.redis.host .Values.redis.port | quote }}
 {{- end -}}
 
+{{/*
+The broker(s) an app connects to: MQTT_URL from emqx.<key> (one broker), or MQTT_URLS from the <key>
+of every emqx.brokers entry (several independent brokers, docs/adr/0008).
+*/}}
+{{- define "dmp.brokerUrlEnv" -}}
+{{- $root := .root -}}
+{{- $key := .key -}}
+{{- if $root.Values.emqx.brokers }}
+{{- $urls := list }}
+{{- range $i, $broker := $root.Values.emqx.brokers }}
+{{- $url := get $broker $key }}
+{{- if not $url }}{{ fail (printf "emqx.brokers[%d].%s is not set" $i $key) }}{{ end }}
+{{- $urls = append $urls $url }}
+{{- end }}
+- name: MQTT_URLS
+  value: {{ join "," $urls | quote }}
+{{- else }}
+- name: MQTT_URL
+  value: {{ get $root.Values.emqx $key | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* The app's own extra variables (<app>.env). */}}
 {{- define "dmp.extraEnv" -}}
 {{- range $name, $value := . }}

@@ -7,3 +7,4 @@ export * from './telemetry-entries';
 export * from './emqx-http-auth';
 export * from './admin-api';
 export * from './cluster';
+export * from './mosquitto';
