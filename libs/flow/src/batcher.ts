@@ -13,7 +13,7 @@
  * - dmp-mqtt's OrderedBatcher (kernel-client) keeps one device's messages in arrival order across
  *   batches and retries: a device's next batch must not start before its previous one settled. It maps
  *   to `groupOf: deviceKey` plus "one batch in flight per group" (a per-key window) — the one mechanism
- *   this core lacks; its retries would use `backoffDelay` as the dead-letter path does.
+ *   this core lacks; its retries use `backoffDelay` as the dead-letter path does.
  * - dmp-kernel's LanePacker keeps each device in one lane (a hash of the device) so RocketMQ's FIFO
  *   order per message group holds; lanes map to `groupOf: lane` with a per-group window of 1.
  * - dmp-data's BatchWriter (count + max wait + idle + held-row bound + drain + a retry budget) bisects

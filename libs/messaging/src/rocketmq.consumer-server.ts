@@ -1,11 +1,11 @@
 import {
-  backoffDelay,
   DeadLetterProperty,
   deadLetterPropertyValue,
   DmpError,
   errorMessage,
   isForConsumerGroup,
 } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 import { AGE_BUCKETS, extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';

@@ -1,4 +1,5 @@
-import { backoffDelay, DmpError, errorMessage, StorageErrorCode } from '@dmp/contracts';
+import { DmpError, errorMessage, StorageErrorCode } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface BatchWriterOptions {

@@ -1,4 +1,5 @@
-import { backoffDelay, DmpError, errorMessage, HandOffErrorCode } from '@dmp/contracts';
+import { DmpError, errorMessage, HandOffErrorCode } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 
 /**
  * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
