@@ -18,8 +18,8 @@
  *   this core lacks; its retries use `backoffDelay` as the dead-letter path does.
  * - dmp-kernel's LanePacker keeps each device in one lane (a hash of the device) so RocketMQ's FIFO
  *   order per message group holds; lanes map to `groupOf: lane` with a per-group window of 1.
- * Until then, those classes are where ordering is kept; keep them free of extra `await`s between
- * taking a batch and starting its send.
+ * Until then, those classes are where ordering is kept (docs/engineering.md, "Per-device order");
+ * keep them free of extra `await`s between taking a batch and starting its send.
  */
 export interface BatcherOptions {
   /** Items per batch at most (at least 1). */

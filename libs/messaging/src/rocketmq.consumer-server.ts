@@ -410,6 +410,7 @@ export class RocketMqConsumerServer
 
     let done: Promise<void>;
     if (message.messageGroup && this.options.groupOrder !== false) {
+      // One chain per message group: part of the per-device order invariant (docs/engineering.md).
       const key = `${view.topic}\u0000${message.messageGroup}`;
       const chain = this.groups.get(key) ?? { tail: Promise.resolve(), pending: 0 };
       this.groups.set(key, chain);

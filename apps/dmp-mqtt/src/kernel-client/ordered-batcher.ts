@@ -29,6 +29,8 @@ import { backoffDelay } from '@dmp/flow';
  * are refused, so none overtakes it when it comes back. An
  * item whose signal aborts (its MQTT delivery can no longer be acknowledged) is abandoned as soon as it
  * is not in a call.
+ *
+ * Part of the per-device order invariant: see docs/engineering.md, "Per-device order".
  */
 export interface OrderedBatcherOptions {
   maxBatchSize: number;
