@@ -1,4 +1,5 @@
-import { backoffDelay, errorMessage } from '@dmp/contracts';
+import { errorMessage } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 import {
   Inject,
   Injectable,

@@ -7,5 +7,4 @@ export * from './dead-letter';
 export * from './devices';
 export * from './alarms';
 export * from './cleaning';
-export * from './backoff';
 export * from './ingest-rpc';

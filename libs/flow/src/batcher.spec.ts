@@ -33,7 +33,7 @@ const ids = (from: number, n: number, more: Omit<Item, 'id'> = {}): Item[] =>
   Array.from({ length: n }, (_, i) => ({ id: from + i, ...more }));
 
 describe('Batcher', () => {
-  beforeEach(() => mock.timers.enable({ apis: ['setTimeout'] }));
+  beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'] }));
   afterEach(() => mock.timers.reset());
 
   it('holds items for the linger time, then starts them as one batch', () => {
@@ -57,6 +57,57 @@ describe('Batcher', () => {
     ]);
     mock.timers.tick(10_000);
     assert.deepEqual(h.batches, [[1, 2], [3, 4], [5]]);
+  });
+
+  it('with idleMs starts an open batch once nothing joined it for that long, within the linger time', () => {
+    const h = harness({ maxItems: 100, lingerMs: 1_000, idleMs: 30 });
+    const sizes = () => h.batches.map((b) => b.length);
+    h.batcher.add({ id: 1 });
+    mock.timers.tick(20);
+    h.batcher.add({ id: 2 }); // before the idle gap: joins, and the gap starts again
+    mock.timers.tick(29);
+    assert.deepEqual(h.batches, []);
+    mock.timers.tick(1);
+    assert.deepEqual(h.batches, [[1, 2]]);
+    for (let i = 3; i < 100; i++) {
+      h.batcher.add({ id: i });
+      mock.timers.tick(20); // never idle: the linger time still ends the batch
+    }
+    assert.deepEqual(sizes(), [2, 50]);
+  });
+
+  it('keeps filling a batch whose linger time is over until the window has room for it', async () => {
+    const h = harness({ maxItems: 4, maxInFlight: 1, lingerMs: 5 });
+    h.batcher.add({ id: 1 });
+    mock.timers.tick(5);
+    assert.deepEqual(h.batches, [[1]]);
+    h.batcher.add({ id: 2 });
+    mock.timers.tick(5); // due, but the window is full
+    for (const item of ids(3, 4)) h.batcher.add(item); // 2–5 fill it; 6 opens the next
+    await h.finish();
+    assert.deepEqual(h.batches, [[1], [2, 3, 4, 5]]);
+    await h.finish();
+    assert.deepEqual(h.batches, [[1], [2, 3, 4, 5]], '6 waits for its own linger time');
+    mock.timers.tick(5);
+    assert.deepEqual(h.batches, [[1], [2, 3, 4, 5], [6]]);
+  });
+
+  it('flushing eagerly starts open batches at the next room without their linger time, still packed', async () => {
+    const h = harness({ maxItems: 3, maxInFlight: 1, lingerMs: 60_000 });
+    h.batcher.add({ id: 1 });
+    h.batcher.flushEagerly();
+    assert.deepEqual(h.batches, [[1]]);
+    for (const item of ids(2, 4)) h.batcher.add(item);
+    await h.finish();
+    assert.deepEqual(h.batches, [[1], [2, 3, 4]]);
+    await h.finish();
+    assert.deepEqual(h.batches, [[1], [2, 3, 4], [5]]);
+    h.batcher.flushEagerly(false);
+    await h.finish();
+    h.batcher.add({ id: 6 });
+    assert.deepEqual(h.batches, [[1], [2, 3, 4], [5]], 'lingers again');
+    mock.timers.tick(60_000);
+    assert.deepEqual(h.batches, [[1], [2, 3, 4], [5], [6]]);
   });
 
   it('without linger starts a lone item at once', () => {

@@ -8,19 +8,18 @@
  * - dmp-mqtt's DeadLetterBatcher: `maxItems` + `maxBytes` + `groupOf` (reason code) + a window, no
  *   linger: under light load an item goes at once, under a flood what waits is packed.
  * - dmp-data's PackedSender: the same without groups.
+ * - dmp-data's BatchWriter: `maxItems` + `lingerMs` (its max wait) + `idleMs` + a window, flushed
+ *   eagerly while draining; it keeps the held-row bound, the retry budget and the bisection itself.
  *
  * Not yet on it — they hold the per-device ordering invariant and need a per-key FIFO first:
  * - dmp-mqtt's OrderedBatcher (kernel-client) keeps one device's messages in arrival order across
  *   batches and retries: a device's next batch must not start before its previous one settled. It maps
  *   to `groupOf: deviceKey` plus "one batch in flight per group" (a per-key window) — the one mechanism
- *   this core lacks; its retries would use `backoffDelay` as the dead-letter path does.
+ *   this core lacks; its retries use `backoffDelay` as the dead-letter path does.
  * - dmp-kernel's LanePacker keeps each device in one lane (a hash of the device) so RocketMQ's FIFO
  *   order per message group holds; lanes map to `groupOf: lane` with a per-group window of 1.
- * - dmp-data's BatchWriter (count + max wait + idle + held-row bound + drain + a retry budget) bisects
- *   refused batches by the same rule as `splitRefused`; its idle trigger, row bound and drain are what
- *   the core would have to add to take it.
- * Until then, those classes are where ordering is kept; keep them free of extra `await`s between
- * taking a batch and starting its send.
+ * Until then, those classes are where ordering is kept (docs/engineering.md, "Per-device order");
+ * keep them free of extra `await`s between taking a batch and starting its send.
  */
 export interface BatcherOptions {
   /** Items per batch at most (at least 1). */
@@ -32,6 +31,11 @@ export interface BatcherOptions {
    * soon as the window has room; what arrives while the window is full is packed into the next batches).
    */
   lingerMs?: number;
+  /**
+   * An open batch may also start once nothing joined it for this long (0, the default: off). Useful when
+   * the producer sends in bursts (a FIFO consumer gets no more until it acked what it holds).
+   */
+  idleMs?: number;
   /** Batches running at once (default: no limit). */
   maxInFlight?: number;
 }
@@ -48,7 +52,10 @@ export interface BatcherHooks<T> {
 interface Open<T> {
   items: T[];
   bytes: number;
+  openedAt: number;
   timer?: NodeJS.Timeout;
+  /** Its linger (or idle) time is over: it starts at the next room, taking items until then. */
+  due: boolean;
 }
 
 export class Batcher<T> {
@@ -58,6 +65,7 @@ export class Batcher<T> {
   private runningItems = 0;
   private running = 0;
   private closed = false;
+  private eager = false;
 
   constructor(
     private readonly options: BatcherOptions,
@@ -91,23 +99,26 @@ export class Batcher<T> {
       this.seal(group, open);
       open = undefined;
     }
+    const fresh = !open;
     if (!open) {
-      open = { items: [], bytes: 0 };
+      open = { items: [], bytes: 0, openedAt: Date.now(), due: false };
       this.open.set(group, open);
-      const lingerMs = this.options.lingerMs ?? 0;
-      if (lingerMs > 0) {
-        const sealing = open;
-        open.timer = setTimeout(() => {
-          if (this.open.get(group) === sealing) this.seal(group, sealing);
-          this.pump();
-        }, lingerMs);
-      }
     }
     open.items.push(item);
     open.bytes += size;
+    if (fresh || (this.options.idleMs ?? 0) > 0) this.arm(open);
     if (open.items.length >= this.options.maxItems || open.bytes >= maxBytes) this.seal(group, open);
     this.pump();
     return true;
+  }
+
+  /**
+   * From now on (until called with false) open batches start as soon as the window has room, as without
+   * linger — what waits for room is still packed. For draining before a shutdown.
+   */
+  flushEagerly(on = true): void {
+    this.eager = on;
+    this.pump();
   }
 
   /** Starts no more batches and hands back the items that had not started (running batches go on). */
@@ -119,23 +130,53 @@ export class Batcher<T> {
     return left;
   }
 
-  /** A full (or lingered) batch waits for the next place in the window. */
+  /** (Re)arms an open batch's timer: due at its linger time or after idleMs without a new item. */
+  private arm(open: Open<T>): void {
+    const lingerMs = this.options.lingerMs ?? 0;
+    const idleMs = this.options.idleMs ?? 0;
+    if (lingerMs <= 0 && idleMs <= 0) return;
+    const now = Date.now();
+    const dueAt = Math.min(
+      lingerMs > 0 ? open.openedAt + lingerMs : Number.POSITIVE_INFINITY,
+      idleMs > 0 ? now + idleMs : Number.POSITIVE_INFINITY,
+    );
+    clearTimeout(open.timer);
+    open.timer = setTimeout(
+      () => {
+        open.due = true;
+        this.pump();
+      },
+      Math.max(0, dueAt - now),
+    );
+  }
+
+  /** A full batch waits for the next place in the window. */
   private seal(group: string, open: Open<T>): void {
     clearTimeout(open.timer);
     this.open.delete(group);
     this.ready.push(open.items);
   }
 
-  /** Starts batches while the window has room: sealed ones first, then (without linger) the oldest open one. */
+  /**
+   * Starts batches while the window has room: sealed ones first, then the oldest open one that may go
+   * (its linger or idle time is over, or the batcher waits for neither, or flushes eagerly).
+   */
   private pump(): void {
     const maxInFlight = this.options.maxInFlight ?? Number.POSITIVE_INFINITY;
+    const waits = (this.options.lingerMs ?? 0) > 0 || (this.options.idleMs ?? 0) > 0;
     while (this.running < maxInFlight && !this.closed) {
       let batch = this.ready.shift();
       if (!batch) {
-        if ((this.options.lingerMs ?? 0) > 0) return;
-        const oldest = this.open.entries().next();
-        if (oldest.done) return;
-        const [group, open] = oldest.value;
+        let next: [string, Open<T>] | undefined;
+        for (const entry of this.open) {
+          if (!waits || this.eager || entry[1].due) {
+            next = entry;
+            break;
+          }
+        }
+        if (!next) return;
+        const [group, open] = next;
+        clearTimeout(open.timer);
         this.open.delete(group);
         batch = open.items;
       }

@@ -1,2 +1,3 @@
+export * from './backoff';
 export * from './batcher';
 export * from './split-refused';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { backoffDelay } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 import { consumerDeadLetterProperties, decideFailure } from './rocketmq.consumer-server';
 
 const delayMs = (attempt: number) => backoffDelay(attempt, { baseMs: 1_000, maxMs: 60_000 });

@@ -1,11 +1,11 @@
 import {
-  backoffDelay,
   DeadLetterProperty,
   deadLetterPropertyValue,
   DmpError,
   errorMessage,
   isForConsumerGroup,
 } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 import { AGE_BUCKETS, extractTraceContext, recordFailure, type MetricsRegistry } from '@dmp/observability';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
@@ -410,6 +410,7 @@ export class RocketMqConsumerServer
 
     let done: Promise<void>;
     if (message.messageGroup && this.options.groupOrder !== false) {
+      // One chain per message group: part of the per-device order invariant (docs/engineering.md).
       const key = `${view.topic}\u0000${message.messageGroup}`;
       const chain = this.groups.get(key) ?? { tail: Promise.resolve(), pending: 0 };
       this.groups.set(key, chain);

@@ -1,11 +1,11 @@
 import {
-  backoffDelay,
   DEAD_LETTER_SOURCE_KERNEL_OUTBOX,
   DeadLetterProperty,
   deadLetterPropertyValue,
   deviceCommandTopic,
   OutboxErrorCode,
 } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 import type { OutboxEntry } from './outbox';
 
 /** How carrying out an outbox entry ended. */

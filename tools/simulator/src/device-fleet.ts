@@ -1,4 +1,5 @@
-import { backoffDelay, deviceTopic, type BackoffOptions, type DeviceChannel } from '@dmp/contracts';
+import { deviceTopic, type DeviceChannel } from '@dmp/contracts';
+import { backoffDelay, type BackoffOptions } from '@dmp/flow';
 import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {

@@ -1,4 +1,5 @@
-import { backoffDelay, DmpError, errorMessage, StorageErrorCode } from '@dmp/contracts';
+import { DmpError, errorMessage, StorageErrorCode } from '@dmp/contracts';
+import { backoffDelay, Batcher } from '@dmp/flow';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface BatchWriterOptions {
@@ -53,17 +54,19 @@ export const MAX_BATCH_LINKS = 128;
  * behind it, up to `maxQueueRows`); after the retry budget its items are rejected with a retryable
  * error (the broker redelivers them). Errors caused by the items themselves split the batch until
  * the culprits are alone, and those are rejected as not retryable.
+ *
+ * Which items travel together and when is the project's batching core (`Batcher` of @dmp/flow):
+ * maxRows → maxItems, maxWaitMs → lingerMs, idleMs, concurrency → maxInFlight; draining flushes it
+ * eagerly. What stays here is what only this writer does: the held-row bound, the per-item promises,
+ * the retry budget and the bisection of refused batches.
  */
 export class BatchWriter<T> {
-  private queue: Pending<T>[] = [];
+  private readonly batcher: Batcher<Pending<T>>;
+  /** Items in batches being written, counted until their batch's retries are over. */
   private writing = 0;
-  /** Batches being written (oldest item first). */
-  private readonly batches = new Set<Pending<T>[]>();
+  /** Every item held (queued or being written), oldest first: settling one removes it. */
+  private readonly held = new Set<Pending<T>>();
   private readonly flushes = new Set<Promise<void>>();
-  private lastArrival = 0;
-  private timer?: NodeJS.Timeout;
-  private timerDue = 0;
-  private draining = false;
   private eager = false;
   private closed = false;
   private roomWaiters: (() => void)[] = [];
@@ -74,15 +77,26 @@ export class BatchWriter<T> {
     private readonly sink: BatchSink<T>,
     private readonly options: BatchWriterOptions,
     private readonly hooks: BatchWriterHooks<T> = {},
-  ) {}
+  ) {
+    this.batcher = new Batcher<Pending<T>>(
+      {
+        maxItems: options.maxRows,
+        // No max wait: a batch starts as soon as there is room, and the idle trigger has nothing to add.
+        lingerMs: Math.max(0, options.maxWaitMs),
+        idleMs: options.maxWaitMs > 0 ? (options.idleMs ?? 0) : 0,
+        maxInFlight: Math.max(1, options.concurrency ?? 1),
+      },
+      { run: (batch) => this.flush(batch) },
+    );
+  }
 
   /** Items queued or being written. */
   get heldRows(): number {
-    return this.queue.length + this.writing;
+    return this.batcher.queued + this.writing;
   }
 
   get queuedRows(): number {
-    return this.queue.length;
+    return this.batcher.queued;
   }
 
   /**
@@ -91,9 +105,8 @@ export class BatchWriter<T> {
    * one receive batch per queue).
    */
   oldestHeldAgeMs(now = Date.now()): number {
-    let oldest = this.queue[0]?.enqueuedAt ?? now;
-    for (const batch of this.batches) oldest = Math.min(oldest, batch[0]?.enqueuedAt ?? now);
-    return Math.max(0, now - oldest);
+    const oldest = this.held.values().next();
+    return oldest.done ? 0 : Math.max(0, now - oldest.value.enqueuedAt);
   }
 
   /** Resolves once the item is durably written; rejects with a DmpError otherwise. */
@@ -102,26 +115,36 @@ export class BatchWriter<T> {
       await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     if (this.closed) throw new DmpError(StorageErrorCode.Closed, 'the telemetry writer is closed', true);
     return new Promise<void>((resolve, reject) => {
-      this.lastArrival = Date.now();
-      this.queue.push({ item, enqueuedAt: this.lastArrival, resolve, reject });
-      this.kick();
+      const pending: Pending<T> = {
+        item,
+        enqueuedAt: Date.now(),
+        resolve: () => {
+          this.held.delete(pending);
+          resolve();
+        },
+        reject: (error) => {
+          this.held.delete(pending);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      };
+      this.held.add(pending);
+      this.batcher.add(pending);
     });
   }
 
   /** From now on, writes what is queued without waiting for fuller batches. */
   flushEagerly(): void {
     this.eager = true;
-    this.kick();
+    this.batcher.flushEagerly();
   }
 
   /** Writes everything queued now, and resolves when nothing is held any more. */
   async drain(): Promise<void> {
-    this.draining = true;
+    this.batcher.flushEagerly();
     try {
-      this.kick();
       while (this.heldRows > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     } finally {
-      this.draining = false;
+      if (!this.eager) this.batcher.flushEagerly(false);
     }
   }
 
@@ -133,8 +156,7 @@ export class BatchWriter<T> {
     const result = await Promise.race([this.drain().then(() => 'drained' as const), timeout]);
     this.closed = true;
     if (result === 'timeout') this.abort.abort();
-    clearTimeout(this.timer);
-    for (const pending of this.queue.splice(0))
+    for (const pending of this.batcher.close())
       pending.reject(
         new DmpError(StorageErrorCode.Closed, 'the telemetry writer closed before writing', true),
       );
@@ -142,46 +164,9 @@ export class BatchWriter<T> {
     await Promise.allSettled([...this.flushes]);
   }
 
-  /** Starts batches while triggers hold and concurrency allows; otherwise arms the timer. */
-  private kick(): void {
-    const concurrency = Math.max(1, this.options.concurrency ?? 1);
-    while (this.queue.length > 0 && this.flushes.size < concurrency) {
-      const wait = this.waitBeforeFlush();
-      if (wait > 0) {
-        this.arm(wait);
-        return;
-      }
-      this.startFlush();
-    }
-  }
-
-  /** 0 when a batch should be written now, else how long until a trigger fires. */
-  private waitBeforeFlush(): number {
-    if (this.draining || this.eager || this.closed || this.queue.length >= this.options.maxRows) return 0;
-    const now = Date.now();
-    const untilMaxWait = this.queue[0].enqueuedAt + this.options.maxWaitMs - now;
-    const idleMs = this.options.idleMs ?? 0;
-    const untilIdle = idleMs > 0 ? this.lastArrival + idleMs - now : Number.POSITIVE_INFINITY;
-    return Math.max(0, Math.min(untilMaxWait, untilIdle));
-  }
-
-  private arm(delayMs: number): void {
-    const due = Date.now() + delayMs;
-    if (this.timer && this.timerDue <= due) return;
-    clearTimeout(this.timer);
-    this.timerDue = due;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.kick();
-    }, delayMs);
-  }
-
-  private startFlush(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    const batch = this.queue.splice(0, this.options.maxRows);
+  /** The core's run: one batch, held until written, given up or split to its culprits. */
+  private flush(batch: Pending<T>[]): Promise<void> {
     this.writing += batch.length;
-    this.batches.add(batch);
     const flush: Promise<void> = this.writeWithRetry(batch)
       // Only a throwing hook gets here: settle the batch rather than leave it hanging.
       .catch((error: unknown) => {
@@ -189,13 +174,12 @@ export class BatchWriter<T> {
       })
       .finally(() => {
         this.writing -= batch.length;
-        this.batches.delete(batch);
         this.flushes.delete(flush);
         for (const wake of this.roomWaiters.splice(0)) wake();
-        this.kick();
         if (this.heldRows === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       });
     this.flushes.add(flush);
+    return flush;
   }
 
   /** Writes a batch, retrying transient failures; splits it when the items themselves are refused. */

@@ -46,6 +46,7 @@ const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
  * handed to the publisher in batch order in one go, without waiting for each other: the publisher's
  * packer stores a device's messages in that order, and fails those behind a failed one (answered
  * `held`, retryable), so a burst of one device costs one pack round trip, not one per message.
+ * Part of the per-device order invariant: see docs/engineering.md, "Per-device order".
  */
 @Injectable()
 export class IngestService {

@@ -70,6 +70,8 @@ interface Lane<T> {
  * most its bound plus one caller's items. An item added with a signal that aborts while it still waits
  * is dropped ({@link ItemCancelledError}), and its key's items behind it in the lane with it
  * (PrecedingItemFailedError), keeping the key's order; once its pack's send started, it is sent.
+ *
+ * Part of the per-device order invariant: see docs/engineering.md, "Per-device order".
  */
 export class LanePacker<T> {
   private readonly lanes = new Map<string, Lane<T>>();

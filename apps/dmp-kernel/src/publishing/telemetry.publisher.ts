@@ -94,6 +94,7 @@ export class TelemetryPublisher {
    * ItemCancelledError when `signal` aborted while the message waited for its lane (it is not sent).
    * Hands the message to its lane before its first await: a device's messages published one after the
    * other in one turn are stored in that order. Does not look at the lane's bound (see fullLane).
+   * Part of the per-device order invariant: see docs/engineering.md, "Per-device order".
    */
   async publish(telemetry: NormalizedTelemetry, signal?: AbortSignal): Promise<void> {
     const topic = this.topicOf(telemetry.kind);

@@ -1,5 +1,5 @@
-import { DmpError, backoffDelay } from '@dmp/contracts';
-import { Batcher, splitRefused } from '@dmp/flow';
+import { DmpError } from '@dmp/contracts';
+import { backoffDelay, Batcher, splitRefused } from '@dmp/flow';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How a dead-letter hand-off ended. */

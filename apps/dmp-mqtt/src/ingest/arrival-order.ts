@@ -3,6 +3,7 @@
  * asynchronous steps before it finish in. Between arrival and the hand-off to dmp-kernel a message
  * waits for the device registry and the duplicate filter, and a redelivered copy waits there for its
  * earlier copy's hand-off to end: without this, the device's next message would overtake it.
+ * Part of the per-device order invariant: see docs/engineering.md, "Per-device order".
  */
 export class ArrivalOrder {
   private readonly last = new Map<string, Turn>();

@@ -1,11 +1,5 @@
-import {
-  backoffDelay,
-  type DeviceTopic,
-  DmpError,
-  HandOffErrorCode,
-  RejectCode,
-  type TelemetryKind,
-} from '@dmp/contracts';
+import { type DeviceTopic, DmpError, HandOffErrorCode, RejectCode, type TelemetryKind } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 import type { TraceCarrier } from '@dmp/observability';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { context } from '@opentelemetry/api';

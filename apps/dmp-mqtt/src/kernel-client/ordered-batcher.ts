@@ -1,4 +1,5 @@
-import { backoffDelay, DmpError, errorMessage, HandOffErrorCode } from '@dmp/contracts';
+import { DmpError, errorMessage, HandOffErrorCode } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 
 /**
  * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
@@ -28,6 +29,8 @@ import { backoffDelay, DmpError, errorMessage, HandOffErrorCode } from '@dmp/con
  * are refused, so none overtakes it when it comes back. An
  * item whose signal aborts (its MQTT delivery can no longer be acknowledged) is abandoned as soon as it
  * is not in a call.
+ *
+ * Part of the per-device order invariant: see docs/engineering.md, "Per-device order".
  */
 export interface OrderedBatcherOptions {
   maxBatchSize: number;

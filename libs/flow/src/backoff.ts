@@ -1,7 +1,11 @@
 /**
- * The project's one exponential backoff: every retry loop (dmp-data's inserts, dmp-mqtt's kernel calls,
- * dead-letter sends and registry waits, the RocketMQ consumer and the
- * ClickHouse migrations) takes its delays from here, each with its own base, cap and jitter.
+ * The project's one exponential backoff, with one jitter rule (jitter only shortens a delay). Every
+ * retry loop takes its delays from here, each with its own base, cap and jitter share: dmp-data's
+ * inserts (BatchWriter), dmp-mqtt's kernel calls (OrderedBatcher), dead-letter sends
+ * (DeadLetterBatcher) and registry waits, the RocketMQ consumer's receive loop and redeliveries, the
+ * kernel's alarm outbox (libs/rules), the ClickHouse migrations and the simulator's resends.
+ * Not here: the webhook dispatcher's retries, which undici's RetryAgent times (honouring Retry-After),
+ * and the RocketMQ producer's single fixed-delay retry.
  */
 export interface BackoffOptions {
   /** Delay before the first retry (attempt 1), in ms. */
