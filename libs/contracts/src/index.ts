@@ -9,3 +9,4 @@ export * from './alarms';
 export * from './cleaning';
 export * from './backoff';
 export * from './ingest-rpc';
+export * from './commands';
