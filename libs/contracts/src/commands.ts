@@ -74,6 +74,8 @@ export const commandRecordSchema = z.object({
   reply: commandReplyRecordSchema.nullable(),
   /** The trace of the rule evaluation that planned it (the device's reply continues it). */
   traceId: z.string().max(64),
+  /** The W3C traceparent of its latest send span: the parent of the reply's span ('' when not traced). */
+  traceparent: z.string().max(256).default(''),
 });
 export type CommandRecord = z.infer<typeof commandRecordSchema>;
 

@@ -21,8 +21,8 @@ const command: PlannedCommand = {
 };
 
 function record(decision: CommandDecision): CommandRecord {
-  assert.equal(decision.kind, 'apply', JSON.stringify(decision));
-  return (decision as Extract<CommandDecision, { kind: 'apply' }>).record;
+  assert.ok(decision.kind === 'apply', JSON.stringify(decision));
+  return decision.record;
 }
 
 /** Runs facts from nothing, returning the decisions (each applied one feeds the next). */

@@ -21,7 +21,7 @@ import type { PlannedCommand } from './engine';
  */
 export type CommandFact =
   | { kind: 'queue'; command: PlannedCommand; ttlMs: number; traceId: string; now: number }
-  | { kind: 'sent'; now: number }
+  | { kind: 'sent'; now: number; traceparent?: string }
   | {
       kind: 'reply';
       status: 'ok' | 'error';
@@ -68,6 +68,7 @@ export function decideCommand(record: CommandRecord | undefined, fact: CommandFa
         resends: 0,
         reply: null,
         traceId: fact.traceId,
+        traceparent: '',
       },
       'queued',
       now,

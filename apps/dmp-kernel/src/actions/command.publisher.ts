@@ -1,9 +1,9 @@
-import { deviceCommandTopic, DmpError, OutboxErrorCode } from '@dmp/contracts';
+import { deviceCommandReplyTopic, deviceCommandTopic, DmpError, OutboxErrorCode } from '@dmp/contracts';
 import { injectTraceContext, MetricsRegistry, mqttTraceProperties, recordFailure } from '@dmp/observability';
-import type { PlannedCommand } from '@dmp/rules';
+import { messageExpirySeconds, type PlannedCommand } from '@dmp/rules';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Counter, Gauge } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 
@@ -14,6 +14,10 @@ export interface DeviceCommand {
   name: string;
   params: unknown;
   ts: number;
+  /** Epoch ms after which the command is stale: a device (MQTT 3.1.1 has no message expiry) ignores it then. */
+  expiresAt: number;
+  /** Where to answer (also the MQTT 5 response topic). */
+  replyTopic: string;
 }
 
 const tracer = trace.getTracer('dmp-kernel');
@@ -94,7 +98,29 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
     return this.client?.connected ?? false;
   }
 
-  async send(command: PlannedCommand): Promise<void> {
+  /** Device replies (`devices/+/command/reply`), taken in the replicas' shared subscription. */
+  onReply(handler: (topic: string, payload: Buffer, packet: IPublishPacket) => void): void {
+    const client = this.client;
+    if (!client) throw new Error('MQTT client not started');
+    const filter = `$share/${this.config.rules.commands.replyGroup}/devices/+/command/reply`;
+    const subscribe = () =>
+      client.subscribe(filter, { qos: 1 }, (error) => {
+        if (error) this.log.warn(`cannot subscribe to device replies: ${error.message}`);
+      });
+    client.on('message', (topic, payload, packet) => {
+      if (topic.endsWith('/command/reply')) handler(topic, payload, packet);
+    });
+    client.on('connect', subscribe);
+    if (client.connected) subscribe();
+  }
+
+  /**
+   * Publishes the command (MQTT 5: message expiry = the rest of its time to live, so a broker never
+   * delivers it late; correlation data = its id; response topic = the device's reply topic). Resolves
+   * with the traceparent of its send span (the reply's span continues it) once the broker took it.
+   */
+  async send(command: PlannedCommand, expiresAt: number): Promise<string> {
+    const expirySeconds = messageExpirySeconds({ expiresAt }, Date.now());
     const client = this.client;
     const topic = deviceCommandTopic(command.deviceId);
     const span = tracer.startSpan(
@@ -123,6 +149,8 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
       name: command.name,
       params: command.params,
       ts: command.ts,
+      expiresAt,
+      replyTopic: deviceCommandReplyTopic(command.deviceId),
     };
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -130,7 +158,13 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
       await Promise.race([
         client.publishAsync(topic, JSON.stringify(payload), {
           qos: 1,
-          properties: { contentType: 'application/json', ...mqttTraceProperties(carrier) },
+          properties: {
+            contentType: 'application/json',
+            messageExpiryInterval: expirySeconds,
+            correlationData: Buffer.from(command.commandId),
+            responseTopic: deviceCommandReplyTopic(command.deviceId),
+            ...mqttTraceProperties(carrier),
+          },
         }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
@@ -140,6 +174,7 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
         }),
       ]);
       this.sent.inc({ result: 'ok' });
+      return carrier.traceparent ?? '';
     } catch (error) {
       this.sent.inc({ result: 'error' });
       recordFailure(span, error);
