@@ -98,6 +98,7 @@ describe('the command lifecycle', () => {
       { kind: 'reply', status: 'error', now: 1_070 },
     );
     assert.equal(last?.state, 'replied');
+    assert.equal(last?.sends, 1, 'counted as sent once');
     assert.deepEqual(decisions.slice(2), [
       { kind: 'ignore', reason: 'final' },
       { kind: 'ignore', reason: 'duplicate' },

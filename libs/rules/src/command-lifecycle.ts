@@ -104,7 +104,9 @@ export function decideCommand(record: CommandRecord | undefined, fact: CommandFa
         // Recorded (an analyst sees the device did answer, late); the command stays expired.
         return applied({ ...record }, 'late_reply', fact.now, detail);
       const state = fact.status === 'ok' ? 'replied' : 'failed';
-      return applied({ ...record, state, reply, finishedAt: fact.now }, state, fact.now, detail);
+      // A reply to a queued command overtook its `sent` record (ignored when it comes): it was sent.
+      const sent = record.state === 'queued' ? { sentAt: fact.now, sends: record.sends + 1 } : {};
+      return applied({ ...record, ...sent, state, reply, finishedAt: fact.now }, state, fact.now, detail);
     }
 
     case 'expire':
