@@ -292,6 +292,23 @@ describe('the command ledger end to end', { timeout: 300_000 }, () => {
     assert.deepEqual(JSON.parse(replied.reply!.resultJson), { applied: 'valve.open' });
   });
 
+  it('has one trace from the rule that fired to the device reply', async () => {
+    const record = await command(ids.get(dev('ok'))!);
+    const operations = await waitFor(
+      'the reply span in the trace of the rule evaluation',
+      async () => {
+        const response = await fetch(`${stack.jaegerQueryUrl}/api/traces/${record.traceId}`);
+        if (!response.ok) return undefined;
+        const body = (await response.json()) as { data?: { spans: { operationName: string }[] }[] };
+        const names = new Set(body.data?.[0]?.spans.map((span) => span.operationName));
+        return names.has('process devices/+/command/reply') && names;
+      },
+      { timeoutMs: 30_000, intervalMs: 1_000 },
+    );
+    for (const name of ['evaluate rules', 'send devices/+/command', 'process devices/+/command/reply'])
+      assert.ok(operations.has(name), `${name} in [${[...operations].join(', ')}]`);
+  });
+
   it('records a late reply without leaving expired', async () => {
     const late = ids.get(dev('late'))!;
     const rows = await waitFor(
