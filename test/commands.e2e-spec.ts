@@ -289,7 +289,7 @@ describe('the command ledger end to end', { timeout: 300_000 }, () => {
     assert.equal(failed.sends, 1);
     const replied = await command(id('ok'));
     assert.equal(replied.reply?.status, 'ok');
-    assert.deepEqual(JSON.parse(replied.reply!.resultJson), { applied: 'valve.open' });
+    assert.deepEqual(JSON.parse(replied.reply?.resultJson ?? ''), { applied: 'valve.open' });
   });
 
   it('has one trace from the rule that fired to the device reply', async () => {
