@@ -147,7 +147,9 @@ async function main(): Promise<number> {
     },
   });
   await Promise.all([fleet.close(), responder?.stop()]);
-  console.log(summary(stats) + (responder ? `\n  commands:${commandsLine(responder)}` : ''));
+  console.log(
+    summary(stats) + (responder ? `\n  ${commandsLine(responder).trim() || 'commands: none received'}` : ''),
+  );
   const unacknowledged = stats.sent - stats.acked;
   return unacknowledged === 0 ? 0 : 2;
 }
