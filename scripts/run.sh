@@ -56,6 +56,9 @@ done
 echo "registering $devices simulated devices ($prefix-…)"
 node dist/tools/cli/src/main.js devices register --prefix "$prefix" --count "$devices" >/dev/null
 
+# A device of the fleet, as the simulator names them ({prefix}-{index}, zero-padded).
+last=$((devices - 1))
+example="$prefix-$(printf "%0${#last}d" 1)"
 cat <<INFO
 DMP is running (logs in $LOG_DIR; admin token in $SECRETS_FILE):
   health/metrics  http://127.0.0.1:3001  dmp-mqtt · :3002 dmp-kernel · :3003 dmp-data
@@ -63,6 +66,7 @@ DMP is running (logs in $LOG_DIR; admin token in $SECRETS_FILE):
   metrics         http://127.0.0.1:9090/graph                                   (Prometheus)
   data            clickhouse-client --query "SELECT device_id, count() FROM dmp.telemetry_raw FINAL GROUP BY device_id ORDER BY device_id LIMIT 10"
   why             npm run dmp -- explain alarm <alarm id>   ·   npm run dmp -- explain aggregate <device> <metric> <minute>
+  commands        npm run dmp -- commands list $example   ·   npm run dmp -- commands show <command id>   (sent, replied, failed, expired)
 Starting the device simulator (Ctrl-C to stop)…
 INFO
 node --enable-source-maps dist/tools/simulator/src/main.js --devices "$devices" --rate 200 "$@"

@@ -57,12 +57,14 @@ import {
 } from '../apps/dmp-data/src/cleaning/cleaning-dead-letter';
 import { loadDataConfig } from '../apps/dmp-data/src/config';
 import { toDeadLetterRows } from '../apps/dmp-data/src/dead-letters/dead-letter-row';
+import { CommandWriter } from '../apps/dmp-data/src/commands/command.writer';
 import { DeadLetterWriter } from '../apps/dmp-data/src/dead-letters/dead-letter.writer';
 import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
 import { deadLetterQuery } from '../tools/cli/src/commands/dead-letters';
 import { backtest } from '../tools/cli/src/commands/rules';
 import {
   analystsAlarmEvents,
+  analystsCommandEvents,
   analystsDataSet,
   docsBlockNeeds,
   docsSql,
@@ -295,6 +297,22 @@ for (const engine of engines)
         'SELECT count() AS n FROM alarm_explanations FINAL',
       );
       assert.equal(Number(explained.n), 2);
+
+      // Commands: one replied, one expired with a late reply.
+      const commands = new CommandWriter(repository, config.commands);
+      await Promise.all(analystsCommandEvents().map((event) => commands.store(event)));
+      await commands.close();
+      assert.deepEqual(
+        (
+          await repository.query<{ command_id: string; state: string }>(
+            'SELECT command_id, state FROM commands FINAL ORDER BY command_id',
+          )
+        ).map((r) => [r.command_id, r.state]),
+        [
+          ['cmd-1', 'replied'],
+          ['cmd-2', 'expired'],
+        ],
+      );
 
       // Dead letters: cleaning's batch, as dmp-data's dead-letter consumer stores it — twice.
       const batch = toCleaningDeadLetterBatch('dmp_dead_letter', 'dmp_data', letters);

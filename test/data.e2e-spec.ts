@@ -307,6 +307,7 @@ describe('dmp-data', () => {
       '006_telemetry_1m_marks',
       '007_telemetry_1m_source',
       '010_alarm_explanations',
+      '011_commands',
     ]);
     assert.equal(first.server, '18.16.1');
     // Newer types wait for a newer server (test/clickhouse-current.e2e-spec.ts runs them on 26.x).
@@ -331,6 +332,8 @@ describe('dmp-data', () => {
       ['dead_letters'],
       ['alarms'],
       ['alarm_explanations'],
+      ['commands'],
+      ['command_events'],
     ])
       assert.deepEqual(
         tables.find((table) => table.name === name),
@@ -388,6 +391,7 @@ describe('dmp-data', () => {
       assert.deepEqual((await applyMigrations(old, migrations)).applied, [
         '007_telemetry_1m_source',
         '010_alarm_explanations',
+        '011_commands',
       ]);
       await old.insertRows(Tables.raw, [row('after', now, { power: 3, on: true })]);
       assert.deepEqual(

@@ -25,6 +25,7 @@ const TOPIC_TYPES: Record<TopicKey, 'FIFO' | 'NORMAL'> = {
   event: 'FIFO',
   snapshot: 'FIFO',
   alarm: 'FIFO',
+  command: 'FIFO',
   deadLetter: 'NORMAL',
 };
 
@@ -73,6 +74,12 @@ function namedBy(env: (app: string) => Record<string, string>): Named {
       group: data.alarms.consumerGroup,
       orderly: true,
       maxDeliveryAttempts: data.alarms.maxDeliveryAttempts,
+    },
+    {
+      app: 'dmp-data',
+      group: data.commands.consumerGroup,
+      orderly: true,
+      maxDeliveryAttempts: data.commands.maxDeliveryAttempts,
     },
     {
       app: 'dmp-data',

@@ -15,7 +15,13 @@
  * switches the broker). Own databases `dmp_test_scale_<run>` (cluster) and `dmp_test_scale_single_<run>`.
  */
 import { applyMigrations, ClickHouseRepository, localTable, migrations, Tables } from '@dmp/clickhouse';
-import { ALARM_EVENTS_TABLE, ALARMS_TABLE, DEAD_LETTERS_TABLE } from '@dmp/contracts';
+import {
+  ALARM_EVENTS_TABLE,
+  ALARMS_TABLE,
+  COMMAND_EVENTS_TABLE,
+  COMMANDS_TABLE,
+  DEAD_LETTERS_TABLE,
+} from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import { DmpSampler, MetricsRegistry } from '@dmp/observability';
 import {
@@ -589,7 +595,15 @@ describe('DMP scaled out: two replicas of every app on a ClickHouse cluster', { 
     const shards = `'${[CLUSTER_SERVERS['clickhouse-s1r1'], CLUSTER_SERVERS['clickhouse-s2r1']]
       .map((url) => `127.0.0.1:${Number(new URL(url).port) + 1000}`)
       .join(',')}'`;
-    for (const t of [Tables.raw, Tables.latest, ALARMS_TABLE, ALARM_EVENTS_TABLE, DEAD_LETTERS_TABLE])
+    for (const t of [
+      Tables.raw,
+      Tables.latest,
+      ALARMS_TABLE,
+      ALARM_EVENTS_TABLE,
+      COMMANDS_TABLE,
+      COMMAND_EVENTS_TABLE,
+      DEAD_LETTERS_TABLE,
+    ])
       await single.command(`INSERT INTO ${t} SELECT * FROM remote(${shards}, ${database}, ${localTable(t)})`);
     await single.command(
       `INSERT INTO ${Tables.minuteMarks} (device_id, minute) SELECT DISTINCT device_id, toStartOfMinute(ts) FROM ${Tables.raw}`,

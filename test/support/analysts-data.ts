@@ -3,13 +3,21 @@
  * (clickhouse-current on each engine, scale on a cluster), and a way to store it as dmp-data does.
  */
 import { ClickHouseRepository } from '@dmp/clickhouse';
-import { cleanTelemetry, type AlarmEvent, type NormalizedTelemetry } from '@dmp/contracts';
+import {
+  cleanTelemetry,
+  type AlarmEvent,
+  type CommandEvent,
+  type CommandRecord,
+  type CommandTransition,
+  type NormalizedTelemetry,
+} from '@dmp/contracts';
 import type { RocketMqMessage } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
 import { REPO_ROOT } from '@dmp/testing';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlarmWriter } from '../../apps/dmp-data/src/alarms/alarm.writer';
+import { CommandWriter } from '../../apps/dmp-data/src/commands/command.writer';
 import {
   toCleaningDeadLetter,
   toCleaningDeadLetterBatch,
@@ -157,6 +165,62 @@ export function analystsAlarmEvents(): [AlarmEvent, AlarmEvent] {
 }
 
 /**
+ * Two commands of the rule `temperature-high`: `cmd-1` to dev-001 answered ok (queued, sent, replied),
+ * `cmd-2` to dev-002 never answered in time (queued, sent, expired) and answered late (late_reply).
+ */
+export function analystsCommandEvents(): CommandEvent[] {
+  const t = RECENT_START + 30_000;
+  const record = (id: string, deviceId: string): CommandRecord => ({
+    commandId: id,
+    deviceId,
+    ruleId: 'temperature-high',
+    name: 'fan.set',
+    paramsJson: '{"speed":3}',
+    state: 'queued',
+    version: 1,
+    ttlMs: 30_000,
+    queuedAt: t,
+    sentAt: 0,
+    expiresAt: t + 30_000,
+    finishedAt: 0,
+    sends: 0,
+    resends: 0,
+    reply: null,
+    traceId: '',
+    traceparent: '',
+  });
+  const event = (c: CommandRecord, transition: CommandTransition, ts: number, detail = ''): CommandEvent => ({
+    eventId: `${c.commandId}:${c.version}`,
+    transition,
+    ts,
+    command: c,
+    detail,
+  });
+  const one = record('cmd-1', 'dev-001');
+  const oneSent = { ...one, state: 'sent' as const, version: 2, sentAt: t + 5, sends: 1 };
+  const oneReplied = {
+    ...oneSent,
+    state: 'replied' as const,
+    version: 3,
+    finishedAt: t + 180,
+    reply: { status: 'ok' as const, code: '', message: '', resultJson: '{"speed":3}', at: t + 180 },
+  };
+  const two = record('cmd-2', 'dev-002');
+  const twoSent = { ...two, state: 'sent' as const, version: 2, sentAt: t + 6, sends: 1 };
+  const twoExpired = { ...twoSent, state: 'expired' as const, version: 3, finishedAt: t + 30_000 };
+  const twoLate = { ...twoExpired, version: 4 };
+  return [
+    event(one, 'queued', t),
+    event(oneSent, 'sent', t + 5),
+    event(oneReplied, 'replied', t + 180, 'ok'),
+    event(two, 'queued', t),
+    event(twoSent, 'sent', t + 6),
+    event(twoExpired, 'expired', t + 30_000),
+    event(twoLate, 'late_reply', t + 45_000, 'ok'),
+  ];
+}
+
+/**
  * Stores the data set as dmp-data would: cleaned (rejections and removed metrics become dead letters,
  * stored by the dead-letter writer), telemetry through the batch writer (with its aggregation marks),
  * the alarm's two events. `config` needs DATA_CLEAN_METRIC_RANGES `{"hum": [0, 100]}` and
@@ -189,6 +253,9 @@ export async function storeAnalystsData(
   const alarms = new AlarmWriter(repository, config.alarms);
   for (const event of analystsAlarmEvents()) await alarms.store(event);
   await alarms.close();
+  const commands = new CommandWriter(repository, config.commands);
+  await Promise.all(analystsCommandEvents().map((event) => commands.store(event)));
+  await commands.close();
   const batch = toCleaningDeadLetterBatch('dmp_dead_letter', 'dmp_data', letters);
   const message: RocketMqMessage = {
     topic: batch.topic,

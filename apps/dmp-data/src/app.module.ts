@@ -5,6 +5,7 @@ import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { DATA_CONFIG, type DataConfig } from './config';
 import { AggregationModule } from './aggregation/aggregation.module';
 import { AlarmsModule } from './alarms/alarms.module';
+import { CommandsModule } from './commands/commands.module';
 import { DeadLettersModule } from './dead-letters/dead-letters.module';
 import { ConsumerModule } from './consumer/consumer.module';
 
@@ -31,6 +32,7 @@ export class AppModule {
         ConsumerModule.forRoot(config),
         AggregationModule,
         AlarmsModule.forRoot({ rocketmq: config.rocketmq, alarms: config.alarms }),
+        CommandsModule.forRoot({ rocketmq: config.rocketmq, commands: config.commands }),
         DeadLettersModule.forRoot(config),
       ],
       providers: [{ provide: DATA_CONFIG, useValue: config }],

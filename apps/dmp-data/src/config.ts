@@ -11,6 +11,7 @@ import {
 } from '@dmp/config';
 import { z } from 'zod';
 import { alarmsSection } from './alarms/alarms.config';
+import { commandsSection } from './commands/commands.config';
 import { deadLettersSection } from './dead-letters/dead-letters.config';
 
 /** dmp-data's own settings: the RocketMQ consumer and the ClickHouse batch writer. */
@@ -110,6 +111,7 @@ export function loadDataConfig(env?: Record<string, string | undefined>) {
       redis: redisSection,
       data: dataSection,
       alarms: alarmsSection,
+      commands: commandsSection,
       deadLetters: deadLettersSection,
       cleaning: cleaningSection,
     },

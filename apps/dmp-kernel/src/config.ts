@@ -140,6 +140,17 @@ const rulesSection = z
       .optional(),
     /** How long a command waits for the broker's PUBACK. */
     KERNEL_COMMAND_TIMEOUT_MS: int(5_000, 100, 600_000),
+    /** A command's time to live when its rule gives none (`ttl:`): unanswered by then, it expires. */
+    KERNEL_COMMAND_TTL_MS: int(30_000, 1_000, 86_400_000),
+    /** How often an operator may resend one failed or expired command (`dmp commands resend`). */
+    KERNEL_COMMAND_MAX_RESENDS: int(3, 0, 100),
+    /** How long the ledger keeps a command in Redis (ClickHouse keeps it for good). */
+    KERNEL_COMMAND_RETENTION_MS: int(7 * 86_400_000, 60_000, 365 * 86_400_000),
+    /** The MQTT shared-subscription group the kernel's replicas take device replies in. */
+    KERNEL_COMMAND_REPLY_GROUP: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/)
+      .default('dmp-kernel'),
     KERNEL_WEBHOOK_CONCURRENCY: int(16, 1, 1_000),
     /** Webhook deliveries queued; beyond it new ones are dropped (counted, logged). */
     KERNEL_WEBHOOK_QUEUE_MAX: int(10_000, 1, 1_000_000),
@@ -190,6 +201,12 @@ const rulesSection = z
     outboxMaxAttempts: e.KERNEL_OUTBOX_MAX_ATTEMPTS,
     mqttClientId: e.KERNEL_MQTT_CLIENT_ID ?? `dmp-kernel-${hostname()}-${process.pid}`.slice(0, 128),
     commandTimeoutMs: e.KERNEL_COMMAND_TIMEOUT_MS,
+    commands: {
+      ttlMs: e.KERNEL_COMMAND_TTL_MS,
+      maxResends: e.KERNEL_COMMAND_MAX_RESENDS,
+      retentionMs: e.KERNEL_COMMAND_RETENTION_MS,
+      replyGroup: e.KERNEL_COMMAND_REPLY_GROUP,
+    },
     webhook: {
       concurrency: e.KERNEL_WEBHOOK_CONCURRENCY,
       queueMax: e.KERNEL_WEBHOOK_QUEUE_MAX,

@@ -120,6 +120,7 @@ export const rocketmqSection = z
     ROCKETMQ_TOPIC_EVENT: z.string().default('dmp_telemetry_event'),
     ROCKETMQ_TOPIC_SNAPSHOT: z.string().default('dmp_telemetry_snapshot'),
     ROCKETMQ_TOPIC_ALARM: z.string().default('dmp_alarm'),
+    ROCKETMQ_TOPIC_COMMAND: z.string().default('dmp_command'),
     ROCKETMQ_TOPIC_DEAD_LETTER: z.string().default('dmp_dead_letter'),
   })
   .transform((e) => ({
@@ -129,6 +130,7 @@ export const rocketmqSection = z
       event: e.ROCKETMQ_TOPIC_EVENT,
       snapshot: e.ROCKETMQ_TOPIC_SNAPSHOT,
       alarm: e.ROCKETMQ_TOPIC_ALARM,
+      command: e.ROCKETMQ_TOPIC_COMMAND,
       deadLetter: e.ROCKETMQ_TOPIC_DEAD_LETTER,
     },
   }));

@@ -175,6 +175,30 @@ export const ERROR_CODES = {
     seen: 'outbox retry; dead letter (`dmp-kernel-outbox`)',
     meaning: 'the broker did not acknowledge a command in time, or is unreachable',
   },
+  DMP_ERR_COMMAND_NOT_FOUND: {
+    owners: kernel,
+    http: 404,
+    seen: 'admin API 404; `dmp commands show`',
+    meaning: 'no such command in the ledger (unknown, or older than KERNEL_COMMAND_RETENTION_MS)',
+  },
+  DMP_ERR_COMMAND_NOT_RESENDABLE: {
+    owners: kernel,
+    http: 409,
+    seen: 'admin API 409; `dmp commands resend`',
+    meaning:
+      'the command was answered `ok`, is still under way, or was resent KERNEL_COMMAND_MAX_RESENDS times',
+  },
+  DMP_ERR_COMMAND_CONFLICT: {
+    owners: kernel,
+    http: 409,
+    seen: "admin API 409; dmp-kernel's log",
+    meaning: 'the command changed under every attempt (a reply or another replica at the same time)',
+  },
+  DMP_ERR_INVALID_COMMAND_REPLY: {
+    owners: kernel,
+    seen: '`dmp_kernel_command_replies_total{outcome="invalid"}`; dmp-kernel\'s log',
+    meaning: 'a device reply is not JSON, has no valid `status`, or names no command of that device',
+  },
   DMP_ERR_WEBHOOK_EGRESS: {
     owners: kernel,
     seen: "dead letter (`dmp-kernel-outbox`); dmp-kernel's log",
@@ -215,6 +239,11 @@ export const ERROR_CODES = {
     owners: data,
     seen: 'dead letter (never retried)',
     meaning: 'a message of the alarm topic is not an AlarmEvent',
+  },
+  DMP_ERR_INVALID_COMMAND_EVENT: {
+    owners: data,
+    seen: 'dead letter (never retried)',
+    meaning: 'a message of the command topic is not a CommandEvent',
   },
   // ── storage (dmp-data) ──
   DMP_ERR_STORAGE_UNAVAILABLE: {
@@ -424,6 +453,19 @@ export const AlarmErrorCode = {
   NotAcknowledgeable: 'DMP_ERR_ALARM_NOT_ACKNOWLEDGEABLE',
   /** A message of the alarm topic that is not an AlarmEvent (dmp-data): dead-lettered, never retried. */
   InvalidAlarmEvent: 'DMP_ERR_INVALID_ALARM_EVENT',
+} as const satisfies Codes;
+
+/** The command ledger: dmp-kernel's lifecycle of linkage commands, and dmp-data's store of it. */
+export const CommandErrorCode = {
+  NotFound: 'DMP_ERR_COMMAND_NOT_FOUND',
+  /** Replied `ok`, still under way, or resent as often as allowed. */
+  NotResendable: 'DMP_ERR_COMMAND_NOT_RESENDABLE',
+  /** The command changed under every attempt: try again. */
+  Conflict: 'DMP_ERR_COMMAND_CONFLICT',
+  /** A device reply that cannot be applied (not JSON, no valid status, unknown command): counted, logged. */
+  InvalidReply: 'DMP_ERR_INVALID_COMMAND_REPLY',
+  /** A message of the command topic that is not a CommandEvent (dmp-data): dead-lettered, never retried. */
+  InvalidEvent: 'DMP_ERR_INVALID_COMMAND_EVENT',
 } as const satisfies Codes;
 
 /** The alarm outbox: commands and webhooks that rule transitions oblige. */

@@ -8,3 +8,4 @@ export * from './devices';
 export * from './alarms';
 export * from './cleaning';
 export * from './ingest-rpc';
+export * from './commands';

@@ -4,6 +4,7 @@
  * and the outbox entries rules oblige the kernel to carry out (their Redis layout and retry policy).
  */
 export * from './engine';
+export * from './command-lifecycle';
 export * from './outbox';
 export * from './outbox-policy';
 export * from './product-model';

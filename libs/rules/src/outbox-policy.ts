@@ -51,6 +51,8 @@ export function outboxTarget(entry: OutboxEntry): string {
   switch (entry.kind) {
     case 'event':
       return 'alarm event';
+    case 'command_event':
+      return 'command event';
     case 'command':
       return deviceCommandTopic(entry.command.deviceId);
     case 'webhook':
@@ -58,12 +60,18 @@ export function outboxTarget(entry: OutboxEntry): string {
   }
 }
 
-const deviceOf = (entry: OutboxEntry): string =>
-  entry.kind === 'event'
-    ? entry.event.deviceId
-    : entry.kind === 'command'
-      ? entry.command.deviceId
-      : entry.webhook.deviceId;
+function deviceOf(entry: OutboxEntry): string {
+  switch (entry.kind) {
+    case 'event':
+      return entry.event.deviceId;
+    case 'command':
+      return entry.command.deviceId;
+    case 'command_event':
+      return entry.commandEvent.command.deviceId;
+    case 'webhook':
+      return entry.webhook.deviceId;
+  }
+}
 
 /**
  * The dead letter of an entry given up on, in the shape every dead letter has (libs/contracts
@@ -103,7 +111,8 @@ export function outboxEntryOf(payload: Buffer): OutboxEntry {
     typeof entry.id === 'string' &&
     ((entry.kind === 'command' && typeof entry.command === 'object') ||
       (entry.kind === 'webhook' && typeof entry.webhook === 'object') ||
-      (entry.kind === 'event' && typeof entry.event === 'object'));
+      (entry.kind === 'event' && typeof entry.event === 'object') ||
+      (entry.kind === 'command_event' && typeof entry.commandEvent === 'object'));
   if (!ok) throw new Error('not a dmp-kernel outbox entry');
   return entry as OutboxEntry;
 }

@@ -1,4 +1,4 @@
-import type { AlarmEvent } from '@dmp/contracts';
+import type { AlarmEvent, CommandEvent } from '@dmp/contracts';
 import type { Redis } from 'ioredis';
 import type { PlannedCommand, PlannedWebhook } from './engine';
 
@@ -33,7 +33,9 @@ export function alarmKeys(ns: string) {
 export type OutboxEntry =
   | { id: string; kind: 'event'; event: AlarmEvent }
   | { id: string; kind: 'command'; command: PlannedCommand }
-  | { id: string; kind: 'webhook'; webhook: PlannedWebhook };
+  | { id: string; kind: 'webhook'; webhook: PlannedWebhook }
+  /** A transition of the command ledger, for `dmp_command` (written with the transition, CommandLedger). */
+  | { id: string; kind: 'command_event'; commandEvent: CommandEvent };
 
 /**
  * Puts entries (back) into an outbox, due at `at`, with no failed attempts: the sweeper of any replica

@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { CommandResponder, DEFAULT_RESPONDER } from './command-responder';
 import { DeviceFleet, type FleetStats } from './device-fleet';
 
 /** `npm run simulate -- --devices N --rate R [--duration S | --count C] …` */
@@ -44,6 +45,31 @@ const program = new Command()
   .option('--trace-ratio <p>', 'share of messages carrying a traceparent user property', ratio, 0)
   .option('--device-prefix <prefix>', 'device ids are {prefix}-{index}', 'sim')
   .option('--max-in-flight <n>', 'unacknowledged messages per connection', positive('--max-in-flight'), 1000)
+  .option(
+    '--command-errors <p>',
+    'share of devices answering commands with an error',
+    ratio,
+    DEFAULT_RESPONDER.errorRatio,
+  )
+  .option(
+    '--command-late <p>',
+    'share of devices answering commands late',
+    ratio,
+    DEFAULT_RESPONDER.lateRatio,
+  )
+  .option(
+    '--command-never <p>',
+    'share of devices never answering commands',
+    ratio,
+    DEFAULT_RESPONDER.neverRatio,
+  )
+  .option(
+    '--command-late-ms <ms>',
+    'how late the late devices answer',
+    positive('--command-late-ms'),
+    DEFAULT_RESPONDER.lateMs,
+  )
+  .option('--no-commands', 'do not answer commands')
   .parse();
 
 interface CliOptions {
@@ -58,6 +84,11 @@ interface CliOptions {
   traceRatio: number;
   devicePrefix: string;
   maxInFlight: number;
+  commandErrors: number;
+  commandLate: number;
+  commandNever: number;
+  commandLateMs: number;
+  commands: boolean;
 }
 
 async function main(): Promise<number> {
@@ -81,6 +112,19 @@ async function main(): Promise<number> {
   process.once('SIGTERM', () => stop.abort());
 
   await fleet.connect();
+  const prefix = `${o.devicePrefix}-`;
+  const responder = o.commands
+    ? new CommandResponder({
+        url: o.url,
+        clientId: `sim-${process.pid}-commands`,
+        owns: (deviceId) => deviceId.startsWith(prefix),
+        errorRatio: o.commandErrors,
+        lateRatio: o.commandLate,
+        neverRatio: o.commandNever,
+        lateMs: o.commandLateMs,
+      })
+    : undefined;
+  await responder?.start();
   console.log(
     `simulating ${o.devices} devices on ${o.url} over ${o.connections} connection(s): ${o.rate} changes/s, ` +
       `snapshots every ${(300 / o.timeCompression).toFixed(1)} s per device` +
@@ -99,11 +143,13 @@ async function main(): Promise<number> {
       const now = Date.now();
       const rate = ((s.sent - previous.sent) * 1000) / Math.max(1, now - previous.at);
       previous = { at: now, sent: s.sent };
-      console.log(progressLine(s, rate));
+      console.log(progressLine(s, rate) + (responder ? commandsLine(responder) : ''));
     },
   });
-  await fleet.close();
-  console.log(summary(stats));
+  await Promise.all([fleet.close(), responder?.stop()]);
+  console.log(
+    summary(stats) + (responder ? `\n  ${commandsLine(responder).trim() || 'commands: none received'}` : ''),
+  );
   const unacknowledged = stats.sent - stats.acked;
   return unacknowledged === 0 ? 0 : 2;
 }
@@ -115,6 +161,13 @@ function progressLine(s: FleetStats, rate: number): string {
     (s.failed > 0 ? `  FAILED ${s.failed}` : '') +
     (s.skipped > 0 ? `  skipped ${s.skipped}` : '')
   );
+}
+
+function commandsLine(responder: CommandResponder): string {
+  const c = responder.stats;
+  return c.received === 0
+    ? ''
+    : `  commands ${c.received} (answered ${c.replied}, repeated ${c.repeated}, unanswered ${c.ignored})`;
 }
 
 function summary(s: FleetStats): string {

@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { brokerAddress } from '@dmp/config';
-import { deviceCommandTopic, DmpError, OutboxErrorCode } from '@dmp/contracts';
+import { deviceCommandReplyTopic, deviceCommandTopic, DmpError, OutboxErrorCode } from '@dmp/contracts';
 import { injectTraceContext, MetricsRegistry, mqttTraceProperties, recordFailure } from '@dmp/observability';
-import type { PlannedCommand } from '@dmp/rules';
+import { messageExpirySeconds, type PlannedCommand } from '@dmp/rules';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Counter, Gauge } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { commandTargets, firstAcknowledged } from './command-fan-out';
@@ -17,6 +17,10 @@ export interface DeviceCommand {
   name: string;
   params: unknown;
   ts: number;
+  /** Epoch ms after which the command is stale: a device (MQTT 3.1.1 has no message expiry) ignores it then. */
+  expiresAt: number;
+  /** Where to answer (also the MQTT 5 response topic). */
+  replyTopic: string;
 }
 
 const tracer = trace.getTracer('dmp-kernel');
@@ -108,7 +112,33 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
     return this.clients.some(({ client }) => client.connected);
   }
 
-  async send(command: PlannedCommand): Promise<void> {
+  /**
+   * Device replies (`devices/+/command/reply`), taken in the replicas' shared subscription on every
+   * broker: a device replies on the broker it is connected to.
+   */
+  onReply(handler: (topic: string, payload: Buffer, packet: IPublishPacket) => void): void {
+    if (this.clients.length === 0) throw new Error('MQTT client not started');
+    const filter = `$share/${this.config.rules.commands.replyGroup}/devices/+/command/reply`;
+    for (const { broker, client } of this.clients) {
+      const subscribe = () =>
+        client.subscribe(filter, { qos: 1 }, (error) => {
+          if (error) this.log.warn(`cannot subscribe to device replies on ${broker}: ${error.message}`);
+        });
+      client.on('message', (topic, payload, packet) => {
+        if (topic.endsWith('/command/reply')) handler(topic, payload, packet);
+      });
+      client.on('connect', subscribe);
+      if (client.connected) subscribe();
+    }
+  }
+
+  /**
+   * Publishes the command (MQTT 5: message expiry = the rest of its time to live, so a broker never
+   * delivers it late; correlation data = its id; response topic = the device's reply topic). Resolves
+   * with the traceparent of its send span (the reply's span continues it) once a broker took it.
+   */
+  async send(command: PlannedCommand, expiresAt: number): Promise<string> {
+    const expirySeconds = messageExpirySeconds({ expiresAt }, Date.now());
     const clients = this.clients;
     const topic = deviceCommandTopic(command.deviceId);
     const span = tracer.startSpan(
@@ -137,6 +167,8 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
       name: command.name,
       params: command.params,
       ts: command.ts,
+      expiresAt,
+      replyTopic: deviceCommandReplyTopic(command.deviceId),
     };
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -154,7 +186,13 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
           acknowledged: Promise.race([
             clients[index].client.publishAsync(topic, body, {
               qos: 1,
-              properties: { contentType: 'application/json', ...mqttTraceProperties(carrier) },
+              properties: {
+                contentType: 'application/json',
+                messageExpiryInterval: expirySeconds,
+                correlationData: Buffer.from(command.commandId),
+                responseTopic: deviceCommandReplyTopic(command.deviceId),
+                ...mqttTraceProperties(carrier),
+              },
             }),
             timeout,
           ]),
@@ -167,6 +205,7 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
         'server.port': Number(broker.slice(port + 1)),
       });
       this.sent.inc({ result: 'ok' });
+      return carrier.traceparent ?? '';
     } catch (error) {
       this.sent.inc({ result: 'error' });
       recordFailure(span, error);

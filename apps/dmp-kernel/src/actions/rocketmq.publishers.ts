@@ -1,4 +1,4 @@
-import type { AlarmEvent, NormalizedTelemetry } from '@dmp/contracts';
+import type { AlarmEvent, CommandEvent, NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import { Inject, Injectable } from '@nestjs/common';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
@@ -23,6 +23,34 @@ export class AlarmEventPublisher {
       keys: [event.alarmId, event.eventId],
       tag: event.transition,
       properties: { dmp_device_id: event.deviceId, dmp_rule_id: event.ruleId, dmp_alarm_id: event.alarmId },
+    });
+  }
+}
+
+/**
+ * Command ledger events to RocketMQ `dmp_command` (FIFO, message group = device id, key = command id,
+ * tag = transition) for dmp-data; the body is the CommandEvent JSON (libs/contracts commands.ts).
+ */
+@Injectable()
+export class CommandEventPublisher {
+  constructor(
+    private readonly producer: RocketMqProducer,
+    @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
+  ) {}
+
+  async publish(event: CommandEvent): Promise<void> {
+    const { command } = event;
+    await this.producer.send({
+      topic: this.config.rocketmq.topics.command,
+      body: Buffer.from(JSON.stringify(event)),
+      messageGroup: command.deviceId,
+      keys: [command.commandId, event.eventId],
+      tag: event.transition,
+      properties: {
+        dmp_device_id: command.deviceId,
+        dmp_rule_id: command.ruleId,
+        dmp_command_id: command.commandId,
+      },
     });
   }
 }

@@ -2,6 +2,7 @@ import { endCondition, raiseIfDue, type OutboxEntry, type RuleDevice } from '@dm
 import { recordFailure } from '@dmp/observability';
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { trace } from '@opentelemetry/api';
+import { CommandLedger } from '../commands/command.ledger';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
 import { RuleSetHolder } from '../rules/rule-set.holder';
@@ -16,6 +17,7 @@ const tracer = trace.getTracer('dmp-kernel');
  * The timers, swept every KERNEL_ALARM_SWEEP_MS:
  * - pending conditions whose `for` elapsed (by the wall clock: `dueAt`) with no message saying otherwise
  *   are raised — a device that sends nothing more still gets its alarm;
+ * - unfinished commands whose time to live is over expire (the command ledger);
  * - outbox entries whose lease ended (a kernel crashed, a send failed and its backoff elapsed) are carried
  *   out again, in the background.
  * Any replica may sweep: compare-and-set decides which one raises, leases which one retries an entry.
@@ -33,6 +35,7 @@ export class AlarmScheduler implements OnApplicationBootstrap {
     private readonly stateStore: DeviceStateStore,
     private readonly metadata: DeviceMetadataCache,
     private readonly holder: RuleSetHolder,
+    private readonly commands: CommandLedger,
     @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
   ) {}
 
@@ -71,6 +74,12 @@ export class AlarmScheduler implements OnApplicationBootstrap {
           this.log.warn(`timer of ${ruleId} on ${deviceId}: ${(error as Error).message}`),
         );
     }
+    if (this.stopped) return;
+    // Commands whose time to live is over expire (their events go out through the outbox).
+    await this.commands
+      .expireDue(now, BATCH)
+      .then((entries) => this.alarms.dispatch(entries))
+      .catch((error: unknown) => this.log.warn(`command expiry: ${(error as Error).message}`));
     if (this.stopped) return;
     // Carried out in the background: a command waiting for its PUBACK holds neither timers nor other entries.
     // Leased for the longest attempt of any kind: the entries' kinds are known only once claimed.

@@ -10,14 +10,20 @@ import {
   type OutboxEntry,
   type OutboxResult,
   type PlannedAction,
+  type PlannedCommand,
   type Transition,
 } from '@dmp/rules';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { trace } from '@opentelemetry/api';
 import type { Counter } from 'prom-client';
 import { CommandPublisher } from '../actions/command.publisher';
-import { AlarmEventPublisher, OutboxDeadLetterPublisher } from '../actions/rocketmq.publishers';
+import {
+  AlarmEventPublisher,
+  CommandEventPublisher,
+  OutboxDeadLetterPublisher,
+} from '../actions/rocketmq.publishers';
 import { WebhookDispatcher } from '../actions/webhook.dispatcher';
+import { CommandLedger } from '../commands/command.ledger';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { RuleSetHolder } from '../rules/rule-set.holder';
 import { DeviceStateStore } from '../state/device-state.store';
@@ -55,6 +61,8 @@ export class AlarmService {
     private readonly store: AlarmStore,
     private readonly events: AlarmEventPublisher,
     private readonly commands: CommandPublisher,
+    private readonly ledger: CommandLedger,
+    private readonly commandEvents: CommandEventPublisher,
     private readonly webhooks: WebhookDispatcher,
     private readonly deadLetters: OutboxDeadLetterPublisher,
     private readonly stateStore: DeviceStateStore,
@@ -180,9 +188,11 @@ export class AlarmService {
         case 'event':
           await this.events.publish(entry.event);
           return { kind: 'done' };
-        case 'command':
-          await this.commands.send(entry.command);
+        case 'command_event':
+          await this.commandEvents.publish(entry.commandEvent);
           return { kind: 'done' };
+        case 'command':
+          return await this.sendCommand(entry.command);
         case 'webhook':
           return await new Promise<OutboxResult>((resolve) =>
             this.webhooks.enqueue(entry.webhook, (result) =>
@@ -200,6 +210,27 @@ export class AlarmService {
         message: (error as Error).message,
       };
     }
+  }
+
+  /**
+   * Sends a command through the ledger: queued (if new) → published with the rest of its time to live
+   * → sent. One that is no longer queued — already sent by an attempt whose settling failed, answered,
+   * or expired — is not sent again: a stale command is never delivered late.
+   */
+  private async sendCommand(command: PlannedCommand): Promise<OutboxResult> {
+    const now = Date.now();
+    const queued = await this.ledger.queue(command, currentTraceId(), now);
+    this.dispatch(queued.entries);
+    const record = queued.record;
+    if (!record || record.state !== 'queued') return { kind: 'done' };
+    if (now >= record.expiresAt) {
+      this.dispatch((await this.ledger.apply(command.commandId, { kind: 'expire', now })).entries);
+      return { kind: 'done' };
+    }
+    const traceparent = await this.commands.send(command, record.expiresAt);
+    const sent = await this.ledger.apply(command.commandId, { kind: 'sent', now: Date.now(), traceparent });
+    this.dispatch(sent.entries);
+    return { kind: 'done' };
   }
 
   /** An operator acknowledges an alarm by id (admin API). */

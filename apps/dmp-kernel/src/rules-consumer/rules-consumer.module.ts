@@ -13,6 +13,7 @@ import {
 import { CommandPublisher } from '../actions/command.publisher';
 import {
   AlarmEventPublisher,
+  CommandEventPublisher,
   OutboxDeadLetterPublisher,
   RoutePublisher,
 } from '../actions/rocketmq.publishers';
@@ -20,6 +21,9 @@ import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { AlarmScheduler } from '../alarms/alarm.scheduler';
 import { AlarmService } from '../alarms/alarm.service';
 import { AlarmStore } from '../alarms/alarm.store';
+import { CommandLedger } from '../commands/command.ledger';
+import { CommandService } from '../command-replies/command.service';
+import { CommandStore } from '../commands/command.store';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { EnrichmentModule } from '../enrichment/enrichment.module';
 import { PublishingModule } from '../publishing/publishing.module';
@@ -41,6 +45,7 @@ class RulesConsumerLifecycle implements OnModuleInit, BeforeApplicationShutdown 
     private readonly alarms: AlarmService,
     private readonly webhooks: WebhookDispatcher,
     private readonly commands: CommandPublisher,
+    private readonly commandReplies: CommandService,
     private readonly health: HealthRegistry,
     @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
     @Optional() @Inject(RULES_CONSUMER) private readonly server?: RocketMqConsumerServer,
@@ -65,6 +70,7 @@ class RulesConsumerLifecycle implements OnModuleInit, BeforeApplicationShutdown 
       await this.server.close();
     }
     await this.scheduler.stop();
+    await this.commandReplies.drain();
     await this.alarms.drain();
     await this.webhooks.drain();
   }
@@ -111,6 +117,10 @@ export class RulesConsumerModule {
         AlarmService,
         AlarmScheduler,
         CommandPublisher,
+        CommandStore,
+        CommandLedger,
+        CommandService,
+        CommandEventPublisher,
         WebhookDispatcher,
         AlarmEventPublisher,
         OutboxDeadLetterPublisher,
@@ -119,7 +129,7 @@ export class RulesConsumerModule {
         RulesConsumerLifecycle,
         ...consumer,
       ],
-      exports: [AlarmService, ...(consumer.length ? [RULES_CONSUMER] : [])],
+      exports: [AlarmService, CommandService, ...(consumer.length ? [RULES_CONSUMER] : [])],
     };
   }
 }

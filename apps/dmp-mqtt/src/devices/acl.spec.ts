@@ -9,12 +9,14 @@ import {
 } from './acl';
 
 describe('device ACL', () => {
-  it('lets a device publish only on its own channels', () => {
-    for (const channel of ['telemetry', 'event', 'snapshot', 'heartbeat'])
+  it('lets a device publish only on its own channels and reply topic', () => {
+    for (const channel of ['telemetry', 'event', 'snapshot', 'heartbeat', 'command/reply'])
       assert.equal(deviceMayAccess('dev-1', 'publish', `devices/dev-1/${channel}`), true, channel);
     for (const topic of [
       'devices/dev-2/telemetry',
       'devices/dev-1/command',
+      'devices/dev-2/command/reply',
+      'devices/+/command/reply',
       'devices/dev-1/other',
       'devices/dev-1/telemetry/x',
       'devices/dev-1',

@@ -1,4 +1,9 @@
-import { DEVICE_ID_PATTERN, deviceCommandTopic, parseDeviceTopic } from '@dmp/contracts';
+import {
+  DEVICE_ID_PATTERN,
+  deviceCommandReplyTopic,
+  deviceCommandTopic,
+  parseDeviceTopic,
+} from '@dmp/contracts';
 
 /**
  * Who may do what on the broker — plain functions, the rules behind EMQX's HTTP authn/authz calls.
@@ -9,7 +14,7 @@ import { DEVICE_ID_PATTERN, deviceCommandTopic, parseDeviceTopic } from '@dmp/co
  * session (a second connection with a client id closes the first).
  *
  * Topics. A device publishes only on its own channels, `devices/{ownId}/{telemetry|event|snapshot|heartbeat}`,
- * and subscribes only to its own `devices/{ownId}/command` — no wildcards, no shared subscriptions, no
+ * and its answers to commands on `devices/{ownId}/command/reply`, and subscribes only to its own `devices/{ownId}/command` — no wildcards, no shared subscriptions, no
  * other device's topics. Everything else is denied.
  *
  * The service account (dmp-mqtt itself, `dmp dead-letters replay`) is a superuser, but only under a
@@ -25,7 +30,8 @@ export const isDeviceUsername = (username: string) => DEVICE_ID_PATTERN.test(use
 export const clientIdAllowed = (deviceId: string, clientId: string) => clientId === deviceId;
 
 export function deviceMayAccess(deviceId: string, action: MqttAction, topic: string): boolean {
-  if (action === 'publish') return parseDeviceTopic(topic)?.deviceId === deviceId;
+  if (action === 'publish')
+    return parseDeviceTopic(topic)?.deviceId === deviceId || topic === deviceCommandReplyTopic(deviceId);
   return topic === deviceCommandTopic(deviceId);
 }
 

@@ -8,6 +8,7 @@ import { telemetryMinuteSource } from './007_telemetry_1m_source';
 import { lowCardinality } from './008_low_cardinality';
 import { millisecondTimes } from './009_millisecond_times';
 import { alarmExplanations } from './010_alarm_explanations';
+import { commands } from './011_commands';
 import type { Migration } from './migration';
 
 export * from './migration';
@@ -25,4 +26,5 @@ export const migrations: readonly Migration[] = [
   lowCardinality,
   millisecondTimes,
   alarmExplanations,
+  commands,
 ];

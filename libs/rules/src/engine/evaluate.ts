@@ -105,6 +105,8 @@ export interface PlannedCommand {
   name: string;
   params: unknown;
   ts: number;
+  /** The rule's `ttl:` for it; unset: the kernel's KERNEL_COMMAND_TTL_MS. */
+  ttlMs?: number;
 }
 
 export interface PlannedWebhook {
@@ -625,6 +627,7 @@ function plan(
         name: action.name,
         params: renderParams(action.params, context),
         ts: cause.ts,
+        ...(action.ttlMs !== undefined ? { ttlMs: action.ttlMs } : {}),
       };
     case 'webhook': {
       const deliveryId = stableId('whk');

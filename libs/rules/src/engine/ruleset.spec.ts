@@ -30,6 +30,33 @@ describe('compileRuleSet', () => {
     assert.match(outcome.ruleSet.version, /^[0-9a-f]{12}$/);
   });
 
+  it("reads a command's ttl and refuses one that is no duration of at least 1s", () => {
+    const outcome = compile({
+      'a.yaml': [
+        'rules:',
+        '  - id: r1',
+        '    when: msg.metrics.on == true',
+        '    actions: [{ command: { name: fan.set, ttl: 2m } }, { command: { name: fan.get } }]',
+      ].join('\n'),
+    });
+    assert.ok(outcome.ok);
+    assert.deepEqual(
+      outcome.ruleSet.rules[0].actions.map((a) => (a.kind === 'command' ? a.ttlMs : 'other')),
+      [120_000, undefined],
+    );
+    const errors = errorsOf({
+      'b.yaml': [
+        'rules:',
+        '  - id: r1',
+        '    when: msg.metrics.on == true',
+        '    actions:',
+        '      - command: { name: fan.set, ttl: soon }',
+      ].join('\n'),
+    });
+    assert.equal(errors.length, 1);
+    assert.match(errors[0], /^b\.yaml:5:\d+: ttl: "soon" is not a duration of at least 1s/);
+  });
+
   it('points a CEL syntax error at its line and column, in plain, quoted and block scalars', () => {
     const plain = errorsOf({
       'a.yaml': [

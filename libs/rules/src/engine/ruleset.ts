@@ -54,6 +54,8 @@ export interface CommandAction {
   on: ActionTrigger;
   name: string;
   params: CompiledParams;
+  /** The command's time to live (`ttl:`); unset: KERNEL_COMMAND_TTL_MS. */
+  ttlMs?: number;
 }
 
 export interface WebhookAction {
@@ -146,6 +148,7 @@ const commandActionSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.:/-]{1,128}$/, 'command names are 1–128 of A-Z a-z 0-9 _ . : / -'),
   params: z.unknown().optional(),
   on: trigger.default('raise'),
+  ttl: z.union([z.string(), z.number()]).optional(),
 });
 const webhookActionSchema = z.strictObject({
   url: z
@@ -375,7 +378,22 @@ function compileRule(
         const c = commandActionSchema.safeParse(body);
         if (!c.success) return void errors.push(...zodErrors(source, bodyPath, c.error));
         const params = compileParams(source, [...bodyPath, 'params'], c.data.params ?? {}, errors);
-        actions.push({ kind: 'command', index, on: c.data.on, name: c.data.name, params });
+        const ttlMs = c.data.ttl === undefined ? undefined : parseDuration(c.data.ttl);
+        if (c.data.ttl !== undefined && (ttlMs === undefined || ttlMs < 1_000))
+          return void errors.push(
+            source.errorAt(
+              [...bodyPath, 'ttl'],
+              `ttl: "${String(c.data.ttl)}" is not a duration of at least 1s (e.g. 30s, 5m)`,
+            ),
+          );
+        actions.push({
+          kind: 'command',
+          index,
+          on: c.data.on,
+          name: c.data.name,
+          params,
+          ...(ttlMs !== undefined ? { ttlMs } : {}),
+        });
         return;
       }
       case 'webhook': {

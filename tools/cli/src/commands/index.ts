@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerBottleneckCommand } from './bottleneck';
+import { registerCommandsCommand } from './commands';
 import { registerDeadLettersCommand } from './dead-letters';
 import { registerDevicesCommand } from './devices';
 import { registerExplainCommand } from './explain';
@@ -12,4 +13,5 @@ export const commands: ((program: Command) => void)[] = [
   registerRulesCommand,
   registerBottleneckCommand,
   registerExplainCommand,
+  registerCommandsCommand,
 ];
