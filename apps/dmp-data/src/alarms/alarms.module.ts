@@ -1,9 +1,10 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
-import { AlarmErrorCode, alarmEventSchema, DmpError, type AlarmEvent } from '@dmp/contracts';
+import { AlarmErrorCode, alarmEventSchema, type AlarmEvent } from '@dmp/contracts';
 import { streamConsumerProviders, streamController, type RocketMqMessage } from '@dmp/messaging';
 import { linkTo, MetricsRegistry } from '@dmp/observability';
 import { Injectable, Module, type DynamicModule } from '@nestjs/common';
 import type { Counter } from 'prom-client';
+import { parseEventBody } from '../storage/event-body';
 import { AlarmWriter } from './alarm.writer';
 import { alarmsSection, type AlarmsConfig } from './alarms.config';
 
@@ -42,28 +43,12 @@ export class AlarmsService {
   }
 
   private parse(message: RocketMqMessage): AlarmEvent {
-    let json: unknown;
     try {
-      json = JSON.parse(message.body.toString('utf8'));
+      return parseEventBody(message.body, alarmEventSchema, AlarmErrorCode.InvalidAlarmEvent, 'AlarmEvent');
     } catch (error) {
       this.messages.inc({ outcome: 'invalid' });
-      throw new DmpError(
-        AlarmErrorCode.InvalidAlarmEvent,
-        `body is not JSON: ${(error as Error).message}`,
-        false,
-      );
+      throw error;
     }
-    const result = alarmEventSchema.safeParse(json);
-    if (result.success) return result.data;
-    this.messages.inc({ outcome: 'invalid' });
-    throw new DmpError(
-      AlarmErrorCode.InvalidAlarmEvent,
-      `not an AlarmEvent: ${result.error.issues
-        .slice(0, 5)
-        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
-        .join('; ')}`,
-      false,
-    );
   }
 }
 

@@ -1,9 +1,10 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
-import { CommandErrorCode, commandEventSchema, DmpError, type CommandEvent } from '@dmp/contracts';
+import { CommandErrorCode, commandEventSchema, type CommandEvent } from '@dmp/contracts';
 import { streamConsumerProviders, streamController, type RocketMqMessage } from '@dmp/messaging';
 import { linkTo, MetricsRegistry } from '@dmp/observability';
 import { Injectable, Module, type DynamicModule } from '@nestjs/common';
 import type { Counter } from 'prom-client';
+import { parseEventBody } from '../storage/event-body';
 import { CommandWriter } from './command.writer';
 import { commandsSection, type CommandsConfig } from './commands.config';
 
@@ -42,28 +43,12 @@ export class CommandsService {
   }
 
   private parse(message: RocketMqMessage): CommandEvent {
-    let json: unknown;
     try {
-      json = JSON.parse(message.body.toString('utf8'));
+      return parseEventBody(message.body, commandEventSchema, CommandErrorCode.InvalidEvent, 'CommandEvent');
     } catch (error) {
       this.messages.inc({ outcome: 'invalid' });
-      throw new DmpError(
-        CommandErrorCode.InvalidEvent,
-        `body is not JSON: ${(error as Error).message}`,
-        false,
-      );
+      throw error;
     }
-    const result = commandEventSchema.safeParse(json);
-    if (result.success) return result.data;
-    this.messages.inc({ outcome: 'invalid' });
-    throw new DmpError(
-      CommandErrorCode.InvalidEvent,
-      `not an CommandEvent: ${result.error.issues
-        .slice(0, 5)
-        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
-        .join('; ')}`,
-      false,
-    );
   }
 }
 
