@@ -41,12 +41,14 @@ class Harness {
     metrics: NormalizedTelemetry['metrics'],
     now = T0 + offsetMs,
     receivedMs = offsetMs,
+    seq?: number,
   ): MessageEvaluation {
     const message: NormalizedTelemetry = {
       deviceId: device.deviceId,
-      messageId: `m${offsetMs}`,
+      messageId: `m${offsetMs}-${seq ?? ''}`,
       kind: 'telemetry',
       ts: T0 + offsetMs,
+      ...(seq === undefined ? {} : { seq }),
       metrics,
       receivedAt: T0 + receivedMs,
       tenantId: device.tenantId,
@@ -224,7 +226,7 @@ describe('evaluateMessage: the device state (state.latest)', () => {
     assert.deepEqual(late.transitions, []);
   });
 
-  it('the same time replaces: arrival order breaks ties', () => {
+  it('the same time replaces: arrival order breaks ties when a message has no seq', () => {
     const h = new Harness(rules());
     h.send(0, { temp: 46 });
     const r = h.send(0, { temp: 20 });
@@ -233,6 +235,24 @@ describe('evaluateMessage: the device state (state.latest)', () => {
       r.transitions.map((t) => t.transition),
       ['cleared'],
     );
+  });
+
+  it('of the same time, the later message by seq stands, in whichever order the two arrive', () => {
+    // A change event (seq 8, 20 °C) and the snapshot before it (seq 7, still 46 °C) of one millisecond,
+    // consumed from their two topics with the event first: the snapshot must not raise the alarm again.
+    const h = new Harness(rules());
+    h.send(0, { temp: 46 }, T0, 0, 6);
+    const cleared = h.send(1_000, { temp: 20 }, T0 + 1_000, 1_000, 8);
+    assert.deepEqual(
+      cleared.transitions.map((t) => t.transition),
+      ['cleared'],
+    );
+    const snapshot = h.send(1_000, { temp: 46, humidity: 40 }, T0 + 1_000, 1_000, 7);
+    assert.deepEqual(snapshot.state.values, { temp: 20, humidity: 40 });
+    assert.deepEqual(snapshot.state.seq, { temp: 8, humidity: 7 });
+    assert.deepEqual(snapshot.transitions, []);
+    // A redelivered copy of the event (the same seq) replaces its own value.
+    assert.deepEqual(h.send(1_000, { temp: 20 }, T0 + 1_000, 1_000, 8).state.values.temp, 20);
   });
 });
 

@@ -45,13 +45,15 @@ export interface RuleDevice {
   tags: Readonly<Record<string, string>>;
 }
 
-/** A device's recent state: the last known value of each metric and when it was measured. */
+/** A device's recent state: the last known value of each metric, when it was measured, and by which message. */
 export interface DeviceState {
   values: Record<string, MetricValue>;
   ts: Record<string, number>;
+  /** The `seq` of the message a value came from, when it had one: it orders values of the same time. */
+  seq: Record<string, number>;
 }
 
-export const emptyState = (): DeviceState => ({ values: {}, ts: {} });
+export const emptyState = (): DeviceState => ({ values: {}, ts: {}, seq: {} });
 
 /**
  * The condition state of one (device, rule): kept while the condition is pending (holding, `for` not
@@ -437,19 +439,35 @@ export const stateTimeOf = (message: Pick<NormalizedTelemetry, 'ts' | 'receivedA
   Math.min(message.ts, message.receivedAt);
 
 /**
- * The device's state after the message: each of its metrics replaces the known value unless that one is
- * newer (by {@link stateTimeOf}; the same time replaces, so arrival order breaks ties).
+ * Whether a value measured at `at` by a message numbered `seq` replaces the known one (`known`): unless
+ * that one is newer by {@link stateTimeOf}, or of the same time from a later message of the device. A
+ * device's change event and snapshot of one instant are consumed from two topics, in either order, so
+ * arrival order cannot break that tie; it does only when a message has no `seq`. The device state store
+ * keeps the same rule in Redis.
  */
+export function replacesKnown(
+  known: { at: number | undefined; seq: number | undefined },
+  at: number,
+  seq: number | undefined,
+): boolean {
+  if (known.at === undefined || known.at < at) return true;
+  return known.at === at && (known.seq === undefined || seq === undefined || known.seq <= seq);
+}
+
+/** The device's state after the message: each of its metrics replaces the known value by {@link replacesKnown}. */
 export function mergeState(before: DeviceState, message: NormalizedTelemetry): DeviceState {
   const values = { ...before.values };
   const ts = { ...before.ts };
+  const seq = { ...before.seq };
   const at = stateTimeOf(message);
   for (const [name, value] of Object.entries(message.metrics)) {
-    if ((ts[name] ?? -Infinity) > at) continue;
+    if (!replacesKnown({ at: ts[name], seq: seq[name] }, at, message.seq)) continue;
     values[name] = value;
     ts[name] = at;
+    if (message.seq === undefined) delete seq[name];
+    else seq[name] = message.seq;
   }
-  return { values, ts };
+  return { values, ts, seq };
 }
 
 export function celContext(
