@@ -717,7 +717,7 @@ function createTransportMetrics(
   brokers: readonly BrokerLink[],
   inFlightBytes: () => number,
 ): TransportMetrics {
-  return {
+  const metrics: TransportMetrics = {
     processSeconds: registry.histogram(
       'dmp_mqtt_process_seconds',
       'From receiving an MQTT message to acknowledging it (or giving it up for redelivery)',
@@ -780,6 +780,17 @@ function createTransportMetrics(
       },
     ),
   };
+  // Every broker's counters exist from the start at 0: a series appears only once its labels are
+  // used, and a dashboard's rate() or an alert's `> bool` has nothing to read before that.
+  for (const counter of [
+    metrics.intakePauses,
+    metrics.intakePausedSeconds,
+    metrics.redeliveries,
+    metrics.deferred,
+    metrics.unroutable,
+  ])
+    for (const broker of brokers) counter.inc({ broker: broker.address }, 0);
+  return metrics;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
