@@ -69,8 +69,9 @@ type SideEffectCounts = ReturnType<SideEffects['counts']> & { alarms: number; al
 class SideEffects {
   readonly commands = new Map<string, number>();
   readonly webhooks = new Map<string, number>();
-  /** Commands sent again by dmp-kernel (not DUP): id, when. */
-  readonly repeats: string[] = [];
+  /** Commands sent again by dmp-kernel (not DUP): when the first copy came, and this one. */
+  readonly repeats: { commandId: string; firstAt: number; at: number }[] = [];
+  private readonly firstAt = new Map<string, number>();
   /** Commands the broker delivered again to this subscriber (DUP). */
   redelivered = 0;
   private server?: Server;
@@ -104,9 +105,18 @@ class SideEffects {
       }
       const copies = (this.commands.get(commandId) ?? 0) + 1;
       this.commands.set(commandId, copies);
-      if (copies > 1) this.repeats.push(`${commandId} at ${Date.now()}`);
+      if (copies === 1) this.firstAt.set(commandId, Date.now());
+      else this.repeats.push({ commandId, firstAt: this.firstAt.get(commandId)!, at: Date.now() });
     });
     await this.subscriber.subscribeAsync('devices/+/command', { qos: 1 });
+  }
+
+  /**
+   * Repeats of a command that first came before `to` and again after `from`: sent again because the
+   * broker went away before dmp-kernel had its PUBACK (QoS 1; the device executes a command id once).
+   */
+  resentAcross(from: number, to: number): number {
+    return this.repeats.filter((r) => r.firstAt < to && r.at >= from).length;
   }
 
   /** Ids received so far, and sendings beyond the first of each id. */
@@ -144,6 +154,11 @@ interface FaultRow {
   webhooksRepeated: number;
   /** Commands the broker delivered again to the device (DUP, QoS 1): not a second sending. */
   commandsRedelivered: number;
+  /**
+   * Commands sent again because the broker went away before it acknowledged them to dmp-kernel (QoS 1
+   * on that hop): the broker restart only. Not a second sending for one match: the same command id.
+   */
+  commandsResentAcrossRestart: number;
   missing: number;
   recoverySeconds: number;
   /** A few missing messages: id, publish and PUBACK times in ms relative to the fault. */
@@ -247,7 +262,7 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
     await Promise.all([admin.close(), repository.close()]);
   });
 
-  const faults: { name: string; inject: () => Promise<void> }[] = [
+  const faults: { name: string; inject: () => Promise<void>; brokerRestart?: true }[] = [
     { name: 'dmp-mqtt kill -9', inject: () => kill9('dmp-mqtt') },
     { name: 'dmp-kernel kill -9', inject: () => kill9('dmp-kernel') },
     { name: 'dmp-data kill -9', inject: () => kill9('dmp-data') },
@@ -257,7 +272,8 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
     // The broker forgets the shared subscription until dmp-mqtt is back (EMQX the whole session):
     // what devices publish meanwhile is answered PUBACK 0x10 (No matching subscribers), and the
     // simulated devices resend it (`resent` in the table), as docs/devices.md asks of devices.
-    { name: 'MQTT broker restart', inject: () => outage('mosquitto', 0) },
+    // A command the broker took but had not acknowledged to dmp-kernel when it stopped is sent again.
+    { name: 'MQTT broker restart', inject: () => outage('mosquitto', 0), brokerRestart: true },
   ];
 
   for (const fault of faults)
@@ -275,6 +291,7 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
         });
         const injected = Date.now();
         await fault.inject();
+        const restored = Date.now();
         const recovered = acked();
         await waitFor('load after the recovery', () => acked() >= recovered + MESSAGES_AROUND_FAULT, {
           timeoutMs: 300_000,
@@ -296,6 +313,7 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
           commandsRepeated: delta('commandsRepeated'),
           webhooksRepeated: delta('webhooksRepeated'),
           commandsRedelivered: delta('commandsRedelivered'),
+          commandsResentAcrossRestart: fault.brokerRestart ? effects.resentAcross(injected, restored) : 0,
           recoverySeconds,
           missingIds: settled.missing
             .slice(0, 10)
@@ -311,7 +329,7 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
           duplicates: row.duplicates,
           missing: row.missing,
           alarmsRepeated: row.alarmsRepeated,
-          commandsRepeated: row.commandsRepeated,
+          commandsRepeated: row.commandsRepeated - row.commandsResentAcrossRestart,
           webhooksRepeated: row.webhooksRepeated,
         },
         { duplicates: 0, missing: 0, alarmsRepeated: 0, commandsRepeated: 0, webhooksRepeated: 0 },
@@ -326,7 +344,8 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
 
   /**
    * Side effects so far, and those sent more than once: commands and webhooks by id, and alarm episodes
-   * — a device's `raised` transitions (alarm_events, in device time) with no `cleared` between them.
+   * — a device's `raised` transitions (alarm_events, in device time, then in the order of the messages
+   * that caused them: a snapshot and an event may share a millisecond) with no `cleared` between them.
    */
   async function sideEffects(): Promise<SideEffectCounts> {
     const events = await repository.query<{ device_id: string; transition: string; event: string }>(
@@ -334,7 +353,9 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
               concat(toString(transition), ' ', alarm_id, ' v', toString(version), ' ts ', toString(ts_ms),
                      ' ', message_id, ' at ', toString(inserted_at)) AS event
        FROM alarm_events FINAL
-       WHERE device_id LIKE '${prefix}-%' ORDER BY device_id, ts_ms, transition DESC, version`,
+       ANY LEFT JOIN (SELECT message_id, seq FROM telemetry_raw FINAL WHERE device_id LIKE '${prefix}-%')
+         USING message_id
+       WHERE device_id LIKE '${prefix}-%' ORDER BY device_id, ts_ms, seq, version`,
     );
     let alarms = 0;
     let alarmsRepeated = 0;
