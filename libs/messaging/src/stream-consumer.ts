@@ -36,7 +36,7 @@ export interface StreamWriter {
 export function streamController(
   name: string,
   topics: string | string[],
-  handler: Type<StreamHandler>,
+  handler: InjectionToken<StreamHandler>,
 ): Type<unknown> {
   @Controller()
   @UseFilters(RocketMqExceptionFilter)
