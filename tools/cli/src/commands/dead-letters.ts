@@ -1,10 +1,5 @@
-import {
-  ClickHouseRepository,
-  DEAD_LETTER_RECORD_COLUMNS,
-  stringLiteral,
-  type DeadLetterRecord,
-} from '@dmp/clickhouse';
-import { clickhouseSection, loadConfig, mqttSection, redisSection, rocketmqSection } from '@dmp/config';
+import { DEAD_LETTER_RECORD_COLUMNS, stringLiteral, type DeadLetterRecord } from '@dmp/clickhouse';
+import { loadConfig, mqttSection, redisSection, rocketmqSection } from '@dmp/config';
 import {
   CONSUMER_DEAD_LETTER_PROPERTIES,
   DEAD_LETTER_SOURCE_CONSUMER,
@@ -22,6 +17,7 @@ import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { withClickHouse } from './clickhouse';
 
 /**
  * `dmp dead-letters list | replay` — the dead letters dmp-data stored in ClickHouse `dead_letters`.
@@ -102,16 +98,6 @@ ORDER BY received_at_ms ${filter.oldestFirst ? 'ASC' : 'DESC'}, message_id
 LIMIT ${Math.max(1, Math.floor(filter.limit))}`;
 }
 
-async function withClickHouse<T>(run: (clickhouse: ClickHouseRepository) => Promise<T>): Promise<T> {
-  const { clickhouse } = loadConfig({ clickhouse: clickhouseSection });
-  const repository = new ClickHouseRepository(clickhouse);
-  try {
-    return await run(repository);
-  } finally {
-    await repository.close();
-  }
-}
-
 interface ListOptions {
   code?: string;
   device?: string;
@@ -122,7 +108,7 @@ interface ListOptions {
 }
 
 async function list(options: ListOptions): Promise<void> {
-  const rows = await withClickHouse((ch) => ch.query<DeadLetterRecord>(deadLetterQuery(options)));
+  const rows = await withClickHouse({}, (ch) => ch.query<DeadLetterRecord>(deadLetterQuery(options)));
   if (options.json) {
     for (const row of rows) console.log(JSON.stringify(row));
     return;
@@ -205,7 +191,7 @@ type Replayable = { row: DeadLetterRecord; target: Exclude<ReplayTarget, { via: 
 async function replay(options: ReplayOptions): Promise<void> {
   if (options.id === undefined && options.code === undefined)
     throw new InvalidArgumentError('choose what to replay: --id ID, or --code CODE (with --since, --device)');
-  const rows = await withClickHouse((ch) =>
+  const rows = await withClickHouse({}, (ch) =>
     ch.query<DeadLetterRecord>(deadLetterQuery({ ...options, oldestFirst: true })),
   );
   await replayOutbox(

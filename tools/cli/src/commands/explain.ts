@@ -1,5 +1,5 @@
-import { ClickHouseRepository, stringLiteral } from '@dmp/clickhouse';
-import { clickhouseSection, loadConfig } from '@dmp/config';
+import { stringLiteral } from '@dmp/clickhouse';
+import { loadConfig } from '@dmp/config';
 import {
   ALARM_EVENTS_TABLE,
   ALARM_EXPLANATIONS_TABLE,
@@ -8,6 +8,7 @@ import {
 } from '@dmp/contracts';
 import { Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
+import { withClickHouse, withClickHouseOptions, type ClickHouseOptions } from './clickhouse';
 
 /**
  * `dmp explain alarm <id> | aggregate <device> <metric> <minute>` — why a derived value is what it is,
@@ -22,27 +23,8 @@ const jaegerSection = z
   .object({ JAEGER_UI_URL: z.url().default('http://127.0.0.1:16686') })
   .transform((e) => ({ url: e.JAEGER_UI_URL.replace(/\/+$/, '') }));
 
-interface ClickHouseOptions {
-  clickhouseUrl?: string;
-  database?: string;
+interface ExplainOptions extends ClickHouseOptions {
   json?: boolean;
-}
-
-async function withClickHouse<T>(
-  options: ClickHouseOptions,
-  run: (clickhouse: ClickHouseRepository) => Promise<T>,
-): Promise<T> {
-  const env = loadConfig({ clickhouse: clickhouseSection }).clickhouse;
-  const clickhouse = new ClickHouseRepository({
-    ...env,
-    ...(options.clickhouseUrl ? { url: options.clickhouseUrl } : {}),
-    ...(options.database ? { database: options.database } : {}),
-  });
-  try {
-    return await run(clickhouse);
-  } finally {
-    await clickhouse.close();
-  }
 }
 
 const iso = (ms: number): string => (ms > 0 ? new Date(ms).toISOString() : '-');
@@ -107,7 +89,7 @@ FROM telemetry_raw FINAL
 WHERE device_id = ${stringLiteral(deviceId)} AND message_id IN (${messageIds.map(stringLiteral).join(', ')})`,
 };
 
-export async function explainAlarm(alarmId: string, options: ClickHouseOptions): Promise<AlarmExplanation> {
+export async function explainAlarm(alarmId: string, options: ExplainOptions): Promise<AlarmExplanation> {
   const jaeger = loadConfig({ jaeger: jaegerSection }).jaeger.url;
   return withClickHouse(options, async (clickhouse) => {
     const [alarm] = await clickhouse.query<{
@@ -350,7 +332,7 @@ export async function explainAggregate(
   deviceId: string,
   metric: string,
   minuteMs: number,
-  options: ClickHouseOptions,
+  options: ExplainOptions,
 ): Promise<AggregateExplanation> {
   const minute = Math.floor(minuteMs / 60_000) * 60;
   return withClickHouse(options, async (clickhouse) => {
@@ -475,10 +457,7 @@ const minuteArg = (value: string): number => {
 };
 
 const withCommonOptions = (command: Command) =>
-  command
-    .option('--clickhouse-url <url>', 'default CLICKHOUSE_URL')
-    .option('--database <name>', 'default CLICKHOUSE_DATABASE')
-    .option('--json', 'machine-readable output');
+  withClickHouseOptions(command).option('--json', 'machine-readable output');
 
 export function registerExplainCommand(program: Command): void {
   const explain = program
@@ -491,7 +470,7 @@ export function registerExplainCommand(program: Command): void {
       .description(
         "each transition of an alarm: the message that drove it, the values the rule's conditions read, the rule's text and rule set version, the trace id to open in Jaeger (JAEGER_UI_URL)",
       ),
-  ).action(async (alarmId: string, options: ClickHouseOptions) => {
+  ).action(async (alarmId: string, options: ExplainOptions) => {
     const report = await explainAlarm(alarmId, options);
     if (options.json) console.log(JSON.stringify(report, null, 2));
     else printAlarmExplanation(report);
@@ -503,7 +482,7 @@ export function registerExplainCommand(program: Command): void {
       .description(
         'a telemetry_1m row: its raw rows, count/min/max/avg/sum recomputed beside the stored values, late rows, and the dead letters of that device in that minute',
       ),
-  ).action(async (deviceId: string, metric: string, minute: string, options: ClickHouseOptions) => {
+  ).action(async (deviceId: string, metric: string, minute: string, options: ExplainOptions) => {
     const report = await explainAggregate(deviceId, metric, minuteArg(minute), options);
     if (options.json) console.log(JSON.stringify(report, null, 2));
     else printAggregateExplanation(report);
