@@ -11,8 +11,11 @@
  * Own database `dmp_test_current_<random>` on each engine, dropped at the end.
  */
 import {
+  applyCorrection,
   applyMigrations,
   applyRetention,
+  type CorrectionRequest,
+  listCorrections,
   ClickHouseRepository,
   clusterStatements,
   type DeadLetterRecord,
@@ -37,7 +40,7 @@ import {
   expectedAggregates,
 } from '@dmp/testing';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -46,7 +49,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { isDeepStrictEqual } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isDeepStrictEqual, promisify } from 'node:util';
 import { MinuteAggregator } from '../apps/dmp-data/src/aggregation/aggregation.service';
 import { EVERY_DEVICE } from '../apps/dmp-data/src/aggregation/minute-aggregation';
 import { AlarmWriter } from '../apps/dmp-data/src/alarms/alarm.writer';
@@ -72,9 +76,39 @@ import {
   RECENT_START,
 } from './support/analysts-data';
 
+const exec = promisify(execFile);
+
 interface Engine {
   url: string;
   stop(): Promise<void>;
+}
+
+interface LatestValue {
+  device_id: string;
+  metric: string;
+  value: number;
+  text_value: string;
+}
+
+/** What telemetry_latest should hold: the newest value of every metric by device time. */
+function expectedLatest(stored: Iterable<NormalizedTelemetry>): LatestValue[] {
+  const newest = new Map<string, LatestValue>();
+  for (const m of [...stored].sort((a, b) => a.ts - b.ts))
+    for (const [metric, v] of Object.entries(m.metrics))
+      newest.set(`${m.deviceId} ${metric}`, {
+        device_id: m.deviceId,
+        metric,
+        value: typeof v === 'string' ? 0 : Number(v),
+        text_value: typeof v === 'string' ? v : '',
+      });
+  return [...newest.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v);
+}
+
+async function readLatest(repository: ClickHouseRepository): Promise<LatestValue[]> {
+  const rows = await repository.query<LatestValue>(
+    `SELECT device_id, metric, value, text_value FROM ${Tables.latest} FINAL ORDER BY device_id, metric`,
+  );
+  return rows.map((r) => ({ ...r, value: Number(r.value) }));
 }
 
 /** chdb behind tools/chdb/server.py, on a free port, with its data in a temporary folder. */
@@ -241,30 +275,7 @@ for (const engine of engines)
       assert.deepEqual([Number(raw.rows), Number(raw.ids)], [stored.size, stored.size]);
 
       // telemetry_latest: the newest value of every metric by device time, whatever the arrival order.
-      const newest = new Map<
-        string,
-        { device_id: string; metric: string; value: number; text_value: string }
-      >();
-      for (const m of [...stored.values()].sort((a, b) => a.ts - b.ts))
-        for (const [metric, v] of Object.entries(m.metrics))
-          newest.set(`${m.deviceId} ${metric}`, {
-            device_id: m.deviceId,
-            metric,
-            value: typeof v === 'string' ? 0 : Number(v),
-            text_value: typeof v === 'string' ? v : '',
-          });
-      const latest = await repository.query<{
-        device_id: string;
-        metric: string;
-        value: number;
-        text_value: string;
-      }>(
-        `SELECT device_id, metric, value, text_value FROM ${Tables.latest} FINAL ORDER BY device_id, metric`,
-      );
-      assert.deepEqual(
-        latest.map((r) => ({ ...r, value: Number(r.value) })),
-        [...newest.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v),
-      );
+      assert.deepEqual(await readLatest(repository), expectedLatest(stored.values()));
 
       if (features.dateTime64) {
         const times = await repository.query<{ message_id: string; t: string; r: string }>(
@@ -472,6 +483,135 @@ for (const engine of engines)
         ran++;
       }
       assert.ok(ran > 0);
+    });
+
+    it('corrects and deletes stored telemetry, recomputing aggregates and latest values (dmp telemetry)', async () => {
+      // dmp-data's aggregator runs meanwhile: a correction returns once it recomputed the minutes.
+      const aggregator = new MinuteAggregator(
+        repository,
+        config,
+        new MetricsRegistry('clickhouse-current-fix'),
+      );
+      const aggregating = new AbortController();
+      const loop = (async () => {
+        while (!aggregating.signal.aborted) {
+          await aggregator.runOnce();
+          await sleep(200, undefined, { signal: aggregating.signal }).catch(() => undefined);
+        }
+      })();
+      const check = async (what: string) => {
+        // (dev-009's one row went straight to telemetry_raw: it has no latest values)
+        assert.deepEqual(
+          await readLatest(repository),
+          expectedLatest([...stored.values()].filter((m) => m.deviceId !== 'dev-009')),
+          `${what}: latest`,
+        );
+        assert.deepEqual(
+          await readMinuteAggregates(repository, `${Tables.minute} FINAL`, '1 = 1'),
+          expectedAggregates(stored.values()),
+          `${what}: telemetry_1m`,
+        );
+        const [raw] = await repository.query<{ n: string }>(`SELECT count() AS n FROM ${Tables.raw} FINAL`);
+        assert.equal(Number(raw.n), stored.size, `${what}: telemetry_raw`);
+      };
+      const request = (r: Partial<CorrectionRequest>): CorrectionRequest => ({
+        action: 'offset',
+        metric: 'temp',
+        operand: 0,
+        deviceIds: ['dev-002'],
+        fromMs: RECENT_START,
+        toMs: Date.now(),
+        reason: 'test',
+        requestedBy: 'clickhouse-current',
+        ...r,
+      });
+      const ofDevice = (id: string, from: number) =>
+        [...stored.values()].filter((m) => m.deviceId === id && m.ts >= from);
+      try {
+        // dev-002's recent temperatures read 10 °C low: +10 from its second recent reading on, its newest
+        // (the latest value) included.
+        const [, second] = ofDevice('dev-002', RECENT_START)
+          .filter((m) => typeof m.metrics.temp === 'number')
+          .sort((a, b) => a.ts - b.ts);
+        const offset = request({ operand: 10, fromMs: second.ts });
+        const first = await applyCorrection(repository, offset, { timeoutMs: 60_000 });
+        const changed = ofDevice('dev-002', second.ts).filter((m) => typeof m.metrics.temp === 'number');
+        for (const m of changed)
+          stored.set(m.messageId, { ...m, metrics: { ...m.metrics, temp: Number(m.metrics.temp) + 10 } });
+        assert.deepEqual(
+          [first.ranNow, first.record.state, first.record.rows_affected],
+          [true, 'done', changed.length],
+        );
+        await check('offset');
+        // Asked again (an operator's retry): done before, not applied twice.
+        const again = await applyCorrection(
+          repository,
+          { ...offset, reason: 'retry' },
+          { timeoutMs: 60_000 },
+        );
+        assert.deepEqual([again.ranNow, again.record.correction_id], [false, first.record.correction_id]);
+        await check('offset again');
+
+        // dev-001's humidity removed from its recent messages (the messages and their other metrics stay).
+        await applyCorrection(
+          repository,
+          request({ action: 'remove', metric: 'hum', deviceIds: ['dev-001'] }),
+          {
+            timeoutMs: 60_000,
+          },
+        );
+        for (const m of ofDevice('dev-001', RECENT_START))
+          stored.set(m.messageId, {
+            ...m,
+            metrics: Object.fromEntries(Object.entries(m.metrics).filter(([name]) => name !== 'hum')),
+          });
+        await check('remove');
+
+        // dev-003's recent messages deleted, through the CLI: its latest values fall back to its history.
+        const { stdout } = await exec(
+          process.execPath,
+          [
+            join(REPO_ROOT, 'dist/tools/cli/src/main.js'),
+            'telemetry',
+            'delete',
+            '--devices',
+            'dev-003',
+            '--from',
+            new Date(RECENT_START).toISOString(),
+            '--to',
+            String(Date.now()),
+            '--reason',
+            'sensor replaced',
+            '--json',
+          ],
+          { env: { ...process.env, CLICKHOUSE_URL: url, CLICKHOUSE_DATABASE: database } },
+        );
+        const deleted = JSON.parse(stdout) as { state: string; rows_affected: number; ranNow: boolean };
+        const gone = ofDevice('dev-003', RECENT_START).filter((m) => m.ts < Date.now());
+        for (const m of gone) stored.delete(m.messageId);
+        assert.deepEqual([deleted.ranNow, deleted.state, deleted.rows_affected], [true, 'done', gone.length]);
+        await check('delete');
+
+        // Refused, and nothing recorded: a range that ends before it starts, a future end, no reason.
+        for (const [bad, message] of [
+          [request({ fromMs: RECENT_START, toMs: RECENT_START }), /from must be before to/],
+          [request({ toMs: Date.now() + 60_000 }), /to is in the future/],
+          [request({ reason: ' ' }), /say why/],
+          [request({ action: 'delete' }), /none for delete/],
+        ] as const)
+          await assert.rejects(applyCorrection(repository, bad), message);
+        assert.deepEqual(
+          (await listCorrections(repository)).map((c) => [c.action, c.state]),
+          [
+            ['delete', 'done'],
+            ['remove', 'done'],
+            ['offset', 'done'],
+          ],
+        );
+      } finally {
+        aggregating.abort();
+        await loop;
+      }
     });
 
     it('keeps DATA_RETENTION_DAYS: table TTL where the server has it, partition drops on 18.16', async () => {

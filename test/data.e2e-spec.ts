@@ -308,6 +308,7 @@ describe('dmp-data', () => {
       '007_telemetry_1m_source',
       '010_alarm_explanations',
       '011_commands',
+      '012_telemetry_corrections',
     ]);
     assert.equal(first.server, '18.16.1');
     // Newer types wait for a newer server (test/clickhouse-current.e2e-spec.ts runs them on 26.x).
@@ -334,6 +335,7 @@ describe('dmp-data', () => {
       ['alarm_explanations'],
       ['commands'],
       ['command_events'],
+      ['telemetry_corrections'],
     ])
       assert.deepEqual(
         tables.find((table) => table.name === name),
@@ -392,6 +394,7 @@ describe('dmp-data', () => {
         '007_telemetry_1m_source',
         '010_alarm_explanations',
         '011_commands',
+        '012_telemetry_corrections',
       ]);
       await old.insertRows(Tables.raw, [row('after', now, { power: 3, on: true })]);
       assert.deepEqual(

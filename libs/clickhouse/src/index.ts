@@ -1,6 +1,7 @@
 export * from './clickhouse.module';
 export * from './clickhouse.repository';
 export * from './cluster';
+export * from './corrections';
 export * from './errors';
 export * from './migrations';
 export * from './retention';

@@ -9,6 +9,7 @@ import { lowCardinality } from './008_low_cardinality';
 import { millisecondTimes } from './009_millisecond_times';
 import { alarmExplanations } from './010_alarm_explanations';
 import { commands } from './011_commands';
+import { telemetryCorrections } from './012_telemetry_corrections';
 import type { Migration } from './migration';
 
 export * from './migration';
@@ -27,4 +28,5 @@ export const migrations: readonly Migration[] = [
   millisecondTimes,
   alarmExplanations,
   commands,
+  telemetryCorrections,
 ];

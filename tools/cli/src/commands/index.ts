@@ -5,6 +5,7 @@ import { registerDeadLettersCommand } from './dead-letters';
 import { registerDevicesCommand } from './devices';
 import { registerExplainCommand } from './explain';
 import { registerRulesCommand } from './rules';
+import { registerTelemetryCommand } from './telemetry';
 
 /** Every `dmp` sub-command: one module per command group, each exporting a `register(program)` function. */
 export const commands: ((program: Command) => void)[] = [
@@ -14,4 +15,5 @@ export const commands: ((program: Command) => void)[] = [
   registerBottleneckCommand,
   registerExplainCommand,
   registerCommandsCommand,
+  registerTelemetryCommand,
 ];
