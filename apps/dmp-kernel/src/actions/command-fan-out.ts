@@ -5,13 +5,12 @@
  */
 
 /**
- * The brokers to publish on: the connected ones. With none connected, all of them — the publish then
- * waits in the client for its broker and fails on the command timeout, so the command stays in the
- * outbox and is retried, as with one broker.
+ * The brokers to publish on: the connected ones only. With none connected, none: the command fails at
+ * once and stays in the outbox, which sends it again later. A publish left waiting in a disconnected
+ * client would go out on its reconnection as well — a second copy beside the outbox's.
  */
 export function commandTargets(connected: readonly boolean[]): number[] {
-  const up = connected.flatMap((isUp, index) => (isUp ? [index] : []));
-  return up.length > 0 ? up : connected.map((_, index) => index);
+  return connected.flatMap((isUp, index) => (isUp ? [index] : []));
 }
 
 /**

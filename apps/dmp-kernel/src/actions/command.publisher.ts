@@ -5,7 +5,7 @@ import { injectTraceContext, MetricsRegistry, mqttTraceProperties, recordFailure
 import { messageExpirySeconds, type PlannedCommand } from '@dmp/rules';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { context, SpanKind, trace } from '@opentelemetry/api';
-import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Counter, Gauge } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { commandTargets, firstAcknowledged } from './command-fan-out';
@@ -170,21 +170,19 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
       expiresAt,
       replyTopic: deviceCommandReplyTopic(command.deviceId),
     };
-    let timer: NodeJS.Timeout | undefined;
     try {
       if (clients.length === 0) throw new Error('MQTT client not started');
-      const timeoutMs = this.config.rules.commandTimeoutMs;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no PUBACK within ${timeoutMs} ms`)), timeoutMs);
-      });
-      timeout.catch(() => undefined);
-      const body = JSON.stringify(payload);
       const targets = commandTargets(clients.map(({ client }) => client.connected));
+      if (targets.length === 0) throw new Error('no broker connected');
+      const body = JSON.stringify(payload);
       const broker = await firstAcknowledged(
         targets.map((index) => ({
           broker: clients[index].broker,
-          acknowledged: Promise.race([
-            clients[index].client.publishAsync(topic, body, {
+          acknowledged: publishAcknowledged(
+            clients[index].client,
+            topic,
+            body,
+            {
               qos: 1,
               properties: {
                 contentType: 'application/json',
@@ -193,9 +191,9 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
                 responseTopic: deviceCommandReplyTopic(command.deviceId),
                 ...mqttTraceProperties(carrier),
               },
-            }),
-            timeout,
-          ]),
+            },
+            this.config.rules.commandTimeoutMs,
+          ),
         })),
       );
       // Which broker took it first (with several; the others may have taken it too).
@@ -216,10 +214,36 @@ export class CommandPublisher implements OnModuleInit, OnApplicationShutdown {
         { cause: error },
       );
     } finally {
-      clearTimeout(timer);
       span.end();
     }
   }
+}
+
+/**
+ * Publishes at QoS 1 and resolves on the broker's PUBACK. Without one within `timeoutMs` it takes the
+ * message back from the client and rejects: mqtt.js would otherwise send it again on its next connection,
+ * beside the copy the outbox sends when it retries the command.
+ */
+function publishAcknowledged(
+  client: MqttClient,
+  topic: string,
+  body: string,
+  options: IClientPublishOptions,
+  timeoutMs: number,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`no PUBACK within ${timeoutMs} ms`));
+      const waiting = Object.entries(client.outgoing).find(([, entry]) => entry.cb === acknowledged);
+      if (waiting) client.removeOutgoingMessage(Number(waiting[0]));
+    }, timeoutMs);
+    const acknowledged = (error?: Error) => {
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve();
+    };
+    client.publish(topic, body, options, acknowledged);
+  });
 }
 
 function connected(client: MqttClient): Promise<void> {
