@@ -72,7 +72,8 @@ export class KeyedFifo<T> {
   private readonly keys = new Map<string, Key<T>>();
   /** Per group, its keys ready for a pack (nothing running, not held), in the order they became ready. */
   private readonly ready = new Map<string, Set<Key<T>>>();
-  private readonly lingerTimers = new Map<string, NodeJS.Timeout>();
+  /** Per group whose next pack lingers: when it is due. */
+  private readonly lingerTimers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private waitingItems = 0;
   private waitingByteCount = 0;
   private runningItems = 0;
@@ -184,7 +185,7 @@ export class KeyedFifo<T> {
   /** Starts no more packs and hands back the items waiting (running packs go on). */
   close(): T[] {
     this.closed = true;
-    for (const timer of this.lingerTimers.values()) clearTimeout(timer);
+    for (const { timer } of this.lingerTimers.values()) clearTimeout(timer);
     this.lingerTimers.clear();
     this.ready.clear();
     const left: T[] = [];
@@ -230,7 +231,7 @@ export class KeyedFifo<T> {
     const ready = this.ready.get(key.group);
     if (!ready?.delete(key) || ready.size > 0) return;
     this.ready.delete(key.group);
-    clearTimeout(this.lingerTimers.get(key.group));
+    clearTimeout(this.lingerTimers.get(key.group)?.timer);
     this.lingerTimers.delete(key.group);
   }
 
@@ -257,23 +258,30 @@ export class KeyedFifo<T> {
     const maxInFlight = this.options.maxInFlight ?? Number.POSITIVE_INFINITY;
     const lingerMs = this.options.lingerMs ?? 0;
     for (const group of [...this.ready.keys()]) {
-      clearTimeout(this.lingerTimers.get(group));
-      this.lingerTimers.delete(group);
       while (!this.closed && this.running < maxInFlight) {
         const ready = this.ready.get(group);
         if (!ready) break;
         const plan = this.plan(ready);
-        const wait = plan.firstAddedAt + lingerMs - Date.now();
-        if (!plan.full && wait > 0) {
-          this.lingerTimers.set(
-            group,
-            setTimeout(() => this.pump(), wait),
-          );
+        const dueAt = plan.firstAddedAt + lingerMs;
+        if (!plan.full && dueAt > Date.now()) {
+          this.lingerUntil(group, dueAt);
           break;
         }
         this.start(plan);
       }
     }
+  }
+
+  /** Pumps again when a group's next pack is due (a timer left from an earlier pack only pumps once more). */
+  private lingerUntil(group: string, at: number): void {
+    const armed = this.lingerTimers.get(group);
+    if (armed?.at === at) return;
+    clearTimeout(armed?.timer);
+    const timer = setTimeout(() => {
+      this.lingerTimers.delete(group);
+      this.pump();
+    }, at - Date.now());
+    this.lingerTimers.set(group, { at, timer });
   }
 
   /** The next pack of a group: ready keys in order, each up to `maxPerKey`, within the pack's bounds. */
