@@ -177,7 +177,6 @@ export class KeyedFifo<T> {
     if (removed.length === 0) return [];
     this.count(key, -removed.length, -removed.reduce((sum, w) => sum + w.size, 0));
     if (removed[0] === head) this.release(key);
-    if (key.waiting.length === 0) this.unready(key);
     this.forget(key);
     return removed.map((w) => w.item);
   }
