@@ -11,15 +11,10 @@
  * - dmp-data's BatchWriter: `maxItems` + `lingerMs` (its max wait) + `idleMs` + a window, flushed
  *   eagerly while draining; it keeps the held-row bound, the retry budget and the bisection itself.
  *
- * Not yet on it — they hold the per-device ordering invariant and need a per-key FIFO first:
- * - dmp-mqtt's OrderedBatcher (kernel-client) keeps one device's messages in arrival order across
- *   batches and retries: a device's next batch must not start before its previous one settled. It maps
- *   to `groupOf: deviceKey` plus "one batch in flight per group" (a per-key window) — the one mechanism
- *   this core lacks; its retries use `backoffDelay` as the dead-letter path does.
- * - dmp-kernel's LanePacker keeps each device in one lane (a hash of the device) so RocketMQ's FIFO
- *   order per message group holds; lanes map to `groupOf: lane` with a per-group window of 1.
- * Until then, those classes are where ordering is kept (docs/engineering.md, "Per-device order");
- * keep them free of extra `await`s between taking a batch and starting its send.
+ * The two batchers that keep the per-device order — dmp-mqtt's OrderedBatcher and dmp-kernel's
+ * LanePacker — need more than groups: one pack in flight per key, and a key's items in the order added
+ * across packs and retries. They are built on {@link KeyedFifo} (keyed-fifo.ts), which cuts its packs
+ * when they start; see docs/engineering.md, "Per-device order".
  */
 export interface BatcherOptions {
   /** Items per batch at most (at least 1). */

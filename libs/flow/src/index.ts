@@ -1,3 +1,5 @@
+export * from './abort-watch';
 export * from './backoff';
 export * from './batcher';
+export * from './keyed-fifo';
 export * from './split-refused';

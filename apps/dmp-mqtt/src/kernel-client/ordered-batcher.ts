@@ -1,15 +1,16 @@
 import { DmpError, errorMessage, HandOffErrorCode } from '@dmp/contracts';
-import { backoffDelay } from '@dmp/flow';
+import { AbortWatch, backoffDelay, KeyedFifo } from '@dmp/flow';
 
 /**
  * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
  * the transport (`send`) is injected, so it is tested without a network.
  *
- * Order. Each key has a FIFO queue, and only its first messages — up to `maxPerKey`, in queue order, all
- * in one batch — are ever in the pipeline (open batch, batch in flight, or the first of them waiting to
- * retry); the key's next messages enter a batch once those are final. So a key never has messages in two
- * batches at once: with up to `maxConcurrentBatches` calls in flight finishing in any order, and retries
- * in between, a device's later message can never reach the kernel in an earlier call than an earlier one.
+ * Order. Each key has a FIFO queue (`KeyedFifo` of `@dmp/flow`, key = device), and only its first
+ * messages — up to `maxPerKey`, in queue order, all in one batch — are ever in a call; the key's next
+ * messages go once that call was answered (and a message to retry waited its backoff). So a key never
+ * has messages in two batches at once: with up to `maxConcurrentBatches` calls in flight finishing in
+ * any order, and retries in between, a device's later message can never reach the kernel in an earlier
+ * call than an earlier one.
  * Within one call the kernel keeps the order: it stores a device's messages of a topic in batch order
  * and answers those behind a failed one as retryable, not stored (DMP_ERR_PRECEDING_FAILED); they are
  * retried together, behind it. The alternatives were weaker: routing keys to a fixed number of sequential
@@ -18,16 +19,16 @@ import { backoffDelay } from '@dmp/flow';
  * includes the kernel's pack linger); more lets a device's burst, e.g. a replay after being offline, go in
  * a few round trips.
  *
- * Batching. A batch closes at `maxBatchSize` items or `maxBatchBytes`, or `lingerMs` after its first
- * item; while every call slot is busy it keeps filling instead, so batches grow with load.
+ * Batching. A batch is cut when it starts: at `maxBatchSize` items or `maxBatchBytes`, once its first
+ * message waited `lingerMs`; while every call slot is busy messages keep coming, so batches grow with
+ * load. This class adds the retry and give-up rules to the FIFO.
  *
  * Retries. A call that fails, or an outcome marked retryable, puts the item back into a later batch
  * after an exponential backoff with jitter, still as the head of its key, with the key's retried
  * messages behind it (they wait for it rather than back off themselves). After `deadlineMs` since its
  * first attempt it is abandoned ({@link HandOffAbandonedError}) together with the messages of its key
  * queued behind it from the same source (same signal), and the key's later messages from that source
- * are refused, so none overtakes it when it comes back. An
- * item whose signal aborts (its MQTT delivery can no longer be acknowledged) is abandoned as soon as it
+ * are refused, so none overtakes it when it comes back. An item whose signal aborts (its MQTT delivery can no longer be acknowledged) is abandoned as soon as it
  * is not in a call.
  *
  * Part of the per-device order invariant: see docs/engineering.md, "Per-device order".
@@ -78,8 +79,6 @@ export class HandOffAbandonedError extends DmpError {
   }
 }
 
-type EntryState = 'waiting' | 'queued' | 'sending' | 'backoff' | 'done';
-
 interface Entry<T> {
   readonly key: string;
   readonly item: T;
@@ -87,38 +86,25 @@ interface Entry<T> {
   readonly signal: AbortSignal | undefined;
   readonly resolve: (outcome: FinalOutcome) => void;
   readonly reject: (error: HandOffAbandonedError) => void;
-  state: EntryState;
-  /** While queued: the batch, and its place among its key's messages there (0: the key's head). */
-  batch?: Entry<T>[];
-  position: number;
+  done: boolean;
   attempts: number;
   firstAttemptAt?: number;
   lastError?: string;
-  timer?: NodeJS.Timeout;
 }
 
-/** The entries not final yet of one signal, and the one listener that abandons them when it aborts. */
-interface Watch<T> {
-  entries: Set<Entry<T>>;
-  onAbort: () => void;
+/** A key's messages of one call still to go, from its head, and the sources given up at its deadline. */
+interface Retry<T> {
+  entries: Entry<T>[];
+  delayMs: number;
+  gone: Set<AbortSignal | undefined>;
 }
 
 export class OrderedBatcher<T> {
-  private readonly queues = new Map<string, Entry<T>[]>();
-  private open: Entry<T>[] = [];
-  private openBytes = 0;
-  private readonly ready: Entry<T>[][] = [];
-  private lingerTimer?: NodeJS.Timeout;
-  private lingerExpired = false;
-  private inFlight = 0;
+  private readonly fifo: KeyedFifo<Entry<T>>;
   private readonly calls = new Set<Promise<void>>();
+  private readonly aborts = new AbortWatch<Entry<T>>((signal, entries) => this.onAbort(signal, entries));
   private pendingCount = 0;
   private closed = false;
-  /**
-   * One 'abort' listener per signal, not per entry: a connection's signal is shared by every delivery in
-   * flight on it (thousands), and EventTarget's add/removeEventListener are linear in its listeners.
-   */
-  private readonly watches = new Map<AbortSignal, Watch<T>>();
   /** Keys whose head a source (signal) gave up: that source's later messages of the key come back after it. */
   private readonly gaps = new WeakMap<AbortSignal, Set<string>>();
 
@@ -126,16 +112,22 @@ export class OrderedBatcher<T> {
     private readonly options: OrderedBatcherOptions,
     private readonly send: SendBatch<T>,
     private readonly hooks: OrderedBatcherHooks = {},
-  ) {}
+  ) {
+    this.fifo = new KeyedFifo<Entry<T>>(
+      {
+        maxItems: options.maxBatchSize,
+        maxBytes: options.maxBatchBytes,
+        maxPerKey: options.maxPerKey,
+        lingerMs: options.lingerMs,
+        maxInFlight: options.maxConcurrentBatches,
+      },
+      { keyOf: (entry) => entry.key, sizeOf: (entry) => entry.bytes, run: (batch) => this.track(batch) },
+    );
+  }
 
   /** Items submitted and not final yet. */
   get pending(): number {
     return this.pendingCount;
-  }
-
-  /** Calls in flight. */
-  get activeCalls(): number {
-    return this.inFlight;
   }
 
   /** Resolves with the final outcome; rejects with {@link HandOffAbandonedError} when it gives up. */
@@ -154,127 +146,32 @@ export class OrderedBatcher<T> {
         reject(new HandOffAbandonedError('behind-abandoned', 0, undefined));
         return;
       }
-      const entry: Entry<T> = {
-        key,
-        item,
-        bytes,
-        signal,
-        resolve,
-        reject,
-        state: 'waiting',
-        position: 0,
-        attempts: 0,
-      };
-      let queue = this.queues.get(key);
-      if (!queue) this.queues.set(key, (queue = []));
-      queue.push(entry);
+      const entry: Entry<T> = { key, item, bytes, signal, resolve, reject, done: false, attempts: 0 };
       this.pendingCount++;
-      if (signal) this.watch(signal, entry);
-      if (queue.length === 1) this.schedule(entry);
-      else this.join(queue[queue.length - 2], entry);
+      if (signal) this.aborts.add(signal, entry);
+      this.fifo.add(entry);
     });
   }
 
   /** Stops: gives up everything not in a call now, and waits for the calls in flight. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const queue of [...this.queues.values()]) {
-      for (const entry of [...queue]) if (entry.state !== 'sending') this.abandon(entry, 'closed');
-    }
+    for (const entry of this.fifo.close()) this.abandon(entry, 'closed');
     await Promise.allSettled([...this.calls]);
   }
 
-  /** Puts the head of a key into the open batch, with the key's messages waiting behind it as far as they fit. */
-  private schedule(head: Entry<T>): void {
-    if (this.closed) return this.abandon(head, 'closed');
-    if (head.signal?.aborted) return this.abandon(head, 'aborted');
-    const { maxBatchBytes, maxPerKey } = this.options;
-    if (this.open.length > 0 && this.openBytes + head.bytes > maxBatchBytes) this.closeOpen();
-    const wasEmpty = this.open.length === 0;
-    this.enqueue(head, 0);
-    const queue = this.queues.get(head.key)!;
-    for (let i = 1; i < queue.length && i < maxPerKey; i++) {
-      const next = queue[i];
-      if (next.state !== 'waiting' || !this.fits(next)) break;
-      this.enqueue(next, i);
-    }
-    this.afterEnqueue(wasEmpty);
-  }
-
-  /** A key's new message joins its predecessor's batch while that is still open and has room for the key. */
-  private join(previous: Entry<T>, entry: Entry<T>): void {
-    if (previous.state !== 'queued' || previous.batch !== this.open) return;
-    if (previous.position + 1 >= this.options.maxPerKey || !this.fits(entry)) return;
-    this.enqueue(entry, previous.position + 1);
-    this.afterEnqueue(false);
-  }
-
-  private fits(entry: Entry<T>): boolean {
-    return (
-      this.open.length < this.options.maxBatchSize &&
-      this.openBytes + entry.bytes <= this.options.maxBatchBytes
-    );
-  }
-
-  private enqueue(entry: Entry<T>, position: number): void {
-    entry.state = 'queued';
-    entry.batch = this.open;
-    entry.position = position;
-    entry.firstAttemptAt ??= Date.now();
-    this.open.push(entry);
-    this.openBytes += entry.bytes;
-  }
-
-  /** Closes a full batch, or starts the linger of a new one; then sends what can go. */
-  private afterEnqueue(wasEmpty: boolean): void {
-    const { lingerMs } = this.options;
-    if (this.open.length >= this.options.maxBatchSize) this.closeOpen();
-    else if (wasEmpty) {
-      if (lingerMs === 0) this.lingerExpired = true;
-      else {
-        this.lingerTimer = setTimeout(() => {
-          this.lingerTimer = undefined;
-          this.lingerExpired = true;
-          this.pump();
-        }, lingerMs);
-      }
-    }
-    this.pump();
-  }
-
-  private closeOpen(): void {
-    if (this.open.length === 0) return;
-    this.ready.push(this.open);
-    this.open = [];
-    this.openBytes = 0;
-    this.lingerExpired = false;
-    if (this.lingerTimer) clearTimeout(this.lingerTimer);
-    this.lingerTimer = undefined;
-  }
-
-  private pump(): void {
-    while (this.inFlight < this.options.maxConcurrentBatches) {
-      if (this.ready.length === 0 && this.lingerExpired) this.closeOpen();
-      const batch = this.ready.shift();
-      if (!batch) return;
-      const live = batch.filter((entry) => {
-        if (entry.state !== 'queued') return false;
-        if (!entry.signal?.aborted) return true;
-        this.abandon(entry, 'aborted');
-        return false;
-      });
-      if (live.length === 0) continue;
-      const call = this.sendBatch(live);
-      this.calls.add(call);
-      void call.finally(() => this.calls.delete(call));
-    }
+  private track(batch: Entry<T>[]): Promise<void> {
+    const call = this.sendBatch(batch);
+    this.calls.add(call);
+    void call.finally(() => this.calls.delete(call));
+    return call;
   }
 
   private async sendBatch(batch: Entry<T>[]): Promise<void> {
-    this.inFlight++;
+    const now = Date.now();
     for (const entry of batch) {
-      entry.state = 'sending';
       entry.attempts++;
+      entry.firstAttemptAt ??= now;
     }
     const started = performance.now();
     let outcomes: readonly (HandOffOutcome | undefined)[] = [];
@@ -284,11 +181,9 @@ export class OrderedBatcher<T> {
     } catch (error) {
       failure = error;
     }
-    this.inFlight--;
     this.hooks.onBatchDone?.(batch.length, (performance.now() - started) / 1000, failure);
+    const retries = new Map<string, Retry<T>>();
     batch.forEach((entry, i) => {
-      // Given up with the key's head before it (the head's deadline): it comes back after the head.
-      if (entry.state === 'done') return;
       const outcome = failure === undefined ? outcomes[i] : undefined;
       if (outcome?.accepted) this.finish(entry, { accepted: true });
       else if (outcome && !outcome.retryable) {
@@ -303,59 +198,57 @@ export class OrderedBatcher<T> {
           : failure !== undefined
             ? errorMessage(failure)
             : 'no outcome for this message in the answer';
-        this.retry(entry, reason);
+        let retry = retries.get(entry.key);
+        if (!retry) retries.set(entry.key, (retry = { entries: [], delayMs: 0, gone: new Set() }));
+        this.retry(entry, reason, retry);
       }
     });
-    this.pump();
+    // Back at the head of their keys, before what waited meanwhile; the key waits for its head's backoff.
+    for (const retry of retries.values()) {
+      if (retry.entries.length > 0) this.fifo.retry(retry.entries, retry.delayMs);
+    }
   }
 
-  private retry(entry: Entry<T>, reason: string): void {
+  /** A message of the call to try again: the key's first such is its head, the others wait behind it. */
+  private retry(entry: Entry<T>, reason: string, retry: Retry<T>): void {
     entry.lastError = reason;
     this.hooks.onRetry?.(reason);
+    // Given up with the key's head before it (the head's deadline): it comes back after the head.
+    if (retry.gone.has(entry.signal)) return this.abandon(entry, 'behind-abandoned');
     if (this.closed) return this.abandon(entry, 'closed');
     if (entry.signal?.aborted) return this.abandon(entry, 'aborted');
-    if (this.queues.get(entry.key)![0] !== entry) {
-      // Behind its key's head, which retried or is final already: it goes again with the key's next batch.
-      entry.state = 'waiting';
-      return;
+    if (retry.entries.length === 0) {
+      const { baseMs, maxBackoffMs, deadlineMs } = this.options.retry;
+      const delay = backoffDelay(entry.attempts, { baseMs, maxMs: maxBackoffMs, jitter: 0.5 });
+      if (Date.now() + delay - entry.firstAttemptAt! > deadlineMs) return this.giveUp(entry, retry);
+      retry.delayMs = delay;
     }
-    const { baseMs, maxBackoffMs, deadlineMs } = this.options.retry;
-    const delay = backoffDelay(entry.attempts, { baseMs, maxMs: maxBackoffMs, jitter: 0.5 });
-    if (Date.now() + delay - entry.firstAttemptAt! > deadlineMs) return this.abandon(entry, 'deadline');
-    entry.state = 'backoff';
-    entry.timer = setTimeout(() => {
-      entry.timer = undefined;
-      this.schedule(entry);
-    }, delay);
+    retry.entries.push(entry);
   }
 
-  private watch(signal: AbortSignal, entry: Entry<T>): void {
-    let watch = this.watches.get(signal);
-    if (!watch) {
-      const entries = new Set<Entry<T>>();
-      const onAbort = () => {
-        this.watches.delete(signal);
-        for (const aborted of [...entries]) this.onAbort(aborted);
-      };
-      watch = { entries, onAbort };
-      this.watches.set(signal, watch);
-      signal.addEventListener('abort', onAbort, { once: true });
+  /**
+   * Abandons a key's head at its deadline. A gap in the key's sequence: what came after it from the same
+   * source (in the call or waiting) is given up too, and what that source submits for the key later is
+   * refused, so none overtakes it when it comes back.
+   */
+  private giveUp(head: Entry<T>, retry: Retry<T>): void {
+    this.abandon(head, 'deadline');
+    retry.gone.add(head.signal);
+    for (const behind of this.fifo.remove(head.key, (entry) => entry.signal === head.signal)) {
+      this.abandon(behind, 'behind-abandoned');
     }
-    watch.entries.add(entry);
+    if (head.signal) {
+      let keys = this.gaps.get(head.signal);
+      if (!keys) this.gaps.set(head.signal, (keys = new Set()));
+      keys.add(head.key);
+    }
   }
 
-  private unwatch(entry: Entry<T>): void {
-    const watch = entry.signal && this.watches.get(entry.signal);
-    if (!watch) return;
-    watch.entries.delete(entry);
-    if (watch.entries.size > 0) return;
-    this.watches.delete(entry.signal);
-    entry.signal.removeEventListener('abort', watch.onAbort);
-  }
-
-  private onAbort(entry: Entry<T>): void {
-    // In a call: its answer still counts. Queued in a batch: dropped when the batch is sent.
-    if (entry.state === 'waiting' || entry.state === 'backoff') this.abandon(entry, 'aborted');
+  /** The signal's messages not in a call are abandoned; those in a call count with their answer. */
+  private onAbort(signal: AbortSignal, entries: ReadonlySet<Entry<T>>): void {
+    for (const key of new Set([...entries].map((entry) => entry.key))) {
+      for (const entry of this.fifo.remove(key, (e) => e.signal === signal)) this.abandon(entry, 'aborted');
+    }
   }
 
   private finish(entry: Entry<T>, outcome: FinalOutcome): void {
@@ -363,35 +256,17 @@ export class OrderedBatcher<T> {
   }
 
   private abandon(entry: Entry<T>, reason: AbandonReason): void {
-    // A gap in a key's sequence: what came after it from the same source must not overtake it.
-    if (reason !== 'aborted' && this.queues.get(entry.key)?.[0] === entry) {
-      for (const behind of [...this.queues.get(entry.key)!].slice(1)) {
-        if (behind.signal === entry.signal) this.abandon(behind, 'behind-abandoned');
-      }
-      if (entry.signal) {
-        let keys = this.gaps.get(entry.signal);
-        if (!keys) this.gaps.set(entry.signal, (keys = new Set()));
-        keys.add(entry.key);
-      }
-    }
     if (!this.settle(entry)) return;
     this.hooks.onAbandon?.(reason);
     entry.reject(new HandOffAbandonedError(reason, entry.attempts, entry.lastError));
   }
 
-  /** Marks an entry final and lets the next of its key in. False when it already was final. */
+  /** Marks an entry final. False when it already was. */
   private settle(entry: Entry<T>): boolean {
-    if (entry.state === 'done') return false;
-    entry.state = 'done';
+    if (entry.done) return false;
+    entry.done = true;
     this.pendingCount--;
-    if (entry.timer) clearTimeout(entry.timer);
-    this.unwatch(entry);
-    const queue = this.queues.get(entry.key)!;
-    const index = queue.indexOf(entry);
-    queue.splice(index, 1);
-    if (queue.length === 0) this.queues.delete(entry.key);
-    // The next head waits while it is still in a batch with this one.
-    else if (index === 0 && queue[0].state === 'waiting') this.schedule(queue[0]);
+    this.aborts.delete(entry.signal, entry);
     return true;
   }
 }
