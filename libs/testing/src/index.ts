@@ -8,3 +8,4 @@ export * from './emqx-http-auth';
 export * from './admin-api';
 export * from './cluster';
 export * from './mosquitto';
+export * from './rocketmq-admin';
