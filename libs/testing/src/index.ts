@@ -9,3 +9,4 @@ export * from './admin-api';
 export * from './cluster';
 export * from './mosquitto';
 export * from './rocketmq-admin';
+export * from './bad-inputs';
