@@ -10,3 +10,4 @@ export * from './cluster';
 export * from './mosquitto';
 export * from './rocketmq-admin';
 export * from './bad-inputs';
+export * from './edge-inputs';
