@@ -19,6 +19,7 @@ import {
 import { errorMessage, StorageErrorCode, type DmpError, type NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
+  createRocketmqResources,
   freePort,
   getJaegerTrace,
   metricSum,
@@ -251,6 +252,20 @@ describe('dmp-data', () => {
   };
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        [topics.event]: 'FIFO',
+        [topics.snapshot]: 'FIFO',
+        [topics.alarm]: 'FIFO',
+        [topics.deadLetter]: 'NORMAL',
+      },
+      groups: {
+        [CONSUMER_GROUP]: 'orderly',
+        dmp_data_alarm_test: 'orderly',
+        dmp_data_dead_letter_test: 'concurrently',
+        [DLQ_GROUP]: 'concurrently',
+      },
+    });
     relay = new Relay(await freePort(), {
       host: new URL(stack.clickhouse.url).hostname,
       port: Number(new URL(stack.clickhouse.url).port),
