@@ -1017,7 +1017,12 @@ describe('dmp-data', () => {
     // again: the cursor passes those marks too.
     await waitFor('the cursor past every mark', passed, { timeoutMs: 90_000, intervalMs: 300 });
     const idle = await cursor();
-    await sleep(3_000); // ≈ 10 passes (DATA_AGGREGATION_INTERVAL_MS 300)
+    const passes = () => readMetric(app!.baseUrl, 'dmp_data_aggregation_passes_total');
+    const passesBefore = await passes();
+    await waitFor('10 more passes over the mark log', async () => (await passes()) >= passesBefore + 10, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
     assert.equal(await cursor(), idle, 'no progress without marks');
 
     // Written the way the writer writes it. Not sent through RocketMQ: after the kill -9 above, a FIFO
