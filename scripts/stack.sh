@@ -439,7 +439,8 @@ stack_admin() {
 }
 
 # DMP's topics and groups are listed once, in docker/rocketmq/ (what docker-compose.yml's rocketmq-init
-# applies); the stack adds its tests' own from scripts/stack/rocketmq-{topics,groups}.txt.
+# applies); the stack adds the benchmark's and a few tests' from scripts/stack/rocketmq-{topics,groups}.txt
+# (other tests create their own: createRocketmqResources in libs/testing).
 rocketmq_list() { echo "$CONF_DIR/rocketmq/$1.txt"; }
 rocketmq_lists() {
   local kind

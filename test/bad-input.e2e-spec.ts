@@ -1,5 +1,5 @@
 /**
- * Every hostile input of the catalog (test/support/bad-inputs.ts, issue #18), once each, between good
+ * Every hostile input of the catalog (libs/testing bad-inputs.ts, issue #18), once each, between good
  * messages, through the real chain: Mosquitto → dmp-mqtt → dmp-kernel → RocketMQ → dmp-data → ClickHouse.
  * Each must end as its template says — exactly one dead letter with its code, stored once, or never
  * delivered — and every good message sent around them must be stored. dmp-mqtt subscribes as in
@@ -10,12 +10,22 @@
  */
 import { createClient } from '@clickhouse/client';
 import { RejectCode } from '@dmp/contracts';
-import { callAdminApi, freePort, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import {
+  BAD_INPUT_TEMPLATES,
+  callAdminApi,
+  createRocketmqResources,
+  freePort,
+  stack,
+  startApp,
+  waitFor,
+  type BadInputContext,
+  type HostilePublish,
+  type RunningApp,
+} from '@dmp/testing';
 import mqtt, { type MqttClient } from 'mqtt';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { BAD_INPUT_TEMPLATES, type BadInputContext, type HostilePublish } from './support/bad-inputs';
 
 const run = randomBytes(3).toString('hex');
 const prefix = `bad-${run}`;
@@ -63,6 +73,14 @@ describe('hostile device inputs: each refused as it should be, nothing good lost
     (await clickhouse.query({ query: sql, format: 'JSONEachRow' })).json<T>();
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        dmp_badinput_test_event: 'FIFO',
+        dmp_badinput_test_snapshot: 'FIFO',
+        dmp_badinput_test_dead_letter: 'NORMAL',
+      },
+      groups: { dmp_data_badinput_test: 'orderly', dmp_data_dead_letter_badinput_test: 'concurrently' },
+    });
     const common = {
       CLICKHOUSE_DATABASE: database,
       REDIS_URL: redisUrl,

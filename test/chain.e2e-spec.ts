@@ -6,6 +6,7 @@ import { createClient } from '@clickhouse/client';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import {
+  createRocketmqResources,
   freePort,
   getJaegerTrace,
   inQueueOrder,
@@ -82,6 +83,10 @@ describe('the chain, end to end', () => {
   });
 
   before(async () => {
+    await createRocketmqResources({
+      // An observer of dmp-kernel's output; the topics are DMP's own (docker/rocketmq/topics.txt).
+      groups: { dmp_chain_observer: 'concurrently' },
+    });
     const common = { CLICKHOUSE_DATABASE: database, OTEL_TRACES_SAMPLE_RATIO: '1', LOG_LEVEL: 'warn' };
     const kernelGrpc = `127.0.0.1:${await freePort()}`;
     apps.push(await startApp('dmp-data', { ...common }, { label: `chain-${run}-dmp-data` }));

@@ -19,7 +19,16 @@ import {
   type TelemetryGrpcPackage,
   type TelemetryRequest,
 } from '@dmp/contracts';
-import { freePort, readMetric, REPO_ROOT, stack, startApp, waitFor, type RunningApp } from '@dmp/testing';
+import {
+  createRocketmqResources,
+  freePort,
+  readMetric,
+  REPO_ROOT,
+  stack,
+  startApp,
+  waitFor,
+  type RunningApp,
+} from '@dmp/testing';
 import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { Redis } from 'ioredis';
@@ -121,6 +130,22 @@ describe('the command ledger end to end', { timeout: 300_000 }, () => {
     ).stdout;
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        [TOPICS.event]: 'FIFO',
+        [TOPICS.snapshot]: 'FIFO',
+        [TOPICS.alarm]: 'FIFO',
+        [TOPICS.command]: 'FIFO',
+        [TOPICS.deadLetter]: 'NORMAL',
+      },
+      groups: {
+        dmp_commands_test_data: 'orderly',
+        dmp_commands_test_alarm: 'orderly',
+        dmp_commands_test_command: 'orderly',
+        dmp_commands_test_rules: 'orderly',
+        dmp_commands_test_dlq: 'concurrently',
+      },
+    });
     await redis.connect();
     for (const name of [...BEHAVIOURS, 'v3'] as const) {
       await redis.hset(deviceRegistryKey(dev(name)), {

@@ -9,6 +9,7 @@ import { ClickHouseRepository, type DeadLetterRecord } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
+  createRocketmqResources,
   readMetric,
   REPO_ROOT,
   silentNestLogger,
@@ -66,6 +67,20 @@ describe('dmp-data through a storage outage longer than its delivery limit', () 
     });
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        [topics.event]: 'FIFO',
+        [topics.snapshot]: 'FIFO',
+        [topics.alarm]: 'FIFO',
+        [topics.deadLetter]: 'NORMAL',
+      },
+      // The dead-letter group waits for ClickHouse as long as it takes: no broker retry limit in reach.
+      groups: {
+        [groups.data]: 'orderly',
+        [groups.alarm]: 'orderly',
+        [groups.deadLetter]: { orderly: false, retryMaxTimes: 100_000 },
+      },
+    });
     await producer.start();
     app = await startApp(
       'dmp-data',

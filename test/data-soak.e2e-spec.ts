@@ -2,12 +2,14 @@
  * dmp-data under load while it is killed (`kill -9`) and while RocketMQ's broker restarts, against the
  * real local stack. Two dmp-data instances share the load (one consumer group); afterwards ClickHouse
  * must hold every distinct message sent exactly once, and every 1-minute aggregate must equal its
- * recomputation from the deduplicated raw rows. Own topics (dmp_soak_test_*), groups and database.
+ * recomputation from the deduplicated raw rows. Own topics (dmp_soak_test_*) and groups, created by the
+ * test, and database.
  */
 import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
+  createRocketmqResources,
   readMetric,
   readMinuteAggregates,
   recomputedFromRaw,
@@ -34,9 +36,10 @@ const topics = {
 const DEVICES = 100;
 /** Per device: 4 messages a second, so 400 msg/s in all. */
 const SEND_INTERVAL_MS = 250;
-/** How long the broker-restart run sends (the kill run sends until its kills are over). */
-const LOAD_MS = 75_000;
-/** Messages an instance stores after its start before it is killed (≈ 2.5 s of its half of the load). */
+/**
+ * Messages an instance stores after its start before it is killed, and each stores mid-stream before a
+ * broker restart (≈ 2.5 s of its half of the load).
+ */
 const STORED_BEFORE_KILL = 500;
 /**
  * Messages the surviving instance stores alone before the killed one comes back (≈ 1 s of its half: the
@@ -45,6 +48,11 @@ const STORED_BEFORE_KILL = 500;
 const STORED_ALONE = 200;
 /** One message in this many is sent twice, as a producer retry would. */
 const DUPLICATE_EVERY = 20;
+const groups = {
+  data: 'dmp_data_soak_test',
+  alarm: 'dmp_data_alarm_soak_test',
+  deadLetter: 'dmp_data_dead_letter_soak_test',
+};
 
 describe('dmp-data through crashes and broker restarts', () => {
   // DROP DATABASE waits for running merges: more than the default 30 s on a busy 2-core machine.
@@ -66,9 +74,9 @@ describe('dmp-data through crashes and broker restarts', () => {
     ROCKETMQ_TOPIC_SNAPSHOT: topics.snapshot,
     ROCKETMQ_TOPIC_ALARM: topics.alarm,
     ROCKETMQ_TOPIC_DEAD_LETTER: topics.deadLetter,
-    DATA_CONSUMER_GROUP: 'dmp_data_soak_test',
-    ALARM_CONSUMER_GROUP: 'dmp_data_alarm_soak_test',
-    DEAD_LETTER_CONSUMER_GROUP: 'dmp_data_dead_letter_soak_test',
+    DATA_CONSUMER_GROUP: groups.data,
+    ALARM_CONSUMER_GROUP: groups.alarm,
+    DEAD_LETTER_CONSUMER_GROUP: groups.deadLetter,
     // A killed instance's messages come back after this long (the broker's lower bound).
     DATA_INVISIBLE_MS: '10000',
     DATA_AGGREGATION_LATENESS_MS: '0',
@@ -87,6 +95,15 @@ describe('dmp-data through crashes and broker restarts', () => {
   };
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        [topics.event]: 'FIFO',
+        [topics.snapshot]: 'FIFO',
+        [topics.alarm]: 'FIFO',
+        [topics.deadLetter]: 'NORMAL',
+      },
+      groups: { [groups.data]: 'orderly', [groups.alarm]: 'orderly', [groups.deadLetter]: 'concurrently' },
+    });
     await producer.start();
     await Promise.all([startInstance(0), startInstance(1)]);
   });
@@ -105,20 +122,15 @@ describe('dmp-data through crashes and broker restarts', () => {
     readMetric(app!.baseUrl, 'dmp_data_messages_total', { outcome: 'stored' });
 
   /**
-   * Sends, per device in order, a message every SEND_INTERVAL_MS — for `loadMs`, or until `chaos` is over —
-   * retrying each until RocketMQ takes it (as dmp-kernel does), and runs `chaos` meanwhile. Returns the
-   * distinct messages sent.
+   * Sends, per device in order, a message every SEND_INTERVAL_MS until `chaos` is over, retrying each
+   * until RocketMQ takes it (as dmp-kernel does), and runs `chaos` meanwhile. Returns the distinct
+   * messages sent.
    */
-  async function underLoad(
-    label: string,
-    chaos: () => Promise<void>,
-    loadMs?: number,
-  ): Promise<NormalizedTelemetry[]> {
+  async function underLoad(label: string, chaos: () => Promise<void>): Promise<NormalizedTelemetry[]> {
     const sent: NormalizedTelemetry[] = [];
     const base = Date.now() - 15 * 60_000;
-    const end = Date.now() + (loadMs ?? 0);
     let chaosOver = false;
-    const loading = () => !stopping && (loadMs === undefined ? !chaosOver : Date.now() < end);
+    const loading = () => !stopping && !chaosOver;
     const send = async (message: NormalizedTelemetry) => {
       for (;;) {
         try {
@@ -259,17 +271,26 @@ describe('dmp-data through crashes and broker restarts', () => {
   });
 
   it("stores every message exactly once, and exact aggregates, while RocketMQ's broker restarts", async () => {
+    const storedByBoth = () => Promise.all(instances.map(stored));
+    /** Both instances have stored `count` more messages than they had stored at `from`. */
+    const bothStoring = async (what: string, from: number[], count: number) =>
+      waitFor(what, async () => (await storedByBoth()).every((now, i) => now >= from[i] + count), {
+        timeoutMs: 120_000,
+      });
     let restartsDone = 0;
-    const sent = await underLoad(
-      'broker',
-      async () => {
-        for (const pauseMs of [15_000, 15_000]) {
-          await sleep(pauseMs);
-          await restartRocketMqBroker();
-          restartsDone++;
-        }
-      },
-      LOAD_MS,
+    const started = Date.now();
+    const sent = await underLoad('broker', async () => {
+      for (let restart = 0; restart < 2; restart++) {
+        // Mid-stream: both instances store this run's load when the broker goes.
+        await bothStoring('both instances storing', await storedByBoth(), STORED_BEFORE_KILL);
+        await restartRocketMqBroker();
+        restartsDone++;
+      }
+      // The load goes on until both instances store again after the last restart.
+      await bothStoring('both instances storing after the restart', await storedByBoth(), STORED_BEFORE_KILL);
+    });
+    console.log(
+      `# ${sent.length} messages sent in ${Math.round((Date.now() - started) / 1000)} s, 2 restarts`,
     );
     assert.equal(restartsDone, 2);
     await assertExact(sent);

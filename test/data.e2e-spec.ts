@@ -19,6 +19,7 @@ import {
 import { errorMessage, StorageErrorCode, type DmpError, type NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
+  createRocketmqResources,
   freePort,
   getJaegerTrace,
   metricSum,
@@ -251,6 +252,20 @@ describe('dmp-data', () => {
   };
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        [topics.event]: 'FIFO',
+        [topics.snapshot]: 'FIFO',
+        [topics.alarm]: 'FIFO',
+        [topics.deadLetter]: 'NORMAL',
+      },
+      groups: {
+        [CONSUMER_GROUP]: 'orderly',
+        dmp_data_alarm_test: 'orderly',
+        dmp_data_dead_letter_test: 'concurrently',
+        [DLQ_GROUP]: 'concurrently',
+      },
+    });
     relay = new Relay(await freePort(), {
       host: new URL(stack.clickhouse.url).hostname,
       port: Number(new URL(stack.clickhouse.url).port),
@@ -1005,7 +1020,12 @@ describe('dmp-data', () => {
     // again: the cursor passes those marks too.
     await waitFor('the cursor past every mark', passed, { timeoutMs: 90_000, intervalMs: 300 });
     const idle = await cursor();
-    await sleep(3_000); // ≈ 10 passes (DATA_AGGREGATION_INTERVAL_MS 300)
+    const passes = () => readMetric(app!.baseUrl, 'dmp_data_aggregation_passes_total');
+    const passesBefore = await passes();
+    await waitFor('10 more passes over the mark log', async () => (await passes()) >= passesBefore + 10, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
     assert.equal(await cursor(), idle, 'no progress without marks');
 
     // Written the way the writer writes it. Not sent through RocketMQ: after the kill -9 above, a FIFO

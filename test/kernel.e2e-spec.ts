@@ -19,6 +19,7 @@ import {
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import { HealthRegistry, MetricsRegistry } from '@dmp/observability';
 import {
+  createRocketmqResources,
   drainReceived,
   freePort,
   getJaegerTrace,
@@ -121,6 +122,10 @@ describe('dmp-kernel', { timeout: 240_000 }, () => {
     );
 
   before(async () => {
+    await createRocketmqResources({
+      topics: { [EVENT_TOPIC]: 'FIFO', [SNAPSHOT_TOPIC]: 'FIFO' },
+      groups: { dmp_kernel_test: 'orderly' },
+    });
     await consumer.startup();
     // One loop per topic (receive() would alternate topics, long-polling the idle one). The first
     // receive drains leftovers of earlier runs and gives a new group its offsets before anything is sent.

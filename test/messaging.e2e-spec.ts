@@ -2,7 +2,7 @@
  * @dmp/messaging against the real RocketMQ proxy (scripts/stack.sh): own topics
  * `dmp_messaging_test` (NORMAL) and `dmp_messaging_test_fifo` (FIFO), own groups
  * `dmp_messaging_test`, `dmp_messaging_test_fifo` (orderly) and `dmp_messaging_test_dlq` (reads
- * the shared `dmp_dead_letter` topic) — see scripts/stack/rocketmq-{topics,groups}.txt.
+ * the shared `dmp_dead_letter` topic), created by the test.
  * Spans are recorded in memory by a tracer provider registered here.
  */
 import { DmpError } from '@dmp/contracts';
@@ -16,7 +16,15 @@ import {
   type RocketMqMessage,
 } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
-import { drainReceived, metricSum, silentClientLogger, silentNestLogger, stack, waitFor } from '@dmp/testing';
+import {
+  createRocketmqResources,
+  drainReceived,
+  metricSum,
+  silentClientLogger,
+  silentNestLogger,
+  stack,
+  waitFor,
+} from '@dmp/testing';
 import { Controller, Module, UseFilters, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
@@ -160,6 +168,14 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
   let dlqLoop: Promise<void> | undefined;
 
   before(async () => {
+    await createRocketmqResources({
+      topics: { [NORMAL]: 'NORMAL', [FIFO]: 'FIFO' },
+      groups: {
+        dmp_messaging_test: 'concurrently',
+        dmp_messaging_test_fifo: 'orderly',
+        dmp_messaging_test_dlq: 'concurrently',
+      },
+    });
     await Promise.all([
       drain('dmp_messaging_test', NORMAL),
       drain('dmp_messaging_test_fifo', FIFO),
@@ -484,10 +500,23 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
     await slowApp.startAllMicroservices();
     try {
       const key = `slow-${run}`;
-      behaviour.set(key, () => sleep(14_000));
+      const renewals = async () =>
+        metricSum(await metrics.registry.metrics(), 'dmp_rocketmq_invisible_renewals_total', {
+          topic: NORMAL,
+        });
+      const renewedBefore = await renewals();
+      // The handler outlasts its first receipt handle's 10 s of invisibility (the fault), and ends as
+      // soon as that is over and the server has renewed it: without renewal RocketMQ refuses the ack of
+      // the expired receipt handle (outcome 'retry') and hands the message out again.
+      behaviour.set(key, async () => {
+        const firstReceiptExpires = Date.now() + 10_000;
+        await waitFor('the invisibility renewed', async () => (await renewals()) > renewedBefore, {
+          timeoutMs: 15_000,
+          intervalMs: 100,
+        });
+        await sleep(Math.max(0, firstReceiptExpires + 1_000 - Date.now()));
+      });
       const { messageId } = await producer.send({ topic: NORMAL, body: Buffer.from('slow'), keys: [key] });
-      // Settled when the 14 s handler is done, past the 10 s invisibility: without renewal RocketMQ
-      // refuses the ack of the expired receipt handle (outcome 'retry') and hands the message out again.
       const processed = await waitFor('the slow message settled', () => processSpanOf(messageId), {
         timeoutMs: 30_000,
       });
@@ -523,7 +552,7 @@ describe('@dmp/messaging on the real RocketMQ proxy', { timeout: 300_000 }, () =
 
   it('consumes several topics with one server, the busy one not slowed by long polls on the idle one', async () => {
     // The FIFO server is closed by now; this one takes its group, for both topics. That group also
-    // gets what earlier tests sent to the NORMAL topic (a 14 s handler…): handle those plainly now.
+    // gets what earlier tests sent to the NORMAL topic (a slow handler…): handle those plainly now.
     // (An orderly group consumes a NORMAL topic orderly too: one slow message holds up its queue.)
     behaviour.clear();
     const server = new RocketMqConsumerServer({

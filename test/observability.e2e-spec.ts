@@ -18,6 +18,7 @@
  */
 import { createClient } from '@clickhouse/client';
 import {
+  createRocketmqResources,
   freePort,
   REPO_ROOT,
   readMetric,
@@ -347,6 +348,19 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
   };
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        [topics.event]: 'FIFO',
+        [topics.snapshot]: 'FIFO',
+        [topics.alarm]: 'FIFO',
+        [topics.deadLetter]: 'NORMAL',
+      },
+      groups: {
+        dmp_data_obs_test: 'orderly',
+        dmp_data_alarm_obs_test: 'orderly',
+        dmp_data_dead_letter_obs_test: 'concurrently',
+      },
+    });
     for (const [name, port] of Object.entries(PORTS))
       assert.equal(
         await portInUse(port),

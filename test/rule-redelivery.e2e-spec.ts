@@ -21,6 +21,7 @@ import {
 } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer, RocketMqProducer } from '@dmp/messaging';
 import {
+  createRocketmqResources,
   drainReceived,
   freePort,
   readMetric,
@@ -213,6 +214,15 @@ describe('rule evaluation of redelivered packs and stuck side effects', { timeou
       .filter((entry) => entry.kind === 'command' && entry.command.deviceId === deviceId);
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        [TOPICS.event]: 'FIFO',
+        [TOPICS.snapshot]: 'FIFO',
+        [TOPICS.alarm]: 'FIFO',
+        [TOPICS.deadLetter]: 'NORMAL',
+      },
+      groups: { [GROUPS.rules]: 'orderly', [GROUPS.alarm]: 'orderly', [GROUPS.dlq]: 'concurrently' },
+    });
     await redis.connect();
     hookServer = createServer((request, response) => {
       let text = '';

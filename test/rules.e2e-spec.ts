@@ -21,6 +21,7 @@ import {
 } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import {
+  createRocketmqResources,
   drainReceived,
   freePort,
   readMetric,
@@ -210,6 +211,22 @@ describe('rules end to end', { timeout: 300_000 }, () => {
   };
 
   before(async () => {
+    await createRocketmqResources({
+      topics: {
+        [TOPICS.event]: 'FIFO',
+        [TOPICS.snapshot]: 'FIFO',
+        [TOPICS.alarm]: 'FIFO',
+        [TOPICS.route]: 'FIFO',
+        [TOPICS.deadLetter]: 'NORMAL',
+      },
+      groups: {
+        dmp_rules_test_rules: 'orderly',
+        dmp_rules_test_data: 'orderly',
+        dmp_rules_test_alarm: 'orderly',
+        [ROUTE_GROUP]: 'orderly',
+        dmp_rules_test_dlq: 'concurrently',
+      },
+    });
     await redis.connect();
     hookServer = createServer((request, response) => {
       let text = '';

@@ -4,7 +4,14 @@
  */
 import { createClient } from '@clickhouse/client';
 import { mqttTraceProperties } from '@dmp/observability';
-import { silentClientLogger, stack, stackScript, waitFor, within } from '@dmp/testing';
+import {
+  createRocketmqResources,
+  silentClientLogger,
+  stack,
+  stackScript,
+  waitFor,
+  within,
+} from '@dmp/testing';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
@@ -111,6 +118,10 @@ describe('local stack', () => {
 
   it('RocketMQ stores a message and delivers it to a consumer group over gRPC', async () => {
     const topic = 'dmp_stack_check';
+    await createRocketmqResources({
+      topics: { [topic]: 'NORMAL' },
+      groups: { dmp_stack_check: 'concurrently' },
+    });
     const options = {
       endpoints: stack.rocketmq.endpoints,
       namespace: stack.rocketmq.namespace,

@@ -8,3 +8,6 @@ export * from './emqx-http-auth';
 export * from './admin-api';
 export * from './cluster';
 export * from './mosquitto';
+export * from './rocketmq-admin';
+export * from './bad-inputs';
+export * from './edge-inputs';

@@ -23,7 +23,7 @@ export const CleanRefusal = {
   TsTooOld: 'DMP_ERR_CLEAN_TS_TOO_OLD',
 } as const;
 
-export type Expected =
+export type BadInputExpected =
   | { refused: RejectCode; by: 'dmp-mqtt' }
   | { refused: (typeof CleanRefusal)[keyof typeof CleanRefusal]; by: 'dmp-data' }
   | { notDelivered: string }
@@ -61,7 +61,7 @@ export interface HostilePublish {
 export interface BadTemplate {
   name: string;
   group: string;
-  expected: Expected;
+  expected: BadInputExpected;
   build(ctx: BadInputContext): HostilePublish;
 }
 
@@ -70,8 +70,8 @@ export interface BadTemplate {
 // ---------------------------------------------------------------------------------------------------
 
 const PROTOBUF = 'application/x-protobuf';
-const edge = (refused: RejectCode): Expected => ({ refused, by: 'dmp-mqtt' });
-const stored: Expected = { stored: true };
+const edge = (refused: RejectCode): BadInputExpected => ({ refused, by: 'dmp-mqtt' });
+const stored: BadInputExpected = { stored: true };
 const MALFORMED = edge(RejectCode.MalformedPayload);
 const INVALID = edge(RejectCode.InvalidPayload);
 
@@ -147,7 +147,7 @@ const metricEntry = (name: Buffer | string, value?: Buffer) =>
 // ---------------------------------------------------------------------------------------------------
 
 const templates: BadTemplate[] = [];
-const add = (group: string, name: string, expected: Expected, build: BadTemplate['build']) =>
+const add = (group: string, name: string, expected: BadInputExpected, build: BadTemplate['build']) =>
   templates.push({ group, name, expected, build });
 
 // ---- Malformed JSON --------------------------------------------------------------------------------
@@ -516,7 +516,7 @@ const add = (group: string, name: string, expected: Expected, build: BadTemplate
 // ---- Hostile Protobuf ------------------------------------------------------------------------------
 {
   const g = 'hostile Protobuf';
-  const cases: [string, Expected, (c: BadInputContext) => Buffer][] = [
+  const cases: [string, BadInputExpected, (c: BadInputContext) => Buffer][] = [
     ['empty payload (every field default)', INVALID, () => Buffer.alloc(0)],
     [
       'ts with the wrong wire type (length-delimited)',
