@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Counter } from 'prom-client';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
+import { type ClaimState, decideArrival, decideLookup, decideSettle } from './dedup-claim';
 import { dedupKeys, type DedupKey, type DuplicateKind } from './dedup-keys';
 import { MicroBatcher } from './micro-batcher';
 
@@ -100,17 +101,16 @@ export class DuplicateFilter {
     const keys = dedupKeys(envelope, this.windows);
     if (keys.length === 0) return { duplicate: false, claim: NO_CLAIM };
     for (;;) {
-      const seen = keys.find((k) => this.accepted.has(k.key));
-      if (seen) return this.duplicate(seen, 'local');
-      const busy = keys.map((k) => this.pending.get(k.key)).find((claim) => claim !== undefined);
-      if (!busy) break;
-      await busy.settled;
+      const arrival = decideArrival({ keys, accepted: this.accepted, pending: this.pending });
+      if (arrival.kind === 'duplicate') return this.duplicate(arrival.key, 'local');
+      if (arrival.kind === 'claim') break;
+      await arrival.claim.settled;
     }
     const claim = new PendingClaim(keys, this.pending, (accepted) => this.settle(accepted));
-    const found = await this.findInRedis(keys);
-    if (found) {
+    const lookup = decideLookup(keys, await this.findInRedis(keys));
+    if (lookup.kind === 'duplicate') {
       claim.release();
-      return this.duplicate(found, 'redis');
+      return this.duplicate(lookup.key, 'redis');
     }
     return { duplicate: false, claim };
   }
@@ -120,14 +120,14 @@ export class DuplicateFilter {
     return { duplicate: true, kind: key.kind, key: key.key };
   }
 
-  private async findInRedis(keys: DedupKey[]): Promise<DedupKey | undefined> {
+  /** Which keys Redis has marked; undefined when it did not answer. */
+  private async findInRedis(keys: DedupKey[]): Promise<boolean[] | undefined> {
     if (this.redis.status !== 'ready') {
       this.noteError('check', new Error(`Redis is ${this.redis.status}`));
       return undefined;
     }
     try {
-      const found = await Promise.all(keys.map((k) => this.exists.submit(k.key)));
-      return keys.find((_, i) => found[i]);
+      return await Promise.all(keys.map((k) => this.exists.submit(k.key)));
     } catch (error) {
       this.noteError('check', error);
       return undefined;
@@ -158,7 +158,7 @@ export class DuplicateFilter {
 class PendingClaim implements DedupClaim {
   readonly settled: Promise<void>;
   private resolve!: () => void;
-  private done = false;
+  private state: ClaimState = 'pending';
 
   constructor(
     private readonly keys: DedupKey[],
@@ -170,19 +170,19 @@ class PendingClaim implements DedupClaim {
   }
 
   commit(): void {
-    if (this.finish()) this.onCommit(this.keys);
-    this.resolve();
+    this.settle('commit');
   }
 
   release(): void {
-    this.finish();
-    this.resolve();
+    this.settle('release');
   }
 
-  private finish(): boolean {
-    if (this.done) return false;
-    this.done = true;
-    for (const key of this.keys) if (this.pending.get(key.key) === this) this.pending.delete(key.key);
-    return true;
+  private settle(outcome: 'commit' | 'release'): void {
+    const next = decideSettle(this.state, outcome);
+    this.state = next.state;
+    if (next.unregister)
+      for (const key of this.keys) if (this.pending.get(key.key) === this) this.pending.delete(key.key);
+    if (next.mark) this.onCommit(this.keys);
+    this.resolve();
   }
 }
