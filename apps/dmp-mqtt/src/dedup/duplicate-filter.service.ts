@@ -1,12 +1,11 @@
 import type { TelemetryEnvelope } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
-import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Counter } from 'prom-client';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
 import { type ClaimState, decideArrival, decideLookup, decideSettle } from './dedup-claim';
+import { DedupRepository } from './dedup.repository';
 import { dedupKeys, type DedupKey, type DuplicateKind } from './dedup-keys';
 import { MicroBatcher } from './micro-batcher';
 
@@ -23,14 +22,6 @@ export type DedupResult =
 const LOCAL_ACCEPTED_MAX = 100_000;
 const ERROR_LOG_INTERVAL_MS = 10_000;
 const NO_CLAIM: DedupClaim = { commit: () => undefined, release: () => undefined };
-
-/** Marks a batch of keys in one command: KEYS are the keys, ARGV their windows in ms. */
-const MARK = `for i, key in ipairs(KEYS) do redis.call('SET', key, '1', 'PX', ARGV[i]) end
-return #KEYS`;
-
-interface ScriptedRedis extends Redis {
-  dmpDedupMark(numberOfKeys: number, ...args: (string | number)[]): Promise<number>;
-}
 
 /**
  * Drops duplicates: the same device + message id within DEDUP_MESSAGE_ID_WINDOW_MS, or the same content
@@ -57,7 +48,6 @@ export class DuplicateFilter {
   private readonly windows: { messageIdWindowMs: number; contentWindowMs: number };
   private readonly pending = new Map<string, PendingClaim>();
   private readonly accepted = new LRUCache<string, DuplicateKind>({ max: LOCAL_ACCEPTED_MAX, ttl: 1 });
-  private readonly redis: ScriptedRedis;
   private readonly exists: MicroBatcher<string, boolean>;
   private readonly marks: MicroBatcher<DedupKey, undefined>;
   private readonly hits: Counter<'kind' | 'where'>;
@@ -65,21 +55,17 @@ export class DuplicateFilter {
   private lastErrorLogAt = 0;
 
   constructor(
-    @Inject(REDIS_CLIENT) redis: Redis,
+    private readonly redis: DedupRepository,
     @Inject(MQTT_APP_CONFIG) config: MqttAppConfig,
     metrics: MetricsRegistry,
   ) {
     const { messageIdWindowMs, contentWindowMs, batchLingerMs, batchMax } = config.edge.dedup;
     this.windows = { messageIdWindowMs, contentWindowMs };
     const batching = { lingerMs: batchLingerMs, maxItems: batchMax };
-    redis.defineCommand('dmpDedupMark', { lua: MARK });
-    this.redis = redis as ScriptedRedis;
     // One command per batch, not one per key: the client's per-command work was most of the cost.
-    this.exists = new MicroBatcher(batching, async (keys) =>
-      (await this.redis.mget(...keys)).map((value) => value !== null),
-    );
+    this.exists = new MicroBatcher(batching, (keys) => this.redis.marked(keys));
     this.marks = new MicroBatcher(batching, async (keys) => {
-      await this.redis.dmpDedupMark(keys.length, ...keys.map((k) => k.key), ...keys.map((k) => k.windowMs));
+      await this.redis.mark(keys);
       return keys.map(() => undefined);
     });
     this.hits = metrics.counter('dmp_mqtt_dedup_hits_total', 'Duplicates dropped, by kind and where found', [
