@@ -21,8 +21,8 @@ export interface RedisModuleOptions {
 }
 
 /**
- * The app's Redis connection for commands (`@Inject(REDIS_CLIENT)`); pub/sub needs a connection of its
- * own (`redis.duplicate()`), as dmp-mqtt's DeviceRegistry and dmp-kernel's DeviceMetadataCache do.
+ * The app's Redis connection for commands (`@Inject(REDIS_CLIENT)`), used only by repositories (each
+ * store of one concept); pub/sub needs a connection of its own (ChannelSubscription).
  */
 export const REDIS_CLIENT = Symbol('REDIS_CLIENT');
 

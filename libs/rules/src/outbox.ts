@@ -37,6 +37,20 @@ export type OutboxEntry =
   /** A transition of the command ledger, for `dmp_command` (written with the transition, CommandLedger). */
   | { id: string; kind: 'command_event'; commandEvent: CommandEvent };
 
+/** Entries for a CompareAndSet (@dmp/redis) that writes them with its change, leased until `leaseUntil`. */
+export function outboxOf(
+  keys: ReturnType<typeof alarmKeys>,
+  entries: readonly OutboxEntry[],
+  leaseUntil: number,
+) {
+  return {
+    hash: keys.outbox,
+    lease: keys.outboxLease,
+    entries: entries.map((entry) => [entry.id, JSON.stringify(entry)] as const),
+    leaseUntil,
+  };
+}
+
 /**
  * Puts entries (back) into an outbox, due at `at`, with no failed attempts: the sweeper of any replica
  * carries them out. Also used by `dmp dead-letters replay`, which has no kernel of its own.

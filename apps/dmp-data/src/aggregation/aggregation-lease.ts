@@ -1,5 +1,5 @@
 import { errorMessage } from '@dmp/contracts';
-import { REDIS_CLIENT } from '@dmp/redis';
+import { defineScript, REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
@@ -19,11 +19,6 @@ const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
-interface ScriptedRedis extends Redis {
-  dmpAggregationLeaseHold(key: string, owner: string, ttlMs: number): Promise<number>;
-  dmpAggregationLeaseRelease(key: string, owner: string): Promise<number>;
-}
-
 /** Whether this instance may aggregate now: it holds the lease, another does, or Redis cannot say. */
 export type LeaseState = 'held' | 'elsewhere' | 'unknown';
 
@@ -42,25 +37,22 @@ export class AggregationLease {
   private readonly key: string;
   private readonly owner = randomBytes(8).toString('hex');
   private readonly ttlMs: number;
-  private readonly redis: ScriptedRedis;
+  private readonly holdScript: (key: string, owner: string, ttlMs: number) => Promise<number>;
+  private readonly releaseScript: (key: string, owner: string) => Promise<number>;
   private last?: LeaseState;
 
   constructor(@Inject(REDIS_CLIENT) redis: Redis, @Inject(DATA_CONFIG) config: DataConfig) {
     this.key = `dmp:data:aggregation:${config.clickhouse.database}`;
     this.ttlMs = config.data.aggregation.leaseMs;
-    redis.defineCommand('dmpAggregationLeaseHold', { numberOfKeys: 1, lua: HOLD });
-    redis.defineCommand('dmpAggregationLeaseRelease', { numberOfKeys: 1, lua: RELEASE });
-    this.redis = redis as ScriptedRedis;
+    this.holdScript = defineScript(redis, 'dmpAggregationLeaseHold', HOLD, 1);
+    this.releaseScript = defineScript(redis, 'dmpAggregationLeaseRelease', RELEASE, 1);
   }
 
   /** Takes or extends the lease. */
   async hold(): Promise<LeaseState> {
     let state: LeaseState;
     try {
-      state =
-        (await this.redis.dmpAggregationLeaseHold(this.key, this.owner, this.ttlMs)) === 1
-          ? 'held'
-          : 'elsewhere';
+      state = (await this.holdScript(this.key, this.owner, this.ttlMs)) === 1 ? 'held' : 'elsewhere';
     } catch (error) {
       state = 'unknown';
       if (this.last !== 'unknown')
@@ -76,6 +68,6 @@ export class AggregationLease {
   async release(): Promise<void> {
     if (this.last !== 'held') return;
     this.last = 'unknown';
-    await this.redis.dmpAggregationLeaseRelease(this.key, this.owner).catch(() => undefined);
+    await this.releaseScript(this.key, this.owner).catch(() => undefined);
   }
 }

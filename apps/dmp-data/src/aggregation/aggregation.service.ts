@@ -12,6 +12,7 @@ import {
 import { LRUCache } from 'lru-cache';
 import type { Counter, Gauge, Histogram } from 'prom-client';
 import { DATA_CONFIG, type DataConfig } from '../config';
+import { advanceCursor, cursorAt, planPass } from './aggregation-cursor';
 import { AggregationLease } from './aggregation-lease';
 import {
   dueMinutes,
@@ -23,7 +24,6 @@ import {
   recomputeBatches,
   recomputeSql,
   SOURCE_DAYS,
-  watermarkOf,
   type MarkedMinute,
 } from './minute-aggregation';
 
@@ -113,27 +113,27 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
    */
   async runOnce(): Promise<number> {
     const { latenessMs, maxKeys } = this.config.data.aggregation;
-    const latenessSeconds = Math.ceil(latenessMs / 1000);
-    const settleSeconds = Math.ceil(this.clickhouse.requestTimeoutMs / 1000) + 1;
     const [clock] = await this.clickhouse.query<{ now: number }>('SELECT toUInt32(now()) AS now');
     const now = Number(clock.now);
-    const watermark = watermarkOf(now, latenessSeconds);
-    // A mark whose insert was acknowledged committed within the request timeout of its `marked_at`
-    // (the server's clock when it began): before `now − settle`, every such mark is visible, and so
-    // are its raw rows, inserted before it. Later marks wait for the next pass.
-    const until = now - settleSeconds;
-    // On a cluster, replicas that lag more than that (one catching up after an outage) are not read:
-    // a minute recomputed from one would lack rows, and the cursor would move past its marks.
-    const fresh = { maxReplicaDelaySeconds: settleSeconds };
-    let cursor = await this.cursor();
-    if (until <= cursor) return 0;
+    const stored = await this.cursor();
+    const plan = planPass({
+      now,
+      cursor: stored,
+      latenessMs,
+      requestTimeoutMs: this.clickhouse.requestTimeoutMs,
+    });
+    if (plan.kind === 'idle') return 0;
+    const fresh = { maxReplicaDelaySeconds: plan.maxReplicaDelaySeconds };
     const seconds = (
-      await this.clickhouse.query<{ second: number; marks: number }>(marksPerSecondSql(cursor, until), fresh)
+      await this.clickhouse.query<{ second: number; marks: number }>(
+        marksPerSecondSql(stored, plan.until),
+        fresh,
+      )
     ).map((s) => ({ second: Number(s.second), marks: Number(s.marks) }));
     let total = 0;
-    let held = Number.POSITIVE_INFINITY;
-    let from = cursor;
-    for (const end of pageEnds(seconds, until, MARKS_PER_PAGE)) {
+    let state = cursorAt(stored);
+    let from = stored;
+    for (const end of pageEnds(seconds, plan.until, MARKS_PER_PAGE)) {
       if (this.stopped) return total;
       const marked = (await this.clickhouse.query<MarkedMinute>(markedMinutesSql(from, end), fresh)).map(
         (m): MarkedMinute => ({
@@ -143,10 +143,8 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
           last_marked: Number(m.last_marked),
         }),
       );
-      const page = dueMinutes(marked, watermark, (key) => this.recomputedAt.get(minuteKeyOf(key)));
-      held = Math.min(held, page.heldFrom);
-      const due = page.due;
-      for (const batch of recomputeBatches(due, maxKeys, now - SOURCE_DAYS * 86_400)) {
+      const page = dueMinutes(marked, plan.watermark, (key) => this.recomputedAt.get(minuteKeyOf(key)));
+      for (const batch of recomputeBatches(page.due, maxKeys, plan.recentFrom)) {
         const stop = this.runSeconds.startTimer({ source: batch.source });
         // The snapshot of the source is taken after `now`: the rows are versioned by it.
         await this.clickhouse.command(recomputeSql(batch, now * 1000), fresh);
@@ -156,14 +154,12 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
         total += batch.keys.length;
       }
       from = end;
-      const next = Math.min(end, held);
-      // Stored only when it passed marks: a minute not due holds it for up to a minute, and an empty
-      // log needs no progress (a part per pass in a one-row table otherwise).
-      if (next !== cursor && marked.length > 0)
-        await this.clickhouse.insertRows(Tables.minuteProgress, [{ id: 0, marks_until: next }]);
-      cursor = next;
+      const next = advanceCursor(state, { end, heldFrom: page.heldFrom, marks: marked.length });
+      if (next.store)
+        await this.clickhouse.insertRows(Tables.minuteProgress, [{ id: 0, marks_until: next.state.cursor }]);
+      state = next.state;
     }
-    await this.prune(cursor);
+    await this.prune(state.cursor);
     return total;
   }
 

@@ -1,5 +1,12 @@
-import { REDIS_CLIENT } from '@dmp/redis';
-import { alarmKeys, enqueueOutbox, type Activation, type OutboxEntry, type Transition } from '@dmp/rules';
+import { CompareAndSet, defineScript, REDIS_CLIENT, type ScriptArg } from '@dmp/redis';
+import {
+  alarmKeys,
+  enqueueOutbox,
+  outboxOf,
+  type Activation,
+  type OutboxEntry,
+  type Transition,
+} from '@dmp/rules';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
@@ -8,26 +15,23 @@ import { KERNEL_CONFIG, type KernelConfig } from '../config';
  * Condition states (alarms) and the transactional outbox in Redis, laid out as `alarmKeys` (@dmp/rules)
  * says.
  *
- * Every transition is a compare-and-set on the activation's `{id}:{version}` (Lua): a replica that read an
- * older state (a concurrent acknowledgement, timer, or other replica) fails and re-reads.
+ * Every transition is a compare-and-set on the activation's `{id}:{version}` (CompareAndSet, with its
+ * outbox entries): a replica that read an older state (a concurrent acknowledgement, timer, or other
+ * replica) fails and re-reads.
  */
-const TRANSITION = `
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-local token = ''
-if current then
-  local decoded = cjson.decode(current)
-  token = decoded.id .. ':' .. string.format('%d', decoded.version)
-end
-if token ~= ARGV[2] then return 0 end
-if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
-if ARGV[5] == '' then redis.call('ZREM', KEYS[2], ARGV[4]) else redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4]) end
-if ARGV[6] == 'set' then redis.call('SET', KEYS[5], ARGV[4]) elseif ARGV[6] == 'del' then redis.call('DEL', KEYS[5]) end
-for i = 8, #ARGV, 2 do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[i])
-end
-return 1
-`;
+// KEYS: alarm hash, due set, alarm-id key. A: rule id, activation JSON ('' to end it), due member, due
+// time ('' when not pending), alarm-id operation ('set' | 'del' | '-').
+const TRANSITION = {
+  read: `
+local current = redis.call('HGET', KEYS[1], A[1])
+if not current then return '' end
+local decoded = cjson.decode(current)
+return decoded.id .. ':' .. string.format('%d', decoded.version)`,
+  write: `
+if A[2] == '' then redis.call('HDEL', KEYS[1], A[1]) else redis.call('HSET', KEYS[1], A[1], A[2]) end
+if A[4] == '' then redis.call('ZREM', KEYS[2], A[3]) else redis.call('ZADD', KEYS[2], A[4], A[3]) end
+if A[5] == 'set' then redis.call('SET', KEYS[3], A[3]) elseif A[5] == 'del' then redis.call('DEL', KEYS[3]) end`,
+};
 
 /** Claims up to ARGV[2] entries whose lease ended before ARGV[1], extending it to ARGV[3]. */
 const CLAIM = `
@@ -45,23 +49,21 @@ end
 return out
 `;
 
-interface ScriptedRedis extends Redis {
-  dmpAlarmTransition(...args: (string | number)[]): Promise<number>;
-  dmpOutboxClaim(...args: (string | number)[]): Promise<string[]>;
-}
-
 const dueMember = (deviceId: string, ruleId: string) => `${deviceId}\n${ruleId}`;
 
 @Injectable()
 export class AlarmStore {
-  private readonly redis: ScriptedRedis;
   private readonly keys: ReturnType<typeof alarmKeys>;
+  private readonly transition: CompareAndSet;
+  private readonly claim: (...args: ScriptArg[]) => Promise<string[]>;
 
-  constructor(@Inject(REDIS_CLIENT) redis: Redis, @Inject(KERNEL_CONFIG) config: KernelConfig) {
+  constructor(
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    @Inject(KERNEL_CONFIG) config: KernelConfig,
+  ) {
     this.keys = alarmKeys(config.rules.redisNamespace);
-    redis.defineCommand('dmpAlarmTransition', { numberOfKeys: 5, lua: TRANSITION });
-    redis.defineCommand('dmpOutboxClaim', { numberOfKeys: 2, lua: CLAIM });
-    this.redis = redis as ScriptedRedis;
+    this.transition = new CompareAndSet(redis, 'dmpAlarmTransition', TRANSITION);
+    this.claim = defineScript(redis, 'dmpOutboxClaim', CLAIM, 2);
   }
 
   /** The device's condition states by rule id. */
@@ -94,22 +96,18 @@ export class AlarmStore {
     const activation = after ?? before;
     const expected = before ? `${before.id}:${before.version}` : '';
     const alarmIdOp = !activation?.alarm ? '-' : after ? (before ? '-' : 'set') : 'del';
-    const args: (string | number)[] = [
-      this.keys.alarm(deviceId),
-      this.keys.due,
-      this.keys.outbox,
-      this.keys.outboxLease,
-      this.keys.alarmId(activation?.id ?? 'none'),
-      ruleId,
+    return this.transition.apply(
+      [this.keys.alarm(deviceId), this.keys.due, this.keys.alarmId(activation?.id ?? 'none')],
       expected,
-      after ? JSON.stringify(after) : '',
-      dueMember(deviceId, ruleId),
-      after?.state === 'pending' ? after.dueAt : '',
-      alarmIdOp,
-      leaseUntil,
-    ];
-    for (const entry of outbox) args.push(entry.id, JSON.stringify(entry));
-    return (await this.redis.dmpAlarmTransition(...args)) === 1;
+      [
+        ruleId,
+        after ? JSON.stringify(after) : '',
+        dueMember(deviceId, ruleId),
+        after?.state === 'pending' ? after.dueAt : '',
+        alarmIdOp,
+      ],
+      outboxOf(this.keys, outbox, leaseUntil),
+    );
   }
 
   /** Pending conditions whose timer is due. */
@@ -128,13 +126,7 @@ export class AlarmStore {
 
   /** Outbox entries whose lease ended (their owner crashed or failed), claimed until `leaseUntil`. */
   async claimExpired(now: number, leaseUntil: number, limit: number): Promise<OutboxEntry[]> {
-    const entries = await this.redis.dmpOutboxClaim(
-      this.keys.outbox,
-      this.keys.outboxLease,
-      now,
-      limit,
-      leaseUntil,
-    );
+    const entries = await this.claim(this.keys.outbox, this.keys.outboxLease, now, limit, leaseUntil);
     return entries.map((json) => JSON.parse(json) as OutboxEntry);
   }
 

@@ -1,6 +1,6 @@
 import { commandRecordSchema, type CommandRecord } from '@dmp/contracts';
-import { REDIS_CLIENT } from '@dmp/redis';
-import { alarmKeys, type OutboxEntry } from '@dmp/rules';
+import { CompareAndSet, REDIS_CLIENT } from '@dmp/redis';
+import { alarmKeys, outboxOf, type OutboxEntry } from '@dmp/rules';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
@@ -11,47 +11,43 @@ import { KERNEL_CONFIG, type KernelConfig } from '../config';
  * - `dmp:commands:{deviceId}`: sorted set of the device's command ids by the time they were queued;
  * - `dmp:command-due`: sorted set of unfinished commands by the time they expire (the sweeper's).
  *
- * Every transition is a compare-and-set on the record's version (Lua), written in the same atomic step
- * as its outbox entries (the event for `dmp_command`; a resend's command): a replica that read an older
- * record (a reply and the sweeper at once, two replicas) fails and re-reads — never two transitions
- * from one state, never a transition without its event.
+ * Every transition is a compare-and-set on the record's version (CompareAndSet), written in the same
+ * atomic step as its outbox entries (the event for `dmp_command`; a resend's command): a replica that
+ * read an older record (a reply and the sweeper at once, two replicas) fails and re-reads — never two
+ * transitions from one state, never a transition without its event.
  */
-const APPLY = `
+// KEYS: record, device index, due set. A: record JSON, command id, expiry ('' when finished), queued
+// at, retention (ms).
+const APPLY = {
+  read: `
 local current = redis.call('GET', KEYS[1])
-local version = 0
-if current then version = cjson.decode(current).version end
-if string.format('%d', version) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[6])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-if ARGV[4] == '' then redis.call('ZREM', KEYS[3], ARGV[3]) else redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3]) end
-for i = 8, #ARGV, 2 do
-  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[i])
-end
-return 1
-`;
-
-interface ScriptedRedis extends Redis {
-  dmpCommandApply(...args: (string | number)[]): Promise<number>;
-}
+if not current then return '0' end
+return string.format('%d', cjson.decode(current).version)`,
+  write: `
+redis.call('SET', KEYS[1], A[1], 'PX', A[5])
+redis.call('ZADD', KEYS[2], A[4], A[2])
+redis.call('PEXPIRE', KEYS[2], A[5])
+if A[3] == '' then redis.call('ZREM', KEYS[3], A[2]) else redis.call('ZADD', KEYS[3], A[3], A[2]) end`,
+};
 
 /** At most this many command ids are kept per device in its index (the oldest are dropped). */
 const PER_DEVICE = 1_000;
 
 @Injectable()
 export class CommandStore {
-  private readonly redis: ScriptedRedis;
+  private readonly transition: CompareAndSet;
   private readonly ns: string;
   private readonly outbox: ReturnType<typeof alarmKeys>;
   private readonly retentionMs: number;
 
-  constructor(@Inject(REDIS_CLIENT) redis: Redis, @Inject(KERNEL_CONFIG) config: KernelConfig) {
+  constructor(
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    @Inject(KERNEL_CONFIG) config: KernelConfig,
+  ) {
     this.ns = config.rules.redisNamespace;
     this.outbox = alarmKeys(this.ns);
     this.retentionMs = config.rules.commands.retentionMs;
-    redis.defineCommand('dmpCommandApply', { numberOfKeys: 5, lua: APPLY });
-    this.redis = redis as ScriptedRedis;
+    this.transition = new CompareAndSet(redis, 'dmpCommandApply', APPLY);
   }
 
   private key = (commandId: string) => `${this.ns}:command:${commandId}`;
@@ -76,22 +72,18 @@ export class CommandStore {
     leaseUntil: number,
   ): Promise<boolean> {
     const finished = record.state === 'replied' || record.state === 'failed' || record.state === 'expired';
-    const args: (string | number)[] = [
-      this.key(record.commandId),
-      this.deviceKey(record.deviceId),
-      this.dueKey,
-      this.outbox.outbox,
-      this.outbox.outboxLease,
+    const ok = await this.transition.apply(
+      [this.key(record.commandId), this.deviceKey(record.deviceId), this.dueKey],
       String(expectedVersion),
-      JSON.stringify(record),
-      record.commandId,
-      finished ? '' : record.expiresAt,
-      record.queuedAt,
-      this.retentionMs,
-      leaseUntil,
-    ];
-    for (const entry of outbox) args.push(entry.id, JSON.stringify(entry));
-    const ok = (await this.redis.dmpCommandApply(...args)) === 1;
+      [
+        JSON.stringify(record),
+        record.commandId,
+        finished ? '' : record.expiresAt,
+        record.queuedAt,
+        this.retentionMs,
+      ],
+      outboxOf(this.outbox, outbox, leaseUntil),
+    );
     if (ok && expectedVersion === 0)
       await this.redis.zremrangebyrank(this.deviceKey(record.deviceId), 0, -PER_DEVICE - 1);
     return ok;

@@ -1,8 +1,7 @@
-import { DEVICE_CHANGED_CHANNEL, type DeviceMetadata, DmpError, KernelErrorCode } from '@dmp/contracts';
+import { type DeviceMetadata, DmpError, KernelErrorCode } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
-import { REDIS_CLIENT } from '@dmp/redis';
+import type { ChannelSubscription } from '@dmp/redis';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Counter } from 'prom-client';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
@@ -34,16 +33,14 @@ interface Entry {
 export class DeviceMetadataCache implements OnModuleInit, OnApplicationShutdown {
   private readonly log = new Logger('DeviceMetadata');
   private readonly cache: LRUCache<string, Entry>;
-  private readonly subscriber: Redis;
+  private readonly changes: ChannelSubscription;
   /** Ids being loaded, and whether an invalidation arrived meanwhile. */
   private readonly loading = new Map<string, { stale: boolean }>();
-  private subscribedOnce = false;
   private readonly lookups: Counter<'result'>;
   private readonly invalidations: Counter;
 
   constructor(
     private readonly repository: DeviceMetadataRepository,
-    @Inject(REDIS_CLIENT) redis: Redis,
     @Inject(KERNEL_CONFIG) private readonly config: KernelConfig,
     metrics: MetricsRegistry,
   ) {
@@ -53,7 +50,15 @@ export class DeviceMetadataCache implements OnModuleInit, OnApplicationShutdown 
       noDeleteOnStaleGet: true,
       allowStale: false,
     });
-    this.subscriber = redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
+    this.changes = repository.changes({
+      onMessage: (deviceId) => this.invalidate(deviceId),
+      onSubscribed: (restored) => {
+        if (!restored) return;
+        this.log.warn('device change subscription restored: dropping the whole metadata cache');
+        this.cache.clear();
+        for (const entry of this.loading.values()) entry.stale = true;
+      },
+    });
     this.lookups = metrics.counter(
       'dmp_kernel_device_lookups_total',
       'Device metadata lookups, by result (hit | miss | stale | error)',
@@ -70,30 +75,11 @@ export class DeviceMetadataCache implements OnModuleInit, OnApplicationShutdown 
   }
 
   async onModuleInit(): Promise<void> {
-    this.subscriber.on('message', (channel: string, deviceId: string) => {
-      if (channel === DEVICE_CHANGED_CHANNEL) this.invalidate(deviceId);
-    });
-    this.subscriber.on('ready', () => {
-      if (this.subscribedOnce) {
-        this.log.warn('device change subscription restored: dropping the whole metadata cache');
-        this.cache.clear();
-        for (const entry of this.loading.values()) entry.stale = true;
-      }
-    });
-    this.subscriber.on('error', () => undefined); // the command connection logs Redis errors
-    try {
-      await this.subscriber.connect();
-      await this.subscriber.subscribe(DEVICE_CHANGED_CHANNEL);
-    } catch (error) {
-      this.log.warn(
-        `not subscribed to ${DEVICE_CHANGED_CHANNEL} yet (${(error as Error).message}); retrying`,
-      );
-    }
-    this.subscribedOnce = true;
+    await this.changes.start();
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+    await this.changes.stop();
   }
 
   invalidate(deviceId: string): void {

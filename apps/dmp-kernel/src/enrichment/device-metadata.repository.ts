@@ -1,5 +1,11 @@
-import { DeviceField, deviceMetadataOf, deviceRegistryKey, type DeviceMetadata } from '@dmp/contracts';
-import { REDIS_CLIENT } from '@dmp/redis';
+import {
+  DEVICE_CHANGED_CHANNEL,
+  DeviceField,
+  deviceMetadataOf,
+  deviceRegistryKey,
+  type DeviceMetadata,
+} from '@dmp/contracts';
+import { ChannelSubscription, REDIS_CLIENT, type SubscriptionHandlers } from '@dmp/redis';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 
@@ -18,6 +24,11 @@ const FIELDS = [
 @Injectable()
 export class DeviceMetadataRepository {
   constructor(@Inject(REDIS_CLIENT) private readonly redis: Redis) {}
+
+  /** The changes dmp-mqtt announces on `dmp:device-changed`: the device ids. */
+  changes(handlers: SubscriptionHandlers): ChannelSubscription {
+    return new ChannelSubscription(this.redis, DEVICE_CHANGED_CHANNEL, handlers, 'DeviceMetadata');
+  }
 
   /** Metadata by device id; undefined for devices that are not registered. Throws when Redis fails. */
   async getMany(deviceIds: readonly string[]): Promise<Map<string, DeviceMetadata | undefined>> {

@@ -1,5 +1,4 @@
 import {
-  AlarmErrorCode,
   CleanCode,
   type CleaningLimits,
   describeRemovals,
@@ -14,27 +13,28 @@ import {
   type TelemetryEntry,
 } from '@dmp/messaging';
 import { MetricsRegistry, recordFailure } from '@dmp/observability';
-import {
-  evaluateMessage,
-  type PlannedAction,
-  type RuleDevice,
-  type RuleSet,
-  type Transition,
-} from '@dmp/rules';
+import { evaluateMessage, type DeviceState, type RuleDevice, type RuleSet } from '@dmp/rules';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { context, trace } from '@opentelemetry/api';
 import type { Counter, Histogram } from 'prom-client';
 import { RoutePublisher } from '../actions/rocketmq.publishers';
-import { actionEntries, AlarmService } from '../alarms/alarm.service';
+import { AlarmService } from '../alarms/alarm.service';
 import { AlarmStore } from '../alarms/alarm.store';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { DeviceMetadataCache } from '../enrichment/device-metadata.cache';
 import { RuleSetHolder } from '../rules/rule-set.holder';
-import { DeviceStateStore, isEvaluated } from '../state/device-state.store';
+import { DeviceStateStore } from '../state/device-state.store';
 import { groupByDevice } from './device-groups';
+import {
+  type CommitPlan,
+  decideAfterCommit,
+  decideStart,
+  narrowTo,
+  planCommit,
+  summarize,
+} from './rule-decisions';
 import { ruleInputOf } from './rule-input';
 
-const MAX_CONFLICT_ROUNDS = 3;
 const SKIP_LOG_INTERVAL_MS = 10_000;
 const EVAL_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05];
 const tracer = trace.getTracer('dmp-kernel');
@@ -196,18 +196,12 @@ export class RuleProcessor {
       this.alarmStore.load(deviceId),
       this.metadata.get(deviceId),
     ]);
-    if (isEvaluated(pack.ids, pack.position, stored.last[topic])) {
+    const start = decideStart({ telemetry, pack, lastCompleted: stored.last[topic], metadata });
+    if (start.kind === 'duplicate') {
       this.duplicates.inc();
       return;
     }
-    // The message carries the tenant, product and site it was enriched with; tags come from the registry.
-    const device: RuleDevice = {
-      deviceId,
-      tenantId: telemetry.tenantId || metadata.tenantId,
-      productId: telemetry.productId || metadata.productId,
-      siteId: telemetry.siteId || metadata.siteId,
-      tags: metadata.tags,
-    };
+    const { device } = start;
 
     const span = tracer.startSpan('evaluate rules', {
       attributes: { 'dmp.ruleset.version': ruleSet.version, 'dmp.device.id': deviceId },
@@ -217,34 +211,24 @@ export class RuleProcessor {
       now: Date.now(),
     });
     stopTimer();
-    let matched = 0;
     for (const { ruleId, result, code } of evaluation.results) {
       this.evaluations.inc({ rule: ruleId, result });
       if (code) this.errors.inc({ rule: ruleId, code });
-      if (result === 'match') matched += 1;
     }
+    const counts = summarize(evaluation);
     span.setAttributes({
-      'dmp.rules.evaluated': evaluation.results.length,
-      'dmp.rules.matched': matched,
-      'dmp.rules.transitions': evaluation.transitions.length,
+      'dmp.rules.evaluated': counts.evaluated,
+      'dmp.rules.matched': counts.matched,
+      'dmp.rules.transitions': counts.transitions,
     });
+    const plan = planCommit(evaluation);
     try {
       await context.with(trace.setSpan(context.active(), span), async () => {
-        await this.commitWithRetry(
-          ruleSet,
-          telemetry,
-          device,
-          stored.state,
-          evaluation.transitions,
-          evaluation.actions,
-        );
-        const onMatch = evaluation.actions.filter((a) => a.trigger === 'match');
-        for (const action of onMatch)
-          if (action.kind === 'route')
-            await this.routes.route(action.topic, telemetry, action.ruleId, ruleSet.version);
-        const outbox = actionEntries(onMatch);
-        await this.stateStore.save(telemetry, topic, outbox, this.alarms.leaseUntil(outbox));
-        this.alarms.dispatch(outbox);
+        await this.commitWithRetry(ruleSet, telemetry, device, stored.state, plan);
+        for (const { topic: target, ruleId } of plan.routes)
+          await this.routes.route(target, telemetry, ruleId, ruleSet.version);
+        await this.stateStore.save(telemetry, topic, plan.outbox, this.alarms.leaseUntil(plan.outbox));
+        this.alarms.dispatch(plan.outbox);
       });
     } catch (error) {
       recordFailure(span, error);
@@ -259,27 +243,21 @@ export class RuleProcessor {
     ruleSet: RuleSet,
     telemetry: NormalizedTelemetry,
     device: RuleDevice,
-    before: Parameters<typeof evaluateMessage>[3],
-    transitions: Transition[],
-    actions: PlannedAction[],
+    before: DeviceState,
+    plan: Pick<CommitPlan, 'transitions' | 'triggered'>,
   ): Promise<void> {
-    let pending = transitions;
-    let triggered = actions.filter((a) => a.trigger !== 'match');
-    for (let round = 0; pending.length > 0; round++) {
-      const { conflicts } = await this.alarms.commit(pending, triggered);
-      if (conflicts.size === 0) return;
-      if (round + 1 >= MAX_CONFLICT_ROUNDS)
-        throw new DmpError(
-          AlarmErrorCode.Conflict,
-          `conditions of ${telemetry.deviceId} kept changing concurrently (${[...conflicts].join(', ')})`,
-          true,
-        );
+    let { transitions, triggered } = plan;
+    for (let round = 0; transitions.length > 0; round++) {
+      const { conflicts } = await this.alarms.commit(transitions, triggered);
+      const next = decideAfterCommit({ deviceId: telemetry.deviceId, round, conflicts });
+      if (next.kind === 'committed') return;
+      if (next.kind === 'give-up') throw next.error;
       const fresh = await this.alarmStore.load(telemetry.deviceId);
-      const subset: RuleSet = { ...ruleSet, rules: ruleSet.rules.filter((rule) => conflicts.has(rule.id)) };
-      const activations = new Map([...fresh].filter(([ruleId]) => conflicts.has(ruleId)));
-      const again = evaluateMessage(subset, telemetry, device, before, activations, { now: Date.now() });
-      pending = again.transitions;
-      triggered = again.actions.filter((a) => a.trigger !== 'match');
+      const narrowed = narrowTo(ruleSet, fresh, next.rules);
+      const again = evaluateMessage(narrowed.ruleSet, telemetry, device, before, narrowed.activations, {
+        now: Date.now(),
+      });
+      ({ transitions, triggered } = planCommit(again));
     }
   }
 }

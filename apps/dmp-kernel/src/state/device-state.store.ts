@@ -1,5 +1,5 @@
 import type { MetricValue, NormalizedTelemetry } from '@dmp/contracts';
-import { REDIS_CLIENT } from '@dmp/redis';
+import { defineScript, REDIS_CLIENT, type ScriptArg } from '@dmp/redis';
 import { alarmKeys, emptyState, stateTimeOf, type DeviceState, type OutboxEntry } from '@dmp/rules';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
@@ -48,10 +48,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 `;
 
-interface ScriptedRedis extends Redis {
-  dmpStateSave(...args: (string | number)[]): Promise<number>;
-}
-
 export interface StoredDeviceState {
   state: DeviceState;
   /** Last completed message id per topic. */
@@ -60,15 +56,17 @@ export interface StoredDeviceState {
 
 @Injectable()
 export class DeviceStateStore {
-  private readonly redis: ScriptedRedis;
+  private readonly saveScript: (...args: ScriptArg[]) => Promise<number>;
   private readonly ttlSeconds: number;
   private readonly prefix: string;
   private readonly outbox: ReturnType<typeof alarmKeys>;
 
-  constructor(@Inject(REDIS_CLIENT) redis: Redis, @Inject(KERNEL_CONFIG) config: KernelConfig) {
+  constructor(
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    @Inject(KERNEL_CONFIG) config: KernelConfig,
+  ) {
     this.prefix = `${config.rules.redisNamespace}:state:`;
-    redis.defineCommand('dmpStateSave', { numberOfKeys: 3, lua: SAVE });
-    this.redis = redis as ScriptedRedis;
+    this.saveScript = defineScript(redis, 'dmpStateSave', SAVE, 3);
     this.ttlSeconds = config.rules.stateTtlSeconds;
     this.outbox = alarmKeys(config.rules.redisNamespace);
   }
@@ -101,7 +99,7 @@ export class DeviceStateStore {
     leaseUntil = 0,
   ): Promise<void> {
     const at = stateTimeOf(message);
-    const args: (string | number)[] = [
+    const args: ScriptArg[] = [
       `${this.prefix}${message.deviceId}`,
       this.outbox.outbox,
       this.outbox.outboxLease,
@@ -119,7 +117,7 @@ export class DeviceStateStore {
         `${METRIC_PREFIX}${name}`,
         JSON.stringify(message.seq === undefined ? [value, at] : [value, at, message.seq]),
       );
-    await this.redis.dmpStateSave(...args);
+    await this.saveScript(...args);
   }
 }
 

@@ -1,11 +1,11 @@
 import type { TelemetryEnvelope } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
-import { REDIS_CLIENT } from '@dmp/redis';
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Counter } from 'prom-client';
 import { MQTT_APP_CONFIG, type MqttAppConfig } from '../config';
+import { type ClaimState, decideArrival, decideLookup, decideSettle } from './dedup-claim';
+import { DedupRepository } from './dedup.repository';
 import { dedupKeys, type DedupKey, type DuplicateKind } from './dedup-keys';
 import { MicroBatcher } from './micro-batcher';
 
@@ -22,14 +22,6 @@ export type DedupResult =
 const LOCAL_ACCEPTED_MAX = 100_000;
 const ERROR_LOG_INTERVAL_MS = 10_000;
 const NO_CLAIM: DedupClaim = { commit: () => undefined, release: () => undefined };
-
-/** Marks a batch of keys in one command: KEYS are the keys, ARGV their windows in ms. */
-const MARK = `for i, key in ipairs(KEYS) do redis.call('SET', key, '1', 'PX', ARGV[i]) end
-return #KEYS`;
-
-interface ScriptedRedis extends Redis {
-  dmpDedupMark(numberOfKeys: number, ...args: (string | number)[]): Promise<number>;
-}
 
 /**
  * Drops duplicates: the same device + message id within DEDUP_MESSAGE_ID_WINDOW_MS, or the same content
@@ -56,7 +48,6 @@ export class DuplicateFilter {
   private readonly windows: { messageIdWindowMs: number; contentWindowMs: number };
   private readonly pending = new Map<string, PendingClaim>();
   private readonly accepted = new LRUCache<string, DuplicateKind>({ max: LOCAL_ACCEPTED_MAX, ttl: 1 });
-  private readonly redis: ScriptedRedis;
   private readonly exists: MicroBatcher<string, boolean>;
   private readonly marks: MicroBatcher<DedupKey, undefined>;
   private readonly hits: Counter<'kind' | 'where'>;
@@ -64,21 +55,17 @@ export class DuplicateFilter {
   private lastErrorLogAt = 0;
 
   constructor(
-    @Inject(REDIS_CLIENT) redis: Redis,
+    private readonly redis: DedupRepository,
     @Inject(MQTT_APP_CONFIG) config: MqttAppConfig,
     metrics: MetricsRegistry,
   ) {
     const { messageIdWindowMs, contentWindowMs, batchLingerMs, batchMax } = config.edge.dedup;
     this.windows = { messageIdWindowMs, contentWindowMs };
     const batching = { lingerMs: batchLingerMs, maxItems: batchMax };
-    redis.defineCommand('dmpDedupMark', { lua: MARK });
-    this.redis = redis as ScriptedRedis;
     // One command per batch, not one per key: the client's per-command work was most of the cost.
-    this.exists = new MicroBatcher(batching, async (keys) =>
-      (await this.redis.mget(...keys)).map((value) => value !== null),
-    );
+    this.exists = new MicroBatcher(batching, (keys) => this.redis.marked(keys));
     this.marks = new MicroBatcher(batching, async (keys) => {
-      await this.redis.dmpDedupMark(keys.length, ...keys.map((k) => k.key), ...keys.map((k) => k.windowMs));
+      await this.redis.mark(keys);
       return keys.map(() => undefined);
     });
     this.hits = metrics.counter('dmp_mqtt_dedup_hits_total', 'Duplicates dropped, by kind and where found', [
@@ -100,17 +87,16 @@ export class DuplicateFilter {
     const keys = dedupKeys(envelope, this.windows);
     if (keys.length === 0) return { duplicate: false, claim: NO_CLAIM };
     for (;;) {
-      const seen = keys.find((k) => this.accepted.has(k.key));
-      if (seen) return this.duplicate(seen, 'local');
-      const busy = keys.map((k) => this.pending.get(k.key)).find((claim) => claim !== undefined);
-      if (!busy) break;
-      await busy.settled;
+      const arrival = decideArrival({ keys, accepted: this.accepted, pending: this.pending });
+      if (arrival.kind === 'duplicate') return this.duplicate(arrival.key, 'local');
+      if (arrival.kind === 'claim') break;
+      await arrival.claim.settled;
     }
     const claim = new PendingClaim(keys, this.pending, (accepted) => this.settle(accepted));
-    const found = await this.findInRedis(keys);
-    if (found) {
+    const lookup = decideLookup(keys, await this.findInRedis(keys));
+    if (lookup.kind === 'duplicate') {
       claim.release();
-      return this.duplicate(found, 'redis');
+      return this.duplicate(lookup.key, 'redis');
     }
     return { duplicate: false, claim };
   }
@@ -120,14 +106,14 @@ export class DuplicateFilter {
     return { duplicate: true, kind: key.kind, key: key.key };
   }
 
-  private async findInRedis(keys: DedupKey[]): Promise<DedupKey | undefined> {
+  /** Which keys Redis has marked; undefined when it did not answer. */
+  private async findInRedis(keys: DedupKey[]): Promise<boolean[] | undefined> {
     if (this.redis.status !== 'ready') {
       this.noteError('check', new Error(`Redis is ${this.redis.status}`));
       return undefined;
     }
     try {
-      const found = await Promise.all(keys.map((k) => this.exists.submit(k.key)));
-      return keys.find((_, i) => found[i]);
+      return await Promise.all(keys.map((k) => this.exists.submit(k.key)));
     } catch (error) {
       this.noteError('check', error);
       return undefined;
@@ -158,7 +144,7 @@ export class DuplicateFilter {
 class PendingClaim implements DedupClaim {
   readonly settled: Promise<void>;
   private resolve!: () => void;
-  private done = false;
+  private state: ClaimState = 'pending';
 
   constructor(
     private readonly keys: DedupKey[],
@@ -170,19 +156,19 @@ class PendingClaim implements DedupClaim {
   }
 
   commit(): void {
-    if (this.finish()) this.onCommit(this.keys);
-    this.resolve();
+    this.settle('commit');
   }
 
   release(): void {
-    this.finish();
-    this.resolve();
+    this.settle('release');
   }
 
-  private finish(): boolean {
-    if (this.done) return false;
-    this.done = true;
-    for (const key of this.keys) if (this.pending.get(key.key) === this) this.pending.delete(key.key);
-    return true;
+  private settle(outcome: 'commit' | 'release'): void {
+    const next = decideSettle(this.state, outcome);
+    this.state = next.state;
+    if (next.unregister)
+      for (const key of this.keys) if (this.pending.get(key.key) === this) this.pending.delete(key.key);
+    if (next.mark) this.onCommit(this.keys);
+    this.resolve();
   }
 }

@@ -1,8 +1,7 @@
-import { DEVICE_CHANGED_CHANNEL, DeviceErrorCode, DmpError } from '@dmp/contracts';
+import { DeviceErrorCode, DmpError } from '@dmp/contracts';
 import { MetricsRegistry } from '@dmp/observability';
-import { REDIS_CLIENT } from '@dmp/redis';
+import type { ChannelSubscription } from '@dmp/redis';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Counter } from 'prom-client';
@@ -50,17 +49,14 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
   >();
   private readonly verified: LRUCache<string, Buffer>;
   private readonly hmacKey = randomBytes(32);
-  private readonly subscriber: Redis;
-  private subscribed = false;
+  private readonly changes: ChannelSubscription;
   /** Raised when the change subscription is (re)established: entries of older generations are stale. */
   private generation = 0;
-  private available?: Promise<void>;
   private readonly invalidations: Counter;
   private readonly lookups: Counter<'result'>;
 
   constructor(
     private readonly repository: DeviceRepository,
-    @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(MQTT_APP_CONFIG) private readonly config: MqttAppConfig,
     metrics: MetricsRegistry,
   ) {
@@ -72,8 +68,18 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
       noDeleteOnStaleGet: true,
     });
     this.verified = new LRUCache<string, Buffer>({ max: cacheMaxEntries, ttl: VERIFIED_TTL_MS });
-    // Pub/sub needs a connection of its own (a subscribed connection takes no other commands).
-    this.subscriber = redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
+    this.changes = repository.changes({
+      onMessage: (deviceId) => this.invalidate(deviceId),
+      onSubscribed: (restored) => {
+        // Anything cached before may have missed a change. Remembered password checks stay: they are
+        // bound to the cached entry's secret hash (see verifyCredentials).
+        if (restored)
+          this.log.warn(
+            'device change subscription restored: cached devices are read again on their next lookup',
+          );
+        this.generation++;
+      },
+    });
     this.invalidations = metrics.counter(
       'dmp_mqtt_device_cache_invalidations_total',
       'Device registry cache entries dropped because the device changed (Redis pub/sub)',
@@ -86,48 +92,11 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onModuleInit(): Promise<void> {
-    this.subscriber.on('message', (channel: string, deviceId: string) => {
-      if (channel === DEVICE_CHANGED_CHANNEL) this.invalidate(deviceId);
-    });
-    this.subscriber.on('ready', () => {
-      if (!this.subscribed) {
-        // Redis was not there at start-up: subscribe now.
-        void this.subscribe();
-        return;
-      }
-      // ioredis subscribes again by itself after a reconnect; what changed meanwhile is unknown. Remembered
-      // password checks stay: they are bound to the cached entry's secret hash (see verifyCredentials).
-      this.log.warn(
-        'device change subscription restored: cached devices are read again on their next lookup',
-      );
-      this.generation++;
-    });
-    this.subscriber.on('error', () => undefined); // the main connection logs Redis errors
-    try {
-      await this.subscriber.connect();
-    } catch (error) {
-      // ioredis keeps reconnecting; 'ready' subscribes then.
-      this.log.warn(`not subscribed to ${DEVICE_CHANGED_CHANNEL} yet: ${(error as Error).message}`);
-      return;
-    }
-    await this.subscribe();
-  }
-
-  private async subscribe(): Promise<void> {
-    try {
-      await this.subscriber.subscribe(DEVICE_CHANGED_CHANNEL);
-      // Anything cached before the subscription may have missed a change.
-      if (!this.subscribed) this.generation++;
-      this.subscribed = true;
-    } catch (error) {
-      this.log.warn(
-        `subscribing to ${DEVICE_CHANGED_CHANNEL} failed (retried on reconnect): ${(error as Error).message}`,
-      );
-    }
+    await this.changes.start();
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+    await this.changes.stop();
   }
 
   /**
@@ -158,14 +127,7 @@ export class DeviceRegistry implements OnModuleInit, OnApplicationShutdown {
    * DMP_ERR_REGISTRY_UNAVAILABLE is worth trying again.
    */
   whenAvailable(): Promise<void> {
-    if (this.redis.status === 'ready') return Promise.resolve();
-    this.available ??= new Promise<void>((resolve) =>
-      this.redis.once('ready', () => {
-        this.available = undefined;
-        resolve();
-      }),
-    );
-    return this.available;
+    return this.repository.whenAvailable();
   }
 
   /** True when a lookup would be answered from the cache (no Redis call). */

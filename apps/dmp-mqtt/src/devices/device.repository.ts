@@ -5,7 +5,7 @@ import {
   deviceRegistryKey,
   type DeviceStatus,
 } from '@dmp/contracts';
-import { REDIS_CLIENT } from '@dmp/redis';
+import { ChannelSubscription, REDIS_CLIENT, type SubscriptionHandlers } from '@dmp/redis';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { StoredDevice, UpdateDevice } from './device';
@@ -40,7 +40,26 @@ return 1`;
  */
 @Injectable()
 export class DeviceRepository {
+  private available?: Promise<void>;
+
   constructor(@Inject(REDIS_CLIENT) private readonly redis: Redis) {}
+
+  /** The changes announced on `dmp:device-changed` (by any replica or the admin API): the device ids. */
+  changes(handlers: SubscriptionHandlers): ChannelSubscription {
+    return new ChannelSubscription(this.redis, DEVICE_CHANGED_CHANNEL, handlers, 'DeviceRegistry');
+  }
+
+  /** Resolves once Redis is reachable (at once if it is). */
+  whenAvailable(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    this.available ??= new Promise<void>((resolve) =>
+      this.redis.once('ready', () => {
+        this.available = undefined;
+        resolve();
+      }),
+    );
+    return this.available;
+  }
 
   async get(deviceId: string): Promise<StoredDevice | undefined> {
     const hash = await this.redis.hgetall(deviceRegistryKey(deviceId));

@@ -1,6 +1,5 @@
-import { type DeviceTopic, DmpError, HandOffErrorCode, RejectCode, type TelemetryKind } from '@dmp/contracts';
+import { type DeviceTopic, DmpError, RejectCode, type TelemetryKind } from '@dmp/contracts';
 import { backoffDelay } from '@dmp/flow';
-import type { TraceCarrier } from '@dmp/observability';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { context } from '@opentelemetry/api';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
@@ -28,22 +27,19 @@ import {
   type MqttSettlement,
 } from '../transport/mqtt-message';
 import { ArrivalOrder, type Turn } from './arrival-order';
+import {
+  type DataTopic,
+  decideHandOff,
+  decideIngest,
+  type IngestFact,
+  type IngestFacts,
+  type IngestVerdict,
+  rejectionOutcome,
+} from './ingest-decision';
 import { IngestMetrics } from './ingest.metrics';
 import { LeftBehind } from './left-behind';
-import { MessageTracing, traceCarrierOf, type MessageSpans } from './message-tracing';
+import { MessageTracing, traceCarrierOf, type DeviceTraceInfo, type MessageSpans } from './message-tracing';
 import { RejectionLogLimiter } from './rejection-log';
-
-/** PUBACK reason code telling the broker (and its logs) why a message was refused; it is acknowledged either way. */
-const PUBACK_FOR_REJECTION: Partial<Record<string, PubackReason>> = {
-  [RejectCode.MalformedPayload]: PubackReason.PayloadFormatInvalid,
-  [RejectCode.InvalidPayload]: PubackReason.PayloadFormatInvalid,
-  [RejectCode.PayloadTooLarge]: PubackReason.ImplementationSpecificError,
-  [RejectCode.WrongTopic]: PubackReason.TopicNameInvalid,
-  [RejectCode.UnknownDevice]: PubackReason.NotAuthorized,
-  [RejectCode.SpoofedDevice]: PubackReason.NotAuthorized,
-  [RejectCode.RateLimited]: PubackReason.QuotaExceeded,
-  [RejectCode.Duplicate]: PubackReason.Success,
-};
 
 /** Rejections that are routine under load: logged at debug, not warn (they are counted and dead-lettered). */
 const QUIET_REJECTIONS = new Set<string>([RejectCode.RateLimited, RejectCode.Duplicate]);
@@ -56,26 +52,19 @@ const REGISTRY_RETRY_MAX_MS = 2_000;
 const DEFERRAL_LOG_INTERVAL_MS = 10_000;
 
 /**
- * One device message from the broker to dmp-kernel, through the edge's checks, in this order (the first
- * that fails decides the reason code):
+ * One device message from the broker to dmp-kernel, through the edge's checks — their order is decided by
+ * {@link decideIngest} (ingest-decision.ts), which this service asks what to learn next, then carries out
+ * its verdict: filtered, refused, left for redelivery, or handed off and settled by dmp-kernel's answer.
+ * The message's spans start once, when the verdict is known.
  *
- *   topic (DMP_ERR_WRONG_TOPIC) → heartbeat (filtered: counted, acknowledged, not forwarded) →
- *   known device (DMP_ERR_UNKNOWN_DEVICE: not registered or disabled) →
- *   decode + validate (DMP_ERR_PAYLOAD_TOO_LARGE, _MALFORMED_PAYLOAD, _INVALID_PAYLOAD, _SPOOFED_DEVICE) →
- *   duplicate (DMP_ERR_DUPLICATE) → rate limit (DMP_ERR_RATE_LIMITED) → hand-off to dmp-kernel → the
- *   settlement the transport turns into a PUBACK (or a redelivery).
- *
- * Identity comes before parsing so that unknown devices cost no decoding. The rate limit comes after the
- * duplicate check so that a message is counted once: copies of accepted messages and the broker's
- * redeliveries cost no token (a flood of a registered device is decoded before it is refused; Receive
- * Maximum bounds how much of it is in flight). Every
- * refused message goes through {@link IngestService.reject}: sent with its raw payload to the dead-letter
- * topic, then counted by reason and acknowledged. Nothing refused is acknowledged before its dead letter
- * is stored; what cannot be decided yet (registry unreachable, dead-letter topic unreachable) waits, and
- * is redelivered by the broker if its delivery ends first. A device's messages are handed off in the
- * order they arrived, however long each one's checks took ({@link ArrivalOrder}). The log keeps the
- * first refusals of each reason per window and sums up the rest (a flood of bad input must not flood
- * the log too).
+ * Every refused message goes through {@link IngestService.reject}: sent with its raw payload to the
+ * dead-letter topic, then counted by reason and acknowledged. Nothing refused is acknowledged before its
+ * dead letter is stored; what cannot be decided yet (registry unreachable, dead-letter topic unreachable)
+ * waits, and is redelivered by the broker if its delivery ends first. A device's messages are handed off
+ * in the order they arrived, however long each one's checks took ({@link ArrivalOrder}): each takes its
+ * turn on arrival and leaves it once, when handed off or settled otherwise. The log keeps the first
+ * refusals of each reason per window and sums up the rest (a flood of bad input must not flood the log
+ * too).
  */
 @Injectable()
 export class IngestService implements OnApplicationShutdown {
@@ -120,108 +109,148 @@ export class IngestService implements OnApplicationShutdown {
   }
 
   async handle(message: MqttMessage, ctx: MqttContext): Promise<MqttSettlement> {
-    const parsedTopic = parseTopic(message.topic);
-    this.metrics.received.inc({ channel: parsedTopic.ok ? parsedTopic.topic.channel : 'invalid' });
-    const userCarrier = traceCarrierOf(message.properties.userProperties);
-
-    if (!parsedTopic.ok) {
-      const spans = this.tracing.start(message, ctx, { carrier: userCarrier });
-      return this.reject(message, ctx, spans, undefined, parsedTopic.rejection);
-    }
-    const { topic } = parsedTopic;
-    if (topic.channel === 'heartbeat') {
-      const spans = this.tracing.start(message, ctx, { carrier: userCarrier, deviceId: topic.deviceId });
-      this.metrics.filtered.inc({ reason: RejectCode.Heartbeat });
-      spans.outcome('filtered', { 'dmp.filter.reason': RejectCode.Heartbeat });
-      return ackWith(PubackReason.Success);
-    }
-    const turn = this.arrivalOrder.enter(topic.deviceId);
+    const topic = parseTopic(message.topic);
+    this.metrics.received.inc({ channel: topic.ok ? topic.topic.channel : 'invalid' });
+    const facts: IngestFacts = { topic, userCarrier: traceCarrierOf(message.properties.userProperties) };
+    // Taken at once, in arrival order: the checks below may finish in any order.
+    const turn =
+      topic.ok && topic.topic.channel !== 'heartbeat'
+        ? this.arrivalOrder.enter(topic.topic.deviceId)
+        : undefined;
+    let step: MqttSettlement | HandOff;
     try {
-      const dataTopic = { deviceId: topic.deviceId, channel: topic.channel };
-      return await this.handleDeviceMessage(message, ctx, dataTopic, userCarrier, turn);
+      step = await this.decideAndStart(message, ctx, facts, turn);
     } finally {
-      turn.leave();
+      turn?.leave(); // the one place it is left: handed off, or settled otherwise
+    }
+    if (!('pending' in step)) return step;
+    const handOff = step;
+    return context.with(handOff.spans.context, () => this.settleHandOff(message, ctx, handOff));
+  }
+
+  /**
+   * Gathers what decideIngest asks for, starts the spans, and carries out a verdict — up to the start of
+   * the hand-off, which happens in the device's turn (the batcher keeps that order from there).
+   */
+  private async decideAndStart(
+    message: MqttMessage,
+    ctx: MqttContext,
+    facts: IngestFacts,
+    turn: Turn | undefined,
+  ): Promise<MqttSettlement | HandOff> {
+    let claim: DedupClaim | undefined;
+    try {
+      // Started once, as soon as the trace context is known: the duplicate check may wait for a copy's
+      // hand-off, and a delivery that ends meanwhile must still end them.
+      let started: MessageSpans | undefined;
+      const startSpans = (trace: DeviceTraceInfo) => (started ??= this.tracing.start(message, ctx, trace));
+      let decision = decideIngest(facts);
+      while (decision.kind === 'need') {
+        if (decision.trace) startSpans(decision.trace);
+        claim = (await this.gather(decision.fact, facts, message, ctx)) ?? claim;
+        decision = decideIngest(facts);
+      }
+      const spans = startSpans(decision.trace);
+      if (decision.kind !== 'forward') {
+        claim?.release(); // not handed off: a copy waiting for it goes on itself
+        return await this.carryOut(decision, message, ctx, spans);
+      }
+      const { topic } = decision;
+      // The device's earlier messages go first (see ArrivalOrder).
+      await turn?.ready;
+      const behind = this.leftBehind.of(ctx.signal, topic.deviceId);
+      if (behind) {
+        claim?.release();
+        spans.outcome('redeliver', { 'dmp.handoff.abandoned': 'behind a message left for redelivery' });
+        return redeliverAfter('behind a message of its device left for redelivery', behind);
+      }
+      const pending = context.with(spans.context, () =>
+        this.kernel.forward(decision.message.envelope, spans.carrier(), ctx.signal),
+      );
+      return { pending, spans, topic, decoded: decision.message, claim: claim ?? NO_CLAIM };
+    } catch (error) {
+      claim?.release();
+      throw error;
     }
   }
 
-  /** A message on a device's data topic; its turn passes once it is handed off or refused. */
-  private async handleDeviceMessage(
+  /** Learns `fact` about the message into `facts`; a duplicate check that lets it through returns its claim. */
+  private async gather(
+    fact: IngestFact,
+    facts: IngestFacts,
     message: MqttMessage,
     ctx: MqttContext,
-    topic: DeviceTopic & { channel: TelemetryKind },
-    userCarrier: TraceCarrier,
-    turn: Turn,
-  ): Promise<MqttSettlement> {
-    const early = await this.checkDevice(topic.deviceId, ctx.signal);
-    if (early === 'aborted' || early === 'timeout') {
-      const spans = this.tracing.start(message, ctx, { carrier: userCarrier, deviceId: topic.deviceId });
-      spans.outcome('redeliver', { 'dmp.handoff.abandoned': 'registry unavailable' });
-      if (early === 'aborted') return redeliver('device registry unavailable');
-      // Past DEVICE_REGISTRY_WAIT_MS: out of the way of the connection's other acknowledgements, and
-      // redelivered by the broker once Redis is back (the transport replaces the connection then).
-      const after = this.registry.whenAvailable();
-      this.leftBehind.leave(ctx.signal, topic.deviceId, after);
-      if (performance.now() - this.lastDeferralLogAt >= DEFERRAL_LOG_INTERVAL_MS) {
-        this.lastDeferralLogAt = performance.now();
-        this.logger.warn(
-          { deviceId: topic.deviceId, topic: message.topic },
-          `device registry did not answer within ${this.registryWaitMs} ms: message left for redelivery once ` +
-            `Redis is back (one line per ${DEFERRAL_LOG_INTERVAL_MS / 1000} s; all in dmp_mqtt_deferred_total)`,
+  ): Promise<DedupClaim | undefined> {
+    const { deviceId, channel } = (facts.topic as { topic: DataTopic }).topic;
+    switch (fact) {
+      case 'identity':
+        facts.identity = (await this.checkDevice(deviceId, ctx.signal)) ?? 'known';
+        return undefined;
+      case 'decoded':
+        facts.decoded = this.decoder.decode({
+          deviceId,
+          kind: channel,
+          payload: message.payload,
+          contentType: message.properties.contentType,
+          receivedAt: ctx.getReceivedAt(),
+        });
+        return undefined;
+      case 'duplicate': {
+        const dedup = await this.duplicates.check(
+          (facts.decoded as { message: DecodedMessage }).message.envelope,
         );
+        facts.duplicate = dedup.duplicate && dedup.kind;
+        return dedup.duplicate ? undefined : dedup.claim;
       }
-      return redeliverAfter(`device registry unavailable for ${this.registryWaitMs} ms`, after);
+      case 'rate':
+        facts.withinRate = this.rateLimiter.allow(deviceId, { redelivery: ctx.isRedelivery() });
+        return undefined;
     }
-    if (early) {
-      const spans = this.tracing.start(message, ctx, { carrier: userCarrier, deviceId: topic.deviceId });
-      return this.reject(message, ctx, spans, topic, early);
-    }
+  }
 
-    const decoded = this.decoder.decode({
-      deviceId: topic.deviceId,
-      kind: topic.channel,
-      payload: message.payload,
-      contentType: message.properties.contentType,
-      receivedAt: ctx.getReceivedAt(),
-    });
-    // MQTT 5 user properties win; the payload's field is for MQTT 3.1.1 devices.
-    const payloadTraceparent = decoded.ok ? decoded.message.traceparent : decoded.rejection.traceparent;
-    const carrier: TraceCarrier = userCarrier.traceparent
-      ? userCarrier
-      : payloadTraceparent
-        ? { traceparent: payloadTraceparent }
-        : {};
-    const spans = this.tracing.start(message, ctx, {
-      carrier,
-      deviceId: topic.deviceId,
-      messageId: decoded.ok ? decoded.message.envelope.messageId : decoded.rejection.messageId,
-    });
-    if (!decoded.ok) return this.reject(message, ctx, spans, topic, decoded.rejection);
+  /** A verdict other than the hand-off. */
+  private async carryOut(
+    verdict: Exclude<IngestVerdict, { kind: 'forward' }>,
+    message: MqttMessage,
+    ctx: MqttContext,
+    spans: MessageSpans,
+  ): Promise<MqttSettlement> {
+    switch (verdict.kind) {
+      case 'filter':
+        this.metrics.filtered.inc({ reason: verdict.reason });
+        spans.outcome('filtered', { 'dmp.filter.reason': verdict.reason });
+        return ackWith(PubackReason.Success);
+      case 'reject':
+        if (verdict.rejection.code === RejectCode.RateLimited) this.metrics.rateLimitHits.inc();
+        return this.reject(message, ctx, spans, verdict.topic, verdict.rejection);
+      case 'registry-unavailable':
+        return this.deferForRegistry(verdict.gaveUp, message, ctx, spans, verdict.topic);
+    }
+  }
 
-    const { envelope } = decoded.message;
-    const dedup = await this.duplicates.check(envelope);
-    if (dedup.duplicate) {
-      return this.reject(message, ctx, spans, topic, {
-        code: RejectCode.Duplicate,
-        detail:
-          dedup.kind === 'message_id'
-            ? `message id ${envelope.messageId} already accepted`
-            : `same content as a message accepted moments ago (new message id ${envelope.messageId})`,
-        messageId: envelope.messageId,
-      });
+  /** The registry did not answer: redelivered, not refused. */
+  private deferForRegistry(
+    gaveUp: 'aborted' | 'timeout',
+    message: MqttMessage,
+    ctx: MqttContext,
+    spans: MessageSpans,
+    topic: DataTopic,
+  ): MqttSettlement {
+    spans.outcome('redeliver', { 'dmp.handoff.abandoned': 'registry unavailable' });
+    if (gaveUp === 'aborted') return redeliver('device registry unavailable');
+    // Past DEVICE_REGISTRY_WAIT_MS: out of the way of the connection's other acknowledgements, and
+    // redelivered by the broker once Redis is back (the transport replaces the connection then).
+    const after = this.registry.whenAvailable();
+    this.leftBehind.leave(ctx.signal, topic.deviceId, after);
+    if (performance.now() - this.lastDeferralLogAt >= DEFERRAL_LOG_INTERVAL_MS) {
+      this.lastDeferralLogAt = performance.now();
+      this.logger.warn(
+        { deviceId: topic.deviceId, topic: message.topic },
+        `device registry did not answer within ${this.registryWaitMs} ms: message left for redelivery once ` +
+          `Redis is back (one line per ${DEFERRAL_LOG_INTERVAL_MS / 1000} s; all in dmp_mqtt_deferred_total)`,
+      );
     }
-    // After the duplicate check: a message is counted once (see DeviceRateLimiter).
-    if (!this.rateLimiter.allow(topic.deviceId, { redelivery: ctx.isRedelivery() })) {
-      dedup.claim.release();
-      this.metrics.rateLimitHits.inc();
-      return this.reject(message, ctx, spans, topic, {
-        code: RejectCode.RateLimited,
-        detail: `device ${topic.deviceId} exceeds its message rate`,
-        messageId: envelope.messageId,
-      });
-    }
-    return context.with(spans.context, () =>
-      this.forward(message, ctx, spans, topic, decoded.message, dedup.claim, turn),
-    );
+    return redeliverAfter(`device registry unavailable for ${this.registryWaitMs} ms`, after);
   }
 
   /**
@@ -278,36 +307,18 @@ export class IngestService implements OnApplicationShutdown {
     }
   }
 
-  private async forward(
+  /** Waits for dmp-kernel's answer to a hand-off (out of the device's turn) and settles the message. */
+  private async settleHandOff(
     message: MqttMessage,
     ctx: MqttContext,
-    spans: MessageSpans,
-    topic: DeviceTopic,
-    decoded: DecodedMessage,
-    claim: DedupClaim,
-    turn: Turn,
+    handOff: HandOff,
   ): Promise<MqttSettlement> {
+    const { spans, topic, decoded, claim } = handOff;
     const { envelope } = decoded;
     let accepted = false;
     try {
-      // The device's earlier messages go first (see ArrivalOrder); the batcher keeps that order.
-      await turn.ready;
-      const behind = this.leftBehind.of(ctx.signal, topic.deviceId);
-      if (behind) {
-        turn.leave();
-        spans.outcome('redeliver', { 'dmp.handoff.abandoned': 'behind a message left for redelivery' });
-        return redeliverAfter('behind a message of its device left for redelivery', behind);
-      }
-      const handOff = this.kernel.forward(envelope, spans.carrier(), ctx.signal);
-      turn.leave();
-      const outcome = await handOff;
-      if (!outcome.accepted) {
-        return await this.reject(message, ctx, spans, topic, {
-          code: outcome.errorCode as RejectCode,
-          detail: `refused by dmp-kernel: ${outcome.errorMessage}`,
-          messageId: envelope.messageId,
-        });
-      }
+      const answer = decideHandOff(await handOff.pending, envelope.messageId);
+      if (answer.kind === 'reject') return await this.reject(message, ctx, spans, topic, answer.rejection);
       accepted = true;
       this.metrics.forwarded.inc({ kind: envelope.kind satisfies TelemetryKind });
       spans.outcome('forwarded', { 'dmp.payload.format': decoded.format });
@@ -340,7 +351,7 @@ export class IngestService implements OnApplicationShutdown {
     topic: DeviceTopic | undefined,
     rejection: Rejection,
   ): Promise<MqttSettlement> {
-    const reason = rejection.code || HandOffErrorCode.Rejected;
+    const { reason, puback } = rejectionOutcome(rejection);
     spans.outcome('rejected', { 'dmp.reject.code': reason });
     const outcome = await context.with(spans.context, () =>
       this.deadLetters.publish(
@@ -377,9 +388,20 @@ export class IngestService implements OnApplicationShutdown {
       if (QUIET_REJECTIONS.has(reason)) this.logger.debug(fields, text);
       else if (this.rejectionLog.admit(reason, topic?.deviceId)) this.logger.warn(fields, text);
     });
-    return ackWith(PUBACK_FOR_REJECTION[reason] ?? PubackReason.ImplementationSpecificError);
+    return ackWith(puback);
   }
 }
+
+/** A message whose hand-off started: dmp-kernel's answer is awaited out of the device's turn. */
+interface HandOff {
+  pending: ReturnType<KernelForwarder['forward']>;
+  spans: MessageSpans;
+  topic: DataTopic;
+  decoded: DecodedMessage;
+  claim: DedupClaim;
+}
+
+const NO_CLAIM: DedupClaim = { commit: () => undefined, release: () => undefined };
 
 /** The promise's outcome, or a rejection once the signal aborts (the promise is left to settle alone). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
