@@ -68,7 +68,7 @@ const MESSAGES_AROUND_FAULT = 300;
 /** Every device message carries a traceparent; the apps sample this share of them (by trace id). */
 const SAMPLE_RATIO = 0.02;
 const AGGREGATION_INTERVAL_MS = 1_000;
-const AGGREGATION_LEASE_MS = 4_000;
+const AGGREGATION_LEASE_MS = 8_000;
 /** Spans a process exports in batches (every second): the last ones of a process killed with -9 are lost. */
 const SPAN_LOSS_BEFORE_KILL_MS = 5_000;
 /**
@@ -480,7 +480,7 @@ describe('DMP scaled out: two replicas of every app on a ClickHouse cluster', { 
       .filter((k) => k.replica.startsWith('dmp-mqtt') || k.replica.startsWith('dmp-kernel'))
       .map((k) => ({
         replica: k.replica,
-        from: k.at - 1_000,
+        from: k.at - ORDER_GAP_MS,
         to: accepted
           .filter((m) => m.sentAt < k.restarted)
           .reduce((last, m) => Math.max(last, observedAt.get(m.messageId!) ?? 0), k.restarted),
