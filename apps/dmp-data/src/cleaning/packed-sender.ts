@@ -48,12 +48,12 @@ export class PackedSender<T> {
 
   /** Items waiting for a send. */
   get queued(): number {
-    return this.batcher.queued;
+    return this.batcher.waiting;
   }
 
   /** Sends in flight. */
   get sendsInFlight(): number {
-    return this.batcher.batchesInFlight;
+    return this.batcher.packsInFlight;
   }
 
   add(item: T): Promise<void> {

@@ -92,11 +92,11 @@ export class BatchWriter<T> {
 
   /** Items queued or being written. */
   get heldRows(): number {
-    return this.batcher.queued + this.writing;
+    return this.batcher.waiting + this.writing;
   }
 
   get queuedRows(): number {
-    return this.batcher.queued;
+    return this.batcher.waiting;
   }
 
   /**

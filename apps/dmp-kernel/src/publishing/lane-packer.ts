@@ -1,4 +1,4 @@
-import { AbortWatch, KeyedFifo } from '@dmp/flow';
+import { AbortWatch, Batcher } from '@dmp/flow';
 
 export interface LanePackerOptions {
   /** Items per send at most… */
@@ -68,7 +68,7 @@ interface Pending<T> {
  * Part of the per-device order invariant: see docs/engineering.md, "Per-device order".
  */
 export class LanePacker<T> {
-  private readonly fifo: KeyedFifo<Pending<T>>;
+  private readonly fifo: Batcher<Pending<T>>;
   private readonly maxWaitingItems: number;
   private readonly maxWaitingBytes: number;
   private readonly aborts = new AbortWatch<Pending<T>>((signal, items) => this.cancel(signal, items));
@@ -79,7 +79,7 @@ export class LanePacker<T> {
   ) {
     this.maxWaitingItems = options.maxWaitingItems ?? Infinity;
     this.maxWaitingBytes = options.maxWaitingBytes ?? Infinity;
-    this.fifo = new KeyedFifo<Pending<T>>(
+    this.fifo = new Batcher<Pending<T>>(
       {
         maxItems: options.maxItems,
         maxBytes: options.maxBytes,

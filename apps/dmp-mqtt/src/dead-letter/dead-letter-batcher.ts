@@ -76,7 +76,7 @@ export class DeadLetterBatcher<T> {
 
   /** Items waiting for a send. */
   get queued(): number {
-    return this.batcher.queued;
+    return this.batcher.waiting;
   }
 
   /** Items in sends in flight (including sends waiting to retry). */
@@ -86,7 +86,7 @@ export class DeadLetterBatcher<T> {
 
   /** Sends in flight (including those waiting to retry). */
   get sendsInFlight(): number {
-    return this.batcher.batchesInFlight;
+    return this.batcher.packsInFlight;
   }
 
   add(item: T, signal: AbortSignal): Promise<DeadLetterOutcome> {

@@ -1,11 +1,11 @@
 import { DmpError, errorMessage, HandOffErrorCode } from '@dmp/contracts';
-import { AbortWatch, backoffDelay, KeyedFifo } from '@dmp/flow';
+import { AbortWatch, backoffDelay, Batcher } from '@dmp/flow';
 
 /**
  * Micro-batching with per-key (per-device) order, bounded concurrency and bounded retries. Plain logic:
  * the transport (`send`) is injected, so it is tested without a network.
  *
- * Order. Each key has a FIFO queue (`KeyedFifo` of `@dmp/flow`, key = device), and only its first
+ * Order. Each key has a FIFO queue (`Batcher` of `@dmp/flow`, key = device), and only its first
  * messages — up to `maxPerKey`, in queue order, all in one batch — are ever in a call; the key's next
  * messages go once that call was answered (and a message to retry waited its backoff). So a key never
  * has messages in two batches at once: with up to `maxConcurrentBatches` calls in flight finishing in
@@ -100,7 +100,7 @@ interface Retry<T> {
 }
 
 export class OrderedBatcher<T> {
-  private readonly fifo: KeyedFifo<Entry<T>>;
+  private readonly fifo: Batcher<Entry<T>>;
   private readonly calls = new Set<Promise<void>>();
   private readonly aborts = new AbortWatch<Entry<T>>((signal, entries) => this.onAbort(signal, entries));
   private pendingCount = 0;
@@ -113,7 +113,7 @@ export class OrderedBatcher<T> {
     private readonly send: SendBatch<T>,
     private readonly hooks: OrderedBatcherHooks = {},
   ) {
-    this.fifo = new KeyedFifo<Entry<T>>(
+    this.fifo = new Batcher<Entry<T>>(
       {
         maxItems: options.maxBatchSize,
         maxBytes: options.maxBatchBytes,
