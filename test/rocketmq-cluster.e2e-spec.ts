@@ -5,8 +5,8 @@
  * again only if none of it was running before. The project's producer sends keyed FIFO messages (one
  * message group per device, as the apps do) for many devices through that proxy, and its consumer
  * server receives them: every device's messages in order, and both brokers stored a share of them (the
- * brokers' queue offsets, `scripts/stack.sh queues --cluster`). Own topic and group `dmp_cluster_test`
- * (scripts/stack/rocketmq-{topics,groups}.txt). The default stack's RocketMQ is not used.
+ * brokers' queue offsets, `scripts/stack.sh queues --cluster`). Own topic and group `dmp_cluster_test`,
+ * created here on both brokers. The default stack's RocketMQ is not used.
  */
 import {
   RocketMqConsumerServer,
@@ -14,7 +14,13 @@ import {
   RocketMqProducer,
   type RocketMqMessage,
 } from '@dmp/messaging';
-import { runningStackProcs, silentNestLogger, stackScript, waitFor } from '@dmp/testing';
+import {
+  createRocketmqResources,
+  runningStackProcs,
+  silentNestLogger,
+  stackScript,
+  waitFor,
+} from '@dmp/testing';
 import { Controller, Module, UseFilters, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventPattern, Payload } from '@nestjs/microservices';
@@ -24,6 +30,8 @@ import { after, before, describe, it } from 'node:test';
 
 /** The cluster profile's proxy: what the apps use as ROCKETMQ_ENDPOINTS to run on two brokers. */
 const ENDPOINTS = '127.0.0.1:8091';
+/** Its name server, where the test creates its topic and group on every broker. */
+const NAME_SERVER = '127.0.0.1:9877';
 const TOPIC = 'dmp_cluster_test';
 const GROUP = 'dmp_cluster_test';
 const BROKERS = ['broker-a', 'broker-b'];
@@ -89,6 +97,10 @@ describe('@dmp/messaging on RocketMQ with two brokers (cluster profile)', { time
   before(async () => {
     wasRunning = await runningStackProcs(PROCS, 'rocketmq-cluster');
     await stackScript('up', 'rocketmq-cluster');
+    await createRocketmqResources(
+      { topics: { [TOPIC]: 'FIFO' }, groups: { [GROUP]: 'orderly' } },
+      { nameServer: NAME_SERVER },
+    );
     await producer.start();
     app = await NestFactory.create(ClusterTestModule, { logger: false });
     app.connectMicroservice({ strategy: server });

@@ -24,6 +24,7 @@ import {
   CLUSTER_SERVERS,
   clusterDown,
   clusterUp,
+  createRocketmqResources,
   freePort,
   getJaegerTrace,
   inQueueOrder,
@@ -60,6 +61,8 @@ const database = `dmp_test_scale_${run}`;
 const singleDatabase = `dmp_test_scale_single_${run}`;
 /** The one RocketMQ every app uses (the default stack's, or ROCKETMQ_ENDPOINTS). */
 const ROCKETMQ = { ROCKETMQ_ENDPOINTS: stack.rocketmq.endpoints };
+/** The order observer's group: it keeps its offsets across runs (what earlier runs left is skipped). */
+const OBSERVER_GROUP = 'dmp_scale_observer';
 const DEVICES = 150;
 /** Change events per second, all devices together (plus a snapshot per device every 6 s). */
 const RATE = 50;
@@ -170,13 +173,13 @@ describe('DMP scaled out: two replicas of every app on a ClickHouse cluster', { 
     traceRatio: 1,
   });
 
-  // Reads what the kernels produced through a group of its own, to check per-device order from the
+  // Reads what the kernels produced through a group of its own (created in `before`), to check per-device order from the
   // queue offsets and pack positions (a device's messages all sit in one queue of each topic).
   const telemetryTopics = [stack.rocketmq.topics.event, stack.rocketmq.topics.snapshot];
   const observer = new MultiTopicSimpleConsumer({
     endpoints: stack.rocketmq.endpoints,
     namespace: stack.rocketmq.namespace,
-    consumerGroup: 'dmp_scale_observer',
+    consumerGroup: OBSERVER_GROUP,
     subscriptions: new Map(telemetryTopics.map((topic) => [topic, '*'])),
     awaitDuration: 5_000, // the proxy long-polls at least 5 s
     logger: silentClientLogger,
@@ -240,6 +243,7 @@ describe('DMP scaled out: two replicas of every app on a ClickHouse cluster', { 
       );
       assert.ok(status < 300, `register ${device.id}: ${status}`);
     }
+    await createRocketmqResources({ groups: { [OBSERVER_GROUP]: 'concurrently' } });
     await observer.startup();
     // The group keeps what earlier runs left in the topics: skip it.
     await observe(false, { done: () => false, idleReceives: 2 });
