@@ -147,9 +147,9 @@ describe('alarm generations', () => {
   it('is the query docs/analysts.md shows ("Alarms as reprocessed")', () => {
     const docs = readFileSync(join(__dirname, '../../../../docs/analysts.md'), 'utf8');
     const sql = effectiveAlarmsSql({
-      fromMs: Date.parse('2026-03-01T00:00:00Z'),
-      toMs: Date.parse('2026-03-08T00:00:00Z'),
-      deviceIds: ['sensor-0042'],
+      from: 'toUInt64(toUnixTimestamp(now() - INTERVAL 7 DAY)) * 1000',
+      to: 'toUInt64(toUnixTimestamp(now())) * 1000',
+      deviceIds: ['dev-001'],
     });
     assert.ok(docs.includes(`\`\`\`sql\n${sql}\n\`\`\``), `docs/analysts.md shows:\n${sql}`);
   });

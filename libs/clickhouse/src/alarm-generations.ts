@@ -208,7 +208,7 @@ export interface HistoryRange {
   deviceIds?: readonly string[];
 }
 
-const devicesSql = (r: HistoryRange) =>
+const devicesSql = (r: { deviceIds?: readonly string[] }) =>
   r.deviceIds?.length ? ` AND device_id IN (${stringList(new Set(r.deviceIds))})` : '';
 
 /** The stored messages a generation reads, as a count and an order-free hash: its fingerprint. */
@@ -222,13 +222,23 @@ WHERE ts_ms >= ${Math.floor(r.fromMs)} AND ts_ms < ${Math.floor(r.toMs)}${device
 const ALARM_COLUMNS =
   'alarm_id, device_id, rule_id, severity, state, message, started_at_ms, raised_at_ms, cleared_at_ms, ruleset_version';
 
+/** A range of alarm starts: epoch ms, or SQL expressions of epoch ms (`toUInt64(toUnixTimestamp(now())) * 1000`). */
+export interface AlarmsRange {
+  from: number | string;
+  to: number | string;
+  /** None: every device. */
+  deviceIds?: readonly string[];
+}
+
+const msSql = (t: number | string) => (typeof t === 'number' ? String(Math.floor(t)) : `(${t})`);
+
 /**
  * The alarms that started in a range, as the newest applied generation covering their device and start
  * has them, else as live processing raised them (`source`: the generation's id, or 'live').
  * docs/analysts.md ("Alarms as reprocessed") shows it; ClickHouse 18.16 and newer.
  */
-export function effectiveAlarmsSql(r: HistoryRange): string {
-  const where = `started_at_ms >= ${Math.floor(r.fromMs)} AND started_at_ms < ${Math.floor(r.toMs)}${devicesSql(r)}`;
+export function effectiveAlarmsSql(r: AlarmsRange): string {
+  const where = `started_at_ms >= ${msSql(r.from)} AND started_at_ms < ${msSql(r.to)}${devicesSql(r)}`;
   return `SELECT source, ${ALARM_COLUMNS}
 FROM
 (
@@ -239,7 +249,7 @@ FROM
     SELECT 'live' AS source, ${ALARM_COLUMNS}
     FROM ${ALARMS_TABLE} FINAL
     WHERE ${where}
-)
+) AS alarms_in_range
 ANY LEFT JOIN
 (
     -- Per device, its applied generations, newest first: (applied at, id, from, to).
@@ -247,7 +257,7 @@ ANY LEFT JOIN
     FROM ${GENERATIONS_TABLE} FINAL ARRAY JOIN device_ids AS device_id
     WHERE state = 'applied'
     GROUP BY device_id
-) USING device_id
+) AS coverage USING device_id
 WHERE source = if(
     (tupleElement(arrayFirst((gen, at) -> tupleElement(gen, 3) <= at AND at < tupleElement(gen, 4),
                              generations, replicate(started_at_ms, generations)), 2) AS covering) = '',
