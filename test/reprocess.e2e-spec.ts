@@ -404,6 +404,13 @@ describe('reprocessing history as alarm generations', { timeout: 300_000 }, () =
       generated.map((r) => [generation, r.alarm_id]),
     );
 
+    // The operator's view of the same: `dmp rules alarms`.
+    const shown = JSON.parse(await cli('rules', 'alarms', ...range, '--device', id, '--json')) as AlarmRow[];
+    assert.deepEqual(
+      shown.map((r) => [r.source, r.alarm_id]),
+      generated.map((r) => [generation, r.alarm_id]),
+    );
+
     // The same request again: applied before, nothing written.
     assert.equal((JSON.parse(await apply()) as { step: string }).step, 'applied-before');
     const listed = JSON.parse(await cli('rules', 'generations', '--json')) as GenerationRecord[];

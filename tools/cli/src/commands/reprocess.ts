@@ -1,5 +1,6 @@
 import {
   dataFingerprint,
+  effectiveAlarmsSql,
   generatedAlarmRows,
   generationId,
   listGenerations,
@@ -32,7 +33,7 @@ import {
 } from './rules';
 
 /**
- * `dmp rules reprocess | generations | revert`: a range of history re-run through a chosen rule set
+ * `dmp rules reprocess | generations | revert | alarms`: a range of history re-run through a chosen rule set
  * version — a dry run (the back-test), or applied as a new alarm generation beside the live alarms,
  * reversible; see `@dmp/clickhouse`'s alarm-generations. Nothing is sent: the replay is the pure engine
  * (libs/rules), its actions are dropped, and this command has no broker, kernel or webhook client at all.
@@ -179,6 +180,18 @@ export async function applyReprocess(
   return { record, step };
 }
 
+/** A row of the analysts' query (`effectiveAlarmsSql`). */
+interface EffectiveAlarm {
+  source: string;
+  alarm_id: string;
+  device_id: string;
+  rule_id: string;
+  severity: string;
+  state: string;
+  message: string;
+  started_at_ms: string;
+}
+
 const at = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : '-');
 
 export function formatGeneration(r: GenerationRecord): string {
@@ -249,6 +262,33 @@ export function registerReprocessCommands(rules: Command): void {
       .option('--by <name>', 'who asks (recorded; default: the user running it)')
       .option('--json', 'machine-readable output'),
   ).action((options: ReprocessOptions) => reprocess(options));
+
+  withClickHouseOptions(
+    rules
+      .command('alarms')
+      .description(
+        "a range's alarms as analysts read them: the newest applied generation's where one covers the device, else the live ones",
+      )
+      .requiredOption('--from <time>', 'alarms started from (inclusive): ISO 8601 or epoch ms', time)
+      .requiredOption('--to <time>', 'alarms started before (exclusive)', time)
+      .option('--device <id>', 'only this device (repeatable)', collect)
+      .option('--json', 'machine-readable output'),
+  ).action(
+    async (options: ClickHouseOptions & { from: number; to: number; device?: string[]; json?: boolean }) => {
+      const rows = await withClickHouse(options, (clickhouse) =>
+        clickhouse.query<EffectiveAlarm>(
+          effectiveAlarmsSql({ from: options.from, to: options.to, deviceIds: options.device ?? [] }),
+        ),
+      );
+      if (options.json) console.log(JSON.stringify(rows, null, 2));
+      else if (rows.length === 0) console.log('no alarms');
+      else
+        for (const r of rows)
+          console.log(
+            `${at(Number(r.started_at_ms))}  ${r.state.padEnd(9)} ${r.rule_id.padEnd(24)} ${r.device_id}  [${r.severity}] ${r.message}  (${r.source})`,
+          );
+    },
+  );
 
   withClickHouseOptions(
     rules
