@@ -15,6 +15,9 @@ import {
   applyMigrations,
   applyRetention,
   type CorrectionRequest,
+  effectiveAlarmsSql,
+  listGenerations,
+  revertGeneration,
   listCorrections,
   ClickHouseRepository,
   clusterStatements,
@@ -28,6 +31,7 @@ import {
   toTelemetryRows,
 } from '@dmp/clickhouse';
 import { cleanTelemetry, type NormalizedTelemetry } from '@dmp/contracts';
+import { compileRuleSet, readRuleFiles } from '@dmp/rules';
 import type { RocketMqMessage } from '@dmp/messaging';
 import { MetricsRegistry } from '@dmp/observability';
 import {
@@ -65,6 +69,7 @@ import { CommandWriter } from '../apps/dmp-data/src/commands/command.writer';
 import { DeadLetterWriter } from '../apps/dmp-data/src/dead-letters/dead-letter.writer';
 import { TelemetryBatchWriter } from '../apps/dmp-data/src/storage/telemetry-batch-writer';
 import { deadLetterQuery } from '../tools/cli/src/commands/dead-letters';
+import { applyReprocess } from '../tools/cli/src/commands/reprocess';
 import { backtest } from '../tools/cli/src/commands/rules';
 import {
   analystsAlarmEvents,
@@ -460,6 +465,60 @@ for (const engine of engines)
           report.transitions.map((t) => [t.transition, Date.parse(t.ts)]),
           expected,
         );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('applies, lists and reverts an alarm generation (dmp rules reprocess --apply)', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'dmp-reprocess-current-'));
+      try {
+        await writeFile(
+          join(dir, 'hot.yaml'),
+          'rules:\n  - id: hot\n    when: state.latest.temp > 25\n    clear: state.latest.temp < 22\n    actions: [{ alarm: { severity: minor } }]\n',
+        );
+        const compiled = compileRuleSet(await readRuleFiles(dir));
+        assert.ok(compiled.ok);
+        const range = { fromMs: RECENT_START, toMs: RECENT_START + 5 * 60_000, deviceIds: ['dev-001'] };
+        const input = {
+          ruleSet: compiled.ruleSet,
+          rulesJson: '{}',
+          ...range,
+          reason: 'test',
+          requestedBy: 'test',
+        };
+        const report = await backtest({
+          rules: dir,
+          from: range.fromMs,
+          to: range.toMs,
+          device: range.deviceIds,
+          clickhouseUrl: url,
+          database,
+        });
+        const raised = report.transitions.filter((t) => t.transition === 'raised').length;
+        const first = await applyReprocess(repository, input);
+        assert.deepEqual([first.step, first.record.state, first.record.alarms], ['write', 'applied', raised]);
+        const again = await applyReprocess(repository, input);
+        assert.deepEqual(
+          [again.step, again.record.generation_id],
+          ['applied-before', first.record.generation_id],
+        );
+        assert.deepEqual(
+          (await listGenerations(repository)).map((g) => g.generation_id),
+          [first.record.generation_id],
+        );
+        const sources = async () =>
+          (
+            await repository.query<{ source: string }>(
+              effectiveAlarmsSql({ from: range.fromMs, to: range.toMs, deviceIds: range.deviceIds }),
+            )
+          ).map((r) => r.source);
+        assert.deepEqual(await sources(), Array<string>(raised).fill(first.record.generation_id));
+        const reverted = await revertGeneration(repository, first.record.generation_id, 'test');
+        assert.equal(reverted.record.state, 'reverted');
+        assert.ok((await sources()).every((source) => source === 'live'));
+        assert.equal((await applyReprocess(repository, input)).step, 'reapply');
+        assert.deepEqual(await sources(), Array<string>(raised).fill(first.record.generation_id));
       } finally {
         await rm(dir, { recursive: true, force: true });
       }

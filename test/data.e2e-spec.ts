@@ -324,6 +324,7 @@ describe('dmp-data', () => {
       '010_alarm_explanations',
       '011_commands',
       '012_telemetry_corrections',
+      '013_alarm_generations',
     ]);
     assert.equal(first.server, '18.16.1');
     // Newer types wait for a newer server (test/clickhouse-current.e2e-spec.ts runs them on 26.x).
@@ -351,6 +352,8 @@ describe('dmp-data', () => {
       ['commands'],
       ['command_events'],
       ['telemetry_corrections'],
+      ['alarm_generations'],
+      ['alarm_generation_alarms'],
     ])
       assert.deepEqual(
         tables.find((table) => table.name === name),
@@ -410,6 +413,7 @@ describe('dmp-data', () => {
         '010_alarm_explanations',
         '011_commands',
         '012_telemetry_corrections',
+        '013_alarm_generations',
       ]);
       await old.insertRows(Tables.raw, [row('after', now, { power: 3, on: true })]);
       assert.deepEqual(

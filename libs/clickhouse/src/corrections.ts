@@ -2,6 +2,7 @@ import { backoffDelay } from '@dmp/flow';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { refuseCluster } from './alarm-generations';
 import type { ClickHouseRepository } from './clickhouse.repository';
 import { stringList, stringLiteral } from './sql';
 import { Tables, type LatestValueType, type MinuteMarkRow, type TelemetryLatestRow } from './tables';
@@ -200,10 +201,7 @@ export async function applyCorrection(
   const log = options.log ?? (() => undefined);
   if (request.toMs > now())
     throw new Error('to is in the future: a correction applies to telemetry stored already');
-  if (clickhouse.cluster !== undefined)
-    throw new Error(
-      'corrections run on a single ClickHouse server only, not yet on a cluster (CLICKHOUSE_CLUSTER)',
-    );
+  refuseCluster(clickhouse, 'corrections');
   const id = correctionId(request);
 
   let record = await readCorrection(clickhouse, id);

@@ -1,3 +1,4 @@
+export * from './alarm-generations';
 export * from './clickhouse.module';
 export * from './clickhouse.repository';
 export * from './cluster';

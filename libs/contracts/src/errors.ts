@@ -10,7 +10,8 @@
  */
 
 /** Who raises a code. */
-export type ErrorCodeOwner = 'dmp-mqtt' | 'dmp-kernel' | 'dmp-data' | '@dmp/messaging' | '@dmp/config';
+export type ErrorCodeOwner =
+  'dmp-mqtt' | 'dmp-kernel' | 'dmp-data' | '@dmp/messaging' | '@dmp/config' | '@dmp/clickhouse' | 'dmp CLI';
 
 export interface ErrorCodeInfo {
   readonly owners: readonly ErrorCodeOwner[];
@@ -228,6 +229,32 @@ export const ERROR_CODES = {
     owners: kernel,
     seen: 'dead letter (`dmp-kernel-outbox`)',
     meaning: 'any other failure of an outbox entry (its message says which)',
+  },
+  // ── stored history: corrections and reprocessing (`dmp telemetry`, `dmp rules reprocess`) ──
+  DMP_ERR_REPROCESS_INVALID: {
+    owners: ['@dmp/clickhouse'],
+    seen: '`dmp rules reprocess` (exit code 1)',
+    meaning: 'an empty or reversed range, one reaching into the future, no reason, or over 1,000 devices',
+  },
+  DMP_ERR_RULESET_VERSION_UNKNOWN: {
+    owners: ['dmp CLI'],
+    seen: '`dmp rules reprocess --version` (exit code 1)',
+    meaning: 'the rules directory given is not that rule set version (its files are not at hand)',
+  },
+  DMP_ERR_GENERATION_NOT_FOUND: {
+    owners: ['@dmp/clickhouse'],
+    seen: '`dmp rules revert` (exit code 1)',
+    meaning: 'no such alarm generation',
+  },
+  DMP_ERR_GENERATION_NOT_APPLIED: {
+    owners: ['@dmp/clickhouse'],
+    seen: '`dmp rules revert` (exit code 1)',
+    meaning: 'the generation was interrupted before it was applied: run the same reprocessing again',
+  },
+  DMP_ERR_CLUSTER_UNSUPPORTED: {
+    owners: ['@dmp/clickhouse'],
+    seen: '`dmp telemetry correct`, `delete`; `dmp rules reprocess`, `revert` (exit code 1)',
+    meaning: 'corrections and reprocessing run on a single ClickHouse server only (CLICKHOUSE_CLUSTER)',
   },
   // ── consumers of RocketMQ topics ──
   DMP_ERR_INVALID_MESSAGE: {
@@ -484,6 +511,18 @@ export const OutboxErrorCode = {
   WebhookMisconfigured: 'DMP_ERR_WEBHOOK_MISCONFIGURED',
   /** Any other failure (its message says which). */
   Failed: 'DMP_ERR_OUTBOX_FAILED',
+} as const satisfies Codes;
+
+/** Jobs on stored history: corrections (`dmp telemetry`) and reprocessing (`dmp rules reprocess`). */
+export const HistoryErrorCode = {
+  ReprocessInvalid: 'DMP_ERR_REPROCESS_INVALID',
+  /** `--version` names another rule set version than the rules directory given. */
+  RulesetVersionUnknown: 'DMP_ERR_RULESET_VERSION_UNKNOWN',
+  GenerationNotFound: 'DMP_ERR_GENERATION_NOT_FOUND',
+  /** Revert of a generation that was interrupted before it was applied. */
+  GenerationNotApplied: 'DMP_ERR_GENERATION_NOT_APPLIED',
+  /** On a ClickHouse cluster (CLICKHOUSE_CLUSTER): single server only for now. */
+  ClusterUnsupported: 'DMP_ERR_CLUSTER_UNSUPPORTED',
 } as const satisfies Codes;
 
 /** dmp-data's storage of rows in ClickHouse. */

@@ -3,6 +3,7 @@
  * `dmp` — the operators' and rule authors' command line (`npm run dmp -- <command>`).
  * Each command lives in ./commands and registers itself on the program.
  */
+import { DmpError } from '@dmp/contracts';
 import { Command } from 'commander';
 import { commands } from './commands';
 
@@ -13,6 +14,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
+  console.error(
+    error instanceof DmpError
+      ? `${error.code}: ${error.message}`
+      : error instanceof Error
+        ? error.message
+        : error,
+  );
   process.exit(1);
 });

@@ -10,6 +10,7 @@ import { millisecondTimes } from './009_millisecond_times';
 import { alarmExplanations } from './010_alarm_explanations';
 import { commands } from './011_commands';
 import { telemetryCorrections } from './012_telemetry_corrections';
+import { alarmGenerations } from './013_alarm_generations';
 import type { Migration } from './migration';
 
 export * from './migration';
@@ -29,4 +30,5 @@ export const migrations: readonly Migration[] = [
   alarmExplanations,
   commands,
   telemetryCorrections,
+  alarmGenerations,
 ];

@@ -26,6 +26,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { z } from 'zod';
+import { registerReprocessCommands } from './reprocess';
 
 /**
  * `dmp rules validate | dry-run | backtest | push` — the rule author's tools, on the same engine the kernel
@@ -318,6 +319,58 @@ export interface BacktestReport {
   summary: Record<string, { raised: number; cleared: number; openAtEnd: number }>;
 }
 
+/** The (device, metric)s that `telemetry_latest` knows as booleans (stored as 0/1 in raw). */
+export async function booleanMetrics(
+  clickhouse: ClickHouseRepository,
+  range: BacktestRange,
+): Promise<Set<string>> {
+  return new Set(
+    (await clickhouse.query<{ device_id: string; metric: string }>(backtestSql.booleans(range))).map(
+      (r) => `${r.device_id}\u0000${r.metric}`,
+    ),
+  );
+}
+
+/**
+ * Replays one device's stored messages of the range (FINAL: deduplicated) through `replay`, in time
+ * order, then its timer at the end of the range: every transition, in order.
+ */
+export async function replayDevice(
+  clickhouse: ClickHouseRepository,
+  replay: Replay,
+  booleans: ReadonlySet<string>,
+  range: BacktestRange,
+  deviceId: string,
+): Promise<{ messages: number; transitions: Transition[] }> {
+  const rows = await clickhouse.query<RawRow>(backtestSql.messages(range, deviceId));
+  const transitions: Transition[] = [];
+  let device: RuleDevice = { deviceId, tenantId: '', productId: '', siteId: '', tags: {} };
+  for (const row of rows) {
+    const metrics: Record<string, MetricValue> = {};
+    row.metric_names.forEach((name, i) => {
+      const value = Number(row.metric_values[i]);
+      metrics[name] = booleans.has(`${deviceId}\u0000${name}`) ? value !== 0 : value;
+    });
+    row.text_names.forEach((name, i) => (metrics[name] = row.text_values[i]));
+    device = { deviceId, tenantId: row.tenant_id, productId: row.product_id, siteId: row.site_id, tags: {} };
+    const message: NormalizedTelemetry = {
+      deviceId,
+      messageId: row.message_id,
+      kind: row.kind,
+      ts: Number(row.ts_ms),
+      ...(row.seq !== null && row.seq !== undefined ? { seq: Number(row.seq) } : {}),
+      metrics,
+      receivedAt: Number(row.received_at_ms),
+      tenantId: row.tenant_id,
+      productId: row.product_id,
+      siteId: row.site_id,
+    };
+    transitions.push(...replay.evaluate(message, device).transitions);
+  }
+  transitions.push(...replay.finish(device, range.to).transitions);
+  return { messages: rows.length, transitions };
+}
+
 /**
  * Replays `telemetry_raw` (deduplicated: FINAL) between two times through the rules, each device's
  * messages in time order, everything in memory, and reports the conditions that would have been raised
@@ -363,45 +416,12 @@ export async function backtest(options: BacktestOptions): Promise<BacktestReport
     const devices = (await clickhouse.query<{ device_id: string }>(backtestSql.devices(options))).map(
       (r) => r.device_id,
     );
-    const booleans = new Set(
-      (await clickhouse.query<{ device_id: string; metric: string }>(backtestSql.booleans(options))).map(
-        (r) => `${r.device_id}\u0000${r.metric}`,
-      ),
-    );
+    const booleans = await booleanMetrics(clickhouse, options);
     for (const deviceId of devices) {
       report.devices += 1;
-      const rows = await clickhouse.query<RawRow>(backtestSql.messages(options, deviceId));
-      let device: RuleDevice = { deviceId, tenantId: '', productId: '', siteId: '', tags: {} };
-      for (const row of rows) {
-        report.messages += 1;
-        const metrics: Record<string, MetricValue> = {};
-        row.metric_names.forEach((name, i) => {
-          const value = Number(row.metric_values[i]);
-          metrics[name] = booleans.has(`${deviceId}\u0000${name}`) ? value !== 0 : value;
-        });
-        row.text_names.forEach((name, i) => (metrics[name] = row.text_values[i]));
-        device = {
-          deviceId,
-          tenantId: row.tenant_id,
-          productId: row.product_id,
-          siteId: row.site_id,
-          tags: {},
-        };
-        const message: NormalizedTelemetry = {
-          deviceId,
-          messageId: row.message_id,
-          kind: row.kind,
-          ts: Number(row.ts_ms),
-          ...(row.seq !== null && row.seq !== undefined ? { seq: Number(row.seq) } : {}),
-          metrics,
-          receivedAt: Number(row.received_at_ms),
-          tenantId: row.tenant_id,
-          productId: row.product_id,
-          siteId: row.site_id,
-        };
-        record(replay.evaluate(message, device).transitions);
-      }
-      record(replay.finish(device, options.to).transitions);
+      const replayed = await replayDevice(clickhouse, replay, booleans, options, deviceId);
+      report.messages += replayed.messages;
+      record(replayed.transitions);
       for (const open of replay.open(deviceId))
         if (open.state !== 'pending' && report.summary[open.ruleId])
           report.summary[open.ruleId].openAtEnd += 1;
@@ -412,7 +432,7 @@ export async function backtest(options: BacktestOptions): Promise<BacktestReport
   return report;
 }
 
-function printBacktest(report: BacktestReport): void {
+export function printBacktest(report: BacktestReport): void {
   console.log(
     `back-test of rule set ${report.rulesetVersion} on ${report.from} … ${report.to}: ${report.messages} message(s) of ${report.devices} device(s)`,
   );
@@ -466,18 +486,18 @@ async function push(dir: string, options: { url?: string; token?: string }): Pro
 
 // ---------------------------------------------------------------------------------------------
 
-const time = (value: string): number => {
+export const time = (value: string): number => {
   const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
   if (!Number.isFinite(ms))
     throw new InvalidArgumentError('a time: ISO 8601 (2026-01-01T00:00:00Z) or epoch ms');
   return ms;
 };
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+export const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function registerRulesCommand(program: Command): void {
   const rules = program
     .command('rules')
-    .description("rule authors' tools: validate, dry-run, back-test, push");
+    .description("rule authors' tools: validate, dry-run, back-test, reprocess, push");
 
   rules
     .command('validate [dir]')
@@ -528,4 +548,6 @@ export function registerRulesCommand(program: Command): void {
     .action((dir: string | undefined, options: { url?: string; token?: string }) =>
       push(dir ?? 'rules', options),
     );
+
+  registerReprocessCommands(rules);
 }
