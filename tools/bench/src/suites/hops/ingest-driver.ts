@@ -28,6 +28,8 @@ export interface IngestRunStats {
   refused: number;
   /** Messages sent again after a retryable answer or a failed call. */
   retried: number;
+  /** The retryable answers by error code (e.g. DMP_ERR_UNAVAILABLE while too many snapshots wait). */
+  retryableCodes: Record<string, number>;
   calls: number;
   failedCalls: number;
   seconds: number;
@@ -103,6 +105,7 @@ export class IngestDriver {
       accepted: 0,
       refused: 0,
       retried: 0,
+      retryableCodes: {},
       calls: 0,
       failedCalls: 0,
       seconds: 0,
@@ -138,6 +141,8 @@ export class IngestDriver {
           else if (outcome && !outcome.retryable) stats.refused++;
           else {
             stats.retried++;
+            const code = outcome?.errorCode || 'no outcome';
+            stats.retryableCodes[code] = (stats.retryableCodes[code] ?? 0) + 1;
             again.push(message);
           }
         }
