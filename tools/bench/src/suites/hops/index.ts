@@ -231,7 +231,8 @@ async function mqttHop({ run, database, plan, log }: HopContext): Promise<HopRun
     monitor.mark();
     const [from, started] = [kernel.accepted, performance.now()];
     let brokerTook: number | undefined;
-    void publishing.then((stats) => (brokerTook = stats.acked));
+    // (A failed run shows where it is awaited below.)
+    publishing.then((stats) => (brokerTook = stats.acked)).catch(() => undefined);
     const reached = await progress(
       () => kernel.accepted,
       () => brokerTook,
