@@ -26,12 +26,12 @@ describe('hopsPlan', () => {
 
 describe('hopFigures', () => {
   it("turns each process's CPU over the window into µs per message, and the app's into a rate per core", () => {
-    // 40,000 messages in 10 s = 4,000 msg/s; dmp-kernel at 30 % of a core = 75 µs a message.
+    // 40,000 messages in 10 s = 4,000 msg/s; dmp-kernel 3 s of CPU = 75 µs a message.
     const f = hopFigures({
       hop: 'kernel',
       messages: 40_000,
       seconds: 10,
-      cpuPercent: { 'dmp-kernel': 30, rocketmq: 20, bench: 12 },
+      cpuSeconds: { 'dmp-kernel': 3, rocketmq: 2, bench: 1.2 },
     });
     assert.equal(f.app, 'dmp-kernel');
     assert.equal(f.msgPerSec, 4_000);
@@ -40,11 +40,17 @@ describe('hopFigures', () => {
     assert.deepEqual(f.cpuMicrosPerMessage, { 'dmp-kernel': 75, rocketmq: 50, bench: 30 });
   });
 
+  it('counts CPU per message whatever the window: a pause at the end lowers the rate only', () => {
+    const paused = hopFigures({ hop: 'data', messages: 40_000, seconds: 20, cpuSeconds: { 'dmp-data': 3 } });
+    assert.equal(paused.msgPerSec, 2_000);
+    assert.equal(paused.appCpuMicrosPerMessage, 75);
+  });
+
   it('has NaN, not Infinity, for a window without messages or without the app', () => {
-    const empty = hopFigures({ hop: 'data', messages: 0, seconds: 5, cpuPercent: { 'dmp-data': 10 } });
+    const empty = hopFigures({ hop: 'data', messages: 0, seconds: 5, cpuSeconds: { 'dmp-data': 0.5 } });
     assert.ok(Number.isNaN(empty.appCpuMicrosPerMessage));
     assert.ok(Number.isNaN(empty.appMsgPerSecPerCore));
-    const gone = hopFigures({ hop: 'mqtt', messages: 100, seconds: 1, cpuPercent: {} });
+    const gone = hopFigures({ hop: 'mqtt', messages: 100, seconds: 1, cpuSeconds: {} });
     assert.ok(Number.isNaN(gone.appCpuMicrosPerMessage));
   });
 });
@@ -55,9 +61,9 @@ describe('hopsSummary', () => {
       hop: 'kernel',
       messages: 40_000,
       seconds: 10,
-      cpuPercent: { 'dmp-kernel': 30 },
+      cpuSeconds: { 'dmp-kernel': 3 },
     });
-    const data = hopFigures({ hop: 'data', messages: 0, seconds: 5, cpuPercent: { 'dmp-data': 10 } });
+    const data = hopFigures({ hop: 'data', messages: 0, seconds: 5, cpuSeconds: { 'dmp-data': 0.5 } });
     assert.deepEqual(hopsSummary([kernel, data]), {
       kernel: { msgPerSec: 4_000, appCpuMicrosPerMessage: 75, appMsgPerSecPerCore: 13_333 },
       data: { msgPerSec: 0, appCpuMicrosPerMessage: null, appMsgPerSecPerCore: null },

@@ -3,8 +3,6 @@
  * window says (rate, CPU per message of every process involved, rate per core). Unit-tested in
  * analysis.spec.ts.
  */
-import { microsPerMessage } from '../chain/analysis';
-
 export const HOPS = ['mqtt', 'kernel', 'data'] as const;
 export type HopName = (typeof HOPS)[number];
 
@@ -39,7 +37,7 @@ export function hopsPlan(quick: boolean, overrides: { messages?: number } = {}):
     messages: overrides.messages ?? (quick ? 50_000 : 300_000),
     warmupMessages: quick ? 5_000 : 20_000,
     mqttOfferedPerSecond: quick ? 20_000 : 40_000,
-    stallMs: 15_000,
+    stallMs: 30_000,
   };
 }
 
@@ -56,26 +54,33 @@ export interface HopFigures {
   appMsgPerSecPerCore: number;
   /** µs of one core per message of every process tracked (the app, the servers it involves, the bench). */
   cpuMicrosPerMessage: Record<string, number>;
-  /** Those processes' CPU over the window, % of one core. */
-  cpuPercent: Record<string, number>;
+  /** Those processes' CPU over the window, seconds of one core. */
+  cpuSeconds: Record<string, number>;
 }
 
-/** A hop's figures from the messages its window handled, its length and each process's CPU then. */
+/**
+ * A hop's figures from the messages it handled, the seconds it took them (first to last) and each
+ * process's CPU meanwhile. The CPU is counted per message, not per second, so a pause at the end (a hop
+ * waiting for messages that do not come) does not make a message look cheaper.
+ */
 export function hopFigures({
   hop,
   messages,
   seconds,
-  cpuPercent,
+  cpuSeconds,
 }: {
   hop: HopName;
   messages: number;
   seconds: number;
-  cpuPercent: Readonly<Record<string, number>>;
+  cpuSeconds: Readonly<Record<string, number>>;
 }): HopFigures {
   const app = HOP_APP[hop];
   const msgPerSec = seconds > 0 ? messages / seconds : Number.NaN;
   const cpuMicrosPerMessage = Object.fromEntries(
-    Object.entries(cpuPercent).map(([name, percent]) => [name, microsPerMessage(percent, msgPerSec)]),
+    Object.entries(cpuSeconds).map(([name, cpu]) => [
+      name,
+      messages > 0 ? (cpu * 1e6) / messages : Number.NaN,
+    ]),
   );
   const appCpuMicrosPerMessage = cpuMicrosPerMessage[app] ?? Number.NaN;
   return {
@@ -87,7 +92,7 @@ export function hopFigures({
     appCpuMicrosPerMessage,
     appMsgPerSecPerCore: appCpuMicrosPerMessage > 0 ? 1e6 / appCpuMicrosPerMessage : Number.NaN,
     cpuMicrosPerMessage,
-    cpuPercent: { ...cpuPercent },
+    cpuSeconds: { ...cpuSeconds },
   };
 }
 

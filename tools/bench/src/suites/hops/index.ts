@@ -157,22 +157,22 @@ function monitorOf(hop: HopName, app: RunningApp): ProcessMonitor {
 
 /**
  * Polls `read` until it reaches `target`, or has not moved for `stallMs`; keeps the monitor's peak RSS.
- * Resolves with the last value.
+ * Resolves with the last value and when it was reached (performance.now()).
  */
 async function progress(
   read: () => number | Promise<number>,
   target: () => number | undefined,
   { stallMs, monitor, intervalMs = 100 }: { stallMs: number; monitor?: ProcessMonitor; intervalMs?: number },
-): Promise<number> {
+): Promise<{ value: number; at: number }> {
   let last = -1;
   let movedAt = performance.now();
   let sampledAt = 0;
   for (;;) {
     const value = await read();
     const goal = target();
-    if (goal !== undefined && value >= goal) return value;
+    if (goal !== undefined && value >= goal) return { value, at: performance.now() };
     if (value !== last) [last, movedAt] = [value, performance.now()];
-    else if (performance.now() - movedAt > stallMs) return value;
+    else if (performance.now() - movedAt > stallMs) return { value, at: movedAt };
     if (monitor && performance.now() - sampledAt > 1_000) {
       monitor.sample();
       sampledAt = performance.now();
@@ -181,14 +181,18 @@ async function progress(
   }
 }
 
-function figuresOf(hop: HopName, messages: number, seconds: number, monitor: ProcessMonitor) {
+/** The hop's figures: `messages` between `started` and `ended`, the CPU from the monitor's mark (at `started`) until now. */
+function figuresOf(hop: HopName, messages: number, started: number, ended: number, monitor: ProcessMonitor) {
   const usage = monitor.window();
+  const cpuWindowSeconds = (performance.now() - started) / 1000;
   return {
     figures: hopFigures({
       hop,
       messages,
-      seconds,
-      cpuPercent: Object.fromEntries(usage.processes.map((p) => [p.name, p.cpuPercent])),
+      seconds: (ended - started) / 1000,
+      cpuSeconds: Object.fromEntries(
+        usage.processes.map((p) => [p.name, (p.cpuPercent / 100) * cpuWindowSeconds]),
+      ),
     }),
     usage,
   };
@@ -233,13 +237,12 @@ async function mqttHop({ run, database, plan, log }: HopContext): Promise<HopRun
     let brokerTook: number | undefined;
     // (A failed run shows where it is awaited below.)
     publishing.then((stats) => (brokerTook = stats.acked)).catch(() => undefined);
-    const reached = await progress(
+    const { value: reached, at } = await progress(
       () => kernel.accepted,
       () => brokerTook,
       { stallMs: plan.stallMs, monitor },
     );
-    const seconds = (performance.now() - started) / 1000;
-    const { figures, usage } = figuresOf('mqtt', reached - from, seconds, monitor);
+    const { figures, usage } = figuresOf('mqtt', reached - from, started, at, monitor);
     const stats = await publishing;
     if (reached < stats.acked)
       log(`  dmp-mqtt handed off ${reached} of the ${stats.acked} messages the broker took`);
@@ -275,10 +278,12 @@ async function kernelHop({ run, database, plan, log }: HopContext): Promise<HopR
     log('kernel: Ingest calls as dmp-mqtt makes them (500 messages, 8 in flight), RocketMQ real, rules off');
     await driver.run(plan.warmupMessages);
     monitor.mark();
+    const started = performance.now();
     const sampler = poll(1_000, () => Promise.resolve(monitor.sample()));
     const stats = await driver.run(plan.messages);
+    const ended = performance.now();
     await sampler.stop();
-    const { figures, usage } = figuresOf('kernel', stats.accepted, stats.seconds, monitor);
+    const { figures, usage } = figuresOf('kernel', stats.accepted, started, ended, monitor);
     return { figures, details: { ingest: stats, resources: usage } };
   } finally {
     driver.close();
@@ -324,13 +329,12 @@ async function dataHop({ run, database, plan, log }: HopContext, store: BenchSto
     monitor.mark();
     const started = performance.now();
     const [rowsFrom, since] = await Promise.all([store.rows(), store.serverSeconds()]);
-    const reached = await progress(
+    const { value: reached, at } = await progress(
       () => store.rows(),
       () => rowsStopped + fill.accepted,
       { stallMs: plan.stallMs, monitor, intervalMs: 250 },
     );
-    const seconds = (performance.now() - started) / 1000;
-    const { figures, usage } = figuresOf('data', reached - rowsFrom, seconds, monitor);
+    const { figures, usage } = figuresOf('data', reached - rowsFrom, started, at, monitor);
     const written = await store.rowsWrittenSince(since);
     const all = Object.values(written).reduce((a, b) => a + b, 0);
     const missing = rowsStopped + fill.accepted - reached;
@@ -371,12 +375,23 @@ function report(run: string, database: string, plan: HopsPlan, results: HopRun[]
     tables: [
       {
         title:
-          'each hop alone (app: µs of one core per message; others: µs per message of the servers it involves and the bench process, which publishes or calls)',
-        columns: ['hop', 'app', 'messages', 'seconds', 'msg/s', 'app µs/msg', 'msg/s per core', ...others],
-        rows: results.map(({ figures: f }) => [
+          'each hop alone (missing: sent but not handled when the hop stalled; app: µs of one core per message; others: µs per message of the servers it involves and the bench process, which publishes or calls)',
+        columns: [
+          'hop',
+          'app',
+          'messages',
+          'missing',
+          'seconds',
+          'msg/s',
+          'app µs/msg',
+          'msg/s per core',
+          ...others,
+        ],
+        rows: results.map(({ figures: f, details }) => [
           f.hop,
           f.app,
           f.messages,
+          typeof details.missing === 'number' ? details.missing : 0,
           Number(f.seconds.toFixed(1)),
           round(f.msgPerSec),
           Number(f.appCpuMicrosPerMessage.toFixed(1)),
