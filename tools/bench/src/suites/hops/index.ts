@@ -252,6 +252,7 @@ async function mqttHop({ run, database, plan, log }: HopContext): Promise<HopRun
         offeredPerSecond: plan.mqttOfferedPerSecond,
         publisher: { sent: stats.sent, acked: stats.acked, failed: stats.failed, skipped: stats.skipped },
         handedOff: reached,
+        // Below 0 when dmp-mqtt handed messages off twice (an Ingest call past its deadline is retried).
         missing: stats.acked - reached,
         ingestCalls: kernel.calls,
         resources: usage,
@@ -337,6 +338,7 @@ async function dataHop({ run, database, plan, log }: HopContext, store: BenchSto
     const { figures, usage } = figuresOf('data', reached - rowsFrom, started, at, monitor);
     const written = await store.rowsWrittenSince(since);
     const all = Object.values(written).reduce((a, b) => a + b, 0);
+    // Below 0 when messages were stored twice (at least once: a stopped consumer's last batch may come again).
     const missing = rowsStopped + fill.accepted - reached;
     if (missing > 0) log(`  ${missing} of the ${fill.accepted} messages did not arrive`);
     return {
@@ -375,7 +377,7 @@ function report(run: string, database: string, plan: HopsPlan, results: HopRun[]
     tables: [
       {
         title:
-          'each hop alone (missing: sent but not handled when the hop stalled; app: µs of one core per message; others: µs per message of the servers it involves and the bench process, which publishes or calls)',
+          'each hop alone (missing: sent − handled, when the hop stalled; below 0 when some were handled twice; app: µs of one core per message; others: µs per message of the servers it involves and the bench process, which publishes or calls)',
         columns: [
           'hop',
           'app',
