@@ -28,7 +28,7 @@ export interface IngestRunStats {
   refused: number;
   /** Messages sent again after a retryable answer or a failed call. */
   retried: number;
-  /** The retryable answers by error code (e.g. DMP_ERR_UNAVAILABLE while too many snapshots wait). */
+  /** The retryable answers by error code (e.g. DMP_ERR_SHED_SNAPSHOT while too many snapshots wait). */
   retryableCodes: Record<string, number>;
   calls: number;
   failedCalls: number;
