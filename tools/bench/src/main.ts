@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench [-- SUITE… --quick --keep --rates 1000,2000 --step-seconds 30 --list]`: runs benchmark suites (all by default), prints a table
+ * `npm run bench [-- SUITE… --quick --keep --rates 1000,2000 --step-seconds 30 --hops mqtt,data --messages 100000 --list]`: runs benchmark suites (all by default), prints a table
  * per suite and writes `bench-results/<suite>.json` (with the machine and Node.js it ran on).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -8,6 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suites } from './suites';
+import { parseHops } from './suites/hops/analysis';
 import { formatNumber, formatTable, type Measurement } from './suite';
 
 const RESULTS_DIR = resolve(__dirname, '../../../../bench-results');
@@ -36,6 +37,18 @@ async function main(): Promise<void> {
     .option('--keep', 'keep what suites created on the servers (the chain suite: its ClickHouse database)')
     .option('--rates <list>', 'offered rates to step through, msg/s, comma-separated (chain)', rateList)
     .option('--step-seconds <n>', 'duration of one step (chain)', positiveNumber)
+    .option(
+      '--hops <list>',
+      'hops to measure alone: mqtt, kernel, data, comma-separated (hops)',
+      (v: string) => {
+        try {
+          return parseHops(v);
+        } catch (error) {
+          throw new InvalidArgumentError(error instanceof Error ? error.message : String(error));
+        }
+      },
+    )
+    .option('--messages <n>', 'messages measured per hop (hops)', positiveNumber)
     .option('--list', 'list the suites')
     .parse(process.argv);
   const options = program.opts<{
@@ -44,6 +57,8 @@ async function main(): Promise<void> {
     keep?: boolean;
     rates?: number[];
     stepSeconds?: number;
+    hops?: ReturnType<typeof parseHops>;
+    messages?: number;
   }>();
   if (options.list) {
     for (const suite of suites) console.log(`${suite.name.padEnd(12)} ${suite.description}`);
@@ -69,6 +84,8 @@ async function main(): Promise<void> {
       keep: !!options.keep,
       rates: options.rates,
       stepSeconds: options.stepSeconds,
+      hops: options.hops,
+      messages: options.messages && Math.round(options.messages),
     });
     console.log(table(result.measurements));
     for (const extra of result.tables ?? [])
@@ -76,7 +93,7 @@ async function main(): Promise<void> {
     const file = join(RESULTS_DIR, `${suite.name}.json`);
     await writeFile(
       file,
-      `${JSON.stringify({ suite: suite.name, startedAt: startedAt.toISOString(), quick: !!options.quick, environment, ...result }, null, 2)}\n`,
+      `${JSON.stringify({ suite: suite.name, summary: result.summary, startedAt: startedAt.toISOString(), quick: !!options.quick, environment, ...result }, null, 2)}\n`,
     );
     console.log(`  → ${file}`);
   }

@@ -12,6 +12,10 @@ export interface BenchOptions {
   rates?: number[];
   /** Duration of one step, seconds (suites with steps). */
   stepSeconds?: number;
+  /** The hops to measure (the hops suite; default all). */
+  hops?: ('mqtt' | 'kernel' | 'data')[];
+  /** Messages measured per hop (the hops suite). */
+  messages?: number;
 }
 
 export interface Measurement {
@@ -21,6 +25,11 @@ export interface Measurement {
 }
 
 export interface SuiteResult {
+  /**
+   * The run in a few figures, written first in the JSON (the chain's: see `chainSummary`; the hops': each
+   * hop's rate and CPU per message).
+   */
+  summary?: object;
   /** The headline numbers, printed as the table. */
   measurements: Measurement[];
   /** Parameters and anything else worth keeping in the JSON. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { metricSum } from '@dmp/testing';
 import {
+  chainSummary,
   cpuBudget,
   cpuPercent,
   hopRates,
@@ -177,6 +178,72 @@ describe('headline', () => {
       bestSustainedTarget: undefined,
       peak: 700,
     });
+  });
+});
+
+describe('chainSummary', () => {
+  const step = (
+    target: number,
+    throughput: number,
+    saturated: boolean,
+    { lost = 0, p99Ms = 800, rows = 5.7, appsUs = 200 } = {},
+  ) => ({
+    target,
+    verdict: {
+      publishedPerSecond: target,
+      ackedPerSecond: target,
+      throughput,
+      backlogGrowthPerSecond: 0,
+      saturated,
+      reason: saturated ? 'backlog grows' : '',
+    },
+    lost,
+    latencyMs: { p99: p99Ms },
+    rowsWrittenPerMessage: { telemetry_raw: 1, all: rows },
+    appsCpuMicrosPerMessage: appsUs,
+  });
+
+  it('quotes the best step that kept up, its p99 in seconds and its costs; lost over every step', () => {
+    const summary = chainSummary(
+      [
+        step(2_000, 1_996.4, false, { p99Ms: 410, rows: 5.74, appsUs: 251.26 }),
+        step(5_000, 4_987.6, false, { p99Ms: 930, rows: 5.71, appsUs: 196.04 }),
+        step(7_000, 5_874, true, { lost: 3, p99Ms: 7_200, rows: 5.6, appsUs: 180 }),
+      ],
+      39_990.6,
+    );
+    assert.deepEqual(summary, {
+      sustainedMsgPerSec: 4_988,
+      p99Seconds: 0.93,
+      lost: 3,
+      appsCpuMicrosPerMessage: 196,
+      clickhouseRowsPerMessage: 5.71,
+      rawBrokerMsgPerSec: 39_991,
+    });
+    assert.deepEqual(Object.keys(summary), [
+      'sustainedMsgPerSec',
+      'p99Seconds',
+      'lost',
+      'appsCpuMicrosPerMessage',
+      'clickhouseRowsPerMessage',
+      'rawBrokerMsgPerSec',
+    ]);
+  });
+
+  it('has nulls, not NaN, when no step kept up or a figure was not measured', () => {
+    assert.deepEqual(chainSummary([step(1_000, 700, true, { lost: 2 })], 20_000), {
+      sustainedMsgPerSec: 0,
+      p99Seconds: null,
+      lost: 2,
+      appsCpuMicrosPerMessage: null,
+      clickhouseRowsPerMessage: null,
+      rawBrokerMsgPerSec: 20_000,
+    });
+    const unmeasured = step(1_000, 990, false, { p99Ms: Number.NaN, appsUs: Number.NaN });
+    const summary = chainSummary([unmeasured], 20_000);
+    assert.equal(summary.p99Seconds, null);
+    assert.equal(summary.appsCpuMicrosPerMessage, null);
+    assert.equal(summary.clickhouseRowsPerMessage, 5.7);
   });
 });
 

@@ -257,3 +257,47 @@ export function cpuBudget(
     ceilingWithoutApps: (cores * 1e6) / othersUs,
   };
 }
+
+/**
+ * The run in six figures, the top-level `summary` of the chain's JSON (what docs/performance.md quotes
+ * and a later run is compared with). `null` where the run measured nothing (no step kept up).
+ */
+export interface ChainSummary {
+  /** Stored msg/s of the best step that kept up (see {@link headline}); 0 when none did. */
+  sustainedMsgPerSec: number;
+  /** End-to-end p99 at that step, seconds. */
+  p99Seconds: number | null;
+  /** Messages lost over all steps, after the drain. */
+  lost: number;
+  /** µs of CPU the three apps spent per stored message at that step. */
+  appsCpuMicrosPerMessage: number | null;
+  /** ClickHouse rows written per stored message at that step (views and the aggregator's included). */
+  clickhouseRowsPerMessage: number | null;
+  /** The raw Mosquitto pass-through of the same run, msg/s. */
+  rawBrokerMsgPerSec: number;
+}
+
+export function chainSummary(
+  steps: readonly {
+    target: number;
+    verdict: StepVerdict;
+    lost: number;
+    latencyMs: { p99: number };
+    rowsWrittenPerMessage: Record<string, number>;
+    appsCpuMicrosPerMessage: number;
+  }[],
+  rawBrokerMsgPerSec: number,
+): ChainSummary {
+  const best = headline(steps);
+  const step = steps.find((s) => !s.verdict.saturated && s.target === best.bestSustainedTarget);
+  const finite = (value: number | undefined, digits: number) =>
+    value !== undefined && Number.isFinite(value) ? Number(value.toFixed(digits)) : null;
+  return {
+    sustainedMsgPerSec: Math.round(best.bestSustained),
+    p99Seconds: finite(step && step.latencyMs.p99 / 1000, 3),
+    lost: steps.reduce((sum, s) => sum + s.lost, 0),
+    appsCpuMicrosPerMessage: finite(step?.appsCpuMicrosPerMessage, 1),
+    clickhouseRowsPerMessage: finite(step?.rowsWrittenPerMessage.all, 3),
+    rawBrokerMsgPerSec: Math.round(rawBrokerMsgPerSec),
+  };
+}

@@ -1,5 +1,4 @@
 import { freePort, metricSum, stack, startApp, type RunningApp } from '@dmp/testing';
-import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,6 +11,19 @@ import {
   type SuiteResult,
 } from '../../suite';
 import {
+  benchRedisUrl,
+  cleanRedis,
+  commonAppEnv,
+  kernelAppEnv,
+  mqttAppEnv,
+  poll,
+  REDIS_DB,
+  runRedisPatterns,
+  scrape,
+  TRACE_SAMPLE_RATIO,
+} from '../bench-apps';
+import {
+  chainSummary,
   cpuBudget,
   fleetMix,
   headline,
@@ -41,8 +53,6 @@ import { rawMqttPassThrough, type RawMqttResult } from './raw-mqtt';
  * --keep), MQTT share group and client id (no session kept), Redis database and key namespace, and ports.
  */
 export const DEVICES = 100_000;
-/** Its keys are removed afterwards (by this run's device prefix and kernel namespace). */
-const REDIS_DB = 13;
 /** Messages per step whose latency is measured… */
 const LATENCY_SAMPLES = 2_000;
 /**
@@ -55,9 +65,7 @@ const PROBE_DEVICES = 5_000;
 /** The index of the pipeline's warm-up step (device prefix `b{run}s-1`). */
 const WARM_UP = -1;
 /** The processes of the pipeline itself; the rest (publisher, servers) is what the machine leaves them. */
-const APPS: readonly RunningApp['name'][] = ['dmp-mqtt', 'dmp-kernel', 'dmp-data'];
-/** Production-like head sampling (the chain test traces everything; at these rates that is its own load). */
-const TRACE_SAMPLE_RATIO = '0.01';
+export const APPS: readonly RunningApp['name'][] = ['dmp-mqtt', 'dmp-kernel', 'dmp-data'];
 
 export const BENCH_TOPICS = {
   ROCKETMQ_TOPIC_EVENT: 'dmp_bench_event',
@@ -122,11 +130,6 @@ const HISTOGRAMS: [string, RunningApp['name'], string][] = [
   ['data end to end, app view (ms)', 'dmp-data', 'dmp_data_end_to_end_seconds'],
 ];
 
-async function scrape(apps: readonly RunningApp[]): Promise<Map<string, string>> {
-  const texts = await Promise.all(apps.map(async (app) => (await fetch(`${app.baseUrl}/metrics`)).text()));
-  return new Map(apps.map((app, i) => [app.name, texts[i]]));
-}
-
 function hopCounters(texts: Map<string, string>): Record<string, number> {
   return Object.fromEntries(
     HOP_COUNTERS.map(([hop, app, metric, labels]) => [hop, metricSum(texts.get(app) ?? '', metric, labels)]),
@@ -157,51 +160,28 @@ async function runChain(options: BenchOptions): Promise<SuiteResult> {
   const plan = stepPlan(options.quick, options);
   const run = randomBytes(3).toString('hex');
   const database = `dmp_bench_${run}`;
-  const redisUrl = `${stack.redis.url.replace(/\/\d*$/, '')}/${REDIS_DB}`;
+  const redisUrl = benchRedisUrl();
   const store = new BenchStore(database);
   const monitor = new ProcessMonitor();
   const apps: RunningApp[] = [];
   const log = (line: string) => console.log(`  [chain] ${line}`);
 
   try {
-    const common = {
-      ...BENCH_TOPICS,
-      CLICKHOUSE_DATABASE: database,
-      REDIS_URL: redisUrl,
-      OTEL_TRACES_SAMPLE_RATIO: TRACE_SAMPLE_RATIO,
-      LOG_LEVEL: 'warn',
-    };
+    const common = commonAppEnv(BENCH_TOPICS, database);
     const kernelGrpc = `127.0.0.1:${await freePort()}`;
     log(`run ${run}: starting dmp-data, dmp-kernel, dmp-mqtt (database ${database}, Redis db ${REDIS_DB})`);
     apps.push(await startApp('dmp-data', { ...common, ...BENCH_GROUPS }, { label: `bench-${run}-dmp-data` }));
     apps.push(
       await startApp(
         'dmp-kernel',
-        {
-          ...common,
-          KERNEL_GRPC_URL: kernelGrpc,
-          KERNEL_RULES_ENABLED: 'false',
-          KERNEL_RULES_WATCH: 'false',
-          KERNEL_REDIS_NAMESPACE: `bench${run}`,
-          KERNEL_MQTT_CLIENT_ID: `bench-${run}-kernel`,
-        },
+        { ...common, ...kernelAppEnv(run, kernelGrpc) },
         { label: `bench-${run}-dmp-kernel` },
       ),
     );
     apps.push(
       await startApp(
         'dmp-mqtt',
-        {
-          ...common,
-          KERNEL_GRPC_URL: kernelGrpc,
-          MQTT_SHARE_GROUP: `bench${run}`,
-          MQTT_CLIENT_ID: `bench-${run}-mqtt`,
-          MQTT_SESSION_EXPIRY_SECONDS: '0',
-          ADMIN_TOKEN: `bench-${run}-${randomBytes(12).toString('hex')}`,
-          MQTT_AUTH_HTTP_SECRET: randomBytes(24).toString('hex'),
-          DEVICE_REGISTRY_REQUIRED: 'false',
-          DEVICE_RATE_LIMIT_PER_SECOND: '0',
-        },
+        { ...common, ...mqttAppEnv(run, kernelGrpc) },
         { label: `bench-${run}-dmp-mqtt` },
       ),
     );
@@ -261,7 +241,7 @@ async function runChain(options: BenchOptions): Promise<SuiteResult> {
       await store.drop().catch((error: unknown) => log(`drop ${database}: ${String(error)}`));
     else log(`kept ClickHouse database ${database}`);
     await store.close();
-    await cleanRedis(redisUrl, [`*b${run}s*`, `*raw${run}*`, `bench${run}:*`]).catch((error: unknown) =>
+    await cleanRedis(redisUrl, runRedisPatterns(run)).catch((error: unknown) =>
       log(`Redis clean-up: ${String(error)}`),
     );
   }
@@ -399,42 +379,6 @@ async function runStep({
   return step;
 }
 
-/** Runs `task` every `intervalMs` (never overlapping) until stopped. */
-function poll(intervalMs: number, task: () => Promise<void>): { stop(): Promise<void> } {
-  let stopped = false;
-  const loop = (async () => {
-    while (!stopped) {
-      const started = Date.now();
-      await task().catch(() => undefined);
-      await sleep(Math.max(0, intervalMs - (Date.now() - started)));
-    }
-  })();
-  return {
-    async stop() {
-      stopped = true;
-      await loop;
-    },
-  };
-}
-
-/** Deletes this run's keys (dedup keys, the kernel's namespace) from the bench's Redis database. */
-async function cleanRedis(url: string, patterns: string[]): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  await redis.connect();
-  try {
-    for (const match of patterns) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 5_000);
-        cursor = next;
-        if (keys.length) await redis.unlink(...keys);
-      } while (cursor !== '0');
-    }
-  } finally {
-    redis.disconnect();
-  }
-}
-
 const usageCell = (usage: ProcessUsage | undefined) =>
   usage ? `${Math.round(usage.cpuPercent)}% ${Math.round(usage.rssMiB)}M` : '-';
 
@@ -544,6 +488,10 @@ function report({
     round(r.machineBusyPercent),
   ];
   return {
+    summary: chainSummary(
+      steps.map((s) => ({ ...s, appsCpuMicrosPerMessage: budgetOf(s).appsUs })),
+      rawMqtt.receivedPerSecond,
+    ),
     measurements,
     tables: [
       {

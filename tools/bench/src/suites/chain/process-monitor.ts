@@ -16,11 +16,14 @@ export interface ProcessUsage {
   rssMiB: number;
 }
 
-/** Servers of the local stack, found by a fragment of their command line. */
+/**
+ * Servers of the local stack, found by a fragment of their command line — not those of its cluster
+ * profile, which may run beside it (a proxy in cluster mode, ClickHouse nodes `clickhouse-s{shard}r{replica}`).
+ */
 export const STACK_SERVERS: readonly { name: string; pattern: RegExp }[] = [
   { name: 'mosquitto', pattern: /(^|\/)mosquitto\b/ },
-  { name: 'rocketmq', pattern: /ProxyStartup/ },
-  { name: 'clickhouse', pattern: /clickhouse(-server| server)/ },
+  { name: 'rocketmq', pattern: /ProxyStartup(?!.*-pm cluster)/ },
+  { name: 'clickhouse', pattern: /clickhouse(-server| server)(?!.*clickhouse-s\d+r\d+)/ },
   { name: 'redis', pattern: /(^|\/)redis-server\b/ },
 ];
 
