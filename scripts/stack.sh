@@ -439,17 +439,8 @@ stack_admin() {
 }
 
 # DMP's topics and groups are listed once, in docker/rocketmq/ (what docker-compose.yml's rocketmq-init
-# applies); the stack adds the benchmark's and a few tests' from scripts/stack/rocketmq-{topics,groups}.txt
-# (other tests create their own: createRocketmqResources in libs/testing).
-rocketmq_list() { echo "$CONF_DIR/rocketmq/$1.txt"; }
-rocketmq_lists() {
-  local kind
-  mkdir -p "$CONF_DIR/rocketmq"
-  for kind in topics groups; do
-    cat "$REPO_DIR/docker/rocketmq/$kind.txt" "$TPL_DIR/rocketmq-$kind.txt" > "$(rocketmq_list "$kind").tmp"
-    mv "$(rocketmq_list "$kind").tmp" "$(rocketmq_list "$kind")"
-  done
-}
+# applies); the tests and the benchmark create their own (createRocketmqResources in libs/testing).
+rocketmq_list() { echo "$REPO_DIR/docker/rocketmq/$1.txt"; }
 
 namesrv_healthy() { port_open 9876; }
 namesrv_start() {
@@ -473,8 +464,7 @@ up_rocketmq() {
   rocketmq_fetch
   launch rocketmq-namesrv 60 namesrv_healthy namesrv_start
   launch rocketmq-proxy 120 proxy_healthy proxy_start
-  rocketmq_lists
-  log "rocketmq: applying topics and groups (docker/rocketmq/{topics,groups}.txt, then the stack's test ones)"
+  log "rocketmq: applying topics and groups (docker/rocketmq/{topics,groups}.txt)"
   local out
   if ! out="$(stack_admin apply "$(rocketmq_list topics)" "$(rocketmq_list groups)" 2>&1)"; then
     printf '%s\n' "$out" >&2
@@ -608,7 +598,6 @@ up_rocketmq-cluster() {
   done
   # the same lists as the default stack, created on every broker (StackAdmin applies them to each
   # master registered), before the proxy starts: it never caches a missing route
-  rocketmq_lists
   log "rocketmq-cluster: applying topics and groups on ${RMQC_BROKERS[*]}"
   if ! out="$(rmqc_admin apply "$(rocketmq_list topics)" "$(rocketmq_list groups)" 2>&1)"; then
     printf '%s\n' "$out" >&2
@@ -693,7 +682,7 @@ rocketmq_topics_on() {
   while read -r t type _; do
     n="$(grep -cE "^  topic $t +.*message.type=$type[,}]" <<< "$1" || true)"
     ((n == $2)) || { echo "  topic $t with message.type=$type is on $n of $2 brokers"; return 1; }
-  done < <(rocketmq_lists && sed 's/#.*//' "$(rocketmq_list topics)" | awk 'NF')
+  done < <(sed 's/#.*//' "$(rocketmq_list topics)" | awk 'NF')
 }
 check_rocketmq() {
   local out

@@ -1,4 +1,10 @@
-import { metricSum, stack, type RunningApp } from '@dmp/testing';
+import {
+  createRocketmqResources,
+  metricSum,
+  stack,
+  type RocketmqResources,
+  type RunningApp,
+} from '@dmp/testing';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,6 +31,43 @@ export function commonAppEnv(topics: Record<string, string>, database: string): 
     OTEL_TRACES_SAMPLE_RATIO: TRACE_SAMPLE_RATIO,
     LOG_LEVEL: 'warn',
   };
+}
+
+/** The apps' topic and group settings of a run (env names as the apps read them). */
+// Type aliases, not interfaces: they are also passed as plain env records.
+export type BenchTopics = {
+  ROCKETMQ_TOPIC_EVENT: string;
+  ROCKETMQ_TOPIC_SNAPSHOT: string;
+  ROCKETMQ_TOPIC_ALARM: string;
+  ROCKETMQ_TOPIC_DEAD_LETTER: string;
+};
+export type BenchGroups = {
+  DATA_CONSUMER_GROUP: string;
+  ALARM_CONSUMER_GROUP: string;
+  DEAD_LETTER_CONSUMER_GROUP: string;
+};
+
+/**
+ * Creates a run's RocketMQ topics and groups (idempotent): telemetry FIFO with 32 queues (more message
+ * groups spread over more queues than DMP's 8-queue default), alarms FIFO, dead letters NORMAL.
+ */
+export async function createBenchResources(
+  topics: readonly BenchTopics[],
+  groups: readonly BenchGroups[],
+): Promise<void> {
+  const resources: Required<RocketmqResources> = { topics: {}, groups: {} };
+  for (const t of topics) {
+    resources.topics[t.ROCKETMQ_TOPIC_EVENT] = { type: 'FIFO', queues: 32 };
+    resources.topics[t.ROCKETMQ_TOPIC_SNAPSHOT] = { type: 'FIFO', queues: 32 };
+    resources.topics[t.ROCKETMQ_TOPIC_ALARM] = 'FIFO';
+    resources.topics[t.ROCKETMQ_TOPIC_DEAD_LETTER] = 'NORMAL';
+  }
+  for (const g of groups) {
+    resources.groups[g.DATA_CONSUMER_GROUP] = 'orderly';
+    resources.groups[g.ALARM_CONSUMER_GROUP] = 'orderly';
+    resources.groups[g.DEAD_LETTER_CONSUMER_GROUP] = 'concurrently';
+  }
+  await createRocketmqResources(resources);
 }
 
 /** dmp-kernel's settings in a run: rule evaluation off, its own Redis namespace and MQTT client id. */

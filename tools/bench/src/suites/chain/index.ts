@@ -14,6 +14,9 @@ import {
   benchRedisUrl,
   cleanRedis,
   commonAppEnv,
+  createBenchResources,
+  type BenchGroups,
+  type BenchTopics,
   kernelAppEnv,
   mqttAppEnv,
   poll,
@@ -48,8 +51,8 @@ import { rawMqttPassThrough, type RawMqttResult } from './raw-mqtt';
  * dmp-data → ClickHouse — at stepped offered rates until it saturates, next to the raw limits of the
  * broker (publisher → subscriber) and of ClickHouse (bulk inserts) measured in the same run.
  *
- * Isolation: the apps run with their own RocketMQ topics and groups (`dmp_bench_*`, in
- * scripts/stack/rocketmq-*.txt), ClickHouse database (`dmp_bench_{run}`, dropped afterwards unless
+ * Isolation: the apps run with their own RocketMQ topics and groups (`dmp_bench_*`, created here),
+ * ClickHouse database (`dmp_bench_{run}`, dropped afterwards unless
  * --keep), MQTT share group and client id (no session kept), Redis database and key namespace, and ports.
  */
 export const DEVICES = 100_000;
@@ -67,13 +70,13 @@ const WARM_UP = -1;
 /** The processes of the pipeline itself; the rest (publisher, servers) is what the machine leaves them. */
 export const APPS: readonly RunningApp['name'][] = ['dmp-mqtt', 'dmp-kernel', 'dmp-data'];
 
-export const BENCH_TOPICS = {
+export const BENCH_TOPICS: BenchTopics = {
   ROCKETMQ_TOPIC_EVENT: 'dmp_bench_event',
   ROCKETMQ_TOPIC_SNAPSHOT: 'dmp_bench_snapshot',
   ROCKETMQ_TOPIC_ALARM: 'dmp_bench_alarm',
   ROCKETMQ_TOPIC_DEAD_LETTER: 'dmp_bench_dead_letter',
 };
-export const BENCH_GROUPS = {
+export const BENCH_GROUPS: BenchGroups = {
   DATA_CONSUMER_GROUP: 'dmp_bench_data',
   ALARM_CONSUMER_GROUP: 'dmp_bench_alarm',
   DEAD_LETTER_CONSUMER_GROUP: 'dmp_bench_dead_letter',
@@ -167,6 +170,7 @@ async function runChain(options: BenchOptions): Promise<SuiteResult> {
   const log = (line: string) => console.log(`  [chain] ${line}`);
 
   try {
+    await createBenchResources([BENCH_TOPICS], [BENCH_GROUPS]);
     const common = commonAppEnv(BENCH_TOPICS, database);
     const kernelGrpc = `127.0.0.1:${await freePort()}`;
     log(`run ${run}: starting dmp-data, dmp-kernel, dmp-mqtt (database ${database}, Redis db ${REDIS_DB})`);

@@ -1,4 +1,4 @@
-import { createRocketmqResources, freePort, stack, startApp, type RunningApp } from '@dmp/testing';
+import { freePort, stack, startApp, type RunningApp } from '@dmp/testing';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +14,9 @@ import {
   benchRedisUrl,
   cleanRedis,
   commonAppEnv,
+  createBenchResources,
+  type BenchGroups,
+  type BenchTopics,
   kernelAppEnv,
   mqttAppEnv,
   poll,
@@ -49,25 +52,23 @@ import { InstantKernel } from './instant-kernel';
  * and the rate one core of the app carries. Isolation as in the chain suite: own topics (`dmp_bench_hop_*`,
  * created here) and groups, ClickHouse database (`dmp_bench_hop_{run}`), share group, Redis namespace, ports.
  */
-const KERNEL_TOPICS = {
+const KERNEL_TOPICS: BenchTopics = {
   ROCKETMQ_TOPIC_EVENT: 'dmp_bench_hop_kernel_event',
   ROCKETMQ_TOPIC_SNAPSHOT: 'dmp_bench_hop_kernel_snapshot',
   ROCKETMQ_TOPIC_ALARM: 'dmp_bench_hop_alarm',
   ROCKETMQ_TOPIC_DEAD_LETTER: 'dmp_bench_hop_dead_letter',
 };
 /** dmp-data's hop reads topics of its own: nothing else (the kernel hop's messages) waits in them. */
-const DATA_TOPICS = {
+const DATA_TOPICS: BenchTopics = {
   ...KERNEL_TOPICS,
   ROCKETMQ_TOPIC_EVENT: 'dmp_bench_hop_data_event',
   ROCKETMQ_TOPIC_SNAPSHOT: 'dmp_bench_hop_data_snapshot',
 };
-const DATA_GROUPS = {
+const DATA_GROUPS: BenchGroups = {
   DATA_CONSUMER_GROUP: 'dmp_bench_hop_data',
   ALARM_CONSUMER_GROUP: 'dmp_bench_hop_alarm',
   DEAD_LETTER_CONSUMER_GROUP: 'dmp_bench_hop_dead_letter',
 };
-/** As the chain's topics (scripts/stack/rocketmq-topics.txt): FIFO, 32 queues. */
-const TELEMETRY_TOPIC = { type: 'FIFO', queues: 32 } as const;
 
 /** The processes each hop tracks besides its app and the bench process. */
 const SERVERS: Record<HopName, string[]> = {
@@ -104,21 +105,7 @@ async function runHops(options: BenchOptions): Promise<SuiteResult> {
   const context: HopContext = { run, database, plan, log };
   const results: HopRun[] = [];
   try {
-    await createRocketmqResources({
-      topics: {
-        [KERNEL_TOPICS.ROCKETMQ_TOPIC_EVENT]: TELEMETRY_TOPIC,
-        [KERNEL_TOPICS.ROCKETMQ_TOPIC_SNAPSHOT]: TELEMETRY_TOPIC,
-        [DATA_TOPICS.ROCKETMQ_TOPIC_EVENT]: TELEMETRY_TOPIC,
-        [DATA_TOPICS.ROCKETMQ_TOPIC_SNAPSHOT]: TELEMETRY_TOPIC,
-        [KERNEL_TOPICS.ROCKETMQ_TOPIC_ALARM]: 'FIFO',
-        [KERNEL_TOPICS.ROCKETMQ_TOPIC_DEAD_LETTER]: 'NORMAL',
-      },
-      groups: {
-        [DATA_GROUPS.DATA_CONSUMER_GROUP]: 'orderly',
-        [DATA_GROUPS.ALARM_CONSUMER_GROUP]: 'orderly',
-        [DATA_GROUPS.DEAD_LETTER_CONSUMER_GROUP]: 'concurrently',
-      },
-    });
+    await createBenchResources([KERNEL_TOPICS, DATA_TOPICS], [DATA_GROUPS]);
     log(
       `run ${run}: ${hops.join(', ')}; ${formatNumber(plan.messages)} messages each after ${formatNumber(plan.warmupMessages)} unmeasured`,
     );
