@@ -147,12 +147,22 @@ started_alive() {
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
 }
 
+# close_inherited_fds: in a subshell about to exec a server, close every descriptor above 2. A server
+# outlives whoever started it: a descriptor it inherited (e.g. the lock file of `flock LOCK npm test`,
+# held by its open file, not by a process) would stay open, and locked, as long as the server runs.
+close_inherited_fds() {
+  local fd
+  for fd in $(ls /dev/fd/); do
+    if ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+  done
+}
+
 # start_proc NAME CMD...: start detached (own session), stdout/stderr to the log, pid to the pid file
 start_proc() {
   local name="$1"; shift
   mkdir -p "$RUN_DIR" "$LOG_DIR"
   printf '\n===== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >> "$(log_file "$name")"
-  setsid "$@" >> "$(log_file "$name")" 2>&1 < /dev/null &
+  (close_inherited_fds && exec setsid "$@") >> "$(log_file "$name")" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$name")"
 }
 
@@ -371,7 +381,7 @@ jaeger_build_start() {
   command -v go >/dev/null || die "jaeger: the Go toolchain (go >= 1.24) is needed to build jaeger once; put it on PATH"
   mkdir -p "$BIN_DIR" "$LOG_DIR"
   log "building jaeger ($JAEGER_MODULE@$JAEGER_MODULE_VERSION, ./cmd/jaeger) in the background, log: $LOG_DIR/jaeger-build.log"
-  setsid "$BASH" "${BASH_SOURCE[0]}" _build-jaeger > "$LOG_DIR/jaeger-build.log" 2>&1 < /dev/null &
+  (close_inherited_fds && exec setsid "$BASH" "${BASH_SOURCE[0]}" _build-jaeger) > "$LOG_DIR/jaeger-build.log" 2>&1 < /dev/null &
   JAEGER_BUILD_PID=$!
 }
 # on an early exit of `up`, stop the background build (its whole process group)

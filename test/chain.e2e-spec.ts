@@ -7,6 +7,7 @@ import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import {
   createRocketmqResources,
+  dropDatabaseInBackground,
   freePort,
   getJaegerTrace,
   inQueueOrder,
@@ -14,7 +15,7 @@ import {
   servicesOf,
   silentClientLogger,
   stack,
-  startApp,
+  startApps,
   waitFor,
   type JaegerTrace,
   type ReceivedTelemetry,
@@ -89,32 +90,35 @@ describe('the chain, end to end', () => {
     });
     const common = { CLICKHOUSE_DATABASE: database, OTEL_TRACES_SAMPLE_RATIO: '1', LOG_LEVEL: 'warn' };
     const kernelGrpc = `127.0.0.1:${await freePort()}`;
-    apps.push(await startApp('dmp-data', { ...common }, { label: `chain-${run}-dmp-data` }));
+    // Side by side: dmp-mqtt's /health does not wait for dmp-kernel, nor dmp-kernel for dmp-data.
     apps.push(
-      await startApp(
-        'dmp-kernel',
-        { ...common, KERNEL_GRPC_URL: kernelGrpc },
-        { label: `chain-${run}-dmp-kernel` },
-      ),
+      ...(await startApps([
+        ['dmp-data', { ...common }, { label: `chain-${run}-dmp-data` }],
+        ['dmp-kernel', { ...common, KERNEL_GRPC_URL: kernelGrpc }, { label: `chain-${run}-dmp-kernel` }],
+        [
+          'dmp-mqtt',
+          {
+            ...common,
+            KERNEL_GRPC_URL: kernelGrpc,
+            MQTT_SHARE_GROUP: `chain${run}`,
+            MQTT_CLIENT_ID: `chain-${run}`,
+            ADMIN_TOKEN: adminToken,
+            MQTT_AUTH_HTTP_SECRET: randomBytes(24).toString('hex'),
+          },
+          { label: `chain-${run}-dmp-mqtt` },
+        ],
+      ])),
     );
-    apps.push(
-      await startApp(
-        'dmp-mqtt',
-        {
-          ...common,
-          KERNEL_GRPC_URL: kernelGrpc,
-          MQTT_SHARE_GROUP: `chain${run}`,
-          MQTT_CLIENT_ID: `chain-${run}`,
-          ADMIN_TOKEN: adminToken,
-          MQTT_AUTH_HTTP_SECRET: randomBytes(24).toString('hex'),
-        },
-        { label: `chain-${run}-dmp-mqtt` },
-      ),
-    );
-    await forEachDevice('POST', (deviceId) => ({ deviceId, tenantId: 't-chain' }));
-    await observer.startup();
-    // The group keeps what earlier runs left in the topics: skip it.
-    await observe(() => undefined, { idleReceives: 2 });
+    // Registering 1,000 devices (a scrypt hash each) and skipping what the observer's group kept from
+    // earlier runs both take a while, and neither needs the other: side by side.
+    await Promise.all([
+      forEachDevice('POST', (deviceId) => ({ deviceId, tenantId: 't-chain' })),
+      (async () => {
+        await observer.startup();
+        // The group keeps what earlier runs left in the topics: skip it.
+        await observe(() => undefined, { idleReceives: 2 });
+      })(),
+    ]);
     await fleet.connect();
   });
 
@@ -143,7 +147,7 @@ describe('the chain, end to end', () => {
     await fleet.close();
     await Promise.all(apps.reverse().map((app) => app.stop()));
     await observer.shutdown().catch(() => undefined);
-    await clickhouse.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+    dropDatabaseInBackground(database);
     await clickhouse.close();
   });
 

@@ -12,6 +12,7 @@
 import { ClickHouseRepository } from '@dmp/clickhouse';
 import {
   callAdminApi,
+  dropDatabaseInBackground,
   freePort,
   readMinuteAggregates,
   recomputedFromRaw,
@@ -166,7 +167,7 @@ interface FaultRow {
 }
 
 describe('the fault suite: every acknowledged message stored once or dead-lettered', () => {
-  // DROP DATABASE waits for running merges: more than the default 30 s on a busy 2-core machine.
+  // A long request timeout: on a busy 2-core machine a read can outlast the default 30 s.
   const repository = new ClickHouseRepository({ ...stack.clickhouse, database, requestTimeoutMs: 180_000 });
   const apps = new Map<AppName, RunningApp>();
   const table: FaultRow[] = [];
@@ -241,15 +242,24 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
     await effects.start();
     rulesDir = await mkdtemp(join(tmpdir(), 'dmp-faults-e2e-'));
     await writeFile(join(rulesDir, 'door.yaml'), RULES(effects.webhookUrl));
-    for (const name of ['dmp-data', 'dmp-kernel', 'dmp-mqtt'] as const) await start(name);
+    // Side by side: none of the apps waits for another to answer its /health (`after` stops those that
+    // started if one fails).
+    const started = await Promise.allSettled(
+      (['dmp-data', 'dmp-kernel', 'dmp-mqtt'] as const).map((name) => start(name)),
+    );
+    for (const result of started) if (result.status === 'rejected') throw result.reason;
     const mqttApp = apps.get('dmp-mqtt')!;
-    for (const device of fleet.devices) {
-      const { status } = await callAdminApi(`${mqttApp.baseUrl}/admin/devices`, adminToken, 'POST', {
-        deviceId: device.id,
-        tenantId: 't-faults',
-      });
-      assert.ok(status < 300, `register ${device.id}: ${status}`);
-    }
+    // A scrypt hash per device: 10 registrations at a time keep the thread pool busy.
+    for (let i = 0; i < fleet.devices.length; i += 10)
+      await Promise.all(
+        fleet.devices.slice(i, i + 10).map(async (device) => {
+          const { status } = await callAdminApi(`${mqttApp.baseUrl}/admin/devices`, adminToken, 'POST', {
+            deviceId: device.id,
+            tenantId: 't-faults',
+          });
+          assert.ok(status < 300, `register ${device.id}: ${status}`);
+        }),
+      );
     await fleet.connect();
   });
 
@@ -259,11 +269,10 @@ describe('the fault suite: every acknowledged message stored once or dead-letter
     await Promise.allSettled([...apps.values()].reverse().map((app) => app.stop()));
     await effects.stop();
     await rm(rulesDir, { recursive: true, force: true });
-    const admin = repository.forDatabase('default');
     // A failed phase leaves its data for a look (alarm_events, dead_letters, telemetry_raw).
     if (passed < table.length) console.log(`fault suite: database ${database} kept for inspection`);
-    else await admin.command(`DROP DATABASE IF EXISTS ${database}`);
-    await Promise.all([admin.close(), repository.close()]);
+    else dropDatabaseInBackground(database);
+    await repository.close();
   });
 
   const faults: { name: string; inject: () => Promise<void>; brokerRestart?: true }[] = [

@@ -23,6 +23,7 @@ import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import {
   createRocketmqResources,
   drainReceived,
+  dropDatabaseInBackground,
   freePort,
   readMetric,
   REPO_ROOT,
@@ -264,19 +265,23 @@ describe('rules end to end', { timeout: 300_000 }, () => {
     });
     await device.subscribeAsync('devices/+/command', { qos: 1 });
 
-    await routeObserver.startup();
-    // Drain leftovers of earlier runs (and give a new group its offsets) before anything is routed.
-    await drainReceived(
-      () => routeObserver.receiveFrom(TOPICS.route, 32, 10_000),
-      (view) => routeObserver.ack(view),
-    );
-    observerLoop = (async () => {
-      while (observing) {
-        const views = await routeObserver.receiveFrom(TOPICS.route, 32, 10_000).catch(() => []);
-        routed.push(...views);
-        await Promise.all(views.map((view) => routeObserver.ack(view).catch(() => undefined)));
-      }
+    // While the apps start (below): nothing is routed before the tests send.
+    const observerReady = (async () => {
+      await routeObserver.startup();
+      // Drain leftovers of earlier runs (and give a new group its offsets) before anything is routed.
+      await drainReceived(
+        () => routeObserver.receiveFrom(TOPICS.route, 32, 10_000),
+        (view) => routeObserver.ack(view),
+      );
+      observerLoop = (async () => {
+        while (observing) {
+          const views = await routeObserver.receiveFrom(TOPICS.route, 32, 10_000).catch(() => []);
+          routed.push(...views);
+          await Promise.all(views.map((view) => routeObserver.ack(view).catch(() => undefined)));
+        }
+      })();
     })();
+    observerReady.catch(() => undefined); // awaited below, once the apps are up
 
     const common = {
       CLICKHOUSE_DATABASE: database,
@@ -319,6 +324,7 @@ describe('rules end to end', { timeout: 300_000 }, () => {
         { label: `rules-${run}-dmp-kernel` },
       ),
     ]);
+    await observerReady;
     const definition = loadPackageDefinition(
       loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
     ) as unknown as TelemetryGrpcPackage;
@@ -345,7 +351,7 @@ describe('rules end to end', { timeout: 300_000 }, () => {
     ];
     if (keys.length) await redis.del(...keys);
     await redis.quit();
-    await clickhouse.command(`DROP DATABASE IF EXISTS ${database}`).catch(() => undefined);
+    dropDatabaseInBackground(database);
     await clickhouse.close();
     await rm(rulesDir, { recursive: true, force: true });
   });

@@ -139,3 +139,20 @@ export async function startAuthOnlyMqtt(
     { label: `${prefix}-dmp-mqtt` },
   );
 }
+
+/**
+ * Starts several apps side by side ({@link startApp} each), for apps whose start-up does not depend on
+ * one another (dmp-mqtt's /health, for one, does not wait for dmp-kernel). Resolves in the order
+ * given; when one fails, stops those that started and rejects with its error.
+ */
+export async function startApps(
+  specs: readonly (readonly [AppName, Record<string, string>, Parameters<typeof startApp>[2]?])[],
+): Promise<RunningApp[]> {
+  const results = await Promise.allSettled(specs.map(([name, env, options]) => startApp(name, env, options)));
+  const failure = results.find((result) => result.status === 'rejected');
+  if (!failure) return results.map((result) => (result as PromiseFulfilledResult<RunningApp>).value);
+  await Promise.all(
+    results.flatMap((result) => (result.status === 'fulfilled' ? [result.value.stop()] : [])),
+  );
+  throw failure.reason;
+}

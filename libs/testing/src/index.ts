@@ -11,3 +11,4 @@ export * from './mosquitto';
 export * from './rocketmq-admin';
 export * from './bad-inputs';
 export * from './edge-inputs';
+export * from './drop-database';
