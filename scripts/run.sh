@@ -66,6 +66,8 @@ DMP is running (logs in $LOG_DIR; admin token in $SECRETS_FILE):
   metrics         http://127.0.0.1:9090/graph                                   (Prometheus)
   data            clickhouse-client --query "SELECT device_id, count() FROM dmp.telemetry_raw FINAL GROUP BY device_id ORDER BY device_id LIMIT 10"
   why             npm run dmp -- explain alarm <alarm id>   ·   npm run dmp -- explain aggregate <device> <metric> <minute>
+  history         npm run dmp -- telemetry correct <metric> --devices $example --from <t> --to <t> --offset <v> --reason <why>
+                  npm run dmp -- rules reprocess --from <t> --to <t> [--apply --reason <why>]   (alarms as a rule set would raise them)
   commands        npm run dmp -- commands list $example   ·   npm run dmp -- commands show <command id>   (sent, replied, failed, expired)
 Starting the device simulator (Ctrl-C to stop)…
 INFO
