@@ -592,19 +592,31 @@ describe('DMP scaled out: two replicas of every app on a ClickHouse cluster', { 
       DATA_CLEAN_METRIC_RANGES: '{"hum": [0, 100]}',
     });
     await storeAnalystsData(repository, config);
-    // The run's own commands expire meanwhile (the kernels still run): wait until each is final, so that
-    // both copies hold the same states.
+    // The kernels still run: a sent command expires on their timer, and a duration rule (door open too
+    // long) may still send one. Wait until every command is final, stop the kernels so that none comes
+    // after, and wait until what they published is stored (the table unchanged over three reads): both
+    // copies then hold the same commands.
+    const commandsNow = async () =>
+      (
+        await repository.query<{ n: string; open: string; last: string }>(
+          `SELECT count() AS n, countIf(state IN ('queued', 'sent')) AS open, max(version) AS last
+           FROM ${COMMANDS_TABLE} FINAL`,
+        )
+      )[0];
     await waitFor(
       'every command of the run final (replied, failed or expired)',
-      async () =>
-        Number(
-          (
-            await repository.query<{ n: string }>(
-              `SELECT count() AS n FROM ${COMMANDS_TABLE} FINAL WHERE state IN ('queued', 'sent')`,
-            )
-          )[0].n,
-        ) === 0,
+      async () => Number((await commandsNow()).open) === 0,
       { timeoutMs: 120_000, intervalMs: 1_000 },
+    );
+    for (const replica of ['dmp-kernel-a', 'dmp-kernel-b'] as const) await apps.get(replica)?.stop();
+    const seen: string[] = [];
+    await waitFor(
+      'the commands table unchanged over three reads, the kernels stopped',
+      async () => {
+        seen.push(JSON.stringify(await commandsNow()));
+        return seen.length >= 3 && seen.slice(-3).every((s) => s === seen.at(-1));
+      },
+      { timeoutMs: 60_000, intervalMs: 1_000 },
     );
     const all = '1 = 1';
     const onCluster = await waitFor(
