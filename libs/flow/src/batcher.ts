@@ -333,6 +333,18 @@ export class Batcher<T> {
   private plan(ready: Set<Key<T>>): Plan<T> {
     const { maxItems } = this.options;
     const maxBytes = this.options.maxBytes ?? Number.POSITIVE_INFINITY;
+    // Without keyOf a group is one queue, planned again at every add while its pack lingers: count, not
+    // walk, its items (the batch writer holds thousands). Its items' times only grow (no retry here).
+    const [queue] = ready;
+    if (ready.size === 1 && !queue.exclusive && maxBytes === Number.POSITIVE_INFINITY) {
+      const taken = Math.min(queue.waiting.length, maxItems);
+      return {
+        parts: [[queue, taken]],
+        full: taken >= maxItems,
+        firstAddedAt: queue.waiting[0].addedAt,
+        lastAddedAt: queue.waiting[taken - 1].addedAt,
+      };
+    }
     const parts: [Key<T>, number][] = [];
     let count = 0;
     let bytes = 0;
