@@ -2,8 +2,10 @@ import { ALARMS_TABLE, DmpError, HistoryErrorCode, type AlarmEvent } from '@dmp/
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ClickHouseRepository } from './clickhouse.repository';
+import { refuseCluster } from './cluster';
 import { stringList, stringLiteral } from './sql';
 import { Tables } from './tables';
+import { toDateTimeSeconds } from './telemetry-rows';
 
 /**
  * Alarm generations: a time range of history re-run through a chosen rule set version
@@ -121,9 +123,6 @@ export function generatedAlarmId(generation: string, ruleId: string, deviceId: s
   return `gen-${sha1([generation, ruleId, deviceId, startedAt]).slice(0, 32)}`;
 }
 
-/** DateTime is UInt32 seconds. */
-const seconds = (ms: number) => Math.min(Math.max(Math.floor(ms / 1000), 0), 0xffffffff);
-
 /**
  * The rows of a generation from the alarm events a replay produced: each alarm's latest event, under
  * its derived id (the replay's own ids are counters, not stable across runs).
@@ -146,7 +145,7 @@ export function generatedAlarmRows(generation: string, events: readonly AlarmEve
     tenant_id: e.tenantId,
     product_id: e.productId,
     site_id: e.siteId,
-    started_at: seconds(e.startedAt),
+    started_at: toDateTimeSeconds(e.startedAt),
     started_at_ms: e.startedAt,
     raised_at_ms: e.raisedAt,
     cleared_at_ms: e.clearedAt,
@@ -186,15 +185,6 @@ export function planRevert(
       `generation ${id} was never applied (interrupted): run the same reprocessing again to finish it`,
     );
   return record.state === 'reverted' ? 'reverted-before' : 'revert';
-}
-
-/** Refuses jobs on a cluster: one server only for now (corrections and reprocessing). */
-export function refuseCluster(clickhouse: ClickHouseRepository, job: string): void {
-  if (clickhouse.cluster !== undefined)
-    throw new DmpError(
-      HistoryErrorCode.ClusterUnsupported,
-      `${job} run on a single ClickHouse server only, not yet on a cluster (CLICKHOUSE_CLUSTER)`,
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

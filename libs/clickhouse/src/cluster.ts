@@ -1,3 +1,5 @@
+import { DmpError, HistoryErrorCode } from '@dmp/contracts';
+import type { ClickHouseRepository } from './clickhouse.repository';
 import { identifier } from './sql';
 
 /**
@@ -87,4 +89,13 @@ export function clusterStatements(statement: string, layout: ClusterLayout): str
   // Data copies read and write the Distributed tables, once, from the server that migrates.
   if (/^INSERT INTO \w+/.test(sql)) return [sql];
   throw new Error(`no cluster form for this migration statement:\n${sql}`);
+}
+
+/** Refuses jobs on a cluster: one server only for now (corrections and reprocessing). */
+export function refuseCluster(clickhouse: ClickHouseRepository, job: string): void {
+  if (clickhouse.cluster !== undefined)
+    throw new DmpError(
+      HistoryErrorCode.ClusterUnsupported,
+      `${job} run on a single ClickHouse server only, not yet on a cluster (CLICKHOUSE_CLUSTER)`,
+    );
 }

@@ -2,8 +2,8 @@ import { backoffDelay } from '@dmp/flow';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { refuseCluster } from './alarm-generations';
 import type { ClickHouseRepository } from './clickhouse.repository';
+import { refuseCluster } from './cluster';
 import { stringList, stringLiteral } from './sql';
 import { Tables, type LatestValueType, type MinuteMarkRow, type TelemetryLatestRow } from './tables';
 

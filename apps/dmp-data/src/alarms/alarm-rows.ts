@@ -1,7 +1,5 @@
+import { toDateTimeSeconds } from '@dmp/clickhouse';
 import type { AlarmEvent } from '@dmp/contracts';
-
-/** DateTime is UInt32 seconds. */
-const seconds = (ms: number) => Math.min(Math.max(Math.floor(ms / 1000), 0), 0xffffffff);
 
 /** One row of `alarms` (libs/clickhouse migration 005): the alarm's state after an event. Every column is sent (18.16). */
 export interface AlarmRow {
@@ -82,7 +80,7 @@ export function toAlarmRows(
     acknowledged_by: event.acknowledgedBy,
     metrics_json: metrics,
     ruleset_version: event.rulesetVersion,
-    inserted_at: seconds(now),
+    inserted_at: toDateTimeSeconds(now),
   };
   return {
     alarm: {
@@ -90,7 +88,7 @@ export function toAlarmRows(
       alarm_id: event.alarmId,
       rule_name: event.ruleName,
       message: event.message,
-      started_at: seconds(event.startedAt),
+      started_at: toDateTimeSeconds(event.startedAt),
       started_at_ms: event.startedAt,
       raised_at_ms: event.raisedAt,
       acknowledged_at_ms: event.acknowledgedAt,
@@ -105,7 +103,7 @@ export function toAlarmRows(
       alarm_id: event.alarmId,
       version: event.version,
       transition: event.transition,
-      ts: seconds(event.ts),
+      ts: toDateTimeSeconds(event.ts),
       ts_ms: event.ts,
       message_id: event.messageId,
     },
@@ -115,12 +113,12 @@ export function toAlarmRows(
       version: event.version,
       device_id: event.deviceId,
       rule_id: event.ruleId,
-      ts: seconds(event.ts),
+      ts: toDateTimeSeconds(event.ts),
       ts_ms: event.ts,
       inputs_json: JSON.stringify(event.inputs),
       rule_text: event.ruleText,
       trace_id: event.traceId,
-      inserted_at: seconds(now),
+      inserted_at: toDateTimeSeconds(now),
     },
   };
 }

@@ -1,7 +1,5 @@
+import { toDateTimeSeconds } from '@dmp/clickhouse';
 import type { CommandEvent } from '@dmp/contracts';
-
-/** DateTime is UInt32 seconds. */
-const seconds = (ms: number) => Math.min(Math.max(Math.floor(ms / 1000), 0), 0xffffffff);
 
 /** One row of `commands` (libs/clickhouse migration 011): the command after an event. Every column is sent (18.16). */
 export interface CommandRow {
@@ -61,7 +59,7 @@ export function toCommandRows(
       params_json: c.paramsJson,
       state: c.state,
       ttl_ms: c.ttlMs,
-      queued_at: seconds(c.queuedAt),
+      queued_at: toDateTimeSeconds(c.queuedAt),
       queued_at_ms: c.queuedAt,
       sent_at_ms: c.sentAt,
       expires_at_ms: c.expiresAt,
@@ -76,7 +74,7 @@ export function toCommandRows(
       trace_id: c.traceId,
       updated_at_ms: event.ts,
       version: c.version,
-      inserted_at: seconds(now),
+      inserted_at: toDateTimeSeconds(now),
     },
     event: {
       event_id: event.eventId,
@@ -87,11 +85,11 @@ export function toCommandRows(
       device_id: c.deviceId,
       rule_id: c.ruleId,
       name: c.name,
-      ts: seconds(event.ts),
+      ts: toDateTimeSeconds(event.ts),
       ts_ms: event.ts,
       detail: event.detail,
       trace_id: c.traceId,
-      inserted_at: seconds(now),
+      inserted_at: toDateTimeSeconds(now),
     },
   };
 }
