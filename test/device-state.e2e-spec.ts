@@ -9,18 +9,27 @@ import { Redis } from 'ioredis';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { AlarmStore } from '../apps/dmp-kernel/src/alarms/alarm.store';
 import { loadKernelConfig } from '../apps/dmp-kernel/src/config';
-import { DeviceStateStore } from '../apps/dmp-kernel/src/state/device-state.store';
+import { DeviceStateStore, RECENT_COMPLETED } from '../apps/dmp-kernel/src/state/device-state.store';
 
 const run = randomBytes(3).toString('hex');
 const T0 = Date.UTC(2026, 0, 1);
 
 describe('the device state store (Redis)', () => {
   const redis = new Redis(stack.redis.url, { lazyConnect: true });
-  const store = new DeviceStateStore(
-    redis,
-    loadKernelConfig({ ...process.env, KERNEL_REDIS_NAMESPACE: `dmp-state-e2e-${run}` }),
-  );
+  const config = loadKernelConfig({ ...process.env, KERNEL_REDIS_NAMESPACE: `dmp-state-e2e-${run}` });
+  const store = new DeviceStateStore(redis, config);
+  const alarms = new AlarmStore(redis, config);
+  /** Completes a message without transitions, as an evaluation that changed no condition does. */
+  const complete = (m: NormalizedTelemetry) =>
+    alarms.commit({
+      deviceId: m.deviceId,
+      transitions: [],
+      outbox: [],
+      leaseUntil: 0,
+      message: { stateKey: store.key(m.deviceId), completion: store.completion(m, 'topic') },
+    });
   let devices = 0;
   /** A device's messages: measured at T0 + offsetMs, received then. */
   const messages = () => {
@@ -44,7 +53,7 @@ describe('the device state store (Redis)', () => {
   };
   /** Saves the messages in turn and returns the stored state, checking it against the engine's merge. */
   const saved = async (list: NormalizedTelemetry[]) => {
-    for (const m of list) await store.save(m, 'topic');
+    for (const m of list) assert.deepEqual(await complete(m), { kind: 'committed' });
     const { state } = await store.load(list[0].deviceId);
     assert.deepEqual(state, list.reduce(mergeState, emptyState()), 'the engine keeps the same state');
     return state;
@@ -83,5 +92,19 @@ describe('the device state store (Redis)', () => {
     const at = messages();
     const state = await saved([at(1_000, { door: 'open' }, 9), at(1_000, { door: 'closed' })]);
     assert.deepEqual([state.values, state.seq], [{ door: 'closed' }, {}]);
+  });
+
+  it('remembers the last completed messages, as many as it keeps, and refuses them again', async () => {
+    const at = messages();
+    const list = Array.from({ length: RECENT_COMPLETED + 3 }, (_, i) => at(i * 1_000, { temp: i }, i));
+    await saved(list);
+    const { recent } = await store.load(list[0].deviceId);
+    assert.deepEqual(
+      recent,
+      list.slice(3).map((m) => m.messageId),
+      'the newest, oldest first',
+    );
+    assert.deepEqual(await complete(list[3]), { kind: 'duplicate' });
+    assert.deepEqual(await complete(list[2]), { kind: 'committed' }, 'forgotten: too long ago');
   });
 });

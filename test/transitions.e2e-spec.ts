@@ -3,7 +3,7 @@
  * condition or a command from the same state, one wins, and only the winner's outbox entries are
  * written — never a transition without its entries, never entries of a transition that lost.
  */
-import type { CommandRecord } from '@dmp/contracts';
+import type { CommandRecord, NormalizedTelemetry } from '@dmp/contracts';
 import type { Activation, OutboxEntry, Transition } from '@dmp/rules';
 import { stack } from '@dmp/testing';
 import { Redis } from 'ioredis';
@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { AlarmStore } from '../apps/dmp-kernel/src/alarms/alarm.store';
 import { CommandStore } from '../apps/dmp-kernel/src/commands/command.store';
 import { loadKernelConfig } from '../apps/dmp-kernel/src/config';
+import { DeviceStateStore } from '../apps/dmp-kernel/src/state/device-state.store';
 
 const run = randomBytes(3).toString('hex');
 const ns = `dmp-cas-e2e-${run}`;
@@ -26,7 +27,11 @@ describe('compare-and-set transitions (Redis)', () => {
   const config = loadKernelConfig({ ...process.env, KERNEL_REDIS_NAMESPACE: ns });
   const alarms = new AlarmStore(redis, config);
   const commands = new CommandStore(redis, config);
+  const states = new DeviceStateStore(redis, config);
   const outboxIds = async () => (await redis.hkeys(`${ns}:outbox`)).sort();
+  const apply = async (transition: Transition, outbox: OutboxEntry[], leaseUntil: number) =>
+    (await alarms.commit({ deviceId: transition.deviceId, transitions: [transition], outbox, leaseUntil }))
+      .kind === 'committed';
 
   before(() => redis.connect());
   after(async () => {
@@ -62,13 +67,13 @@ describe('compare-and-set transitions (Redis)', () => {
       ts: T0,
       after: pending,
     };
-    assert.equal(await alarms.apply(start, [event('start')], T0), true);
-    assert.equal(await alarms.apply(start, [event('again')], T0), false, 'the condition moved already');
+    assert.equal(await apply(start, [event('start')], T0), true);
+    assert.equal(await apply(start, [event('again')], T0), false, 'the condition moved already');
     assert.deepEqual(await alarms.due(T0 + 10_000, 10), [{ deviceId: pending.deviceId, ruleId: 'hot' }]);
     assert.deepEqual(await alarms.locate(pending.id), { deviceId: pending.deviceId, ruleId: 'hot' });
 
     const raise = (who: string): Promise<boolean> =>
-      alarms.apply(
+      apply(
         {
           ...start,
           transition: 'raised',
@@ -88,10 +93,83 @@ describe('compare-and-set transitions (Redis)', () => {
 
     const active = (await alarms.get(pending.deviceId, 'hot'))!;
     assert.equal(
-      await alarms.apply({ ...start, transition: 'cleared', before: active, after: undefined }, [], T0),
+      await apply({ ...start, transition: 'cleared', before: active, after: undefined }, [], T0),
       true,
     );
     assert.equal(await alarms.locate(pending.id), undefined, 'cleared: the alarm id is forgotten');
+  });
+
+  it("writes a message's transitions with its state and completion, all or nothing, and once", async () => {
+    const deviceId = `door-${run}`;
+    const open: Activation = {
+      id: `alm-door-${run}`,
+      ruleId: 'door',
+      deviceId,
+      alarm: true,
+      state: 'active',
+      version: 1,
+      ruleName: 'Door',
+      severity: 'info',
+      message: 'open',
+      tenantId: 't',
+      productId: 'p',
+      siteId: 's',
+      since: T0,
+      dueAt: 0,
+      raisedAt: T0,
+      acknowledgedAt: 0,
+      acknowledgedBy: '',
+    };
+    assert.ok(await apply({ ruleId: 'door', deviceId, transition: 'raised', ts: T0, after: open }, [], T0));
+    const closed: NormalizedTelemetry = {
+      deviceId,
+      messageId: `${deviceId}-2`,
+      kind: 'telemetry',
+      ts: T0 + 1_000,
+      receivedAt: T0 + 1_000,
+      metrics: { door_open: false },
+      tenantId: 't',
+      productId: 'p',
+      siteId: 's',
+    };
+    const clear = (before: Activation): Transition => ({
+      ruleId: 'door',
+      deviceId,
+      transition: 'cleared',
+      ts: closed.ts,
+      before,
+    });
+    const complete = (before: Activation) =>
+      alarms.commit({
+        deviceId,
+        transitions: [clear(before)],
+        outbox: [event('door-cleared'), event('door-seen')],
+        leaseUntil: T0,
+        message: { stateKey: states.key(deviceId), completion: states.completion(closed, 'events') },
+      });
+
+    // An acknowledgement moved the condition since it was read: nothing of the message is written.
+    assert.ok(
+      await apply({ ...clear(open), transition: 'acknowledged', after: { ...open, version: 2 } }, [], T0),
+    );
+    assert.deepEqual(await complete(open), { kind: 'conflict', rules: new Set(['door']) });
+    const untouched = await states.load(deviceId);
+    assert.deepEqual([untouched.state.values, untouched.recent], [{}, []], 'no state without its transition');
+    assert.ok(!(await outboxIds()).includes('evt:door-cleared'));
+
+    assert.deepEqual(await complete({ ...open, version: 2 }), { kind: 'committed' });
+    const done = await states.load(deviceId);
+    assert.deepEqual(
+      [done.state.values, done.recent, done.last],
+      [{ door_open: false }, [closed.messageId], { events: closed.messageId }],
+    );
+    assert.equal(await alarms.get(deviceId, 'door'), undefined, 'cleared with the state that cleared it');
+    assert.ok((await outboxIds()).includes('evt:door-seen'));
+
+    // A copy of the message (the edge forwarded it twice), evaluated against the state before it: refused.
+    await redis.hdel(`${ns}:outbox`, 'evt:door-seen');
+    assert.deepEqual(await complete({ ...open, version: 2 }), { kind: 'duplicate' });
+    assert.ok(!(await outboxIds()).includes('evt:door-seen'), 'its match actions are not owed again');
   });
 
   it('writes a command record only from the version it was read at', async () => {

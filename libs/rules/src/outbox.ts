@@ -15,7 +15,8 @@ import type { PlannedCommand, PlannedWebhook } from './engine';
  *   step as the transition, removed once done. An entry whose lease expires (the kernel crashed or the
  *   send failed) is claimed and done again by any replica's sweeper: nothing a transition causes is lost;
  *   downstream deduplicates by stable ids (event id, command id, delivery id). Match actions (commands,
- *   webhooks) enter it in the same atomic step that completes their device message (DeviceStateStore).
+ *   webhooks) enter it in the same atomic step that completes their device message (the kernel's
+ *   AlarmStore.commit).
  * - `dmp:outbox:attempts`: failed attempts per entry; retries back off, and an entry that fails
  *   KERNEL_OUTBOX_MAX_ATTEMPTS times (or is refused) leaves the outbox as a dead letter (replayable).
  */

@@ -101,7 +101,7 @@ export class AlarmScheduler implements OnApplicationBootstrap {
     ]);
     // A rule removed (or disabled) meanwhile: its pending condition can never be raised — it is cancelled.
     if (!rule) {
-      await this.alarms.commit([endCondition(ruleSet, activation, now, state.values)], []);
+      await this.alarms.commit(deviceId, [endCondition(ruleSet, activation, now, state.values)], []);
       return;
     }
     const device: RuleDevice = {
@@ -119,7 +119,7 @@ export class AlarmScheduler implements OnApplicationBootstrap {
       { attributes: { 'dmp.device.id': deviceId, 'dmp.rule.id': ruleId, 'dmp.alarm.id': activation.id } },
       async (span) => {
         try {
-          await this.alarms.commit([due.transition], due.actions);
+          await this.alarms.commit(deviceId, [due.transition], due.actions);
         } catch (error) {
           recordFailure(span, error);
           throw error;

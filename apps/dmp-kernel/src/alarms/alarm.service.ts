@@ -1,4 +1,5 @@
 import { AlarmErrorCode, type AlarmEvent, DmpError, OutboxErrorCode } from '@dmp/contracts';
+import { backoffDelay } from '@dmp/flow';
 import { MetricsRegistry } from '@dmp/observability';
 import {
   acknowledge,
@@ -15,6 +16,7 @@ import {
 } from '@dmp/rules';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { trace } from '@opentelemetry/api';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Counter } from 'prom-client';
 import { CommandPublisher } from '../actions/command.publisher';
 import {
@@ -26,15 +28,16 @@ import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { CommandLedger } from '../commands/command.ledger';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { RuleSetHolder } from '../rules/rule-set.holder';
-import { DeviceStateStore } from '../state/device-state.store';
+import { type Completion, DeviceStateStore } from '../state/device-state.store';
 import { KeyedMutex } from '../state/keyed-mutex';
 import { AlarmStore } from './alarm.store';
 
-export interface CommitResult {
-  applied: Transition[];
-  /** Rules whose transition lost a compare-and-set (their condition changed meanwhile). */
-  conflicts: Set<string>;
-}
+export type CommitResult =
+  | { kind: 'committed'; applied: Transition[] }
+  /** The message completed before: nothing was written, nothing is owed. */
+  | { kind: 'duplicate' }
+  /** These rules' conditions changed meanwhile: nothing was written; re-read and re-evaluate them. */
+  | { kind: 'conflict'; rules: Set<string> };
 
 /**
  * Commits condition transitions and carries out what they oblige: each transition is written to Redis
@@ -83,42 +86,48 @@ export class AlarmService {
   }
 
   /**
-   * Writes transitions (in order) with the raise/clear actions they trigger; publishes the alarm events
-   * of those that were applied and dispatches their commands and webhooks. A rule whose write conflicts is
-   * skipped (with its later transitions) and reported, for the caller to re-read and re-evaluate it.
+   * Writes transitions (in order) with the raise/clear actions they trigger and, for a message's
+   * evaluation, the message's completion with its match actions (`message`) — in one atomic step, or not
+   * at all when a rule's condition changed meanwhile. Then publishes the alarm events and dispatches the
+   * commands and webhooks.
    */
-  async commit(transitions: readonly Transition[], actions: readonly PlannedAction[]): Promise<CommitResult> {
-    const applied: Transition[] = [];
-    const conflicts = new Set<string>();
-    const entries: OutboxEntry[] = [];
+  async commit(
+    deviceId: string,
+    transitions: readonly Transition[],
+    actions: readonly PlannedAction[],
+    message?: { stateKey: string; completion: Completion; outbox: readonly OutboxEntry[] },
+  ): Promise<CommitResult> {
     // The trace the transitions are decided in (the message's, the timer's, the acknowledgement's).
     const traceId = currentTraceId();
-    for (const committed of transitions) {
-      if (conflicts.has(committed.ruleId)) continue;
-      const transition: Transition =
-        committed.event && !committed.event.traceId
-          ? { ...committed, event: { ...committed.event, traceId } }
-          : committed;
+    const stamped = transitions.map((t) =>
+      t.event && !t.event.traceId ? { ...t, event: { ...t.event, traceId } } : t,
+    );
+    const entries = stamped.flatMap((transition) => {
       const trigger =
         transition.transition === 'raised'
           ? 'raise'
           : transition.transition === 'cleared'
             ? 'clear'
             : undefined;
-      const outbox = outboxEntries(
+      return outboxEntries(
         transition,
         trigger ? actions.filter((a) => a.ruleId === transition.ruleId && a.trigger === trigger) : [],
       );
-      if (await this.store.apply(transition, outbox, this.leaseUntil(outbox))) {
-        applied.push(transition);
-        entries.push(...outbox);
-        if (transition.event)
-          this.transitions.inc({ transition: transition.transition, severity: transition.event.severity });
-      } else conflicts.add(transition.ruleId);
-    }
+    });
+    if (message) entries.push(...message.outbox);
+    const outcome = await this.store.commit({
+      deviceId,
+      transitions: stamped,
+      outbox: entries,
+      leaseUntil: this.leaseUntil(entries),
+      ...(message ? { message } : {}),
+    });
+    if (outcome.kind !== 'committed') return outcome;
+    for (const { transition, event } of stamped)
+      if (event) this.transitions.inc({ transition, severity: event.severity });
     await Promise.all(entries.filter((e) => e.kind === 'event').map((entry) => this.carryOut(entry)));
     this.dispatch(entries.filter((e) => e.kind !== 'event'));
-    return { applied, conflicts };
+    return { kind: 'committed', applied: stamped };
   }
 
   /**
@@ -142,44 +151,67 @@ export class AlarmService {
     ]);
   }
 
-  /** Carries out one outbox entry and settles it (removed, retried later, or dead-lettered). Never throws. */
+  /**
+   * Carries out one outbox entry and settles it (removed, retried later, or dead-lettered). Never throws.
+   * Settling is retried, with the outbox's backoff, while the entry's lease lasts: an entry carried out
+   * while Redis is away is not carried out again by the sweeper once Redis is back.
+   */
   async carryOut(entry: OutboxEntry): Promise<void> {
+    const leaseEnds = this.leaseUntil([entry]);
     const result = await this.attempt(entry);
-    try {
-      const attempts = result.kind === 'done' ? 0 : await this.store.countFailure(entry.id);
-      const decision = decideOutbox(result, attempts, {
-        baseMs: this.config.rules.alarmOutboxRetryMs,
-        maxMs: this.config.rules.outboxRetryMaxMs,
-        maxAttempts: this.config.rules.outboxMaxAttempts,
-      });
-      this.outcomes.inc({ kind: entry.kind, outcome: decision.kind === 'complete' ? 'done' : decision.kind });
-      if (decision.kind === 'complete') return await this.store.complete(entry.id);
-      const failure = result as Exclude<OutboxResult, { kind: 'done' }>;
-      if (decision.kind === 'retry') {
-        this.log.warn(
-          `outbox ${entry.kind} ${entry.id} (${outboxTarget(entry)}) failed ${attempts} time(s), retried in ${decision.delayMs} ms: ${failure.code} ${failure.message}`,
-        );
-        return await this.store.release(entry.id, Date.now() + decision.delayMs);
+    let settle: (() => Promise<void>) | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        settle ??= await this.settlement(entry, result);
+        return await settle();
+      } catch (error) {
+        const delayMs = backoffDelay(attempt, {
+          baseMs: this.config.rules.alarmOutboxRetryMs,
+          maxMs: this.config.rules.outboxRetryMaxMs,
+        });
+        // Redis or the dead-letter topic unreachable: past the lease, the sweeper tries it again.
+        if (Date.now() + delayMs >= leaseEnds) {
+          this.log.warn(
+            `outbox ${entry.kind} ${entry.id} not settled, retried later: ${(error as Error).message}`,
+          );
+          return;
+        }
+        await sleep(delayMs, undefined, { ref: false });
       }
-      await this.deadLetters.publish(
-        outboxDeadLetter(entry, {
-          ...failure,
-          reason: decision.reason,
-          attempts: Math.max(attempts, 1),
-          instance: this.config.rules.mqttClientId,
-          now: Date.now(),
-        }),
+    }
+  }
+
+  /** Counts a failed attempt and decides (once); returns the write that settles the entry. */
+  private async settlement(entry: OutboxEntry, result: OutboxResult): Promise<() => Promise<void>> {
+    const attempts = result.kind === 'done' ? 0 : await this.store.countFailure(entry.id);
+    const decision = decideOutbox(result, attempts, {
+      baseMs: this.config.rules.alarmOutboxRetryMs,
+      maxMs: this.config.rules.outboxRetryMaxMs,
+      maxAttempts: this.config.rules.outboxMaxAttempts,
+    });
+    this.outcomes.inc({ kind: entry.kind, outcome: decision.kind === 'complete' ? 'done' : decision.kind });
+    if (decision.kind === 'complete') return () => this.store.complete(entry.id);
+    const failure = result as Exclude<OutboxResult, { kind: 'done' }>;
+    if (decision.kind === 'retry') {
+      this.log.warn(
+        `outbox ${entry.kind} ${entry.id} (${outboxTarget(entry)}) failed ${attempts} time(s), retried in ${decision.delayMs} ms: ${failure.code} ${failure.message}`,
       );
+      return () => this.store.release(entry.id, Date.now() + decision.delayMs);
+    }
+    const deadLetter = outboxDeadLetter(entry, {
+      ...failure,
+      reason: decision.reason,
+      attempts: Math.max(attempts, 1),
+      instance: this.config.rules.mqttClientId,
+      now: Date.now(),
+    });
+    return async () => {
+      await this.deadLetters.publish(deadLetter);
       this.log.error(
         `outbox ${entry.kind} ${entry.id} (${outboxTarget(entry)}) dead-lettered (${decision.reason}) after ${attempts} failed attempt(s): ${failure.code} ${failure.message}`,
       );
       await this.store.complete(entry.id);
-    } catch (error) {
-      // Redis or the dead-letter topic unreachable: the lease ends, the sweeper tries again.
-      this.log.warn(
-        `outbox ${entry.kind} ${entry.id} not settled, retried later: ${(error as Error).message}`,
-      );
-    }
+    };
   }
 
   private async attempt(entry: OutboxEntry): Promise<OutboxResult> {
@@ -250,8 +282,8 @@ export class AlarmService {
             `alarm ${alarmId}: ${transition.refused}`,
             false,
           );
-        const { applied } = await this.commit([transition], []);
-        if (applied.length) return applied[0].event!;
+        const result = await this.commit(location.deviceId, [transition], []);
+        if (result.kind === 'committed') return result.applied[0].event!;
       }
       throw new DmpError(AlarmErrorCode.Conflict, `alarm ${alarmId} kept changing; try again`, true);
     });

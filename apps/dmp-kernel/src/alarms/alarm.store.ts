@@ -1,37 +1,64 @@
-import { CompareAndSet, defineScript, REDIS_CLIENT, type ScriptArg } from '@dmp/redis';
-import {
-  alarmKeys,
-  enqueueOutbox,
-  outboxOf,
-  type Activation,
-  type OutboxEntry,
-  type Transition,
-} from '@dmp/rules';
+import { defineScript, REDIS_CLIENT, type ScriptArg } from '@dmp/redis';
+import { alarmKeys, enqueueOutbox, type Activation, type OutboxEntry, type Transition } from '@dmp/rules';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
+import { COMPLETE_LUA, type Completion } from '../state/device-state.store';
 
 /**
  * Condition states (alarms) and the transactional outbox in Redis, laid out as `alarmKeys` (@dmp/rules)
  * says.
  *
- * Every transition is a compare-and-set on the activation's `{id}:{version}` (CompareAndSet, with its
- * outbox entries): a replica that read an older state (a concurrent acknowledgement, timer, or other
- * replica) fails and re-reads.
+ * Every change of a device's conditions is one atomic commit (COMMIT): each rule's transitions are a
+ * compare-and-set on its activation's `{id}:{version}` — a replica that read an older state (a concurrent
+ * acknowledgement, timer, or other replica) loses and re-reads — written with their outbox entries and,
+ * for a message's evaluation, with the message's completion (its metrics in the device state, its id as
+ * completed, the outbox entries of its match actions). All or nothing: a transition is never written
+ * without the state that caused it, so no later evaluation sees a condition moved on values it has not.
  */
-// KEYS: alarm hash, due set, alarm-id key. A: rule id, activation JSON ('' to end it), due member, due
-// time ('' when not pending), alarm-id operation ('set' | 'del' | '-').
-const TRANSITION = {
-  read: `
-local current = redis.call('HGET', KEYS[1], A[1])
-if not current then return '' end
-local decoded = cjson.decode(current)
-return decoded.id .. ':' .. string.format('%d', decoded.version)`,
-  write: `
-if A[2] == '' then redis.call('HDEL', KEYS[1], A[1]) else redis.call('HSET', KEYS[1], A[1], A[2]) end
-if A[4] == '' then redis.call('ZREM', KEYS[2], A[3]) else redis.call('ZADD', KEYS[2], A[4], A[3]) end
-if A[5] == 'set' then redis.call('SET', KEYS[3], A[3]) elseif A[5] == 'del' then redis.call('DEL', KEYS[3]) end`,
-};
+// KEYS: alarm hash, due set, outbox hash, outbox lease set, one alarm-id key per transition, then the
+// state hash when a message completes. ARGV[1]: JSON { transitions: [{ rule, expected, activation ('' to
+// end it), member (of the due set), dueAt ('' when not pending), idOp ('set' | 'del' | '-') }], outbox:
+// [[id, entry JSON]], leaseUntil, message?: Completion }. Returns { 'committed' }, { 'duplicate' } (the
+// message completed before) or { 'conflict', rule ids… } (nothing written).
+const COMMIT = `${COMPLETE_LUA}
+local p = cjson.decode(ARGV[1])
+local n = #p.transitions
+local stateKey = KEYS[5 + n]
+if p.message and isCompleted(stateKey, p.message) then return { 'duplicate' } end
+local conflicts, checked = {}, {}
+for _, t in ipairs(p.transitions) do
+  if not checked[t.rule] then
+    checked[t.rule] = true
+    local current = redis.call('HGET', KEYS[1], t.rule)
+    local token = ''
+    if current then
+      local decoded = cjson.decode(current)
+      token = decoded.id .. ':' .. string.format('%d', decoded.version)
+    end
+    if token ~= t.expected then table.insert(conflicts, t.rule) end
+  end
+end
+if #conflicts > 0 then return { 'conflict', unpack(conflicts) } end
+for i, t in ipairs(p.transitions) do
+  if t.activation == '' then redis.call('HDEL', KEYS[1], t.rule) else redis.call('HSET', KEYS[1], t.rule, t.activation) end
+  if t.dueAt == '' then redis.call('ZREM', KEYS[2], t.member) else redis.call('ZADD', KEYS[2], t.dueAt, t.member) end
+  if t.idOp == 'set' then redis.call('SET', KEYS[4 + i], t.member) elseif t.idOp == 'del' then redis.call('DEL', KEYS[4 + i]) end
+end
+for _, e in ipairs(p.outbox) do
+  redis.call('HSET', KEYS[3], e[1], e[2])
+  redis.call('ZADD', KEYS[4], p.leaseUntil, e[1])
+end
+if p.message then complete(stateKey, p.message) end
+return { 'committed' }
+`;
+
+export type CommitOutcome =
+  | { kind: 'committed' }
+  /** The message completed before (a copy, or a concurrent evaluation of it): nothing written. */
+  | { kind: 'duplicate' }
+  /** These rules' conditions moved since they were read: nothing written. */
+  | { kind: 'conflict'; rules: Set<string> };
 
 /** Claims up to ARGV[2] entries whose lease ended before ARGV[1], extending it to ARGV[3]. */
 const CLAIM = `
@@ -54,7 +81,7 @@ const dueMember = (deviceId: string, ruleId: string) => `${deviceId}\n${ruleId}`
 @Injectable()
 export class AlarmStore {
   private readonly keys: ReturnType<typeof alarmKeys>;
-  private readonly transition: CompareAndSet;
+  private readonly commitScript: (...args: ScriptArg[]) => Promise<string[]>;
   private readonly claim: (...args: ScriptArg[]) => Promise<string[]>;
 
   constructor(
@@ -62,7 +89,7 @@ export class AlarmStore {
     @Inject(KERNEL_CONFIG) config: KernelConfig,
   ) {
     this.keys = alarmKeys(config.rules.redisNamespace);
-    this.transition = new CompareAndSet(redis, 'dmpAlarmTransition', TRANSITION);
+    this.commitScript = defineScript(redis, 'dmpAlarmCommit', COMMIT);
     this.claim = defineScript(redis, 'dmpOutboxClaim', CLAIM, 2);
   }
 
@@ -88,26 +115,43 @@ export class AlarmStore {
   }
 
   /**
-   * Applies a transition if the activation is still the one it was computed from, together with its
-   * outbox entries (leased until `leaseUntil`: the caller does them now). False on a conflict.
+   * Commits transitions (in order) with their outbox entries (leased until `leaseUntil`: the caller does
+   * them now) and, when given, the completion of the message that caused them — all, or nothing.
    */
-  async apply(transition: Transition, outbox: readonly OutboxEntry[], leaseUntil: number): Promise<boolean> {
-    const { deviceId, ruleId, before, after } = transition;
-    const activation = after ?? before;
-    const expected = before ? `${before.id}:${before.version}` : '';
-    const alarmIdOp = !activation?.alarm ? '-' : after ? (before ? '-' : 'set') : 'del';
-    return this.transition.apply(
-      [this.keys.alarm(deviceId), this.keys.due, this.keys.alarmId(activation?.id ?? 'none')],
-      expected,
-      [
-        ruleId,
-        after ? JSON.stringify(after) : '',
-        dueMember(deviceId, ruleId),
-        after?.state === 'pending' ? after.dueAt : '',
-        alarmIdOp,
-      ],
-      outboxOf(this.keys, outbox, leaseUntil),
+  async commit(change: {
+    deviceId: string;
+    transitions: readonly Transition[];
+    outbox: readonly OutboxEntry[];
+    leaseUntil: number;
+    message?: { stateKey: string; completion: Completion };
+  }): Promise<CommitOutcome> {
+    const { deviceId, transitions, outbox, leaseUntil, message } = change;
+    const keys = [this.keys.alarm(deviceId), this.keys.due, this.keys.outbox, this.keys.outboxLease];
+    const planned = transitions.map((t) => {
+      const activation = t.after ?? t.before;
+      keys.push(this.keys.alarmId(activation?.id ?? 'none'));
+      return {
+        rule: t.ruleId,
+        expected: t.before ? `${t.before.id}:${t.before.version}` : '',
+        activation: t.after ? JSON.stringify(t.after) : '',
+        member: dueMember(t.deviceId, t.ruleId),
+        dueAt: t.after?.state === 'pending' ? String(t.after.dueAt) : '',
+        idOp: !activation?.alarm ? '-' : t.after ? (t.before ? '-' : 'set') : 'del',
+      };
+    });
+    if (message) keys.push(message.stateKey);
+    const [kind, ...rules] = await this.commitScript(
+      keys.length,
+      ...keys,
+      JSON.stringify({
+        transitions: planned,
+        outbox: outbox.map((entry) => [entry.id, JSON.stringify(entry)]),
+        leaseUntil: String(leaseUntil),
+        ...(message ? { message: message.completion } : {}),
+      }),
     );
+    if (kind === 'conflict') return { kind, rules: new Set(rules) };
+    return { kind: kind === 'duplicate' ? 'duplicate' : 'committed' };
   }
 
   /** Pending conditions whose timer is due. */

@@ -53,6 +53,11 @@ describe('redelivery of a pack', () => {
     assert.equal(isEvaluated(['a1'], 0, 'a1'), true, 'a single redelivered message');
   });
 
+  it('skips a copy that comes back in another RocketMQ message while it is among the recent ones', () => {
+    assert.equal(isEvaluated(['a2'], 0, 'a5', ['a1', 'a2', 'a5']), true, 'forwarded twice by the edge');
+    assert.equal(isEvaluated(['a6'], 0, 'a5', ['a1', 'a2', 'a5']), false, 'a new message');
+  });
+
   it('gives an episode started by a message the same alarm id and command id when evaluated again', () => {
     const first = evaluateMessage(rules, message('m1', 35), device, emptyState(), new Map(), { now: T0 });
     const again = evaluateMessage(rules, message('m1', 35), device, emptyState(), new Map(), {

@@ -49,14 +49,35 @@ const rules = compiled.ruleSet;
 describe('decideStart', () => {
   const pack = { ids: ['a1', 'a2'], position: 0 };
   it('skips a device message its pack completed before', () => {
-    assert.deepEqual(decideStart({ telemetry: telemetry('a1', 1), pack, lastCompleted: 'a2', metadata }), {
-      kind: 'duplicate',
-    });
+    assert.deepEqual(
+      decideStart({ telemetry: telemetry('a1', 1), pack, lastCompleted: 'a2', recent: [], metadata }),
+      { kind: 'duplicate' },
+    );
+  });
+
+  it('skips a copy in another RocketMQ message while it is among the recently completed', () => {
+    const copy = { ids: ['a1'], position: 0 };
+    assert.deepEqual(
+      decideStart({
+        telemetry: telemetry('a1', 1),
+        pack: copy,
+        lastCompleted: 'a9',
+        recent: ['a1', 'a9'],
+        metadata,
+      }),
+      { kind: 'duplicate' },
+    );
   });
 
   it('evaluates the others as the device the message was enriched as, with the registry for the rest', () => {
     assert.deepEqual(
-      decideStart({ telemetry: telemetry('a1', 1), pack, lastCompleted: undefined, metadata }),
+      decideStart({
+        telemetry: telemetry('a1', 1),
+        pack,
+        lastCompleted: undefined,
+        recent: ['a0'],
+        metadata,
+      }),
       { kind: 'evaluate', device },
     );
   });

@@ -24,17 +24,18 @@ export type StartDecision =
 
 /**
  * Whether the `pack.position`-th message of a device is evaluated, given the device's last completed
- * message of the topic, and as which device: the message carries the tenant, product and site it was
+ * message of the topic and its recently completed ones, and as which device: the message carries the tenant, product and site it was
  * enriched with; tags come from the registry.
  */
 export function decideStart(facts: {
   telemetry: NormalizedTelemetry;
   pack: { ids: readonly string[]; position: number };
   lastCompleted: string | undefined;
+  recent: readonly string[];
   metadata: DeviceMetadata;
 }): StartDecision {
-  const { telemetry, pack, lastCompleted, metadata } = facts;
-  if (isEvaluated(pack.ids, pack.position, lastCompleted)) return { kind: 'duplicate' };
+  const { telemetry, pack, lastCompleted, recent, metadata } = facts;
+  if (isEvaluated(pack.ids, pack.position, lastCompleted, recent)) return { kind: 'duplicate' };
   return {
     kind: 'evaluate',
     device: {
@@ -49,11 +50,12 @@ export function decideStart(facts: {
 
 /**
  * What one evaluation obliges, in the order it must be done for the acknowledgement to mean "durable":
- * (1) the transitions with the actions they trigger (compare-and-set, retried on conflict), (2) the
- * routed copies of matched messages, (3) in one atomic step the device's state, the message as completed
- * and the outbox entries of its match commands and webhooks, (4) those entries carried out off the path.
- * Saving before (1) or (2) would mark the message completed with effects still owed; a redelivery would
- * then skip them.
+ * (1) the routed copies of matched messages (at least once: sent again if what follows fails), (2) in
+ * one atomic step the transitions with the actions they trigger (compare-and-set, retried on conflict),
+ * the device's state, the message as completed and the outbox entries of its match commands and
+ * webhooks, (3) those entries carried out off the path. A transition written apart from the state would
+ * let another topic's message of the device see the condition moved on values it does not see (and
+ * start the episode again); a completion written before (1) would let a redelivery skip the routes.
  */
 export interface CommitPlan {
   transitions: Transition[];

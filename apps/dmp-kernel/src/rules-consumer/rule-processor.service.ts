@@ -42,18 +42,17 @@ const tracer = trace.getTracer('dmp-kernel');
 /**
  * Evaluates the rules for one telemetry message taken from the durable stream (the kernel's own consumer
  * group of the telemetry topics), then returns — and the consumer acknowledges it — only once everything
- * it caused is durable: condition transitions with their outbox entries (alarm events, raise/clear
- * commands and webhooks) in Redis, alarm events and routed copies in RocketMQ, and — in one atomic step —
- * the device's state, the message recorded as completed and the outbox entries of its match commands and
- * webhooks. Commands and webhooks are carried out from the outbox off the evaluation path: a device whose
- * command the broker does not acknowledge holds neither its pack nor other devices. A failure before that
- * throws, and RocketMQ redelivers the message (in order, per device).
+ * it caused is durable: its routed copies in RocketMQ, then in one atomic step its condition transitions
+ * with their outbox entries (alarm events, raise/clear commands and webhooks), the device's state, the
+ * message recorded as completed and the outbox entries of its match commands and webhooks, then its alarm
+ * events in RocketMQ. Commands and webhooks are carried out from the outbox off the evaluation path: a
+ * device whose command the broker does not acknowledge holds neither its pack nor other devices. A
+ * failure before that throws, and RocketMQ redelivers the message (in order, per device).
  *
  * Idempotent per device message: a redelivered pack skips each device's messages up to its last completed
- * one (`isEvaluated`), whichever device made the pack fail; a message that failed halfway is evaluated
- * again — transitions already written are not repeated (the conditions already moved; an episode's alarm
- * id derives from the message that started it), and its match actions enter the outbox once, with it.
- * Exactly one rule set evaluates a message: the one running when its evaluation starts (taken once).
+ * one, and a copy in another RocketMQ message is skipped while among the device's recently completed ones
+ * (`isEvaluated`); a message that failed halfway wrote nothing but its routed copies and is evaluated
+ * again. Exactly one rule set evaluates a message: the one running when its evaluation starts (taken once).
  *
  * Rules see what storage keeps: each device message goes through the same cleaning as in dmp-data
  * (`cleanTelemetry`, DATA_CLEAN_* limits) first. A message storage refuses (stamped too far ahead or too
@@ -196,7 +195,13 @@ export class RuleProcessor {
       this.alarmStore.load(deviceId),
       this.metadata.get(deviceId),
     ]);
-    const start = decideStart({ telemetry, pack, lastCompleted: stored.last[topic], metadata });
+    const start = decideStart({
+      telemetry,
+      pack,
+      lastCompleted: stored.last[topic],
+      recent: stored.recent,
+      metadata,
+    });
     if (start.kind === 'duplicate') {
       this.duplicates.inc();
       return;
@@ -224,11 +229,9 @@ export class RuleProcessor {
     const plan = planCommit(evaluation);
     try {
       await context.with(trace.setSpan(context.active(), span), async () => {
-        await this.commitWithRetry(ruleSet, telemetry, device, stored.state, plan);
         for (const { topic: target, ruleId } of plan.routes)
           await this.routes.route(target, telemetry, ruleId, ruleSet.version);
-        await this.stateStore.save(telemetry, topic, plan.outbox, this.alarms.leaseUntil(plan.outbox));
-        this.alarms.dispatch(plan.outbox);
+        await this.commitWithRetry(ruleSet, telemetry, topic, device, stored.state, plan);
       });
     } catch (error) {
       recordFailure(span, error);
@@ -238,26 +241,43 @@ export class RuleProcessor {
     }
   }
 
-  /** Commits transitions; rules that lost a race (another replica, the timer) are re-read and re-evaluated. */
+  /**
+   * Commits the evaluation with the message's completion; rules that lost a race (another replica, the
+   * timer) are re-read and re-evaluated, the other rules' transitions kept.
+   */
   private async commitWithRetry(
     ruleSet: RuleSet,
     telemetry: NormalizedTelemetry,
+    topic: string,
     device: RuleDevice,
     before: DeviceState,
-    plan: Pick<CommitPlan, 'transitions' | 'triggered'>,
+    plan: CommitPlan,
   ): Promise<void> {
+    const message = {
+      stateKey: this.stateStore.key(telemetry.deviceId),
+      completion: this.stateStore.completion(telemetry, topic),
+      outbox: plan.outbox,
+    };
     let { transitions, triggered } = plan;
-    for (let round = 0; transitions.length > 0; round++) {
-      const { conflicts } = await this.alarms.commit(transitions, triggered);
-      const next = decideAfterCommit({ deviceId: telemetry.deviceId, round, conflicts });
+    for (let round = 0; ; round++) {
+      const result = await this.alarms.commit(telemetry.deviceId, transitions, triggered, message);
+      if (result.kind === 'duplicate') return this.duplicates.inc();
+      const next = decideAfterCommit({
+        deviceId: telemetry.deviceId,
+        round,
+        conflicts: result.kind === 'conflict' ? result.rules : new Set(),
+      });
       if (next.kind === 'committed') return;
       if (next.kind === 'give-up') throw next.error;
       const fresh = await this.alarmStore.load(telemetry.deviceId);
       const narrowed = narrowTo(ruleSet, fresh, next.rules);
-      const again = evaluateMessage(narrowed.ruleSet, telemetry, device, before, narrowed.activations, {
-        now: Date.now(),
-      });
-      ({ transitions, triggered } = planCommit(again));
+      const again = planCommit(
+        evaluateMessage(narrowed.ruleSet, telemetry, device, before, narrowed.activations, {
+          now: Date.now(),
+        }),
+      );
+      transitions = [...transitions.filter((t) => !next.rules.has(t.ruleId)), ...again.transitions];
+      triggered = [...triggered.filter((a) => !next.rules.has(a.ruleId)), ...again.triggered];
     }
   }
 }
