@@ -7,53 +7,30 @@
  * database, dropped at the end). Own topics and groups (`dmp_commands_test_*`), own MQTT reply group.
  */
 import { ClickHouseRepository } from '@dmp/clickhouse';
-import {
-  type CommandRecord,
-  DEVICE_CHANGED_CHANNEL,
-  deviceCommandReplyTopic,
-  deviceRegistryKey,
-  type IngestOutcome,
-  type KernelIngestStub,
-  TELEMETRY_LOADER_OPTIONS,
-  TELEMETRY_PROTO_PATH,
-  type TelemetryGrpcPackage,
-  type TelemetryRequest,
-} from '@dmp/contracts';
-import {
-  createRocketmqResources,
-  freePort,
-  readMetric,
-  REPO_ROOT,
-  stack,
-  startApp,
-  waitFor,
-  type RunningApp,
-} from '@dmp/testing';
-import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { type CommandRecord, deviceCommandReplyTopic, type TelemetryRequest } from '@dmp/contracts';
+import { readMetric, REPO_ROOT, stack, waitFor, type RunningApp } from '@dmp/testing';
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { CommandResponder, type ReplyBehaviour } from '../tools/simulator/src/command-responder';
+import {
+  createPipelineResources,
+  deleteKeys,
+  pipelineNames,
+  registerDevice,
+  startPipeline,
+  type Pipeline,
+} from './support/rule-pipeline';
 
-const run = randomBytes(3).toString('hex');
-const database = `dmp_test_commands_${run}`;
+const names = pipelineNames('commands');
+const { run, database } = names;
 const ADMIN_TOKEN = `commands-e2e-${run}-admin-token`;
-const NAMESPACE = `dmp-commands-e2e-${run}`;
-const TOPICS = {
-  event: 'dmp_commands_test_event',
-  snapshot: 'dmp_commands_test_snapshot',
-  alarm: 'dmp_commands_test_alarm',
-  command: 'dmp_commands_test_command',
-  deadLetter: 'dmp_commands_test_dead_letter',
-};
+const COMMAND_TOPIC = 'dmp_commands_test_command';
+const COMMAND_GROUP = 'dmp_commands_test_command';
 /** Commands live 3 s; the late device answers after 5 s. */
 const TTL_MS = 3_000;
 const LATE_MS = 5_000;
@@ -84,10 +61,8 @@ interface EventRow {
 }
 
 describe('the command ledger end to end', { timeout: 300_000 }, () => {
+  let pipeline: Pipeline | undefined;
   let kernel: RunningApp | undefined;
-  let data: RunningApp | undefined;
-  let client: KernelIngestStub;
-  let rulesDir: string;
   let responder: CommandResponder;
   let v3: MqttClient;
   let observer: MqttClient;
@@ -105,12 +80,7 @@ describe('the command ledger end to end', { timeout: 300_000 }, () => {
     return (await response.json()) as CommandRecord;
   };
   const stateOf = async (id: string) => (await command(id)).state;
-  const ingest = (messages: TelemetryRequest[]) =>
-    new Promise<IngestOutcome[]>((resolve, reject) =>
-      client.Ingest({ messages }, { deadline: Date.now() + 30_000 }, (error, result) =>
-        error ? reject(error) : resolve(result!.outcomes),
-      ),
-    );
+  const ingest = (messages: TelemetryRequest[]) => pipeline!.ingest(messages);
   const events = (id: string) =>
     clickhouse.query<EventRow>(
       `SELECT command_id, toString(version) AS version, transition, state, detail
@@ -130,44 +100,18 @@ describe('the command ledger end to end', { timeout: 300_000 }, () => {
     ).stdout;
 
   before(async () => {
-    await createRocketmqResources({
-      topics: {
-        [TOPICS.event]: 'FIFO',
-        [TOPICS.snapshot]: 'FIFO',
-        [TOPICS.alarm]: 'FIFO',
-        [TOPICS.command]: 'FIFO',
-        [TOPICS.deadLetter]: 'NORMAL',
-      },
-      groups: {
-        dmp_commands_test_data: 'orderly',
-        dmp_commands_test_alarm: 'orderly',
-        dmp_commands_test_command: 'orderly',
-        dmp_commands_test_rules: 'orderly',
-        dmp_commands_test_dlq: 'concurrently',
-      },
+    await createPipelineResources(names, {
+      topics: { [COMMAND_TOPIC]: 'FIFO' },
+      groups: { [COMMAND_GROUP]: 'orderly' },
     });
     await redis.connect();
-    for (const name of [...BEHAVIOURS, 'v3'] as const) {
-      await redis.hset(deviceRegistryKey(dev(name)), {
-        deviceId: dev(name),
-        status: 'enabled',
+    for (const name of [...BEHAVIOURS, 'v3'] as const)
+      await registerDevice(redis, dev(name), {
         tenantId: `tenant-${run}`,
         productId: '',
         siteId: 'plant-a',
-        tags: '{}',
+        tags: {},
       });
-      await redis.publish(DEVICE_CHANGED_CHANNEL, dev(name));
-    }
-    rulesDir = await mkdtemp(join(tmpdir(), 'dmp-commands-e2e-'));
-    await writeFile(
-      join(rulesDir, 'valve.yaml'),
-      `rules:
-  - id: press-valve
-    when: msg.metrics.pressed == true
-    actions:
-      - command: { name: valve.open, params: { by: '{{ device.id }}' }, ttl: ${TTL_MS / 1000}s }
-`,
-    );
 
     // The simulator's responder answers for the four simulated devices, each with its behaviour.
     responder = new CommandResponder({
@@ -212,69 +156,37 @@ describe('the command ledger end to end', { timeout: 300_000 }, () => {
     });
     await v3.subscribeAsync(`devices/${dev('v3')}/command`, { qos: 1 });
 
-    const common = {
-      CLICKHOUSE_DATABASE: database,
-      ROCKETMQ_TOPIC_EVENT: TOPICS.event,
-      ROCKETMQ_TOPIC_SNAPSHOT: TOPICS.snapshot,
-      ROCKETMQ_TOPIC_ALARM: TOPICS.alarm,
-      ROCKETMQ_TOPIC_COMMAND: TOPICS.command,
-      ROCKETMQ_TOPIC_DEAD_LETTER: TOPICS.deadLetter,
-      LOG_LEVEL: 'info',
-    };
-    const grpcPort = await freePort();
-    [data, kernel] = await Promise.all([
-      startApp(
-        'dmp-data',
-        {
-          ...common,
-          DATA_CONSUMER_GROUP: 'dmp_commands_test_data',
-          ALARM_CONSUMER_GROUP: 'dmp_commands_test_alarm',
-          COMMAND_CONSUMER_GROUP: 'dmp_commands_test_command',
-          DEAD_LETTER_CONSUMER_GROUP: 'dmp_commands_test_dlq',
-          DATA_BATCH_MAX_WAIT_MS: '100',
-          COMMAND_BATCH_MAX_WAIT_MS: '50',
-        },
-        { label: `commands-${run}-dmp-data` },
-      ),
-      startApp(
-        'dmp-kernel',
-        {
-          ...common,
-          KERNEL_GRPC_URL: `127.0.0.1:${grpcPort}`,
-          KERNEL_RULES_DIR: rulesDir,
-          KERNEL_RULES_GROUP: 'dmp_commands_test_rules',
-          KERNEL_ALARM_SWEEP_MS: '100',
-          KERNEL_MQTT_CLIENT_ID: `commands-e2e-kernel-${run}`,
-          KERNEL_COMMAND_REPLY_GROUP: `commands-e2e-${run}`,
-          KERNEL_COMMAND_MAX_RESENDS: '1',
-          KERNEL_REDIS_NAMESPACE: NAMESPACE,
-          ADMIN_TOKEN,
-        },
-        { label: `commands-${run}-dmp-kernel` },
-      ),
-    ]);
-    const definition = loadPackageDefinition(
-      loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
-    ) as unknown as TelemetryGrpcPackage;
-    client = new definition.dmp.telemetry.v1.KernelIngest(
-      `127.0.0.1:${grpcPort}`,
-      credentials.createInsecure(),
-    );
+    pipeline = await startPipeline(names, {
+      rules: {
+        'valve.yaml': `rules:
+  - id: press-valve
+    when: msg.metrics.pressed == true
+    actions:
+      - command: { name: valve.open, params: { by: '{{ device.id }}' }, ttl: ${TTL_MS / 1000}s }
+`,
+      },
+      env: { ROCKETMQ_TOPIC_COMMAND: COMMAND_TOPIC },
+      data: { COMMAND_CONSUMER_GROUP: COMMAND_GROUP, COMMAND_BATCH_MAX_WAIT_MS: '50' },
+      kernel: {
+        KERNEL_ALARM_SWEEP_MS: '100',
+        KERNEL_COMMAND_REPLY_GROUP: `commands-e2e-${run}`,
+        KERNEL_COMMAND_MAX_RESENDS: '1',
+        ADMIN_TOKEN,
+      },
+    });
+    kernel = pipeline.kernel;
     console.log(
       `commands e2e: run ${run}, database ${database}, logs .stack/logs/tests/commands-${run}-*.log`,
     );
   });
 
   after(async () => {
-    client?.close();
-    await Promise.allSettled([kernel?.stop(), data?.stop()]);
+    await pipeline?.stop();
     await Promise.allSettled([responder?.stop(), v3?.endAsync(), observer?.endAsync()]);
-    const keys = [...(await redis.keys(`dmp:device:cmd-${run}-*`)), ...(await redis.keys(`${NAMESPACE}:*`))];
-    if (keys.length) await redis.del(...keys);
+    await deleteKeys(redis, `dmp:device:cmd-${run}-*`, `${names.namespace}:*`);
     await redis.quit();
     await clickhouse.command(`DROP DATABASE IF EXISTS ${database}`).catch(() => undefined);
     await clickhouse.close();
-    await rm(rulesDir, { recursive: true, force: true });
   });
 
   it('sends each device a command with its id as correlation, its ttl as MQTT message expiry, in the rule trace', async () => {

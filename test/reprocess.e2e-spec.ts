@@ -16,51 +16,35 @@ import {
   stringList,
   Tables,
   toTelemetryRows,
+  type AlarmRowAsRead,
   type GenerationRecord,
 } from '@dmp/clickhouse';
-import {
-  DEVICE_CHANGED_CHANNEL,
-  deviceRegistryKey,
-  type KernelIngestStub,
-  TELEMETRY_LOADER_OPTIONS,
-  TELEMETRY_PROTO_PATH,
-  type TelemetryGrpcPackage,
-  type TelemetryRequest,
-} from '@dmp/contracts';
-import {
-  createRocketmqResources,
-  freePort,
-  REPO_ROOT,
-  stack,
-  startApp,
-  waitFor,
-  type RunningApp,
-} from '@dmp/testing';
-import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import type { TelemetryRequest } from '@dmp/contracts';
+import { REPO_ROOT, stack, waitFor } from '@dmp/testing';
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { BacktestReport } from '../tools/cli/src/commands/rules';
+import {
+  createPipelineResources,
+  deleteKeys,
+  pipelineNames,
+  registerDevice,
+  startHookReceiver,
+  startPipeline,
+  writeRulesDir,
+  type HookReceiver,
+  type Pipeline,
+} from './support/rule-pipeline';
 
-const run = randomBytes(3).toString('hex');
-const database = `dmp_test_reprocess_${run}`;
-const NAMESPACE = `dmp-reprocess-e2e-${run}`;
-const TOPICS = {
-  event: 'dmp_reprocess_test_event',
-  snapshot: 'dmp_reprocess_test_snapshot',
-  alarm: 'dmp_reprocess_test_alarm',
-  deadLetter: 'dmp_reprocess_test_dead_letter',
-};
+const names = pipelineNames('reprocess');
+const { run, database } = names;
 const exec = promisify(execFile);
 const CLI = join(REPO_ROOT, 'dist/tools/cli/src/main.js');
 const dev = (name: string) => `reprocess-${run}-${name}`;
@@ -77,16 +61,11 @@ const rule = (threshold: number, hookUrl: string) => `rules:
       - webhook: { url: ${hookUrl} }
 `;
 
-interface AlarmRow {
-  source?: string;
-  alarm_id: string;
-  device_id: string;
-  rule_id: string;
-  state: string;
-  started_at_ms: string;
-  raised_at_ms: string;
-  cleared_at_ms: string;
-}
+/** A live or generated alarm as the queries below read it; `source` from the analysts' query. */
+type AlarmRow = Pick<
+  AlarmRowAsRead,
+  'alarm_id' | 'device_id' | 'rule_id' | 'state' | 'started_at_ms' | 'raised_at_ms' | 'cleared_at_ms'
+> & { source?: string };
 
 /** What an alarm is, whoever stored it: rule, state and times, relative to `t0`. */
 const shape = (rows: readonly AlarmRow[], t0: number) =>
@@ -123,12 +102,9 @@ function backtestShape(report: BacktestReport, t0: number) {
 }
 
 describe('reprocessing history as alarm generations', { timeout: 300_000 }, () => {
-  let kernel: RunningApp | undefined;
-  let data: RunningApp | undefined;
-  let client: KernelIngestStub;
-  let rulesDir: string;
+  let pipeline: Pipeline | undefined;
   let candidateDir: string;
-  let hookServer: Server;
+  let hookReceiver: HookReceiver | undefined;
   let device: MqttClient;
   const hooks: string[] = [];
   const commands: string[] = [];
@@ -145,15 +121,10 @@ describe('reprocessing history as alarm generations', { timeout: 300_000 }, () =
       () => ({ code: 0, stderr: '' }),
       (error: { code: number; stderr: string }) => ({ code: error.code, stderr: error.stderr }),
     );
-  const ingest = (messages: TelemetryRequest[]) =>
-    new Promise<void>((resolve, reject) =>
-      client.Ingest({ messages }, { deadline: Date.now() + 30_000 }, (error, result) => {
-        if (error) return reject(error);
-        const refused = result!.outcomes.filter((o) => !o.accepted);
-        if (refused.length) return reject(new Error(`refused: ${JSON.stringify(refused)}`));
-        resolve();
-      }),
-    );
+  const ingest = async (messages: TelemetryRequest[]) => {
+    const refused = (await pipeline!.ingest(messages)).filter((o) => !o.accepted);
+    if (refused.length) throw new Error(`refused: ${JSON.stringify(refused)}`);
+  };
   let counter = 0;
   const telemetry = (deviceId: string, ts: number, temperature: number): TelemetryRequest => ({
     deviceId,
@@ -170,36 +141,13 @@ describe('reprocessing history as alarm generations', { timeout: 300_000 }, () =
     );
 
   before(async () => {
-    await createRocketmqResources({
-      topics: {
-        [TOPICS.event]: 'FIFO',
-        [TOPICS.snapshot]: 'FIFO',
-        [TOPICS.alarm]: 'FIFO',
-        [TOPICS.deadLetter]: 'NORMAL',
-      },
-      groups: {
-        dmp_reprocess_test_rules: 'orderly',
-        dmp_reprocess_test_data: 'orderly',
-        dmp_reprocess_test_alarm: 'orderly',
-        dmp_reprocess_test_dlq: 'concurrently',
-      },
-    });
+    await createPipelineResources(names);
     await redis.connect();
-    hookServer = createServer((request, response) => {
-      let text = '';
-      request.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      request.on('end', () => {
-        hooks.push(text);
-        response.end();
-      });
+    hookReceiver = await startHookReceiver((body) => {
+      hooks.push(body);
     });
-    const hookPort = await freePort();
-    await new Promise<void>((resolve) => hookServer.listen(hookPort, '127.0.0.1', resolve));
-    const hookUrl = `http://127.0.0.1:${hookPort}/hooks/hot`;
-    rulesDir = await mkdtemp(join(tmpdir(), 'dmp-reprocess-live-'));
-    await writeFile(join(rulesDir, 'hot.yaml'), rule(30, hookUrl));
-    candidateDir = await mkdtemp(join(tmpdir(), 'dmp-reprocess-candidate-'));
-    await writeFile(join(candidateDir, 'hot.yaml'), rule(30.5, hookUrl));
+    const hookUrl = `${hookReceiver.url}/hooks/hot`;
+    candidateDir = await writeRulesDir('dmp-reprocess-candidate-', { 'hot.yaml': rule(30.5, hookUrl) });
 
     device = await mqtt.connectAsync(stack.mqtt.url, {
       protocolVersion: 5,
@@ -211,81 +159,30 @@ describe('reprocessing history as alarm generations', { timeout: 300_000 }, () =
     });
     await device.subscribeAsync('devices/+/command', { qos: 1 });
 
-    const common = {
-      CLICKHOUSE_DATABASE: database,
-      ROCKETMQ_TOPIC_EVENT: TOPICS.event,
-      ROCKETMQ_TOPIC_SNAPSHOT: TOPICS.snapshot,
-      ROCKETMQ_TOPIC_ALARM: TOPICS.alarm,
-      ROCKETMQ_TOPIC_DEAD_LETTER: TOPICS.deadLetter,
-      LOG_LEVEL: 'info',
-    };
-    const grpcPort = await freePort();
-    [data, kernel] = await Promise.all([
-      startApp(
-        'dmp-data',
-        {
-          ...common,
-          DATA_CONSUMER_GROUP: 'dmp_reprocess_test_data',
-          ALARM_CONSUMER_GROUP: 'dmp_reprocess_test_alarm',
-          DEAD_LETTER_CONSUMER_GROUP: 'dmp_reprocess_test_dlq',
-          DATA_BATCH_MAX_WAIT_MS: '100',
-          ALARM_BATCH_MAX_WAIT_MS: '50',
-          DATA_AGGREGATION_LATENESS_MS: '0',
-        },
-        { label: `reprocess-${run}-dmp-data` },
-      ),
-      startApp(
-        'dmp-kernel',
-        {
-          ...common,
-          KERNEL_GRPC_URL: `127.0.0.1:${grpcPort}`,
-          KERNEL_RULES_DIR: rulesDir,
-          KERNEL_RULES_GROUP: 'dmp_reprocess_test_rules',
-          KERNEL_MQTT_CLIENT_ID: `reprocess-e2e-kernel-${run}`,
-          KERNEL_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32', // the test's receiver is on loopback
-          KERNEL_REDIS_NAMESPACE: NAMESPACE,
-          ADMIN_TOKEN: `reprocess-e2e-${run}-admin-token`,
-        },
-        { label: `reprocess-${run}-dmp-kernel` },
-      ),
-    ]);
-    const definition = loadPackageDefinition(
-      loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
-    ) as unknown as TelemetryGrpcPackage;
-    client = new definition.dmp.telemetry.v1.KernelIngest(
-      `127.0.0.1:${grpcPort}`,
-      credentials.createInsecure(),
-    );
+    pipeline = await startPipeline(names, {
+      rules: { 'hot.yaml': rule(30, hookUrl) },
+      data: { ALARM_BATCH_MAX_WAIT_MS: '50', DATA_AGGREGATION_LATENESS_MS: '0' },
+      kernel: {
+        KERNEL_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32', // the test's receiver is on loopback
+        ADMIN_TOKEN: `reprocess-e2e-${run}-admin-token`,
+      },
+    });
   });
 
   after(async () => {
-    client?.close();
-    await Promise.allSettled([kernel?.stop(), data?.stop()]);
+    await pipeline?.stop();
     await device?.endAsync().catch(() => undefined);
-    hookServer?.close();
-    const keys = [
-      ...(await redis.keys(`dmp:device:reprocess-${run}-*`)),
-      ...(await redis.keys(`${NAMESPACE}:*`)),
-    ];
-    if (keys.length) await redis.del(...keys);
+    hookReceiver?.close();
+    await deleteKeys(redis, `dmp:device:reprocess-${run}-*`, `${names.namespace}:*`);
     await redis.quit();
     await clickhouse.command(`DROP DATABASE IF EXISTS ${database}`).catch(() => undefined);
     await clickhouse.close();
-    await rm(rulesDir, { recursive: true, force: true });
     await rm(candidateDir, { recursive: true, force: true });
   });
 
   it('applies a changed rule set to corrected history as a generation, sends nothing, and reverts', async () => {
     const id = dev('history');
-    await redis.hset(deviceRegistryKey(id), {
-      deviceId: id,
-      status: 'enabled',
-      tenantId: 't',
-      productId: '',
-      siteId: 's',
-      tags: '{}',
-    });
-    await redis.publish(DEVICE_CHANGED_CHANNEL, id);
+    await registerDevice(redis, id, { tenantId: 't', productId: '', siteId: 's', tags: {} });
     const t0 = Math.floor((Date.now() - 3_600_000) / 60_000) * 60_000; // a minute an hour ago
     const series: [number, number][] = [
       [0, 25],

@@ -21,7 +21,6 @@ import {
 } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer, RocketMqProducer } from '@dmp/messaging';
 import {
-  createRocketmqResources,
   drainReceived,
   freePort,
   readMetric,
@@ -35,29 +34,23 @@ import {
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { rm } from 'node:fs/promises';
 import { connect, createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import { alarmKeys, enqueueOutbox, outboxEntryOf, type OutboxEntry } from '@dmp/rules';
+import {
+  createPipelineResources,
+  deleteKeys,
+  kernelEnv,
+  pipelineNames,
+  startHookReceiver,
+  writeRulesDir,
+  type HookReceiver,
+} from './support/rule-pipeline';
 
-const run = randomBytes(3).toString('hex');
-const NAMESPACE = `dmp-redelivery-e2e-${run}`;
-const TOPICS = {
-  event: 'dmp_redelivery_test_event',
-  snapshot: 'dmp_redelivery_test_snapshot',
-  alarm: 'dmp_redelivery_test_alarm',
-  deadLetter: 'dmp_redelivery_test_dead_letter',
-};
-const GROUPS = {
-  rules: 'dmp_redelivery_test_rules',
-  alarm: 'dmp_redelivery_test_alarm',
-  dlq: 'dmp_redelivery_test_dlq',
-};
+const names = pipelineNames('redelivery');
+const { run, namespace: NAMESPACE, topics: TOPICS, groups: GROUPS } = names;
 const COMMAND_TIMEOUT_MS = 2_000;
 const OUTBOX_MAX_ATTEMPTS = 3;
 const dev = (name: string) => `redelivery-${run}-${name}`;
@@ -193,7 +186,7 @@ describe('rule evaluation of redelivered packs and stuck side effects', { timeou
   let device: MqttClient;
   const commands: { deviceId: string; commandId: string }[] = [];
   const hooks: { deviceId: string; deliveryId: string }[] = [];
-  let hookServer: Server;
+  let hookReceiver: HookReceiver | undefined;
 
   const sendPack = (messages: NormalizedTelemetry[]) =>
     producer.send({
@@ -214,29 +207,13 @@ describe('rule evaluation of redelivered packs and stuck side effects', { timeou
       .filter((entry) => entry.kind === 'command' && entry.command.deviceId === deviceId);
 
   before(async () => {
-    await createRocketmqResources({
-      topics: {
-        [TOPICS.event]: 'FIFO',
-        [TOPICS.snapshot]: 'FIFO',
-        [TOPICS.alarm]: 'FIFO',
-        [TOPICS.deadLetter]: 'NORMAL',
-      },
-      groups: { [GROUPS.rules]: 'orderly', [GROUPS.alarm]: 'orderly', [GROUPS.dlq]: 'concurrently' },
-    });
+    await createPipelineResources(names);
     await redis.connect();
-    hookServer = createServer((request, response) => {
-      let text = '';
-      request.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      request.on('end', () => {
-        const body = JSON.parse(text) as { deviceId: string; deliveryId: string };
-        hooks.push({ deviceId: body.deviceId, deliveryId: body.deliveryId });
-        response.end();
-      });
+    hookReceiver = await startHookReceiver((text) => {
+      const body = JSON.parse(text) as { deviceId: string; deliveryId: string };
+      hooks.push({ deviceId: body.deviceId, deliveryId: body.deliveryId });
     });
-    const hookPort = await freePort();
-    await new Promise<void>((resolve) => hookServer.listen(hookPort, '127.0.0.1', resolve));
-    rulesDir = await mkdtemp(join(tmpdir(), 'dmp-redelivery-e2e-'));
-    await writeFile(join(rulesDir, 'hot.yaml'), RULES(`http://127.0.0.1:${hookPort}/hooks`));
+    rulesDir = await writeRulesDir('dmp-redelivery-e2e-', { 'hot.yaml': RULES(`${hookReceiver.url}/hooks`) });
 
     await relay.start(new URL(stack.mqtt.url));
     device = await mqtt.connectAsync(stack.mqtt.url, {
@@ -279,23 +256,14 @@ describe('rule evaluation of redelivered packs and stuck side effects', { timeou
     kernel = await startApp(
       'dmp-kernel',
       {
-        ROCKETMQ_TOPIC_EVENT: TOPICS.event,
-        ROCKETMQ_TOPIC_SNAPSHOT: TOPICS.snapshot,
-        ROCKETMQ_TOPIC_ALARM: TOPICS.alarm,
-        ROCKETMQ_TOPIC_DEAD_LETTER: TOPICS.deadLetter,
+        ...kernelEnv(names, rulesDir, `127.0.0.1:${await freePort()}`),
         MQTT_URL: `mqtt://127.0.0.1:${relay.port}`,
-        KERNEL_GRPC_URL: `127.0.0.1:${await freePort()}`,
-        KERNEL_RULES_DIR: rulesDir,
-        KERNEL_RULES_GROUP: GROUPS.rules,
-        KERNEL_REDIS_NAMESPACE: NAMESPACE,
-        KERNEL_MQTT_CLIENT_ID: `redelivery-e2e-kernel-${run}`,
         KERNEL_ALARM_SWEEP_MS: '100',
         KERNEL_ALARM_OUTBOX_RETRY_MS: '200',
         KERNEL_OUTBOX_RETRY_MAX_MS: '400',
         KERNEL_OUTBOX_MAX_ATTEMPTS: String(OUTBOX_MAX_ATTEMPTS),
         KERNEL_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
         KERNEL_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32',
-        LOG_LEVEL: 'info',
       },
       { label: `redelivery-${run}-dmp-kernel` },
     );
@@ -309,9 +277,8 @@ describe('rule evaluation of redelivered packs and stuck side effects', { timeou
     await Promise.allSettled([observers.alarm.shutdown(), observers.dlq.shutdown(), producer.stop()]);
     await device?.endAsync().catch(() => undefined);
     await relay.stop();
-    hookServer?.close();
-    const leftovers = await redis.keys(`${NAMESPACE}:*`);
-    if (leftovers.length) await redis.del(...leftovers);
+    hookReceiver?.close();
+    await deleteKeys(redis, `${NAMESPACE}:*`);
     await redis.quit();
     await rm(rulesDir, { recursive: true, force: true });
   });

@@ -7,41 +7,25 @@
  * so a running pipeline does not interfere; its own rules directory (a temporary copy it edits).
  */
 import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
-import {
-  type AlarmEvent,
-  DEVICE_CHANGED_CHANNEL,
-  deviceCommandTopic,
-  deviceRegistryKey,
-  type IngestOutcome,
-  type KernelIngestStub,
-  TELEMETRY_LOADER_OPTIONS,
-  TELEMETRY_PROTO_PATH,
-  type TelemetryGrpcPackage,
-  type TelemetryRequest,
-} from '@dmp/contracts';
+import { type AlarmEvent, deviceCommandTopic, type TelemetryRequest } from '@dmp/contracts';
 import { MultiTopicSimpleConsumer } from '@dmp/messaging';
 import {
-  createRocketmqResources,
   drainReceived,
   dropDatabaseInBackground,
-  freePort,
   readMetric,
   REPO_ROOT,
   silentClientLogger,
   stack,
-  startApp,
   waitFor,
   type RunningApp,
 } from '@dmp/testing';
-import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import { execFile } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import type { IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -50,19 +34,23 @@ import { promisify } from 'node:util';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import type { AggregateExplanation, AlarmExplanation } from '../tools/cli/src/commands/explain';
 import type { BacktestReport } from '../tools/cli/src/commands/rules';
+import {
+  createPipelineResources,
+  deleteKeys,
+  pipelineNames,
+  registerDevice as registerInRegistry,
+  startHookReceiver,
+  startPipeline,
+  type HookReceiver,
+  type Pipeline,
+} from './support/rule-pipeline';
 
-const run = randomBytes(3).toString('hex');
-const database = `dmp_test_rules_${run}`;
+const names = pipelineNames('rules');
+const { run, database } = names;
 const ADMIN_TOKEN = `rules-e2e-${run}-admin-token`;
 /** The kernel's own Redis keys (state, alarms, outbox) under a namespace of this run. */
-const NAMESPACE = `dmp-rules-e2e-${run}`;
-const TOPICS = {
-  event: 'dmp_rules_test_event',
-  snapshot: 'dmp_rules_test_snapshot',
-  alarm: 'dmp_rules_test_alarm',
-  route: 'dmp_rules_test_route',
-  deadLetter: 'dmp_rules_test_dead_letter',
-};
+const NAMESPACE = names.namespace;
+const TOPICS = { ...names.topics, route: 'dmp_rules_test_route' };
 const ROUTE_GROUP = 'dmp_rules_test_route';
 const exec = promisify(execFile);
 
@@ -114,8 +102,6 @@ function ruleFiles(webhookUrl: string): Record<string, string> {
   };
 }
 
-type IngestClient = KernelIngestStub;
-
 let messageCounter = 0;
 function telemetry(
   deviceId: string,
@@ -146,16 +132,15 @@ interface ReceivedHook {
 }
 
 describe('rules end to end', { timeout: 300_000 }, () => {
+  let pipeline: Pipeline | undefined;
   let kernel: RunningApp | undefined;
-  let data: RunningApp | undefined;
-  let client: IngestClient;
   let rulesDir: string;
   let files: Record<string, string>;
   const redis = new Redis(stack.redis.url, { lazyConnect: true });
   const clickhouse = new ClickHouseRepository({ ...stack.clickhouse, database });
   let device: MqttClient;
   const commands: { topic: string; payload: Record<string, unknown>; traceparent?: string }[] = [];
-  let hookServer: Server;
+  let hookReceiver: HookReceiver | undefined;
   const hooks: ReceivedHook[] = [];
   /** The webhook receiver answers 503 to the first attempts of each delivery, then 200. */
   const failuresPerDelivery = 2;
@@ -177,12 +162,7 @@ describe('rules end to end', { timeout: 300_000 }, () => {
       headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
       ...(body ? { body: JSON.stringify(body) } : {}),
     });
-  const ingest = (messages: TelemetryRequest[]) =>
-    new Promise<IngestOutcome[]>((resolve, reject) =>
-      client.Ingest({ messages }, { deadline: Date.now() + 30_000 }, (error, result) =>
-        error ? reject(error) : resolve(result!.outcomes),
-      ),
-    );
+  const ingest = (messages: TelemetryRequest[]) => pipeline!.ingest(messages);
   const ingestAccepted = async (messages: TelemetryRequest[]) => {
     const outcomes = await ingest(messages);
     assert.deepEqual(
@@ -199,55 +179,28 @@ describe('rules end to end', { timeout: 300_000 }, () => {
   const registerDevice = async (
     deviceId: string,
     fields: { productId?: string; siteId?: string; tags?: object },
-  ) => {
-    await redis.hset(deviceRegistryKey(deviceId), {
-      deviceId,
-      status: 'enabled',
+  ) =>
+    registerInRegistry(redis, deviceId, {
       tenantId: TENANT,
       productId: fields.productId ?? PRODUCT,
       siteId: fields.siteId ?? 'plant-a',
-      tags: JSON.stringify(fields.tags ?? { zone: 'north' }),
+      tags: fields.tags ?? { zone: 'north' },
     });
-    await redis.publish(DEVICE_CHANGED_CHANNEL, deviceId);
-  };
 
   before(async () => {
-    await createRocketmqResources({
-      topics: {
-        [TOPICS.event]: 'FIFO',
-        [TOPICS.snapshot]: 'FIFO',
-        [TOPICS.alarm]: 'FIFO',
-        [TOPICS.route]: 'FIFO',
-        [TOPICS.deadLetter]: 'NORMAL',
-      },
-      groups: {
-        dmp_rules_test_rules: 'orderly',
-        dmp_rules_test_data: 'orderly',
-        dmp_rules_test_alarm: 'orderly',
-        [ROUTE_GROUP]: 'orderly',
-        dmp_rules_test_dlq: 'concurrently',
-      },
+    await createPipelineResources(names, {
+      topics: { [TOPICS.route]: 'FIFO' },
+      groups: { [ROUTE_GROUP]: 'orderly' },
     });
     await redis.connect();
-    hookServer = createServer((request, response) => {
-      let text = '';
-      request.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      request.on('end', () => {
-        const body = JSON.parse(text) as ReceivedHook['body'];
-        const attempts = hooks.filter((h) => h.body.deliveryId === body.deliveryId).length;
-        const status = attempts < failuresPerDelivery ? 503 : 200;
-        hooks.push({ headers: request.headers, body, status });
-        response.statusCode = status;
-        response.end();
-      });
+    hookReceiver = await startHookReceiver((text, headers) => {
+      const body = JSON.parse(text) as ReceivedHook['body'];
+      const attempts = hooks.filter((h) => h.body.deliveryId === body.deliveryId).length;
+      const status = attempts < failuresPerDelivery ? 503 : 200;
+      hooks.push({ headers, body, status });
+      return status;
     });
-    const hookPort = await freePort();
-    await new Promise<void>((resolve) => hookServer.listen(hookPort, '127.0.0.1', resolve));
-
-    rulesDir = await mkdtemp(join(tmpdir(), 'dmp-rules-e2e-'));
-    files = ruleFiles(`http://127.0.0.1:${hookPort}/hooks/battery`);
-    await mkdir(join(rulesDir, 'products'));
-    for (const [path, text] of Object.entries(files)) await writeFile(join(rulesDir, path), text);
+    files = ruleFiles(`${hookReceiver.url}/hooks/battery`);
 
     device = await mqtt.connectAsync(stack.mqtt.url, {
       protocolVersion: 5,
@@ -283,77 +236,36 @@ describe('rules end to end', { timeout: 300_000 }, () => {
     })();
     observerReady.catch(() => undefined); // awaited below, once the apps are up
 
-    const common = {
-      CLICKHOUSE_DATABASE: database,
-      ROCKETMQ_TOPIC_EVENT: TOPICS.event,
-      ROCKETMQ_TOPIC_SNAPSHOT: TOPICS.snapshot,
-      ROCKETMQ_TOPIC_ALARM: TOPICS.alarm,
-      ROCKETMQ_TOPIC_DEAD_LETTER: TOPICS.deadLetter,
-      LOG_LEVEL: 'info',
-    };
-    const grpcPort = await freePort();
-    [data, kernel] = await Promise.all([
-      startApp(
-        'dmp-data',
-        {
-          ...common,
-          DATA_CONSUMER_GROUP: 'dmp_rules_test_data',
-          ALARM_CONSUMER_GROUP: 'dmp_rules_test_alarm',
-          DEAD_LETTER_CONSUMER_GROUP: 'dmp_rules_test_dlq',
-          DATA_BATCH_MAX_WAIT_MS: '100',
-          ALARM_BATCH_MAX_WAIT_MS: '50',
-        },
-        { label: `rules-${run}-dmp-data` },
-      ),
-      startApp(
-        'dmp-kernel',
-        {
-          ...common,
-          KERNEL_GRPC_URL: `127.0.0.1:${grpcPort}`,
-          KERNEL_RULES_DIR: rulesDir,
-          KERNEL_RULES_GROUP: 'dmp_rules_test_rules',
-          KERNEL_RULES_WATCH_DEBOUNCE_MS: '100',
-          KERNEL_ALARM_SWEEP_MS: '100',
-          KERNEL_MQTT_CLIENT_ID: `rules-e2e-kernel-${run}`,
-          KERNEL_WEBHOOK_RETRY_BASE_MS: '100',
-          KERNEL_WEBHOOK_SECRETS: JSON.stringify({ TEAM: 'operations' }),
-          KERNEL_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32', // the test's receiver is on loopback
-          KERNEL_REDIS_NAMESPACE: NAMESPACE,
-          ADMIN_TOKEN,
-        },
-        { label: `rules-${run}-dmp-kernel` },
-      ),
-    ]);
+    pipeline = await startPipeline(names, {
+      rules: files,
+      data: { ALARM_BATCH_MAX_WAIT_MS: '50' },
+      kernel: {
+        KERNEL_RULES_WATCH_DEBOUNCE_MS: '100',
+        KERNEL_ALARM_SWEEP_MS: '100',
+        KERNEL_WEBHOOK_RETRY_BASE_MS: '100',
+        KERNEL_WEBHOOK_SECRETS: JSON.stringify({ TEAM: 'operations' }),
+        KERNEL_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32', // the test's receiver is on loopback
+        ADMIN_TOKEN,
+      },
+    });
+    ({ kernel, rulesDir } = pipeline);
     await observerReady;
-    const definition = loadPackageDefinition(
-      loadSync(TELEMETRY_PROTO_PATH, TELEMETRY_LOADER_OPTIONS),
-    ) as unknown as TelemetryGrpcPackage;
-    client = new definition.dmp.telemetry.v1.KernelIngest(
-      `127.0.0.1:${grpcPort}`,
-      credentials.createInsecure(),
-    );
     console.log(
       `rules e2e: run ${run}, database ${database}, rules ${rulesDir}, logs .stack/logs/tests/rules-${run}-*.log`,
     );
   });
 
   after(async () => {
-    client?.close();
-    await Promise.allSettled([kernel?.stop(), data?.stop()]);
+    await pipeline?.stop();
     observing = false;
     await observerLoop;
     await routeObserver.shutdown().catch(() => undefined);
     await device?.endAsync().catch(() => undefined);
-    hookServer?.close();
-    const keys = [
-      ...(await redis.keys(`dmp:device:rules-${run}-*`)),
-      ...(await redis.keys(`${NAMESPACE}:*`)),
-    ];
-    if (keys.length) await redis.del(...keys);
+    hookReceiver?.close();
+    await deleteKeys(redis, `dmp:device:rules-${run}-*`, `${NAMESPACE}:*`);
     await redis.quit();
     dropDatabaseInBackground(database);
     await clickhouse.close();
-    await rm(rulesDir, { recursive: true, force: true });
   });
 
   it('enriches telemetry with device metadata and normalizes it by its product model', async () => {

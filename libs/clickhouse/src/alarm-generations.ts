@@ -1,11 +1,11 @@
 import { ALARMS_TABLE, DmpError, HistoryErrorCode, type AlarmEvent } from '@dmp/contracts';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { toAlarmRow, type AlarmRow, type LiveAlarmColumns } from './alarm-rows';
 import type { ClickHouseRepository } from './clickhouse.repository';
 import { refuseCluster } from './cluster';
 import { stringList, stringLiteral } from './sql';
 import { Tables } from './tables';
-import { toDateTimeSeconds } from './telemetry-rows';
 
 /**
  * Alarm generations: a time range of history re-run through a chosen rule set version
@@ -80,29 +80,11 @@ export interface GenerationRecord {
   alarms: number;
 }
 
-/** One row of `alarm_generation_alarms`: a generated alarm's state at the end of the range. */
-export interface GeneratedAlarmRow {
-  generation_id: string;
-  alarm_id: string;
-  device_id: string;
-  rule_id: string;
-  rule_name: string;
-  severity: AlarmEvent['severity'];
-  state: AlarmEvent['state'];
-  message: string;
-  tenant_id: string;
-  product_id: string;
-  site_id: string;
-  started_at: number;
-  started_at_ms: number;
-  raised_at_ms: number;
-  cleared_at_ms: number;
-  updated_at_ms: number;
-  last_message_id: string;
-  metrics_json: string;
-  ruleset_version: string;
-  version: number;
-}
+/**
+ * One row of `alarm_generation_alarms`: a generated alarm's state at the end of the range — an `alarms`
+ * row without the columns only live alarms have, in its generation.
+ */
+export type GeneratedAlarmRow = Omit<AlarmRow, LiveAlarmColumns> & { generation_id: string };
 
 const sha1 = (what: unknown) => createHash('sha1').update(JSON.stringify(what)).digest('hex');
 
@@ -133,28 +115,15 @@ export function generatedAlarmRows(generation: string, events: readonly AlarmEve
     const seen = latest.get(e.alarmId);
     if (!seen || e.version > seen.version) latest.set(e.alarmId, e);
   }
-  return [...latest.values()].map((e) => ({
-    generation_id: generation,
-    alarm_id: generatedAlarmId(generation, e.ruleId, e.deviceId, e.startedAt),
-    device_id: e.deviceId,
-    rule_id: e.ruleId,
-    rule_name: e.ruleName,
-    severity: e.severity,
-    state: e.state,
-    message: e.message,
-    tenant_id: e.tenantId,
-    product_id: e.productId,
-    site_id: e.siteId,
-    started_at: toDateTimeSeconds(e.startedAt),
-    started_at_ms: e.startedAt,
-    raised_at_ms: e.raisedAt,
-    cleared_at_ms: e.clearedAt,
-    updated_at_ms: e.ts,
-    last_message_id: e.messageId,
-    metrics_json: JSON.stringify(e.values),
-    ruleset_version: e.rulesetVersion,
-    version: e.version,
-  }));
+  return [...latest.values()].map((e) => {
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars -- dropped: only live alarms have them
+    const { acknowledged_at_ms, acknowledged_by, inserted_at, ...row } = toAlarmRow(e);
+    return {
+      ...row,
+      generation_id: generation,
+      alarm_id: generatedAlarmId(generation, e.ruleId, e.deviceId, e.startedAt),
+    };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 export * from './alarm-generations';
+export * from './alarm-rows';
 export * from './clickhouse.module';
 export * from './clickhouse.repository';
 export * from './cluster';

@@ -1,4 +1,4 @@
-import { stringLiteral } from '@dmp/clickhouse';
+import { stringLiteral, type AlarmRowAsRead } from '@dmp/clickhouse';
 import { loadConfig } from '@dmp/config';
 import {
   ALARM_EVENTS_TABLE,
@@ -92,14 +92,9 @@ WHERE device_id = ${stringLiteral(deviceId)} AND message_id IN (${messageIds.map
 export async function explainAlarm(alarmId: string, options: ExplainOptions): Promise<AlarmExplanation> {
   const jaeger = loadConfig({ jaeger: jaegerSection }).jaeger.url;
   return withClickHouse(options, async (clickhouse) => {
-    const [alarm] = await clickhouse.query<{
-      device_id: string;
-      rule_id: string;
-      rule_name: string;
-      severity: string;
-      state: string;
-      message: string;
-    }>(explainAlarmSql.alarm(alarmId));
+    const [alarm] = await clickhouse.query<
+      Pick<AlarmRowAsRead, 'device_id' | 'rule_id' | 'rule_name' | 'severity' | 'state' | 'message'>
+    >(explainAlarmSql.alarm(alarmId));
     if (!alarm)
       throw new Error(`no alarm ${alarmId} in ClickHouse (ids look like alm-…; see \`GET /alarms\`)`);
     const events = await clickhouse.query<{

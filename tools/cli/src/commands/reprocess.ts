@@ -11,6 +11,7 @@ import {
   refuseCluster,
   revertGeneration,
   writeGeneratedAlarms,
+  type AlarmRowAsRead,
   type ClickHouseRepository,
   type GenerationRecord,
 } from '@dmp/clickhouse';
@@ -181,16 +182,10 @@ export async function applyReprocess(
 }
 
 /** A row of the analysts' query (`effectiveAlarmsSql`). */
-interface EffectiveAlarm {
-  source: string;
-  alarm_id: string;
-  device_id: string;
-  rule_id: string;
-  severity: string;
-  state: string;
-  message: string;
-  started_at_ms: string;
-}
+type EffectiveAlarm = Pick<
+  AlarmRowAsRead,
+  'alarm_id' | 'device_id' | 'rule_id' | 'severity' | 'state' | 'message' | 'started_at_ms'
+> & { source: string };
 
 const at = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : '-');
 
