@@ -24,11 +24,11 @@ export type LeaseState = 'held' | 'elsewhere' | 'unknown';
 
 /**
  * Which dmp-data instance recomputes `telemetry_1m`: one lease per database in Redis
- * (`dmp:data:aggregation:<database>`), taken or extended before each pass for
- * DATA_AGGREGATION_LEASE_MS and given up on shutdown. A holder that dies (kill -9) loses it when it
+ * (`dmp:data:aggregation:<database>`), taken or extended before each pass — and every third of it while a
+ * pass runs — for DATA_AGGREGATION_LEASE_MS, and given up on shutdown. A holder that dies (kill -9) loses it when it
  * expires; another instance takes it on its next pass and reads on from the cursor in ClickHouse.
  * The lease only saves work: recomputations are idempotent (versioned by their snapshot), so two
- * instances aggregating at once — while Redis is unreachable, or when a pass outlasts the lease —
+ * instances aggregating at once — while Redis is unreachable, or when a holder stalls past the lease —
  * store the same rows twice, nothing worse.
  */
 @Injectable()

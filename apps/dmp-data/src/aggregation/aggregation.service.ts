@@ -187,13 +187,23 @@ export class MinuteAggregator implements OnApplicationBootstrap, BeforeApplicati
     await dropPartitionsBefore(this.clickhouse, Tables.minuteSource, `now() - ${(SOURCE_DAYS + 1) * 86_400}`);
   }
 
-  /** A pass, if this instance holds the lease (or Redis cannot tell: aggregating twice is harmless). */
+  /**
+   * A pass, if this instance holds the lease (or Redis cannot tell: aggregating twice is harmless). The
+   * lease is extended while the pass runs: one slowed down by ClickHouse (a replica away, a request
+   * timing out) keeps it, rather than another instance starting the same work beside it.
+   */
   private async leasedPass(): Promise<number> {
-    const state = this.lease ? await this.lease.hold() : 'held';
+    const lease = this.lease;
+    const state = lease ? await lease.hold() : 'held';
     this.holder.set(state === 'elsewhere' ? 0 : 1);
     if (state === 'elsewhere' || this.stopped) return 0;
     this.passes.inc();
-    return this.runOnce();
+    const keepAlive = lease && setInterval(() => void lease.hold(), this.config.data.aggregation.leaseMs / 3);
+    try {
+      return await this.runOnce();
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 
   private schedule(delayMs: number): void {
