@@ -464,11 +464,23 @@ describe(
       running.set(app, child);
       let exited: number | null | undefined;
       child.once('exit', (code) => (exited = code));
+      const alive = () => {
+        if (exited !== undefined)
+          throw new Error(`${app} exited with ${exited}; see ${TEST_LOG_DIR}/deploy-${run}-${app}.log`);
+      };
+      // What the healthcheck asks, polled cheaply first: each healthcheck run is a container and a Node.
+      await waitFor(
+        `${app} /health`,
+        async () => {
+          alive();
+          return (await fetch(`${http(app)}/health`)).ok;
+        },
+        { timeoutMs: 120_000, intervalMs: 250 },
+      );
       await waitFor(
         `${app} healthy by its compose healthcheck`,
         async () => {
-          if (exited !== undefined)
-            throw new Error(`${app} exited with ${exited}; see ${TEST_LOG_DIR}/deploy-${run}-${app}.log`);
+          alive();
           return (await healthcheck(app)).code === 0;
         },
         { timeoutMs: 120_000, intervalMs: 1_000 },
