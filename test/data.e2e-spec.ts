@@ -305,7 +305,9 @@ describe('dmp-data', () => {
   });
 
   after(async () => {
-    await app?.stop();
+    // Nothing is in flight any more, and the graceful stop is tested above ('drains on SIGTERM…'):
+    // SIGKILL spares dmp-data's drain (≈ 15 s: its four consumers wait out their long polls in turn).
+    await app?.stop('SIGKILL');
     await Promise.allSettled([producer.stop(), deadLetters.shutdown(), relay.down()]);
     dropDatabaseInBackground(database);
     await repository.close();
@@ -893,15 +895,18 @@ describe('dmp-data', () => {
     // Each device once, as in a large fleet (a batch cannot collapse anything), five minutes ago with an
     // hour of allowed lateness: on-time data. Merges are stopped so that the tables hold exactly the rows
     // written (a merge of telemetry_latest would collapse rows).
-    await app?.stop();
     const tables = [Tables.raw, Tables.minuteSource, Tables.latest, Tables.minuteMarks];
     for (const table of tables) await repository.command(`SYSTEM STOP MERGES ${database}.${table}`);
     try {
-      app = await startApp(
-        'dmp-data',
-        { ...appEnv, DATA_AGGREGATION_LATENESS_MS: '3600000' },
-        { label: `dmp-data-e2e-${run}-rows` },
-      );
+      // The new process starts while the previous one drains (nothing is sent until it has exited).
+      [, app] = await Promise.all([
+        app?.stop(),
+        startApp(
+          'dmp-data',
+          { ...appEnv, DATA_AGGREGATION_LATENESS_MS: '3600000' },
+          { label: `dmp-data-e2e-${run}-rows` },
+        ),
+      ]);
       const [{ now: serverNow }] = await repository.query<{ now: string }>('SELECT toUInt32(now()) AS now');
       const minute = minuteOfMs(Date.now() - 5 * 60_000);
       const snapshots = Array.from({ length: 20 }, (_, d) => ({
@@ -961,13 +966,16 @@ describe('dmp-data', () => {
   });
 
   it('loses no aggregate recomputation to a kill -9: the marks wait in ClickHouse for the next run', async () => {
-    await app?.stop();
-    // Minutes are marked but not computed yet (an hour of allowed lateness) when the process dies.
-    app = await startApp(
-      'dmp-data',
-      { ...appEnv, DATA_AGGREGATION_LATENESS_MS: '3600000' },
-      { label: `dmp-data-e2e-${run}-3` },
-    );
+    // Minutes are marked but not computed yet (an hour of allowed lateness) when the process dies. It
+    // starts while the previous one drains (nothing is sent until that one has exited).
+    [, app] = await Promise.all([
+      app?.stop(),
+      startApp(
+        'dmp-data',
+        { ...appEnv, DATA_AGGREGATION_LATENESS_MS: '3600000' },
+        { label: `dmp-data-e2e-${run}-3` },
+      ),
+    ]);
     const devices = Array.from({ length: 3 }, (_, d) => `e2e-${run}-kill${d}`);
     const base = Date.now() - 5 * 60_000;
     const messages = devices.flatMap((deviceId) =>
@@ -1049,7 +1057,9 @@ describe('dmp-data', () => {
   });
 
   it("drops telemetry_1m_source's old days with the aggregation off too (its view fills it anyway)", async () => {
-    await app?.stop();
+    // The previous process (aggregation on) must be gone before the stale day is written: SIGKILL spares
+    // its drain (≈ 15 s). What it may hold (batches of the kill above, redelivered) is stored already.
+    await app?.stop('SIGKILL');
     const stale = `e2e-${run}-stale-off`;
     await insertStaleSourceDay(stale);
     app = await startApp(

@@ -20,7 +20,7 @@ import {
   statSync,
   symlinkSync,
 } from 'node:fs';
-import { basename, join, posix, relative } from 'node:path';
+import { basename, dirname, join, posix, relative } from 'node:path';
 import { CONTAINER_PATH, runContainer } from './container';
 
 export interface Instruction {
@@ -364,13 +364,15 @@ async function run(args: string, state: StageState, options: BuildOptions, where
 /** `npm prune --omit=dev` on linked packages: node_modules with only the production ones. */
 function prune(dir: string, context: string): void {
   const modules = realpathSync(join(context, 'node_modules'));
+  // Where the packages are installed: npm ls misreads a node_modules that is a link to another
+  // checkout's (a git worktree sharing one install), and reports its packages missing.
   const listed = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], {
-    cwd: context,
+    cwd: dirname(modules),
     maxBuffer: 64 * 1024 * 1024,
   })
     .toString()
     .split('\n')
-    .map((line) => relative(join(context, 'node_modules'), line.trim()))
+    .map((line) => relative(modules, line.trim()))
     .filter((path) => path && !path.startsWith('..') && !path.includes('node_modules'));
   const topLevel = listed.filter((path) =>
     path.startsWith('@') ? path.split('/').length === 2 : !path.includes('/'),
