@@ -21,17 +21,13 @@ to_dist() { sed -e 's|^|dist/|' -e 's|\.ts$|.js|' | sort; }
 mapfile -t unit_specs < <(find apps libs tools -name '*.spec.ts' | to_dist)
 mapfile -t e2e_specs < <(find test -name '*.e2e-spec.ts' | to_dist)
 
-# Unit specs share nothing: they run in parallel, one file per core (Node's default, a core less,
-# is one file at a time on a 2-core machine: twice as long).
-unit() { node --test --test-concurrency="$(nproc)" --enable-source-maps --test-reporter=spec "${unit_specs[@]}" "$@"; }
 if [ "$mode" = unit ]; then
-  unit "$@"
-  exit
+  # Unit specs share nothing: they may run in parallel.
+  exec node --test --enable-source-maps --test-reporter=spec "${unit_specs[@]}" "$@"
 fi
 
 bash scripts/stack.sh up || { echo "npm test: the local stack did not come up (stack.sh exit $?)" >&2; exit 1; }
-status=0
-if [ "$mode" = all ]; then unit "$@" || status=$?; fi
+if [ "$mode" = e2e ]; then unit_specs=(); fi
 # End-to-end tests share the stack: one file at a time.
-node --test --test-concurrency=1 --enable-source-maps --test-reporter=spec "${e2e_specs[@]}" "$@" || status=$?
-exit "$status"
+exec node --test --test-concurrency=1 --enable-source-maps --test-reporter=spec \
+  "${unit_specs[@]}" "${e2e_specs[@]}" "$@"
