@@ -322,10 +322,12 @@ export class Batcher<T> {
     const armed = this.lingerTimers.get(group);
     if (armed?.at === at) return;
     clearTimeout(armed?.timer);
+    // `at` may have passed already: Node warns of a negative delay.
+    const delayMs = Math.max(0, at - Date.now());
     const timer = setTimeout(() => {
       this.lingerTimers.delete(group);
       this.pump();
-    }, at - Date.now());
+    }, delayMs);
     this.lingerTimers.set(group, { at, timer });
   }
 

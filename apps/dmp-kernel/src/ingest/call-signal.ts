@@ -35,7 +35,7 @@ export function callSignal(call: CancellableCall): {
     call.once('cancelled', onCancelled);
     // setTimeout's limit is 2^31-1 ms (about 24.8 days); a later deadline is as good as none.
     if (Number.isFinite(deadline) && deadline - Date.now() < 2 ** 31 - 1)
-      timer = setTimeout(() => abort('deadline'), deadline - Date.now());
+      timer = setTimeout(() => abort('deadline'), Math.max(0, deadline - Date.now()));
   }
   return {
     signal: controller.signal,
