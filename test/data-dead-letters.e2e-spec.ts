@@ -9,6 +9,7 @@ import { ClickHouseRepository, type DeadLetterRecord } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
+  chainTopicTypes,
   createRocketmqResources,
   dropDatabaseInBackground,
   readMetric,
@@ -69,12 +70,7 @@ describe('dmp-data through a storage outage longer than its delivery limit', () 
 
   before(async () => {
     await createRocketmqResources({
-      topics: {
-        [topics.event]: 'FIFO',
-        [topics.snapshot]: 'FIFO',
-        [topics.alarm]: 'FIFO',
-        [topics.deadLetter]: 'NORMAL',
-      },
+      topics: chainTopicTypes(topics),
       // The dead-letter group waits for ClickHouse as long as it takes: no broker retry limit in reach.
       groups: {
         [groups.data]: 'orderly',

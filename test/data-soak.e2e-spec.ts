@@ -9,6 +9,7 @@ import { ClickHouseRepository, stringList } from '@dmp/clickhouse';
 import type { NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
+  chainTopicTypes,
   createRocketmqResources,
   dropDatabaseInBackground,
   readMetric,
@@ -97,12 +98,7 @@ describe('dmp-data through crashes and broker restarts', () => {
 
   before(async () => {
     await createRocketmqResources({
-      topics: {
-        [topics.event]: 'FIFO',
-        [topics.snapshot]: 'FIFO',
-        [topics.alarm]: 'FIFO',
-        [topics.deadLetter]: 'NORMAL',
-      },
+      topics: chainTopicTypes(topics),
       groups: { [groups.data]: 'orderly', [groups.alarm]: 'orderly', [groups.deadLetter]: 'concurrently' },
     });
     await producer.start();

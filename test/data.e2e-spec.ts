@@ -19,6 +19,7 @@ import {
 import { errorMessage, StorageErrorCode, type DmpError, type NormalizedTelemetry } from '@dmp/contracts';
 import { RocketMqProducer } from '@dmp/messaging';
 import {
+  chainTopicTypes,
   createRocketmqResources,
   dropDatabaseInBackground,
   freePort,
@@ -254,12 +255,7 @@ describe('dmp-data', () => {
 
   before(async () => {
     await createRocketmqResources({
-      topics: {
-        [topics.event]: 'FIFO',
-        [topics.snapshot]: 'FIFO',
-        [topics.alarm]: 'FIFO',
-        [topics.deadLetter]: 'NORMAL',
-      },
+      topics: chainTopicTypes(topics),
       groups: {
         [CONSUMER_GROUP]: 'orderly',
         dmp_data_alarm_test: 'orderly',

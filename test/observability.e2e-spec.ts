@@ -17,6 +17,7 @@
  * The kernel's rule evaluation is off (it would consume the topics with a shared group).
  */
 import {
+  chainTopicTypes,
   createRocketmqResources,
   dropDatabaseInBackground,
   freePort,
@@ -343,12 +344,7 @@ describe('observability: dashboards, alert rules and `dmp bottleneck` against th
 
   before(async () => {
     await createRocketmqResources({
-      topics: {
-        [topics.event]: 'FIFO',
-        [topics.snapshot]: 'FIFO',
-        [topics.alarm]: 'FIFO',
-        [topics.deadLetter]: 'NORMAL',
-      },
+      topics: chainTopicTypes(topics),
       groups: {
         dmp_data_obs_test: 'orderly',
         dmp_data_alarm_obs_test: 'orderly',

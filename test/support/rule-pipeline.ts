@@ -17,6 +17,8 @@ import {
   type TelemetryRequest,
 } from '@dmp/contracts';
 import {
+  chainTopicTypes,
+  type ChainTopics,
   createRocketmqResources,
   freePort,
   startApp,
@@ -40,7 +42,7 @@ export interface PipelineNames {
   database: string;
   /** The kernel's Redis keys (state, alarms, outbox) under `dmp-<name>-e2e-<run>:`. */
   namespace: string;
-  topics: { event: string; snapshot: string; alarm: string; deadLetter: string };
+  topics: ChainTopics;
   groups: { rules: string; data: string; alarm: string; dlq: string };
 }
 
@@ -68,13 +70,7 @@ export async function createPipelineResources(
 ): Promise<void> {
   const { topics, groups } = names;
   await createRocketmqResources({
-    topics: {
-      [topics.event]: 'FIFO',
-      [topics.snapshot]: 'FIFO',
-      [topics.alarm]: 'FIFO',
-      [topics.deadLetter]: 'NORMAL',
-      ...extra.topics,
-    },
+    topics: { ...chainTopicTypes(topics), ...extra.topics },
     groups: {
       [groups.rules]: 'orderly',
       [groups.data]: 'orderly',

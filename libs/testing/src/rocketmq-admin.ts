@@ -23,6 +23,24 @@ export interface RocketmqResources {
   groups?: Record<string, 'orderly' | 'concurrently' | { orderly: boolean; retryMaxTimes: number }>;
 }
 
+/** The chain's topics under a test's own names. */
+export interface ChainTopics {
+  event: string;
+  snapshot: string;
+  alarm: string;
+  deadLetter: string;
+}
+
+/** The chain's topics with the message type each carries (as docker/rocketmq/topics.txt has DMP's own). */
+export function chainTopicTypes(topics: ChainTopics): Record<string, TopicType> {
+  return {
+    [topics.event]: 'FIFO',
+    [topics.snapshot]: 'FIFO',
+    [topics.alarm]: 'FIFO',
+    [topics.deadLetter]: 'NORMAL',
+  };
+}
+
 /** The name server of the stack the tests use (the apps reach RocketMQ through its proxy instead). */
 const nameServerSection = z
   .object({ ROCKETMQ_NAMESRV_ADDR: z.string().default('127.0.0.1:9876') })
