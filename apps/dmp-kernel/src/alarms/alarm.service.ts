@@ -1,4 +1,10 @@
-import { AlarmErrorCode, type AlarmEvent, DmpError, OutboxErrorCode } from '@dmp/contracts';
+import {
+  AlarmErrorCode,
+  type AlarmEvent,
+  DmpError,
+  type NormalizedTelemetry,
+  OutboxErrorCode,
+} from '@dmp/contracts';
 import { backoffDelay } from '@dmp/flow';
 import { MetricsRegistry } from '@dmp/observability';
 import {
@@ -28,7 +34,7 @@ import { WebhookDispatcher } from '../actions/webhook.dispatcher';
 import { CommandLedger } from '../commands/command.ledger';
 import { KERNEL_CONFIG, type KernelConfig } from '../config';
 import { RuleSetHolder } from '../rules/rule-set.holder';
-import { type Completion, DeviceStateStore } from '../state/device-state.store';
+import { DeviceStateStore } from '../state/device-state.store';
 import { KeyedMutex } from '../state/keyed-mutex';
 import { AlarmStore } from './alarm.store';
 
@@ -95,7 +101,7 @@ export class AlarmService {
     deviceId: string,
     transitions: readonly Transition[],
     actions: readonly PlannedAction[],
-    message?: { stateKey: string; completion: Completion; outbox: readonly OutboxEntry[] },
+    message?: { telemetry: NormalizedTelemetry; topic: string; outbox: readonly OutboxEntry[] },
   ): Promise<CommitResult> {
     // The trace the transitions are decided in (the message's, the timer's, the acknowledgement's).
     const traceId = currentTraceId();
@@ -120,7 +126,12 @@ export class AlarmService {
       transitions: stamped,
       outbox: entries,
       leaseUntil: this.leaseUntil(entries),
-      ...(message ? { message } : {}),
+      ...(message && {
+        message: {
+          stateKey: this.stateStore.key(deviceId),
+          completion: this.stateStore.completion(message.telemetry, message.topic),
+        },
+      }),
     });
     if (outcome.kind !== 'committed') return outcome;
     for (const { transition, event } of stamped)

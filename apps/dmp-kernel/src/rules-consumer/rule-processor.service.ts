@@ -253,11 +253,7 @@ export class RuleProcessor {
     before: DeviceState,
     plan: CommitPlan,
   ): Promise<void> {
-    const message = {
-      stateKey: this.stateStore.key(telemetry.deviceId),
-      completion: this.stateStore.completion(telemetry, topic),
-      outbox: plan.outbox,
-    };
+    const message = { telemetry, topic, outbox: plan.outbox };
     let { transitions, triggered } = plan;
     for (let round = 0; ; round++) {
       const result = await this.alarms.commit(telemetry.deviceId, transitions, triggered, message);
